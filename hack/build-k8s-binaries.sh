@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the real control-plane binaries the tests and the demo run:
+# kube-apiserver, kube-controller-manager and kubectl from k8s.io/kubernetes, and
+# etcd from go.etcd.io/etcd/server/v3, through the Go module proxy, into a cache
+# outside the repo keyed by version. Prints the directory that holds them.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.34.4}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
+BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+K8S_TOOLS=(kube-apiserver kube-controller-manager kubectl)
+
+log() { echo "build-k8s-binaries: $*" >&2; }
+
+have_all() {
+  local b
+  for b in "${K8S_TOOLS[@]}" etcd; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
+}
+
+if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+  echo "$KUBEBUILDER_ASSETS"
+  exit 0
+fi
+if have_all; then
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+command -v go >/dev/null || { log "go is required to build the control plane (or set KUBEBUILDER_ASSETS)"; exit 1; }
+mkdir -p "$BIN_DIR"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+build_kubernetes() {
+  local start=$SECONDS minor=${K8S_VERSION#v1.} gomod
+  log "building ${K8S_TOOLS[*]} from k8s.io/kubernetes $K8S_VERSION (cold: many minutes)"
+  mkdir -p "$work/k8s" && cd "$work/k8s"
+  go mod init pnc.local/k8s-binaries >/dev/null 2>&1
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  # Upstream replaces every staging module with a local path; point each at its published v0.Y.Z instead.
+  local staging=() m
+  mapfile -t staging < <(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")
+  ((${#staging[@]} > 0)) || { log "no staging replaces found in $gomod"; exit 1; }
+  for m in "${staging[@]}"; do go mod edit -replace="$m=$m@v0.${minor}"; done
+  local pkgs=() t
+  for t in "${K8S_TOOLS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$t"); done
+  # An explicit version on every package: a bare `go get` would upgrade to the newest release.
+  go get "${pkgs[@]/%/@$K8S_VERSION}" >/dev/null
+  go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*}" -o "$BIN_DIR/" "${pkgs[@]}"
+  log "built ${K8S_TOOLS[*]} in $((SECONDS - start)) s"
+}
+
+build_etcd() {
+  local start=$SECONDS
+  log "building etcd from go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+  mkdir -p "$work/etcd" && cd "$work/etcd"
+  go mod init pnc.local/etcd-binary >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null
+  go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3
+  log "built etcd in $((SECONDS - start)) s"
+}
+
+for b in "${K8S_TOOLS[@]}"; do
+  [[ -x "$BIN_DIR/$b" ]] || { build_kubernetes; break; }
+done
+[[ -x "$BIN_DIR/etcd" ]] || build_etcd
+echo "$BIN_DIR"

@@ -1,0 +1,47 @@
+// `npm test`: build, typecheck, lint, then every vitest project; the last line is "N passed, N failed".
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+
+interface VitestJson {
+  numPassedTests: number;
+  numFailedTests: number;
+  numPendingTests: number;
+  numTodoTests: number;
+  numFailedTestSuites: number;
+}
+
+const npx = (args: string[]) => spawnSync('npx', args, { stdio: 'inherit' }).status === 0;
+
+let passed = 0;
+let failed = 0;
+for (const [name, args] of [
+  ['build', ['node', 'hack/build.ts']],
+  ['typecheck', ['tsc', '-p', 'tsconfig.json']],
+  ['lint', ['eslint', '.']],
+] as const) {
+  console.log(`\n== ${name}`);
+  if (npx([...args])) passed++;
+  else {
+    failed++;
+    console.log(`FAILED: ${name}`);
+  }
+}
+
+mkdirSync('.test-results', { recursive: true });
+const report = '.test-results/vitest.json';
+rmSync(report, { force: true });
+console.log('\n== vitest');
+npx(['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)]);
+let skipped = 0;
+try {
+  const result = JSON.parse(readFileSync(report, 'utf8')) as VitestJson;
+  passed += result.numPassedTests;
+  // A file that fails to load has no failed test, only a failed suite: count it.
+  failed += Math.max(result.numFailedTests, result.numFailedTestSuites);
+  skipped = result.numPendingTests + result.numTodoTests;
+} catch (error) {
+  console.log(`FAILED: no vitest report (${(error as Error).message})`);
+  failed++;
+}
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(failed === 0 ? 0 : 1);
