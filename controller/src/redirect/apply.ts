@@ -1,0 +1,171 @@
+// Effects: programming, verifying and removing the rules inside a pod's netns.
+// Per family, a new pod costs one iptables-restore --noflush and one iptables-save (to verify);
+// an existing ruleset costs one save when it already matches, else save, restore, save.
+import { stat } from 'node:fs/promises';
+import { runInNetns } from './exec.ts';
+import { BackendMixError, RedirectError } from './errors.ts';
+import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
+import { renderPlan, rulesHash } from './render.ts';
+import { freshTransaction, isEmptyState, ownedState, removeTransaction, replaceTransaction, stateDiff, type OwnedState } from './ruleset.ts';
+import { FAMILIES, type Family, type RedirectPlan } from './types.ts';
+
+export interface EngineOptions {
+  mode?: IptablesMode;
+}
+
+/** iptables-nft-save prints this when the netns also has legacy tables. */
+const LEGACY_TABLES_WARNING = 'iptables-legacy tables present';
+
+interface Saved {
+  state: OwnedState;
+  otherBackendPresent: boolean;
+}
+
+async function save(netnsPath: string, mode: IptablesMode, family: Family): Promise<Saved> {
+  const binary = iptablesBinary(mode, family, 'save');
+  const result = await runInNetns(netnsPath, [binary, '-t', 'nat']);
+  if (result.code !== 0) {
+    throw new RedirectError(netnsPath, `${binary} -t nat failed (exit ${result.code}): ${result.stderr.trim()}`);
+  }
+  const output = result.stdout + result.stderr;
+  return { state: ownedState(result.stdout), otherBackendPresent: output.includes(LEGACY_TABLES_WARNING) };
+}
+
+async function restore(netnsPath: string, mode: IptablesMode, family: Family, payload: string): Promise<void> {
+  const binary = iptablesBinary(mode, family, 'restore');
+  const result = await runInNetns(netnsPath, [binary, '--noflush', '--wait'], payload);
+  if (result.code !== 0) {
+    throw new RedirectError(netnsPath, `${binary} --noflush failed (exit ${result.code}): ${result.stderr.trim()}\npayload:\n${payload}`);
+  }
+}
+
+/**
+ * Refuses to program a netns whose other iptables backend already holds rules of ours
+ * (e.g. programmed under another mode): two backends in one netns make both unreliable.
+ */
+async function assertNotInOtherBackend(netnsPath: string, mode: IptablesMode, family: Family): Promise<void> {
+  const other: IptablesMode = mode === 'nft' ? 'legacy' : 'nft';
+  const result = await runInNetns(netnsPath, [iptablesBinary(other, family, 'save'), '-t', 'nat']);
+  if (result.code === 0 && !isEmptyState(ownedState(result.stdout))) {
+    throw new BackendMixError(
+      netnsPath,
+      `${family} redirect rules of this project exist in iptables-${other}; refusing to also program iptables-${mode} (remove them with --iptables-mode ${other} first)`,
+    );
+  }
+}
+
+function familyDiff(family: Family, diff: string, current: OwnedState): string {
+  if (isEmptyState(current)) return `--- ${family}: none of this project's chains or jumps are present`;
+  return `--- ${family} (- wanted, + found)\n${diff}`;
+}
+
+/**
+ * Refuses the netns this process runs in (the node's own, for the hostNetwork agent): a
+ * hostNetwork pod's "sandbox" is the node, and redirecting the node's traffic would break it.
+ */
+async function assertNotOwnNetns(netnsPath: string): Promise<void> {
+  let target;
+  try {
+    target = await stat(netnsPath);
+  } catch (error) {
+    throw new RedirectError(netnsPath, `cannot open the network namespace: ${(error as Error).message}`);
+  }
+  const own = await stat('/proc/self/ns/net');
+  if (target.ino === own.ino && target.dev === own.dev) {
+    throw new RedirectError(netnsPath, "is this process's own network namespace (the node's, for a hostNetwork pod); refusing to program it");
+  }
+}
+
+/** Runs a restore whose failure is an expected outcome (atomic: nothing changed); true when it applied. */
+async function tryRestore(netnsPath: string, mode: IptablesMode, family: Family, payload: string): Promise<boolean> {
+  const result = await runInNetns(netnsPath, [iptablesBinary(mode, family, 'restore'), '--noflush', '--wait'], payload);
+  return result.code === 0;
+}
+
+interface FamilyOutcome {
+  family: Family;
+  changed: boolean;
+  /** The ruleset read after changing it (or before, when nothing had to change). */
+  saved: Saved;
+}
+
+async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family, payload: string): Promise<FamilyOutcome> {
+  const desired = ownedState(payload);
+  // A new pod's netns has none of our chains: "-N" creates them and the transaction needs no
+  // prior read. If any exists, the restore fails as a whole (nothing changes) and we read and compare.
+  if (!(await tryRestore(netnsPath, mode, family, freshTransaction(payload)))) {
+    const current = await save(netnsPath, mode, family);
+    if (stateDiff(desired, current.state) === '') return { family, changed: false, saved: current };
+    if (current.otherBackendPresent) await assertNotInOtherBackend(netnsPath, mode, family);
+    await restore(netnsPath, mode, family, replaceTransaction(payload, current.state));
+  }
+  return { family, changed: true, saved: await save(netnsPath, mode, family) };
+}
+
+/**
+ * Makes the netns's rules match the plan: a no-op when they already do (changed: false),
+ * else one atomic restore per differing family; then reads them back and throws if they differ.
+ */
+export async function applyRedirect(
+  netnsPath: string,
+  plan: RedirectPlan,
+  opts: EngineOptions = {},
+): Promise<{ hash: string; changed: boolean }> {
+  await assertNotOwnNetns(netnsPath);
+  const mode = opts.mode ?? (await detectIptablesMode());
+  const rendered = renderPlan(plan);
+  const hash = rulesHash(rendered);
+  const [outcomes, guard] = await Promise.all([
+    Promise.allSettled(plan.families.map((family) => applyFamily(netnsPath, mode, family, rendered[family]!))),
+    // iptables-legacy-save says nothing about nft rules, so look at nft alongside (nft's save warns about legacy).
+    Promise.allSettled(mode === 'legacy' ? plan.families.map((family) => assertNotInOtherBackend(netnsPath, mode, family)) : []),
+  ]);
+  const changed = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' && outcome.value.changed ? [outcome.value] : []));
+  // nft's save (already done) warns when legacy tables exist: only then look at them.
+  const lateGuard = await Promise.allSettled(
+    changed.filter(({ saved }) => saved.otherBackendPresent).map(({ family }) => assertNotInOtherBackend(netnsPath, mode, family)),
+  );
+  const errors = [...outcomes, ...guard, ...lateGuard].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
+  if (errors.some((error) => error instanceof BackendMixError)) {
+    // Never leave our rules in two backends: undo what this call programmed, then report.
+    await Promise.allSettled(changed.map(({ family }) => removeFamily(netnsPath, mode, family)));
+  }
+  if (errors.length > 0) throw errors.find((error) => error instanceof BackendMixError) ?? errors[0];
+  const drift = changed
+    .map(({ family, saved }) => ({ family, diff: stateDiff(ownedState(rendered[family]!), saved.state), current: saved.state }))
+    .filter(({ diff }) => diff !== '');
+  if (drift.length > 0) {
+    throw new RedirectError(
+      netnsPath,
+      `rules differ from the plan right after applying (pod ${plan.pod}):\n${drift.map((d) => familyDiff(d.family, d.diff, d.current)).join('\n')}`,
+    );
+  }
+  return { hash, changed: changed.length > 0 };
+}
+
+/** Reads the netns's rules back; ok when our part equals the plan, else a readable diff. */
+export async function verifyRedirect(
+  netnsPath: string,
+  plan: RedirectPlan,
+  opts: EngineOptions = {},
+): Promise<{ ok: boolean; diff: string }> {
+  const mode = opts.mode ?? (await detectIptablesMode());
+  const rendered = renderPlan(plan);
+  const saved = await Promise.all(plan.families.map((family) => save(netnsPath, mode, family)));
+  const diffs = plan.families
+    .map((family, index) => ({ family, diff: stateDiff(ownedState(rendered[family]!), saved[index]!.state), current: saved[index]!.state }))
+    .filter(({ diff }) => diff !== '');
+  return { ok: diffs.length === 0, diff: diffs.map((d) => familyDiff(d.family, d.diff, d.current)).join('\n') };
+}
+
+/** Deletes our jumps and chains in both families (one transaction each); others' rules stay. */
+export async function removeRedirect(netnsPath: string, opts: EngineOptions = {}): Promise<void> {
+  await assertNotOwnNetns(netnsPath);
+  const mode = opts.mode ?? (await detectIptablesMode());
+  await Promise.all(FAMILIES.map((family) => removeFamily(netnsPath, mode, family)));
+}
+
+async function removeFamily(netnsPath: string, mode: IptablesMode, family: Family): Promise<void> {
+  const transaction = removeTransaction((await save(netnsPath, mode, family)).state);
+  if (transaction !== undefined) await restore(netnsPath, mode, family, transaction);
+}

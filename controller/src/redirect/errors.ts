@@ -1,0 +1,37 @@
+// Typed errors of the redirect engine: callers (agent, CLI) map them to events and exit codes.
+
+/** A pod annotation (or a pod field) has a value the engine refuses; no plan is made. */
+export class AnnotationError extends Error {
+  override name = 'AnnotationError';
+  readonly pod: string;
+  readonly annotation: string;
+  readonly value: string;
+
+  constructor(pod: string, annotation: string, value: string, reason: string) {
+    super(`pod ${pod}: annotation ${annotation}=${JSON.stringify(value)}: ${reason}`);
+    this.pod = pod;
+    this.annotation = annotation;
+    this.value = value;
+  }
+}
+
+/** The node configuration is invalid (operator error, not a pod's). */
+export class NodeConfigError extends Error {
+  override name = 'NodeConfigError';
+}
+
+/** iptables/nsenter failed inside a netns, or the rules did not verify after applying. */
+export class RedirectError extends Error {
+  override name = 'RedirectError';
+  readonly netns: string;
+
+  constructor(netns: string, message: string) {
+    super(`netns ${netns}: ${message}`);
+    this.netns = netns;
+  }
+}
+
+/** The netns's other iptables backend already holds our rules; programming this one would mix them. */
+export class BackendMixError extends RedirectError {
+  override name = 'BackendMixError';
+}

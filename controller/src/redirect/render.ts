@@ -1,0 +1,100 @@
+// RedirectPlan -> one iptables-restore payload per family (pure). Rules are written
+// exactly as iptables-save prints them back, so verify can compare text with text.
+import { createHash } from 'node:crypto';
+import type { Family, RedirectPlan } from './types.ts';
+
+/** Comment on our jumps from the built-in chains: how replace/remove find exactly ours. */
+export const OWNER_COMMENT = 'pod-network-controller';
+
+/** Chains this project owns (Istio's names, so an unchanged istio-proxy works behind them). */
+export const OWNED_CHAINS = ['ISTIO_INBOUND', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT', 'ISTIO_REDIRECT'] as const;
+
+/** Our jumps from the built-in chains, one per line, as iptables-save prints them. */
+export const OWNED_JUMPS = [
+  `-A PREROUTING -p tcp -m comment --comment ${OWNER_COMMENT} -j ISTIO_INBOUND`,
+  `-A OUTPUT -m comment --comment ${OWNER_COMMENT} -j ISTIO_OUTPUT`,
+] as const;
+
+const LOOPBACK: Record<Family, { host: string; passthroughSource: string }> = {
+  ipv4: { host: '127.0.0.1/32', passthroughSource: '127.0.0.6/32' },
+  ipv6: { host: '::1/128', passthroughSource: '::6/128' },
+};
+
+/** "-d X " for a destination match; a /0 range matches everything, which iptables-save prints as nothing. */
+function destination(cidr: string): string {
+  return cidr.endsWith('/0') ? '' : `-d ${cidr} `;
+}
+
+function tcpPort(port: number): string {
+  return `-p tcp -m tcp --dport ${port}`;
+}
+
+/** The rules of one family, grouped by chain, in rule order. */
+export function renderChains(plan: RedirectPlan, family: Family): Record<(typeof OWNED_CHAINS)[number], string[]> {
+  const { inbound, outbound } = plan;
+  const loop = LOOPBACK[family];
+
+  const inboundRules = inbound.excludePorts.map((port) => `${tcpPort(port)} -j RETURN`);
+  if (inbound.includePorts === '*') inboundRules.push('-p tcp -j ISTIO_IN_REDIRECT');
+  else inboundRules.push(...inbound.includePorts.map((port) => `${tcpPort(port)} -j ISTIO_IN_REDIRECT`));
+
+  const outputRules = outbound.excludePorts.map((port) => `${tcpPort(port)} -j RETURN`);
+  if (plan.captureDns) {
+    // The proxy's own DNS queries go out; everyone else's go to the proxy's DNS port.
+    for (const proto of ['udp', 'tcp']) {
+      outputRules.push(
+        `-p ${proto} -m ${proto} --dport 53 -m owner --uid-owner ${plan.proxyUid} -j RETURN`,
+        `-p ${proto} -m ${proto} --dport 53 -m owner --gid-owner ${plan.proxyGid} -j RETURN`,
+      );
+    }
+    outputRules.push(
+      `-p udp -m udp --dport 53 -j REDIRECT --to-ports ${plan.dnsPort}`,
+      `-p tcp -m tcp --dport 53 -j REDIRECT --to-ports ${plan.dnsPort}`,
+    );
+  }
+  // Inbound passthrough: the proxy forwards inbound traffic to the app from this source.
+  outputRules.push(`-s ${loop.passthroughSource} -o lo -j RETURN`);
+  for (const [match, id] of [['--uid-owner', plan.proxyUid], ['--gid-owner', plan.proxyGid]] as const) {
+    outputRules.push(
+      // Proxy -> own pod IP over lo (app -> service VIP -> itself): treat as inbound.
+      `! -d ${loop.host} -o lo -m owner ${match} ${id} -j ISTIO_IN_REDIRECT`,
+      `-o lo -m owner ! ${match} ${id} -j RETURN`,
+      `-m owner ${match} ${id} -j RETURN`,
+    );
+  }
+  outputRules.push(`-d ${loop.host} -j RETURN`);
+  outputRules.push(...outbound.excludeCidrs[family].map((cidr) => `${destination(cidr)}-j RETURN`));
+  outputRules.push(...outbound.includePorts.map((port) => `${tcpPort(port)} -j ISTIO_REDIRECT`));
+  if (outbound.includeCidrs === '*') outputRules.push('-j ISTIO_REDIRECT');
+  else outputRules.push(...outbound.includeCidrs[family].map((cidr) => `${destination(cidr)}-j ISTIO_REDIRECT`));
+
+  return {
+    ISTIO_INBOUND: inboundRules,
+    ISTIO_IN_REDIRECT: [`-p tcp -j REDIRECT --to-ports ${plan.inboundPort}`],
+    ISTIO_OUTPUT: outputRules,
+    ISTIO_REDIRECT: [`-p tcp -j REDIRECT --to-ports ${plan.outboundPort}`],
+  };
+}
+
+/** One `iptables-restore --noflush` payload per family of the plan. */
+export function renderPlan(plan: RedirectPlan): Partial<Record<Family, string>> {
+  const rendered: Partial<Record<Family, string>> = {};
+  for (const family of plan.families) {
+    const chains = renderChains(plan, family);
+    const lines = ['*nat', ...OWNED_CHAINS.map((chain) => `:${chain} - [0:0]`), ...OWNED_JUMPS];
+    for (const chain of OWNED_CHAINS) lines.push(...chains[chain].map((rule) => `-A ${chain} ${rule}`));
+    lines.push('COMMIT');
+    rendered[family] = lines.join('\n') + '\n';
+  }
+  return rendered;
+}
+
+/** 16 hex chars of sha256 over the payloads in family order; what the pod's mark records. */
+export function rulesHash(rendered: Partial<Record<Family, string>>): string {
+  const hash = createHash('sha256');
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const payload = rendered[family];
+    if (payload !== undefined) hash.update(`${family}\n${payload}\0`);
+  }
+  return hash.digest('hex').slice(0, 16);
+}

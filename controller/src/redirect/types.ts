@@ -1,0 +1,81 @@
+// Types shared by the redirect engine's pure parts (plan, render) and its effects (apply).
+
+export type Family = 'ipv4' | 'ipv6';
+export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
+
+/** The parts of a Pod the engine reads; structurally compatible with client-node's V1Pod. */
+export interface PodLike {
+  metadata?: { name?: string; namespace?: string; uid?: string; annotations?: Record<string, string> };
+  spec?: unknown;
+  status?: unknown;
+}
+
+/** Node-wide settings: set by the operator (flags/env of the agent), never by a pod. */
+export interface NodeRedirectConfig {
+  proxyUid: number;
+  proxyGid: number;
+  /** Envoy's outbound capture port (ISTIO_REDIRECT target). */
+  outboundPort: number;
+  /** Envoy's inbound capture port (ISTIO_IN_REDIRECT target). */
+  inboundPort: number;
+  /** Port of the proxy's DNS server, used only when captureDns is on. */
+  dnsPort: number;
+  captureDns: boolean;
+  families: Family[];
+  /** Inbound ports never redirected, added to the built-in ones (15008, 15020, 15021, 15090). */
+  excludeInboundPorts: number[];
+  /** Outbound ports never redirected, on every pod of the node. */
+  excludeOutboundPorts: number[];
+  /** Outbound destinations never redirected, on every pod of the node; either family. */
+  excludeOutboundCidrs: string[];
+}
+
+/** CIDRs split by family, each in the canonical text iptables-save prints. */
+export interface CidrsByFamily {
+  ipv4: string[];
+  ipv6: string[];
+}
+
+/**
+ * Everything needed to render the rules of one pod; every value already validated.
+ * Lists are sorted and de-duplicated so equal intent gives equal rules (and hash).
+ */
+export interface RedirectPlan {
+  /** "namespace/name", for messages. */
+  pod: string;
+  families: Family[];
+  proxyUid: number;
+  proxyGid: number;
+  outboundPort: number;
+  inboundPort: number;
+  dnsPort: number;
+  captureDns: boolean;
+  inbound: {
+    /** '*' = every port not excluded; a list = only these; [] = no inbound capture. */
+    includePorts: '*' | number[];
+    excludePorts: number[];
+  };
+  outbound: {
+    /** '*' = every destination not excluded; per-family lists otherwise (empty = none). */
+    includeCidrs: '*' | CidrsByFamily;
+    excludeCidrs: CidrsByFamily;
+    includePorts: number[];
+    excludePorts: number[];
+  };
+}
+
+/** Ports Istio's sidecar uses itself and that are never captured inbound. */
+export const BUILTIN_EXCLUDED_INBOUND_PORTS: readonly number[] = [15008, 15020, 15021, 15090];
+
+export const DEFAULT_NODE_CONFIG: NodeRedirectConfig = Object.freeze({
+  proxyUid: 1337,
+  proxyGid: 1337,
+  outboundPort: 15001,
+  inboundPort: 15006,
+  dnsPort: 15053,
+  captureDns: false,
+  families: ['ipv4', 'ipv6'] as Family[],
+  excludeInboundPorts: [] as number[],
+  excludeOutboundPorts: [] as number[],
+  excludeOutboundCidrs: [] as string[],
+});

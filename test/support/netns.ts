@@ -1,0 +1,218 @@
+// Test helpers for real network namespaces: create/destroy netns and veth links, run
+// programs inside them, and real TCP listeners/clients that report who answered.
+// Everything takes argument arrays (no shell) and names are unique per process.
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+export const ROOT_SKIP_MESSAGE = 'skipped: needs root (network namespaces and iptables); CI runs it as root';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs argv synchronously; never through a shell. */
+export function run(argv: string[], input?: string): RunResult {
+  const [program, ...args] = argv;
+  const result = spawnSync(program!, args, { input, encoding: 'utf8', timeout: 60_000 });
+  return { code: result.status ?? 128, stdout: result.stdout ?? '', stderr: (result.stderr ?? '') + (result.error?.message ?? '') };
+}
+
+/** Like run, but throws with the command and its stderr when it fails. */
+export function must(argv: string[], input?: string): string {
+  const result = run(argv, input);
+  if (result.code !== 0) throw new Error(`${argv.join(' ')} failed (${result.code}): ${result.stderr.trim()}`);
+  return result.stdout;
+}
+
+/** Runs argv inside the netns at path (e.g. /run/netns/NAME). */
+export function runInNetns(netnsPath: string, argv: string[], input?: string): RunResult {
+  return run(['nsenter', `--net=${netnsPath}`, '--', ...argv], input);
+}
+
+let counter = 0;
+/** A short unique name (interface names are limited to 15 characters). */
+export function uniqueName(prefix: string): string {
+  counter++;
+  return `${prefix}${(process.pid % 100000).toString(36)}${counter.toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(0, 15);
+}
+
+export interface TestNetns {
+  name: string;
+  path: string;
+}
+
+/** `ip netns add` with loopback up. Delete with deleteNetns (in afterAll/finally). */
+export function createNetns(prefix = 'pnct'): TestNetns {
+  const name = uniqueName(prefix);
+  must(['ip', 'netns', 'add', name]);
+  must(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+  return { name, path: `/run/netns/${name}` };
+}
+
+/** Deletes the netns (and with it its veth ends and rules); ignores one already gone. */
+export function deleteNetns(netns: TestNetns | undefined): void {
+  if (netns) run(['ip', 'netns', 'del', netns.name]);
+}
+
+export interface LinkEnd {
+  netns: TestNetns;
+  /** Addresses with prefix, e.g. 192.0.2.1/24 and 2001:db8::1/64 (IPv6 ones get nodad: usable at once). */
+  addresses: string[];
+}
+
+/** A veth pair between two netns with the given addresses, both ends up. Returns the interface names. */
+export function connectNetns(a: LinkEnd, b: LinkEnd): [string, string] {
+  const nameA = uniqueName('va');
+  const nameB = uniqueName('vb');
+  must(['ip', '-n', a.netns.name, 'link', 'add', nameA, 'type', 'veth', 'peer', 'name', nameB, 'netns', b.netns.name]);
+  for (const [end, ifname] of [[a, nameA], [b, nameB]] as const) {
+    for (const address of end.addresses) {
+      must(['ip', '-n', end.netns.name, 'addr', 'add', address, 'dev', ifname, ...(address.includes(':') ? ['nodad'] : [])]);
+    }
+    must(['ip', '-n', end.netns.name, 'link', 'set', ifname, 'up']);
+  }
+  return [nameA, nameB];
+}
+
+/**
+ * A node binary any UID can execute (test clients run as app and proxy UIDs): this one when
+ * every parent directory is world-searchable, else a hard link (a copy across filesystems) at a
+ * fixed path per node binary in the temp dir. Shared by all test processes and kept, so runs
+ * never pile up copies (test workers are killed without running exit handlers).
+ */
+export function nodeForAnyUser(): string {
+  let dir = dirname(process.execPath);
+  let reachable = (statSync(process.execPath).mode & 0o001) !== 0;
+  while (reachable && dir !== dirname(dir)) {
+    reachable = (statSync(dir).mode & 0o001) !== 0;
+    dir = dirname(dir);
+  }
+  if (reachable) return process.execPath;
+  const binary = statSync(process.execPath);
+  const key = createHash('sha256').update(`${process.execPath}:${binary.size}:${binary.mtimeMs}`).digest('hex').slice(0, 12);
+  const shared = join(tmpdir(), `pnc-test-node-${key}`);
+  const path = join(shared, 'node');
+  if (existsSync(path)) return path;
+  mkdirSync(shared, { recursive: true, mode: 0o755 });
+  chmodSync(shared, 0o755);
+  // Link (or copy) under a private name, then rename: concurrent test processes never see half a file.
+  const staging = join(shared, `node.${process.pid}.tmp`);
+  try {
+    linkSync(process.execPath, staging);
+  } catch {
+    copyFileSync(process.execPath, staging);
+    chmodSync(staging, 0o755);
+  }
+  renameSync(staging, path);
+  return path;
+}
+
+// Each listener accepts on :: (IPv4 and IPv6) and answers "<name>:<port>" (TCP) or
+// "<name>:udp:<port>" (UDP, port given as "udp:N"), so the client learns which socket got it.
+const LISTENER = `
+const net = require('node:net');
+const dgram = require('node:dgram');
+const [name, ...ports] = process.argv.slice(1);
+let ready = 0;
+const up = () => { if (++ready === ports.length) console.log('ready'); };
+for (const port of ports) {
+  if (port.startsWith('udp:')) {
+    const socket = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+    socket.on('message', (_msg, from) => socket.send(name + ':' + port, from.port, from.address));
+    socket.bind(Number(port.slice(4)), '::', up);
+  } else {
+    net.createServer((socket) => socket.end(name + ':' + port + '\\n'))
+      .listen({ port: Number(port), host: '::', ipv6Only: false }, up);
+  }
+}
+`;
+
+// Reads {"id","host","port","udp"} lines and answers {"id","reply"} with what the server said, or ERR:<code>.
+const CLIENT = `
+const net = require('node:net');
+const dgram = require('node:dgram');
+require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  const { id, host, port, udp } = JSON.parse(line);
+  let done = false;
+  const finish = (reply) => { if (!done) { done = true; process.stdout.write(JSON.stringify({ id, reply }) + '\\n'); } };
+  if (udp) {
+    const socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    const timer = setTimeout(() => { socket.close(); finish('ERR:timeout'); }, 3000);
+    socket.on('message', (msg) => { clearTimeout(timer); socket.close(); finish(String(msg)); });
+    socket.on('error', (error) => { clearTimeout(timer); finish('ERR:' + error.code); });
+    socket.send('ping', port, host);
+    return;
+  }
+  let data = '';
+  const socket = net.connect({ host, port });
+  socket.setTimeout(3000, () => { socket.destroy(); finish('ERR:timeout'); });
+  socket.on('data', (chunk) => { data += chunk; });
+  socket.on('end', () => finish(data.trim()));
+  socket.on('error', (error) => finish('ERR:' + error.code));
+});
+console.log(JSON.stringify({ ready: true }));
+`;
+
+function startNodeInNetns(netnsPath: string, code: string, args: string[], identity?: { uid: number; gid: number }): ChildProcessWithoutNullStreams {
+  const ids = identity ? ['--setuid', String(identity.uid), '--setgid', String(identity.gid)] : [];
+  return spawn('nsenter', [`--net=${netnsPath}`, ...ids, '--', nodeForAnyUser(), '-e', code, ...args], { stdio: 'pipe' });
+}
+
+function firstLine(child: ChildProcessWithoutNullStreams, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('exit', (code) => reject(new Error(`${what} exited (${code}) before ready: ${stderr}`)));
+    child.stdout.once('data', () => resolve());
+  });
+}
+
+export interface Listeners {
+  stop(): void;
+}
+
+/** Listeners on the given ports (all addresses; "udp:N" for UDP) inside the netns, answering "<name>:<port>". */
+export async function startListeners(netnsPath: string, name: string, ports: (number | `udp:${number}`)[]): Promise<Listeners> {
+  const child = startNodeInNetns(netnsPath, LISTENER, [name, ...ports.map(String)]);
+  await firstLine(child, `listeners ${name}`);
+  return { stop: () => child.kill('SIGKILL') };
+}
+
+export interface TcpClient {
+  /** Connects to host:port and resolves with the server's answer ("<name>:<port>") or "ERR:<code>". */
+  connect(host: string, port: number): Promise<string>;
+  /** Sends one UDP datagram to host:port and resolves with the answer ("<name>:udp:<port>") or "ERR:<code>". */
+  udp(host: string, port: number): Promise<string>;
+  stop(): void;
+}
+
+/** A long-lived client process inside the netns running as uid/gid (one process, many connections). */
+export async function startClient(netnsPath: string, identity: { uid: number; gid: number }): Promise<TcpClient> {
+  const child = startNodeInNetns(netnsPath, CLIENT, [], identity);
+  await firstLine(child, `client uid ${identity.uid}`);
+  const pending = new Map<number, (reply: string) => void>();
+  let nextId = 0;
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const { id, reply } = JSON.parse(line) as { id: number; reply: string };
+    pending.get(id)?.(reply);
+    pending.delete(id);
+  });
+  const request = (host: string, port: number, udp: boolean) =>
+    new Promise<string>((resolve) => {
+      const id = nextId++;
+      pending.set(id, resolve);
+      child.stdin.write(JSON.stringify({ id, host, port, udp }) + '\n');
+    });
+  return {
+    connect: (host, port) => request(host, port, false),
+    udp: (host, port) => request(host, port, true),
+    stop: () => child.kill('SIGKILL'),
+  };
+}

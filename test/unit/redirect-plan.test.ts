@@ -1,0 +1,220 @@
+// planFromPod: Istio annotations honoured, bad values refused with a typed error naming
+// pod, annotation and value, and fuzzed parsers that never yield an invalid plan.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  AnnotationError,
+  DEFAULT_NODE_CONFIG,
+  NodeConfigError,
+  planFromPod,
+  type NodeRedirectConfig,
+  type RedirectPlan,
+} from '../../controller/src/redirect/index.ts';
+
+const A = {
+  mode: 'sidecar.istio.io/interceptionMode',
+  inInclude: 'traffic.sidecar.istio.io/includeInboundPorts',
+  inExclude: 'traffic.sidecar.istio.io/excludeInboundPorts',
+  outRanges: 'traffic.sidecar.istio.io/includeOutboundIPRanges',
+  outExcludeRanges: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
+  outPorts: 'traffic.sidecar.istio.io/includeOutboundPorts',
+  outExcludePorts: 'traffic.sidecar.istio.io/excludeOutboundPorts',
+} as const;
+
+const pod = (annotations: Record<string, string>) => ({ metadata: { namespace: 'shop', name: 'cart-7d9', annotations } });
+const plan = (annotations: Record<string, string>, config: Partial<NodeRedirectConfig> = {}) =>
+  planFromPod(pod(annotations), { ...DEFAULT_NODE_CONFIG, ...config });
+
+function expectAnnotationError(annotations: Record<string, string>, annotation: string, value: string, config?: Partial<NodeRedirectConfig>) {
+  let caught: unknown;
+  try {
+    plan(annotations, config);
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught).toBeInstanceOf(AnnotationError);
+  const error = caught as AnnotationError;
+  expect({ pod: error.pod, annotation: error.annotation, value: error.value }).toEqual({ pod: 'shop/cart-7d9', annotation, value });
+  expect(error.message).toContain('shop/cart-7d9');
+  expect(error.message).toContain(annotation);
+  expect(error.message).toContain(JSON.stringify(value));
+}
+
+describe('planFromPod defaults', () => {
+  it('captures everything in both families with Istio ports and the proxy identity from the node', () => {
+    expect(plan({})).toEqual({
+      pod: 'shop/cart-7d9',
+      families: ['ipv4', 'ipv6'],
+      proxyUid: 1337,
+      proxyGid: 1337,
+      outboundPort: 15001,
+      inboundPort: 15006,
+      dnsPort: 15053,
+      captureDns: false,
+      inbound: { includePorts: '*', excludePorts: [15008, 15020, 15021, 15090] },
+      outbound: { includeCidrs: '*', excludeCidrs: { ipv4: [], ipv6: [] }, includePorts: [], excludePorts: [] },
+    } satisfies RedirectPlan);
+  });
+
+  it('takes ports, identity, DNS capture and families from the node config', () => {
+    const result = plan({}, { proxyUid: 2000, proxyGid: 2001, outboundPort: 16001, inboundPort: 16006, captureDns: true, families: ['ipv6'], excludeInboundPorts: [22] });
+    expect(result).toMatchObject({ proxyUid: 2000, proxyGid: 2001, outboundPort: 16001, inboundPort: 16006, captureDns: true, families: ['ipv6'] });
+    expect(result.inbound.excludePorts).toEqual([22, 15008, 15020, 15021, 15090]);
+  });
+});
+
+describe('planFromPod honours Istio annotations', () => {
+  it('parses lists (spaces, duplicates, order) into sorted unique values', () => {
+    const result = plan({
+      [A.mode]: 'REDIRECT',
+      [A.inInclude]: ' 9443, 8080,8080 ',
+      [A.inExclude]: '15020,22',
+      [A.outExcludeRanges]: '10.1.2.3/8, 2001:DB8:0::1/48,169.254.169.254',
+      [A.outPorts]: '443,80',
+      [A.outExcludePorts]: '5432',
+    });
+    expect(result.inbound).toEqual({ includePorts: [8080, 9443], excludePorts: [22, 15008, 15020, 15021, 15090] });
+    expect(result.outbound).toEqual({
+      includeCidrs: '*',
+      excludeCidrs: { ipv4: ['10.0.0.0/8', '169.254.169.254/32'], ipv6: ['2001:db8::/48'] },
+      includePorts: [80, 443],
+      excludePorts: [5432],
+    });
+  });
+
+  it('splits include ranges by family; empty include means no capture', () => {
+    expect(plan({ [A.outRanges]: '10.0.0.0/8,fd00::/8' }).outbound.includeCidrs).toEqual({ ipv4: ['10.0.0.0/8'], ipv6: ['fd00::/8'] });
+    expect(plan({ [A.outRanges]: '' }).outbound.includeCidrs).toEqual({ ipv4: [], ipv6: [] });
+    expect(plan({ [A.inInclude]: '' }).inbound.includePorts).toEqual([]);
+    expect(plan({ [A.outRanges]: '*' }).outbound.includeCidrs).toBe('*');
+  });
+
+  it('never lets an annotation change the proxy identity', () => {
+    const result = plan({ 'sidecar.istio.io/proxyUID': '0', 'sidecar.istio.io/proxyGID': '0', 'traffic.sidecar.istio.io/proxyUid': '1000' });
+    expect([result.proxyUid, result.proxyGid]).toEqual([1337, 1337]);
+  });
+});
+
+describe('planFromPod refuses bad values', () => {
+  it.each([
+    [A.inInclude, '80,abc'],
+    [A.inInclude, '0'],
+    [A.inInclude, '70000'],
+    [A.inInclude, '*,80'],
+    [A.inInclude, '80,,81'],
+    [A.inInclude, '80;rm -rf /'],
+    [A.inExclude, '$(reboot)'],
+    [A.inExclude, '-1'],
+    [A.outPorts, '08080'],
+    [A.outPorts, '443 80'],
+    [A.outExcludePorts, '`id`'],
+    [A.outRanges, '10.0.0.0/33'],
+    [A.outRanges, '10.0.0.0/8|sh'],
+    [A.outExcludeRanges, '::/129'],
+    [A.outExcludeRanges, '256.1.1.1'],
+    [A.outExcludeRanges, '1:2:3:4:5:6:7:8:9/64'],
+    [A.outExcludeRanges, '10.0.0.0/08'],
+    [A.outExcludeRanges, 'fe80::1%eth0/64'],
+    [A.outExcludeRanges, '*'],
+    [A.mode, 'TPROXY'],
+    [A.mode, 'NONE'],
+    [A.mode, 'redirect'],
+  ])('%s=%j', (annotation, value) => {
+    expectAnnotationError({ [annotation]: value }, annotation, value);
+  });
+
+  it('refuses an IPv4 range in an IPv6-only plan and an IPv6 range in an IPv4-only plan', () => {
+    expectAnnotationError({ [A.outExcludeRanges]: '2001:db8::/32,10.0.0.0/8' }, A.outExcludeRanges, '2001:db8::/32,10.0.0.0/8', { families: ['ipv6'] });
+    expectAnnotationError({ [A.outRanges]: '2001:db8::/32' }, A.outRanges, '2001:db8::/32', { families: ['ipv4'] });
+  });
+
+  it('refuses an empty include with a non-empty exclude', () => {
+    expectAnnotationError({ [A.inInclude]: '', [A.inExclude]: '8080' }, A.inExclude, '8080');
+    expectAnnotationError({ [A.outRanges]: ' ', [A.outExcludeRanges]: '10.0.0.0/8' }, A.outExcludeRanges, '10.0.0.0/8');
+  });
+
+  it('refuses a non-string annotation value (as an untyped client could send)', () => {
+    const bad = { metadata: { namespace: 'shop', name: 'cart-7d9', annotations: { [A.inInclude]: 8080 as unknown as string } } };
+    expect(() => planFromPod(bad)).toThrow(AnnotationError);
+  });
+
+  it('refuses a bad node config with NodeConfigError naming the field', () => {
+    expect(() => plan({}, { proxyUid: 0 })).toThrow(/proxyUid=0/);
+    expect(() => plan({}, { inboundPort: 70000 })).toThrow(NodeConfigError);
+    expect(() => plan({}, { families: [] })).toThrow(/families/);
+    expect(() => plan({}, { families: ['ipv6'], excludeOutboundCidrs: ['10.0.0.0/8'] })).toThrow(/excludeOutboundCidrs/);
+  });
+});
+
+/** Every value a plan carries must be one iptables accepts. */
+function assertValidPlan(result: RedirectPlan): void {
+  const ports = [
+    ...(result.inbound.includePorts === '*' ? [] : result.inbound.includePorts),
+    ...result.inbound.excludePorts,
+    ...result.outbound.includePorts,
+    ...result.outbound.excludePorts,
+  ];
+  for (const port of ports) expect(Number.isInteger(port) && port >= 1 && port <= 65535).toBe(true);
+  const cidrs = result.outbound.includeCidrs === '*' ? { ipv4: [], ipv6: [] } : result.outbound.includeCidrs;
+  for (const cidr of [...cidrs.ipv4, ...result.outbound.excludeCidrs.ipv4]) {
+    expect(cidr).toMatch(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d|[12]\d|3[0-2])$/);
+    expect(cidr.split('/')[0]!.split('.').every((octet) => Number(octet) <= 255)).toBe(true);
+  }
+  for (const cidr of [...cidrs.ipv6, ...result.outbound.excludeCidrs.ipv6]) {
+    expect(cidr).toMatch(/^[0-9a-f:.]+\/(\d|[1-9]\d|1[01]\d|12[0-8])$/);
+  }
+  expect([result.proxyUid, result.proxyGid]).toEqual([1337, 1337]);
+}
+
+describe('annotation parsers under fuzzing', () => {
+  const names = Object.values(A);
+  const tokens = fc.oneof(
+    fc.integer({ min: -5, max: 70000 }).map(String),
+    fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 40 })).map(([ip, prefix]) => `${ip}/${prefix}`),
+    fc.ipV6(),
+    fc.ipV6().chain((ip) => fc.integer({ min: 0, max: 140 }).map((prefix) => `${ip}/${prefix}`)),
+    fc.constantFrom('*', '', ' ', 'REDIRECT', 'TPROXY', ';', '$(id)', '`x`', '|', '&&', '\n', '0x50', '1e3', '::', '/', '10.0.0.0/', '/8'),
+    fc.string({ maxLength: 12 }),
+    fc.string({ unit: 'binary', maxLength: 8 }),
+  );
+  const value = fc.oneof(fc.array(tokens, { maxLength: 6 }).map((parts) => parts.join(',')), fc.string({ maxLength: 40 }));
+  const annotations = fc.dictionary(fc.constantFrom(...names), value, { maxKeys: names.length });
+  const families = fc.constantFrom<NodeRedirectConfig['families']>(['ipv4', 'ipv6'], ['ipv4'], ['ipv6']);
+
+  it('only ever throws AnnotationError, and every plan they produce is valid', () => {
+    let planned = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(annotations, families, (given, fams) => {
+        try {
+          assertValidPlan(plan(given, { families: fams }));
+          planned++;
+        } catch (error) {
+          if (!(error instanceof AnnotationError)) throw error;
+          expect(names).toContain(error.annotation);
+          expect(error.value).toBe(given[error.annotation]);
+          refused++;
+        }
+      }),
+      { numRuns: 5000 },
+    );
+    // Both outcomes occur, so the property exercised valid and invalid values alike.
+    expect(planned).toBeGreaterThan(100);
+    expect(refused).toBeGreaterThan(100);
+  });
+
+  it('accepts every valid port list and range list it is given', () => {
+    const portList = fc.array(fc.integer({ min: 1, max: 65535 }), { minLength: 1, maxLength: 20 });
+    const v4 = fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 })).map(([ip, p]) => `${ip}/${p}`);
+    const v6 = fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 128 })).map(([ip, p]) => `${ip}/${p}`);
+    fc.assert(
+      fc.property(portList, portList, fc.array(fc.oneof(v4, v6), { minLength: 1, maxLength: 10 }), (inPorts, outPorts, ranges) => {
+        const result = plan({ [A.inInclude]: inPorts.join(','), [A.outExcludePorts]: outPorts.join(','), [A.outExcludeRanges]: ranges.join(',') });
+        assertValidPlan(result);
+        expect(result.inbound.includePorts).toEqual([...new Set(inPorts)].sort((a, b) => a - b));
+        expect(result.outbound.excludeCidrs.ipv4.length + result.outbound.excludeCidrs.ipv6.length).toBeGreaterThan(0);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
