@@ -1,0 +1,70 @@
+// TypeScript face of hack/local-cluster.sh for tests, the demo and the benchmarks:
+// start (or reuse) the local control plane and learn where its kubeconfig and binaries are.
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+const SCRIPT = fileURLToPath(new URL('../local-cluster.sh', import.meta.url));
+export const DEFAULT_CLUSTER_DIR = '/tmp/pod-network-controller-cluster';
+
+export interface LocalClusterOptions {
+  /** State directory (PNC_CLUSTER_DIR); defaults to $PNC_CLUSTER_DIR, then /tmp/pod-network-controller-cluster. */
+  stateDir?: string;
+  /** Also run kube-controller-manager (serviceaccount, namespace, garbagecollector controllers). */
+  withControllerManager?: boolean;
+}
+
+export interface LocalCluster {
+  kubeconfig: string;
+  binDir: string;
+  stateDir: string;
+}
+
+function resolveStateDir(options: LocalClusterOptions): string {
+  return options.stateDir ?? process.env.PNC_CLUSTER_DIR ?? DEFAULT_CLUSTER_DIR;
+}
+
+async function runScript(stateDir: string, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync('bash', [SCRIPT, ...args], {
+      env: { ...process.env, PNC_CLUSTER_DIR: stateDir },
+      // A cold build of the binaries can take many minutes; a warm start takes seconds.
+      timeout: 30 * 60_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (error) {
+    const { stderr } = error as { stderr?: string };
+    throw new Error(`hack/local-cluster.sh ${args.join(' ')} failed (state dir ${stateDir}): ${stderr?.trim() || String(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** KEY=VALUE lines as written by `local-cluster.sh up` into cluster.env. */
+export function parseClusterEnv(text: string): Record<string, string> {
+  const entries: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const at = line.indexOf('=');
+    if (at > 0) entries[line.slice(0, at)] = line.slice(at + 1);
+  }
+  return entries;
+}
+
+/** Starts the local control plane, or reuses the one already running in the state dir. */
+export async function ensureLocalCluster(options: LocalClusterOptions = {}): Promise<LocalCluster> {
+  const stateDir = resolveStateDir(options);
+  const stdout = await runScript(stateDir, ['up', ...(options.withControllerManager ? ['--with-controller-manager'] : [])]);
+  const kubeconfig = stdout.trim().split('\n').pop() ?? '';
+  const env = parseClusterEnv(await readFile(join(stateDir, 'cluster.env'), 'utf8'));
+  if (!kubeconfig || !env.BIN_DIR) throw new Error(`hack/local-cluster.sh up in ${stateDir} printed no kubeconfig or wrote no BIN_DIR`);
+  return { kubeconfig, binDir: env.BIN_DIR, stateDir };
+}
+
+/** Stops the processes `up` recorded in the state dir and removes it. */
+export async function stopLocalCluster(options: Pick<LocalClusterOptions, 'stateDir'> = {}): Promise<void> {
+  await runScript(resolveStateDir(options), ['down']);
+}

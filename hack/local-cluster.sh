@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# A real local control plane (etcd + kube-apiserver, optionally kube-controller-manager)
+# run straight from the binaries, envtest style: no Docker, no images, no kubelet.
+#
+#   hack/local-cluster.sh up [--with-controller-manager]   start, or reuse a running one; prints the kubeconfig path
+#   hack/local-cluster.sh down                             stop what `up` started (recorded pids only), remove the state dir
+#   hack/local-cluster.sh env                              print `export KUBECONFIG=...` (and PATH when kubectl is too old)
+#   hack/local-cluster.sh status                           exit 0 when running and ready
+#
+# State lives outside the repo in ${PNC_CLUSTER_DIR:-/tmp/pod-network-controller-cluster}.
+# `--with-controller-manager` (or PNC_CLUSTER_KCM=1) adds the serviceaccount, namespace and
+# garbagecollector controllers, so namespaces finish deleting and `default` ServiceAccounts appear.
+set -euo pipefail
+
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE_DIR=${PNC_CLUSTER_DIR:-/tmp/pod-network-controller-cluster}
+# The lock sits beside the state dir, so `down` can remove the dir while holding it.
+LOCK_FILE="$STATE_DIR.lock"
+PKI="$STATE_DIR/pki"
+KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
+CLUSTER_ENV="$STATE_DIR/cluster.env"
+# Documentation addresses: nothing ever needs to reach them. The pod-sandbox simulator uses
+# 198.51.100.0/24 and 203.0.113.0/24, so the control plane keeps to 192.0.2.0/24.
+ADVERTISE_ADDRESS=192.0.2.1
+SERVICE_CIDR=192.0.2.128/25
+COMPONENTS=(etcd kube-apiserver kube-controller-manager)
+MIN_KUBECTL_MINOR=30
+
+log() { echo "local-cluster: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+usage() {
+  sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+
+pid_file() { echo "$STATE_DIR/$1.pid"; }
+
+# A recorded pid counts only while it is alive AND its command line names our state dir,
+# so a pid reused by an unrelated process after a crash is never signalled.
+recorded_pid() {
+  local file pid
+  file=$(pid_file "$1")
+  [[ -f "$file" ]] || return 1
+  pid=$(<"$file")
+  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE_DIR/" || return 1
+  echo "$pid"
+}
+
+stop_component() {
+  local pid i
+  pid=$(recorded_pid "$1") || { rm -f "$(pid_file "$1")"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  # Short grace: the state is thrown away anyway, and an apiserver drains for ~4 s on SIGTERM
+  # (far longer when its etcd died first).
+  for ((i = 0; i < 20; i++)); do
+    [[ -d "/proc/$pid" ]] || break
+    sleep 0.1
+  done
+  if [[ -d "/proc/$pid" ]]; then
+    log "$1 (pid $pid) not gone 2 s after SIGTERM; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$(pid_file "$1")"
+}
+
+stop_all() {
+  local i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_component "${COMPONENTS[i]}"; done
+}
+
+kubectl_bin() {
+  if [[ -x "$BIN_DIR/kubectl" ]]; then echo "$BIN_DIR/kubectl"; else command -v kubectl; fi
+}
+
+is_ready() {
+  [[ -f "$KUBECONFIG_FILE" ]] || return 1
+  "$(kubectl_bin)" --kubeconfig="$KUBECONFIG_FILE" --request-timeout=2s get --raw=/readyz >/dev/null 2>&1
+}
+
+# A TCP port nobody listens on now. Races with other starters are caught by the health wait.
+free_port() {
+  local port used
+  used=$(ss -Htan 2>/dev/null | awk '{print $4}' | sed 's/.*://' | sort -u)
+  while :; do
+    port=$((20000 + RANDOM % 30000))
+    grep -qx "$port" <<<"$used" || { echo "$port"; return; }
+  done
+}
+
+make_pki() {
+  [[ -f "$PKI/complete" ]] && return 0
+  rm -rf "$PKI"
+  mkdir -p "$PKI"
+  (
+    cd "$PKI"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt \
+      -subj "/CN=pod-network-controller-local-ca" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' \
+      "$ADVERTISE_ADDRESS" "${SERVICE_CIDR%.*}.129" >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    # O=system:masters bypasses RBAC: tests that exercise RBAC use ServiceAccount tokens instead.
+    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=pnc-admin" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >admin.ext
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile admin.ext -out admin.crt 2>/dev/null
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
+    openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+    rm -f ./*.csr ./*.ext
+    chmod 600 ./*.key
+    touch complete
+  )
+}
+
+write_kubeconfig() {
+  local file=$1 server=$2
+  cat >"$file.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: pnc-local
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
+users:
+- name: pnc-admin
+  user:
+    client-certificate-data: $(base64 -w0 <"$PKI/admin.crt")
+    client-key-data: $(base64 -w0 <"$PKI/admin.key")
+contexts:
+- name: pnc-local
+  context:
+    cluster: pnc-local
+    user: pnc-admin
+current-context: pnc-local
+EOF
+  chmod 600 "$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+# Starts a component in its own session with every fd redirected (and the lock fd closed,
+# or the component would hold the lock), so it outlives this
+# script and a caller waiting on our stdout (execFile) is not held open by it.
+launch() {
+  local name=$1
+  shift
+  setsid "$@" </dev/null >>"$STATE_DIR/logs/$name.log" 2>&1 9>&- &
+  echo $! >"$(pid_file "$name")"
+}
+
+# Waits for /readyz; returns 1 (after logging why) when a component died or time ran out.
+wait_ready() {
+  local i c
+  for ((i = 0; i < 600; i++)); do
+    is_ready && return 0
+    for c in etcd kube-apiserver; do
+      if ! recorded_pid "$c" >/dev/null; then
+        log "$c exited during startup; last log lines:"
+        tail -n 20 "$STATE_DIR/logs/$c.log" >&2 2>/dev/null || true
+        return 1
+      fi
+    done
+    sleep 0.1
+  done
+  log "kube-apiserver not ready after 60 s; see $STATE_DIR/logs"
+  return 1
+}
+
+start_controller_manager() {
+  recorded_pid kube-controller-manager >/dev/null && return 0
+  [[ -x "$BIN_DIR/kube-controller-manager" ]] || die "no kube-controller-manager in $BIN_DIR"
+  launch kube-controller-manager "$BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$KUBECONFIG_FILE" \
+    --controllers=serviceaccount,namespace,garbagecollector \
+    --leader-elect=false \
+    --secure-port=0 \
+    --service-account-private-key-file="$PKI/sa.key" \
+    --root-ca-file="$PKI/ca.crt" \
+    --use-service-account-credentials=false
+  log "kube-controller-manager started (pid $(<"$(pid_file kube-controller-manager)"))"
+}
+
+# Starts etcd and kube-apiserver on fresh free ports and waits until the apiserver is ready.
+start_control_plane() {
+  local etcd_port peer_port api_port
+  etcd_port=$(free_port)
+  peer_port=$(free_port)
+  api_port=$(free_port)
+  while [[ "$peer_port" == "$etcd_port" ]]; do peer_port=$(free_port); done
+  while [[ "$api_port" == "$etcd_port" || "$api_port" == "$peer_port" ]]; do api_port=$(free_port); done
+
+  launch etcd "$BIN_DIR/etcd" \
+    --name=pnc-local \
+    --data-dir="$STATE_DIR/etcd" \
+    --listen-client-urls="http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-cluster="pnc-local=http://127.0.0.1:$peer_port" \
+    --unsafe-no-fsync=true \
+    --quota-backend-bytes=$((2 * 1024 * 1024 * 1024)) \
+    --log-level=warn
+
+  launch kube-apiserver "$BIN_DIR/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$api_port" \
+    --advertise-address="$ADVERTISE_ADDRESS" \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --tls-cert-file="$PKI/apiserver.crt" \
+    --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" \
+    --authorization-mode=RBAC \
+    --allow-privileged=true \
+    --feature-gates=MutatingAdmissionPolicy=true \
+    --runtime-config=admissionregistration.k8s.io/v1beta1=true \
+    --cert-dir="$STATE_DIR/apiserver-certs" \
+    --profiling=false
+
+  echo "$api_port" >"$STATE_DIR/apiserver.port"
+  echo "$etcd_port" >"$STATE_DIR/etcd.port"
+  write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$api_port"
+  wait_ready
+}
+
+cmd_up() {
+  local with_kcm=${PNC_CLUSTER_KCM:-0} arg
+  for arg in "$@"; do
+    case $arg in
+      --with-controller-manager) with_kcm=1 ;;
+      *) usage ;;
+    esac
+  done
+  local start=$SECONDS
+  BIN_DIR=$(bash "$HACK_DIR/build-k8s-binaries.sh")
+  mkdir -p "$STATE_DIR/logs"
+
+  if recorded_pid etcd >/dev/null && recorded_pid kube-apiserver >/dev/null && is_ready; then
+    if [[ "$with_kcm" == 1 ]]; then start_controller_manager; fi
+    log "reusing the running control plane in $STATE_DIR"
+    echo "$KUBECONFIG_FILE"
+    return 0
+  fi
+
+  # Leftovers of a crash (some pids alive, stale ports, half-written etcd data): start clean.
+  stop_all
+  rm -rf "$STATE_DIR/etcd" "$KUBECONFIG_FILE" "$CLUSTER_ENV"
+  make_pki
+  local attempt api_port etcd_port
+  # A free port can be taken by someone else before our component binds it: retry with new ones.
+  for attempt in 1 2 3; do
+    if start_control_plane; then break; fi
+    stop_all
+    rm -rf "$STATE_DIR/etcd"
+    ((attempt < 3)) || die "the control plane did not start; logs in $STATE_DIR/logs"
+    log "retrying with other ports"
+  done
+  api_port=$(<"$STATE_DIR/apiserver.port")
+  etcd_port=$(<"$STATE_DIR/etcd.port")
+  if [[ "$with_kcm" == 1 ]]; then start_controller_manager; fi
+  printf 'BIN_DIR=%s\nAPISERVER_URL=%s\nETCD_URL=%s\nKUBECONFIG=%s\n' \
+    "$BIN_DIR" "https://127.0.0.1:$api_port" "http://127.0.0.1:$etcd_port" "$KUBECONFIG_FILE" >"$CLUSTER_ENV"
+  log "control plane ready in $((SECONDS - start)) s (apiserver https://127.0.0.1:$api_port, state $STATE_DIR)"
+  echo "$KUBECONFIG_FILE"
+}
+
+cmd_down() {
+  [[ -d "$STATE_DIR" ]] || { rm -f "$LOCK_FILE"; log "nothing to stop in $STATE_DIR"; return 0; }
+  stop_all
+  rm -rf "$STATE_DIR" "$LOCK_FILE"
+  log "stopped and removed $STATE_DIR"
+}
+
+kubectl_minor() {
+  "$1" version --client -o json 2>/dev/null | sed -n 's/^ *"minor": "\([0-9]*\).*/\1/p' | head -n1
+}
+
+cmd_env() {
+  BIN_DIR=$(bash "$HACK_DIR/build-k8s-binaries.sh")
+  recorded_pid kube-apiserver >/dev/null || log "not running; start it with: bash $HACK_DIR/local-cluster.sh up"
+  printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_FILE"
+  local machine minor
+  machine=$(command -v kubectl || true)
+  [[ -n "$machine" ]] && minor=$(kubectl_minor "$machine")
+  if [[ -z "$machine" || -z "${minor:-}" || "$minor" -lt "$MIN_KUBECTL_MINOR" ]] && [[ -x "$BIN_DIR/kubectl" ]]; then
+    # shellcheck disable=SC2016 # $PATH must expand in the caller's shell, not here
+    printf 'export PATH=%q:"$PATH"\n' "$BIN_DIR"
+  fi
+}
+
+cmd_status() {
+  BIN_DIR=$(bash "$HACK_DIR/build-k8s-binaries.sh")
+  recorded_pid kube-apiserver >/dev/null && is_ready
+}
+
+command=${1:-}
+[[ -n "$command" ]] || usage
+shift
+# up and down change the state dir: one at a time per dir. env and status only read it.
+lock() {
+  mkdir -p "$(dirname "$STATE_DIR")"
+  exec 9>"$LOCK_FILE"
+  flock 9
+}
+case $command in
+  up) lock; cmd_up "$@" ;;
+  down) lock; cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  *) usage ;;
+esac
