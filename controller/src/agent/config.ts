@@ -1,0 +1,183 @@
+// The agent's configuration: environment variables, each also a flag (flags win).
+// Pure: parses plain string maps, so every bad value is unit-testable.
+import { isIPv4, isIPv6 } from 'node:net';
+
+export type IptablesModeSetting = 'auto' | 'legacy' | 'nft';
+export type FamilySetting = 'ipv4' | 'ipv6';
+
+export interface AgentConfig {
+  nodeName: string;
+  /** The controller's own namespace; always excluded. Empty when unknown. */
+  podNamespace: string;
+  proxyContainer: string;
+  waiterContainer: string;
+  /** Every excluded namespace, the controller's own included. */
+  excludedNamespaces: ReadonlySet<string>;
+  allowProxyUidApps: boolean;
+  iptablesMode: IptablesModeSetting;
+  httpPort: number;
+  httpAddress: string;
+  concurrency: number;
+  procRoot: string;
+  families: FamilySetting[];
+  captureDns: boolean;
+  excludeInboundPorts: number[];
+  excludeOutboundPorts: number[];
+  excludeOutboundCidrs: string[];
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly variable: string;
+  readonly value: string;
+  constructor(variable: string, value: string, why: string) {
+    super(`invalid ${variable}=${JSON.stringify(value)}: ${why}`);
+    this.variable = variable;
+    this.value = value;
+  }
+}
+
+interface Setting {
+  env: string;
+  help: string;
+  defaultValue: string;
+  boolean?: boolean;
+}
+
+/** Every setting, in help order. The flag of `PNC_HTTP_PORT` is `--http-port`. */
+export const SETTINGS: readonly Setting[] = [
+  { env: 'NODE_NAME', help: 'this node (required; downward API spec.nodeName)', defaultValue: '' },
+  { env: 'POD_NAMESPACE', help: "the controller's own namespace, always excluded", defaultValue: '' },
+  { env: 'PNC_PROXY_CONTAINER', help: 'name of the sidecar proxy container', defaultValue: 'istio-proxy' },
+  { env: 'PNC_WAITER_CONTAINER', help: 'name of the init-waiter init container', defaultValue: 'pnc-init-waiter' },
+  { env: 'PNC_EXCLUDED_NAMESPACES', help: 'comma list of namespaces never touched', defaultValue: 'kube-system' },
+  { env: 'PNC_ALLOW_PROXY_UID_APPS', help: 'allow app containers running as the proxy UID/GID', defaultValue: 'false', boolean: true },
+  { env: 'PNC_IPTABLES_MODE', help: 'auto | legacy | nft', defaultValue: 'auto' },
+  { env: 'PNC_HTTP_PORT', help: 'port of /healthz, /readyz, /metrics (0 = pick a free one)', defaultValue: '9102' },
+  { env: 'PNC_HTTP_ADDRESS', help: 'address the HTTP server listens on', defaultValue: '0.0.0.0' },
+  { env: 'PNC_CONCURRENCY', help: 'pods programmed at the same time (1-64)', defaultValue: '4' },
+  { env: 'PNC_PROC_ROOT', help: 'where the host /proc is (hostPID)', defaultValue: '/proc' },
+  { env: 'PNC_FAMILIES', help: 'address families to redirect: ipv4,ipv6', defaultValue: 'ipv4,ipv6' },
+  { env: 'PNC_CAPTURE_DNS', help: 'also redirect DNS (port 53) to the proxy', defaultValue: 'false', boolean: true },
+  { env: 'PNC_EXCLUDE_INBOUND_PORTS', help: 'comma list of inbound ports never redirected (added to the built-in ones)', defaultValue: '' },
+  { env: 'PNC_EXCLUDE_OUTBOUND_PORTS', help: 'comma list of outbound ports never redirected', defaultValue: '' },
+  { env: 'PNC_EXCLUDE_OUTBOUND_CIDRS', help: 'comma list of CIDRs never redirected outbound', defaultValue: '' },
+  { env: 'LOG_LEVEL', help: 'pino level: fatal error warn info debug trace silent', defaultValue: 'info' },
+];
+
+export function flagName(env: string): string {
+  return '--' + env.replace(/^PNC_/, '').toLowerCase().replaceAll('_', '-');
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** Reads flags (`--x v`, `--x=v`, booleans also bare `--x`) over the environment. */
+export function parseConfig(env: Record<string, string | undefined>, args: readonly string[]): AgentConfig {
+  const values = new Map<string, string>();
+  for (const setting of SETTINGS) {
+    const value = env[setting.env];
+    if (value !== undefined) values.set(setting.env, value);
+  }
+  const byFlag = new Map(SETTINGS.map((s) => [flagName(s.env), s]));
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const eq = arg.indexOf('=');
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const setting = byFlag.get(flag);
+    if (!setting) throw new ConfigError('flag', arg, `unknown flag (see --help)`);
+    if (eq !== -1) values.set(setting.env, arg.slice(eq + 1));
+    else if (setting.boolean && (args[i + 1] === undefined || args[i + 1]!.startsWith('--'))) values.set(setting.env, 'true');
+    else if (args[i + 1] === undefined) throw new ConfigError(flag, '', 'missing value');
+    else values.set(setting.env, args[++i]!);
+  }
+  const get = (name: string) => (values.get(name) ?? SETTINGS.find((s) => s.env === name)!.defaultValue).trim();
+
+  const nodeName = get('NODE_NAME');
+  if (!nodeName) throw new ConfigError('NODE_NAME', '', 'required (set it from the downward API: spec.nodeName)');
+  if (!DNS_SUBDOMAIN.test(nodeName) || nodeName.length > 253) throw new ConfigError('NODE_NAME', nodeName, 'not a valid node name');
+  const podNamespace = get('POD_NAMESPACE');
+  if (podNamespace) namespaceName('POD_NAMESPACE', podNamespace);
+  const excluded = list(get('PNC_EXCLUDED_NAMESPACES')).map((ns) => namespaceName('PNC_EXCLUDED_NAMESPACES', ns));
+  if (podNamespace) excluded.push(podNamespace);
+
+  const iptablesMode = get('PNC_IPTABLES_MODE');
+  if (!['auto', 'legacy', 'nft'].includes(iptablesMode)) throw new ConfigError('PNC_IPTABLES_MODE', iptablesMode, 'expected auto, legacy or nft');
+  const families = list(get('PNC_FAMILIES'));
+  if (families.length === 0 || families.some((f) => f !== 'ipv4' && f !== 'ipv6') || new Set(families).size !== families.length) {
+    throw new ConfigError('PNC_FAMILIES', get('PNC_FAMILIES'), 'expected ipv4, ipv6 or ipv4,ipv6');
+  }
+  const logLevel = get('LOG_LEVEL');
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', logLevel, `expected one of ${LOG_LEVELS.join(', ')}`);
+  const httpAddress = get('PNC_HTTP_ADDRESS');
+  if (!isIPv4(httpAddress) && !isIPv6(httpAddress)) throw new ConfigError('PNC_HTTP_ADDRESS', httpAddress, 'expected an IP address');
+  const procRoot = get('PNC_PROC_ROOT');
+  if (!procRoot.startsWith('/')) throw new ConfigError('PNC_PROC_ROOT', procRoot, 'expected an absolute path');
+
+  return {
+    nodeName,
+    podNamespace,
+    proxyContainer: containerName('PNC_PROXY_CONTAINER', get('PNC_PROXY_CONTAINER')),
+    waiterContainer: containerName('PNC_WAITER_CONTAINER', get('PNC_WAITER_CONTAINER')),
+    excludedNamespaces: new Set(excluded),
+    allowProxyUidApps: bool('PNC_ALLOW_PROXY_UID_APPS', get('PNC_ALLOW_PROXY_UID_APPS')),
+    iptablesMode: iptablesMode as IptablesModeSetting,
+    httpPort: integer('PNC_HTTP_PORT', get('PNC_HTTP_PORT'), 0, 65535),
+    httpAddress,
+    concurrency: integer('PNC_CONCURRENCY', get('PNC_CONCURRENCY'), 1, 64),
+    procRoot: procRoot.length > 1 ? procRoot.replace(/\/+$/, '') : procRoot,
+    families: families as FamilySetting[],
+    captureDns: bool('PNC_CAPTURE_DNS', get('PNC_CAPTURE_DNS')),
+    excludeInboundPorts: list(get('PNC_EXCLUDE_INBOUND_PORTS')).map((p) => integer('PNC_EXCLUDE_INBOUND_PORTS', p, 1, 65535)),
+    excludeOutboundPorts: list(get('PNC_EXCLUDE_OUTBOUND_PORTS')).map((p) => integer('PNC_EXCLUDE_OUTBOUND_PORTS', p, 1, 65535)),
+    excludeOutboundCidrs: list(get('PNC_EXCLUDE_OUTBOUND_CIDRS')).map((c) => cidr('PNC_EXCLUDE_OUTBOUND_CIDRS', c)),
+    logLevel,
+  };
+}
+
+function list(value: string): string[] {
+  return value === '' ? [] : value.split(',').map((item) => item.trim());
+}
+
+function bool(variable: string, value: string): boolean {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw new ConfigError(variable, value, 'expected true or false');
+}
+
+function integer(variable: string, value: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(variable, value, `expected an integer from ${min} to ${max}`);
+  }
+  return Number(value);
+}
+
+function namespaceName(variable: string, value: string): string {
+  if (!DNS_LABEL.test(value) || value.length > 63) throw new ConfigError(variable, value, 'not a valid namespace name');
+  return value;
+}
+
+function containerName(variable: string, value: string): string {
+  if (!DNS_LABEL.test(value) || value.length > 63) throw new ConfigError(variable, value, 'not a valid container name');
+  return value;
+}
+
+function cidr(variable: string, value: string): string {
+  const [address = '', prefix, extra] = value.split('/');
+  const max = isIPv4(address) ? 32 : isIPv6(address) ? 128 : -1;
+  if (max === -1 || extra !== undefined || (prefix !== undefined && (!/^\d+$/.test(prefix) || Number(prefix) > max))) {
+    throw new ConfigError(variable, value, 'expected an IPv4 or IPv6 CIDR like 192.0.2.0/24');
+  }
+  return prefix === undefined ? `${address}/${max}` : value;
+}
+
+export function configHelp(): string {
+  const width = Math.max(...SETTINGS.map((s) => flagName(s.env).length + s.env.length + 3));
+  return SETTINGS.map((s) => {
+    const left = `${flagName(s.env)} / ${s.env}`;
+    const def = s.defaultValue ? ` (default ${s.defaultValue})` : '';
+    return `    ${left.padEnd(width)}  ${s.help}${def}`;
+  }).join('\n');
+}

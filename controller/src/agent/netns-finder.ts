@@ -1,0 +1,157 @@
+// Finds a pod's sandbox network namespace without a runtime socket: scan
+// /proc/*/cgroup (hostPID) for processes in the pod's cgroup, take their
+// /proc/PID/ns/net, skip the host's netns (e.g. CRI-O's conmon), keep the oldest
+// process (the sandbox's pause process). One scan indexes every pod on the node, so a
+// burst of pending pods costs one scan, not one each; results are cached and
+// re-validated with two cheap syscalls.
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { netnsInodeFromLink } from '../mark.ts';
+import { ownerOfCgroupFile } from './cgroup-path.ts';
+
+export interface SandboxNetns {
+  pid: number;
+  /** Inode of the netns, as in `net:[N]`. */
+  inode: number;
+  /** `<procRoot>/<pid>/ns/net`, for nsenter. */
+  path: string;
+  /** Field 22 of /proc/PID/stat: tells a process from a later one with the same PID. */
+  startTime: number;
+}
+
+export interface NetnsFinderOptions {
+  procRoot: string;
+  /** Scans closer together than this are coalesced into one. */
+  minScanIntervalMs?: number;
+}
+
+export class NetnsFinder {
+  readonly #procRoot: string;
+  readonly #minScanIntervalMs: number;
+  readonly #hostInodes: ReadonlySet<number>;
+  #byPod = new Map<string, SandboxNetns>();
+  #lastScanAt = -Infinity;
+  #nextScan: Promise<void> | undefined;
+  scans = 0;
+  scanError: string | undefined;
+
+  constructor(options: NetnsFinderOptions) {
+    this.#procRoot = options.procRoot;
+    this.#minScanIntervalMs = options.minScanIntervalMs ?? 20;
+    const hostInodes = new Set<number>();
+    for (const path of [`${this.#procRoot}/1/ns/net`, '/proc/self/ns/net']) {
+      const inode = this.#inodeOf(path);
+      if (inode !== undefined) hostInodes.add(inode);
+    }
+    this.#hostInodes = hostInodes;
+  }
+
+  /**
+   * The pod's sandbox netns, or undefined when no process of the pod has its own netns
+   * yet. Scans only when the last scan is older than `freshMs`: a burst of pods waiting
+   * for their sandboxes is served by the SandboxWatcher's scans, not one scan each.
+   */
+  async find(podUid: string, freshMs = 50): Promise<SandboxNetns | undefined> {
+    const cached = this.peek(podUid);
+    if (cached || performance.now() - this.#lastScanAt < freshMs) return cached;
+    await this.rescan();
+    return this.#byPod.get(podUid);
+  }
+
+  /** What the last scan found for the pod, if that process still lives; never scans. */
+  peek(podUid: string): SandboxNetns | undefined {
+    const cached = this.#byPod.get(podUid);
+    return cached && this.isAlive(cached) ? cached : undefined;
+  }
+
+  /** True while the process still exists with the same netns (cheap: for periodic checks). */
+  isAlive(sandbox: SandboxNetns): boolean {
+    return this.#inodeOf(sandbox.path) === sandbox.inode && this.#startTimeOf(sandbox.pid) === sandbox.startTime;
+  }
+
+  forget(podUid: string): void {
+    this.#byPod.delete(podUid);
+  }
+
+  /** A fresh scan; every caller waiting here shares one scan that starts after they asked. */
+  rescan(): Promise<void> {
+    this.#nextScan ??= new Promise<void>((resolve) => {
+      const wait = Math.max(0, this.#lastScanAt + this.#minScanIntervalMs - performance.now());
+      setTimeout(() => {
+        this.#nextScan = undefined;
+        try {
+          this.#scan();
+          this.scanError = undefined;
+        } catch (error) {
+          // An unreadable proc root finds nothing; the reason shows in SandboxNotFound.
+          this.scanError = error instanceof Error ? error.message : String(error);
+        } finally {
+          this.#lastScanAt = performance.now();
+          resolve();
+        }
+      }, wait);
+    });
+    return this.#nextScan;
+  }
+
+  #scan(): void {
+    this.scans++;
+    const pidsByPod = new Map<string, number[]>();
+    for (const name of readdirSync(this.#procRoot)) {
+      const first = name.charCodeAt(0);
+      if (first < 48 || first > 57) continue;
+      let text: string;
+      try {
+        text = readFileSync(`${this.#procRoot}/${name}/cgroup`, 'utf8');
+      } catch {
+        continue; // exited meanwhile
+      }
+      const owner = ownerOfCgroupFile(text);
+      if (!owner) continue;
+      const pids = pidsByPod.get(owner.podUid);
+      if (pids) pids.push(Number(name));
+      else pidsByPod.set(owner.podUid, [Number(name)]);
+    }
+    const byPod = new Map<string, SandboxNetns>();
+    for (const [podUid, pids] of pidsByPod) {
+      const sandbox = this.#oldestWithOwnNetns(pids);
+      if (sandbox) byPod.set(podUid, sandbox);
+    }
+    this.#byPod = byPod;
+  }
+
+  #oldestWithOwnNetns(pids: number[]): SandboxNetns | undefined {
+    let best: SandboxNetns | undefined;
+    for (const pid of pids) {
+      const path = `${this.#procRoot}/${pid}/ns/net`;
+      const inode = this.#inodeOf(path);
+      if (inode === undefined || this.#hostInodes.has(inode)) continue;
+      const startTime = this.#startTimeOf(pid);
+      if (startTime === undefined) continue;
+      if (!best || startTime < best.startTime || (startTime === best.startTime && pid < best.pid)) best = { pid, inode, path, startTime };
+    }
+    return best;
+  }
+
+  #inodeOf(path: string): number | undefined {
+    try {
+      return netnsInodeFromLink(readlinkSync(path));
+    } catch {
+      return undefined;
+    }
+  }
+
+  #startTimeOf(pid: number): number | undefined {
+    try {
+      return parseStartTime(readFileSync(`${this.#procRoot}/${pid}/stat`, 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** Field 22 (starttime) of /proc/PID/stat; the command name (field 2) may contain spaces and parentheses. */
+export function parseStartTime(stat: string): number | undefined {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const value = Number(fields[19]);
+  return Number.isSafeInteger(value) ? value : undefined;
+}

@@ -1,0 +1,105 @@
+// The finder against a fake /proc tree (PNC_PROC_ROOT): cgroup files, stat files and
+// ns/net links shaped like the kernel's. The real /proc path is covered by the
+// controller's end-to-end tests with the pod-sandbox simulator.
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NetnsFinder, parseStartTime } from '../../controller/src/agent/netns-finder.ts';
+
+const podA = '11111111-2222-3333-4444-555555555555';
+const podB = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
+const HOST_NETNS = 4026531840;
+let root: string;
+
+function proc(pid: number, opts: { cgroup: string; netns: number; start: number; comm?: string }): void {
+  const dir = join(root, String(pid));
+  mkdirSync(join(dir, 'ns'), { recursive: true });
+  writeFileSync(join(dir, 'cgroup'), opts.cgroup);
+  const fields = ['S', '1', String(pid), String(pid), '0', '-1', '4194560', '0', '0', '0', '0', '0', '0', '0', '0', '20', '0', '1', '0', String(opts.start), '0'];
+  writeFileSync(join(dir, 'stat'), `${pid} (${opts.comm ?? 'pause'}) ${fields.join(' ')}\n`);
+  symlinkSync(`net:[${opts.netns}]`, join(dir, 'ns', 'net'));
+}
+
+const systemd = (uid: string, id: string) =>
+  `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid.replaceAll('-', '_')}.slice/cri-containerd-${id.padEnd(64, '0')}.scope\n`;
+const cgroupfs = (uid: string, id: string) => `12:memory:/kubepods/burstable/pod${uid}/${id.padEnd(64, '0')}\n0::/kubepods/burstable/pod${uid}/${id.padEnd(64, '0')}\n`;
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), `pnc-fake-proc-${process.pid}-`));
+  proc(1, { cgroup: '0::/init.scope\n', netns: HOST_NETNS, start: 1 });
+  mkdirSync(join(root, 'self'));
+  writeFileSync(join(root, 'meminfo'), 'not a pid');
+});
+
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+describe('netns finder', () => {
+  it('finds the oldest process of the pod with its own netns, skipping the host netns (conmon)', async () => {
+    proc(300, { cgroup: systemd(podA, 'c1'), netns: 4026532001, start: 500, comm: 'app' });
+    proc(200, { cgroup: systemd(podA, 'sb'), netns: 4026532001, start: 400 });
+    proc(150, { cgroup: systemd(podA, 'conmon'), netns: HOST_NETNS, start: 100, comm: 'conmon' });
+    const finder = new NetnsFinder({ procRoot: root });
+    expect(await finder.find(podA)).toEqual({ pid: 200, inode: 4026532001, path: `${root}/200/ns/net`, startTime: 400 });
+  });
+
+  it('resolves many pods with one scan (cgroupfs and systemd forms)', async () => {
+    proc(400, { cgroup: cgroupfs(podB, 'x'), netns: 4026532002, start: 10 });
+    proc(401, { cgroup: systemd(podA, 'y'), netns: 4026532003, start: 11 });
+    const finder = new NetnsFinder({ procRoot: root });
+    const [a, b] = await Promise.all([finder.find(podA), finder.find(podB)]);
+    expect(a?.inode).toBe(4026532003);
+    expect(b?.inode).toBe(4026532002);
+    expect(finder.scans).toBe(1);
+    expect((await finder.find(podA))?.pid).toBe(401);
+    expect(finder.scans).toBe(1);
+  });
+
+  it('returns undefined until the sandbox appears, then finds it', async () => {
+    const finder = new NetnsFinder({ procRoot: root, minScanIntervalMs: 0 });
+    expect(await finder.find(podA, 0)).toBeUndefined();
+    proc(500, { cgroup: systemd(podA, 'sb'), netns: 4026532010, start: 900 });
+    // Right after a scan, a miss is answered from that scan (the SandboxWatcher rescans).
+    expect(await finder.find(podA, 60_000)).toBeUndefined();
+    expect((await finder.find(podA, 0))?.pid).toBe(500);
+  });
+
+  it('notices a replaced sandbox (process gone, new netns) and finds the new one', async () => {
+    proc(600, { cgroup: systemd(podA, 'sb'), netns: 4026532020, start: 1000 });
+    const finder = new NetnsFinder({ procRoot: root, minScanIntervalMs: 0 });
+    const first = (await finder.find(podA))!;
+    expect(finder.isAlive(first)).toBe(true);
+    rmSync(join(root, '600'), { recursive: true });
+    proc(601, { cgroup: systemd(podA, 'sb2'), netns: 4026532021, start: 2000 });
+    expect(finder.isAlive(first)).toBe(false);
+    expect(finder.peek(podA)).toBeUndefined();
+    expect(await finder.find(podA, 0)).toMatchObject({ pid: 601, inode: 4026532021 });
+  });
+
+  it('treats a reused PID (other start time) as another process', async () => {
+    proc(700, { cgroup: systemd(podA, 'sb'), netns: 4026532030, start: 1000 });
+    const finder = new NetnsFinder({ procRoot: root, minScanIntervalMs: 0 });
+    const first = (await finder.find(podA))!;
+    unlinkSync(join(root, '700', 'stat'));
+    writeFileSync(join(root, '700', 'stat'), `700 (other) S 1 700 700 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5000 0\n`);
+    expect(finder.isAlive(first)).toBe(false);
+  });
+
+  it('skips processes that vanish mid-scan and pods with only host-netns processes', async () => {
+    mkdirSync(join(root, '800'));
+    proc(801, { cgroup: systemd(podA, 'conmon'), netns: HOST_NETNS, start: 5 });
+    const finder = new NetnsFinder({ procRoot: root });
+    expect(await finder.find(podA)).toBeUndefined();
+  });
+
+  it('reports an unreadable proc root instead of throwing', async () => {
+    const finder = new NetnsFinder({ procRoot: join(root, 'missing') });
+    expect(await finder.find(podA, 0)).toBeUndefined();
+    expect(finder.scanError).toContain('ENOENT');
+  });
+
+  it('reads the start time after a command name with spaces and parentheses', () => {
+    expect(parseStartTime('42 (my (odd) name) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765 0')).toBe(98765);
+    expect(parseStartTime('garbage')).toBeUndefined();
+  });
+});
