@@ -1,0 +1,155 @@
+// What one controller end-to-end test file needs around the agent: namespaces, pods
+// with simulated sandboxes on one node, the pods' marks and Events, and a cleanup that
+// removes all of it (sandboxes first, so no netns or pause process outlives a failure).
+import {
+  CoreV1Api,
+  EventsV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import type { EventsV1Event, KubeConfig, V1Pod } from '@kubernetes/client-node';
+import { randomBytes } from 'node:crypto';
+import { createPodSandbox } from '../../hack/lib/pod-sandbox.ts';
+import type { PodSandbox } from '../../hack/lib/pod-sandbox.ts';
+import { parseMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import type { Mark } from '../../controller/src/mark.ts';
+import { pollUntil } from './controller-process.ts';
+
+export interface PodHandle {
+  namespace: string;
+  name: string;
+  uid: string;
+  /** The pod as the apiserver returned it on create. */
+  pod: V1Pod;
+  sandbox?: PodSandbox;
+}
+
+export interface CreatePodOptions {
+  /** Create a simulated sandbox for the pod right after it exists (default true). */
+  sandbox?: boolean;
+}
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+export function uniqueSuffix(): string {
+  return `${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export class MeshFixture {
+  readonly core: CoreV1Api;
+  readonly events: EventsV1Api;
+  readonly kc: KubeConfig;
+  readonly nodeName: string;
+  private readonly namespaces: string[] = [];
+  private readonly pods: PodHandle[] = [];
+
+  constructor(kc: KubeConfig, nodeName: string) {
+    this.kc = kc;
+    this.nodeName = nodeName;
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.events = kc.makeApiClient(EventsV1Api);
+  }
+
+  /** A new namespace (deleted by cleanup) with a `default` ServiceAccount, so pods are admitted without kube-controller-manager. */
+  async namespace(prefix: string, annotations: Record<string, string> = {}): Promise<string> {
+    const name = `${prefix}-${uniqueSuffix()}`.slice(0, 63);
+    await this.core.createNamespace({ body: { metadata: { name, annotations } } });
+    this.namespaces.push(name);
+    await this.core.createNamespacedServiceAccount({ namespace: name, body: { metadata: { name: 'default' } } }).catch((error: unknown) => {
+      if ((error as { code?: number }).code !== 409) throw error;
+    });
+    return name;
+  }
+
+  async createPod(namespace: string, manifest: V1Pod, options: CreatePodOptions = {}): Promise<PodHandle> {
+    const pod = await this.core.createNamespacedPod({ namespace, body: manifest });
+    const handle: PodHandle = { namespace, name: pod.metadata!.name!, uid: pod.metadata!.uid!, pod };
+    this.pods.push(handle);
+    if (options.sandbox ?? true) await this.addSandbox(handle);
+    return handle;
+  }
+
+  /** Starts the simulated sandbox (netns + pause process in the pod's cgroup) of an existing pod. */
+  async addSandbox(handle: PodHandle): Promise<PodSandbox> {
+    handle.sandbox = await createPodSandbox(handle.pod, { kc: this.kc });
+    return handle.sandbox;
+  }
+
+  async readPod(handle: PodHandle): Promise<V1Pod> {
+    return this.core.readNamespacedPod({ namespace: handle.namespace, name: handle.name });
+  }
+
+  async readMark(handle: PodHandle): Promise<Mark | undefined> {
+    const text = (await this.readPod(handle)).metadata?.annotations?.[STATUS_ANNOTATION];
+    return text === undefined ? undefined : parseMark(text);
+  }
+
+  /** Polls the pod until its mark satisfies `accept`; the error shows the last mark seen. */
+  async waitForMark(handle: PodHandle, accept: (mark: Mark) => boolean, timeoutMs = 20_000): Promise<Mark> {
+    let last: Mark | undefined;
+    await pollUntil(
+      async () => {
+        last = await this.readMark(handle);
+        return last !== undefined && accept(last);
+      },
+      timeoutMs,
+      () => `pod ${handle.namespace}/${handle.name}: no accepted mark within ${timeoutMs} ms; last mark: ${JSON.stringify(last)}`,
+    );
+    return last as Mark;
+  }
+
+  async waitForInitialized(handle: PodHandle, timeoutMs?: number): Promise<Mark> {
+    return this.waitForMark(handle, (mark) => mark.state === 'initialized' && mark.netns === handle.sandbox?.netnsInode, timeoutMs);
+  }
+
+  /** events.k8s.io Events about this pod (by UID, so a recreated pod of the same name does not count). */
+  async podEvents(handle: PodHandle): Promise<EventsV1Event[]> {
+    const list = await this.events.listNamespacedEvent({ namespace: handle.namespace });
+    return list.items.filter((event) => event.regarding?.uid === handle.uid);
+  }
+
+  async waitForEvent(handle: PodHandle, reason: string, timeoutMs = 20_000): Promise<EventsV1Event> {
+    let found: EventsV1Event | undefined;
+    await pollUntil(
+      async () => (found = (await this.podEvents(handle)).find((event) => event.reason === reason)) !== undefined,
+      timeoutMs,
+      () => `pod ${handle.namespace}/${handle.name}: no ${reason} Event within ${timeoutMs} ms`,
+    );
+    return found as EventsV1Event;
+  }
+
+  /** A JSON merge patch of the pod's annotations, as an admin with kubectl would do it (null removes a key). */
+  async annotate(handle: PodHandle, annotations: Record<string, string | null>): Promise<V1Pod> {
+    return this.core.patchNamespacedPod(
+      { namespace: handle.namespace, name: handle.name, body: { metadata: { annotations } } },
+      mergePatch,
+    );
+  }
+
+  /** Deletes the pod at once (grace 0): there is no kubelet to confirm a graceful deletion. */
+  async deletePod(handle: PodHandle): Promise<void> {
+    await this.core.deleteNamespacedPod({ namespace: handle.namespace, name: handle.name, gracePeriodSeconds: 0 }).catch((error: unknown) => {
+      if ((error as { code?: number }).code !== 404) throw error;
+    });
+  }
+
+  /** Removes every sandbox, pod and namespace this fixture made; keeps going past failures and reports them all. */
+  async cleanup(): Promise<void> {
+    const failures: unknown[] = [];
+    const settle = async (work: Promise<unknown>[]) => {
+      for (const result of await Promise.allSettled(work)) if (result.status === 'rejected') failures.push(result.reason);
+    };
+    await settle(this.pods.map((handle) => handle.sandbox?.destroy() ?? Promise.resolve()));
+    await settle(this.pods.map((handle) => this.deletePod(handle)));
+    await settle(
+      this.namespaces.map((name) =>
+        this.core.deleteNamespace({ name }).catch((error: unknown) => {
+          if ((error as { code?: number }).code !== 404) throw error;
+        }),
+      ),
+    );
+    this.pods.length = 0;
+    this.namespaces.length = 0;
+    if (failures.length > 0) throw new AggregateError(failures, `cleanup failed ${failures.length} time(s): ${failures.map(String).join('; ')}`);
+  }
+}

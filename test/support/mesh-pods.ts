@@ -1,0 +1,86 @@
+// Pod manifests for the controller's end-to-end tests: what an injected mesh pod looks
+// like (app + `istio-proxy` + the `pnc-init-waiter` init container) and each variation
+// the agent must treat differently. Pure builders: no API calls here.
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+
+export const PROXY_CONTAINER = 'istio-proxy';
+export const WAITER_CONTAINER = 'pnc-init-waiter';
+export const PROXY_UID = 1337;
+export const APP_UID = 1000;
+
+export interface MeshPodOptions {
+  annotations?: Record<string, string>;
+  /** Include the istio-proxy container (default true). */
+  proxy?: boolean;
+  /** Include the pnc-init-waiter init container (default true). */
+  waiter?: boolean;
+  hostNetwork?: boolean;
+  /** runAsUser/runAsGroup of the app container (default 1000). */
+  appUid?: number;
+  appGid?: number;
+  /** Pod-level securityContext runAsUser, inherited by containers that set none. */
+  podRunAsUser?: number;
+}
+
+const restricted = (uid: number, gid: number) => ({
+  runAsUser: uid,
+  runAsGroup: gid,
+  runAsNonRoot: true,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+});
+
+export function meshPod(name: string, nodeName: string, options: MeshPodOptions = {}): V1Pod {
+  const app: V1Container = {
+    name: 'app',
+    image: 'registry.example/app:1',
+    securityContext: restricted(options.appUid ?? APP_UID, options.appGid ?? options.appUid ?? APP_UID),
+  };
+  // So the app inherits the pod-level runAsUser (the other way to run as the proxy UID).
+  if (options.podRunAsUser !== undefined) delete app.securityContext?.runAsUser;
+  const containers: V1Container[] = [app];
+  if (options.proxy ?? true) {
+    containers.push({ name: PROXY_CONTAINER, image: 'registry.example/proxyv2:1', securityContext: restricted(PROXY_UID, PROXY_UID) });
+  }
+  const pod: V1Pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, annotations: { ...options.annotations }, labels: { app: name } },
+    spec: {
+      nodeName,
+      containers,
+      automountServiceAccountToken: false,
+      ...(options.hostNetwork ? { hostNetwork: true } : {}),
+      ...(options.podRunAsUser !== undefined ? { securityContext: { runAsUser: options.podRunAsUser } } : {}),
+    },
+  };
+  if (options.waiter ?? true) {
+    pod.spec!.initContainers = [
+      { name: WAITER_CONTAINER, image: 'registry.example/init-waiter:1', securityContext: restricted(65532, 65532) },
+    ];
+  }
+  return pod;
+}
+
+/** A pod outside the mesh: one app container, no proxy, no waiter. */
+export function plainPod(name: string, nodeName: string): V1Pod {
+  return meshPod(name, nodeName, { proxy: false, waiter: false });
+}
+
+/** A mesh-shaped pod on the node's own network namespace: must never be programmed. */
+export function hostNetworkMeshPod(name: string, nodeName: string): V1Pod {
+  return meshPod(name, nodeName, { hostNetwork: true });
+}
+
+/** A mesh pod whose app container runs as the proxy UID and so would bypass redirection. */
+export function proxyUidAppPod(name: string, nodeName: string): V1Pod {
+  return meshPod(name, nodeName, { appUid: PROXY_UID });
+}
+
+export const BAD_ANNOTATION = 'traffic.sidecar.istio.io/excludeInboundPorts';
+export const BAD_VALUE = '15020,notaport';
+
+/** A mesh pod with an Istio annotation the engine must reject (the error names it and its value). */
+export function badAnnotationPod(name: string, nodeName: string, annotation = BAD_ANNOTATION, value = BAD_VALUE): V1Pod {
+  return meshPod(name, nodeName, { annotations: { [annotation]: value } });
+}
