@@ -1,0 +1,169 @@
+// Flags and environment variables of the init-waiter (pure). A flag beats its
+// environment variable, which beats the default; anything unparsable is a UsageError.
+import { isIP } from 'node:net';
+
+export interface ProbeAddresses {
+  ipv4: string;
+  ipv6: string;
+}
+
+export interface WaiterOptions {
+  annotationsFile: string;
+  timeoutMs: number;
+  validate: boolean;
+  proxyPort: number;
+  probeAddresses: ProbeAddresses;
+  probePort: number;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export class HelpRequested extends Error {
+  override name = 'HelpRequested';
+}
+
+interface OptionSpec {
+  flag: string;
+  env: string;
+  fallback: string;
+  help: string;
+}
+
+// RFC 5737 / RFC 3849 documentation addresses: never routed anywhere real, so a
+// probe that escapes capture (no rules) reaches nobody.
+const SPECS = {
+  annotationsFile: {
+    flag: '--annotations-file',
+    env: 'PNC_WAITER_ANNOTATIONS_FILE',
+    fallback: '/etc/podinfo/annotations',
+    help: 'downward-API file holding the pod annotations (fieldRef: metadata.annotations)',
+  },
+  timeout: {
+    flag: '--timeout',
+    env: 'PNC_WAITER_TIMEOUT',
+    fallback: '300',
+    help: 'seconds to wait before giving up with the reason (decimals allowed)',
+  },
+  validate: {
+    flag: '--validate',
+    env: 'PNC_WAITER_VALIDATE',
+    fallback: 'true',
+    help: 'true|false: run the outbound-capture self-test before passing',
+  },
+  proxyPort: {
+    flag: '--proxy-port',
+    env: 'PNC_WAITER_PROXY_PORT',
+    fallback: '15001',
+    help: "the proxy's outbound capture port the self-test listens on",
+  },
+  probeAddress: {
+    flag: '--probe-address',
+    env: 'PNC_WAITER_PROBE_ADDRESS',
+    fallback: '192.0.2.2,2001:db8::2',
+    help: 'comma-separated destination(s) the self-test dials: one IPv4 and/or one IPv6 address',
+  },
+  probePort: {
+    flag: '--probe-port',
+    env: 'PNC_WAITER_PROBE_PORT',
+    fallback: '9',
+    help: "destination port the self-test dials (moved up past the pod's excluded outbound ports)",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+type OptionName = keyof typeof SPECS;
+
+export const USAGE = [
+  'usage: node init-waiter.js [flags]',
+  '',
+  ...Object.values(SPECS).map(
+    (spec: OptionSpec) => `  ${spec.flag.padEnd(20)} env ${spec.env.padEnd(28)} default ${spec.fallback}\n      ${spec.help}`,
+  ),
+  '  --help               print this text',
+].join('\n');
+
+export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): WaiterOptions {
+  const fromFlags = new Map<OptionName, string>();
+  const byFlag = new Map<string, OptionName>(
+    (Object.entries(SPECS) as [OptionName, OptionSpec][]).map(([name, spec]) => [spec.flag, name]),
+  );
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--help' || arg === '-h') throw new HelpRequested(USAGE);
+    const eq = arg.indexOf('=');
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const name = byFlag.get(flag);
+    if (name === undefined) throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
+    let value: string;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new UsageError(`${flag} needs a value`);
+      value = next;
+      i++;
+    }
+    fromFlags.set(name, value);
+  }
+
+  const raw = (name: OptionName): { value: string; source: string } => {
+    const spec: OptionSpec = SPECS[name];
+    const flagValue = fromFlags.get(name);
+    if (flagValue !== undefined) return { value: flagValue, source: spec.flag };
+    const envValue = env[spec.env];
+    if (envValue !== undefined && envValue !== '') return { value: envValue, source: spec.env };
+    return { value: spec.fallback, source: `default of ${spec.flag}` };
+  };
+
+  const annotationsFile = raw('annotationsFile');
+  if (annotationsFile.value.trim() === '') throw new UsageError(`${annotationsFile.source}: empty path`);
+
+  return {
+    annotationsFile: annotationsFile.value,
+    timeoutMs: parseSeconds(raw('timeout')),
+    validate: parseBoolean(raw('validate')),
+    proxyPort: parsePort(raw('proxyPort')),
+    probeAddresses: parseProbeAddresses(raw('probeAddress')),
+    probePort: parsePort(raw('probePort')),
+  };
+}
+
+function parseSeconds({ value, source }: { value: string; source: string }): number {
+  const seconds = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
+  // A day is far beyond any sane pod start; the cap keeps setTimeout's 32-bit limit out of reach.
+  if (!(seconds > 0 && seconds <= 86_400)) {
+    throw new UsageError(`${source}: ${JSON.stringify(value)} is not a number of seconds in (0, 86400]`);
+  }
+  return Math.round(seconds * 1000);
+}
+
+function parseBoolean({ value, source }: { value: string; source: string }): boolean {
+  const normalized = value.trim().toLowerCase();
+  if (normalized === 'true') return true;
+  if (normalized === 'false') return false;
+  throw new UsageError(`${source}: ${JSON.stringify(value)} is neither true nor false`);
+}
+
+function parsePort({ value, source }: { value: string; source: string }): number {
+  const port = /^\d{1,5}$/.test(value.trim()) ? Number(value) : NaN;
+  if (!(port >= 1 && port <= 65_535)) throw new UsageError(`${source}: ${JSON.stringify(value)} is not a port (1-65535)`);
+  return port;
+}
+
+function parseProbeAddresses({ value, source }: { value: string; source: string }): ProbeAddresses {
+  const found: Partial<ProbeAddresses> = {};
+  for (const entry of value.split(',').map((part) => part.trim())) {
+    const version = isIP(entry);
+    if (version === 0) throw new UsageError(`${source}: ${JSON.stringify(entry)} is not an IP address`);
+    const family = version === 4 ? 'ipv4' : 'ipv6';
+    if (found[family] !== undefined) throw new UsageError(`${source}: more than one ${family} address in ${JSON.stringify(value)}`);
+    if (entry === '127.0.0.1' || entry === '::1' || entry.startsWith('127.')) {
+      // Istio's OUTPUT chain never redirects traffic to loopback, so such a probe could never pass.
+      throw new UsageError(`${source}: ${entry} is a loopback address, which is never captured`);
+    }
+    found[family] = entry;
+  }
+  // A family left out keeps its default, so overriding only the IPv4 probe stays dual-stack safe.
+  const defaults = SPECS.probeAddress.fallback.split(',');
+  return { ipv4: found.ipv4 ?? (defaults[0] as string), ipv6: found.ipv6 ?? (defaults[1] as string) };
+}

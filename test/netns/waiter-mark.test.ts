@@ -1,0 +1,158 @@
+// The init-waiter as a pod runs it (UID 65534, inside the pod's netns, annotations in a
+// kubelet-style downward-API volume): what it waits for, what it says, how it exits.
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import { writeAnnotations, writeDownwardApiVolume } from '../support/downward-api-writer.ts';
+import { isRoot, must, ROOT_SKIP_MESSAGE } from '../support/netns.ts';
+import { createPodSandbox } from '../support/waiter-netns.ts';
+import type { PodSandbox } from '../support/waiter-netns.ts';
+import { bundleWaiter, startWaiter } from '../support/waiter-process.ts';
+import type { WaiterBundle, WaiterRun } from '../support/waiter-process.ts';
+
+if (!isRoot) console.warn(`waiter-mark.test.ts ${ROOT_SKIP_MESSAGE}`);
+
+describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
+  let bundle: WaiterBundle;
+  let sandbox: PodSandbox;
+  let volume: string | undefined;
+  let annotationsFile: string;
+  const runs: WaiterRun[] = [];
+
+  beforeAll(async () => {
+    bundle = await bundleWaiter();
+    sandbox = createPodSandbox();
+  });
+  afterAll(() => {
+    sandbox?.destroy();
+    bundle?.dispose();
+  });
+
+  // Each test gets a fresh volume directory so a previous test's files never leak in.
+  const freshVolume = (): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'pnc-podinfo-'));
+    chmodSync(dir, 0o755);
+    volume = dir;
+    annotationsFile = join(dir, 'annotations');
+    return dir;
+  };
+  afterEach(() => {
+    for (const run of runs.splice(0)) run.kill();
+    if (volume) rmSync(volume, { recursive: true, force: true });
+    volume = undefined;
+  });
+
+  const start = (args: string[], env?: Record<string, string>) => {
+    const run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args, ...(env ? { env } : {}) });
+    runs.push(run);
+    return run;
+  };
+  const mark = (fields: Parameters<typeof encodeMark>[0]) => ({ [STATUS_ANNOTATION]: encodeMark(fields), 'app.example/x': 'y' });
+
+  it('without a mark keeps waiting and times out with the "no mark" reason and exit 3 (settings from env)', async () => {
+    const dir = freshVolume();
+    writeAnnotations(dir, { 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' });
+    const run = start([], { PNC_WAITER_ANNOTATIONS_FILE: annotationsFile, PNC_WAITER_TIMEOUT: '1.5' });
+    const exit = await run.exited;
+    expect(exit.code).toBe(3);
+    expect(run.output()).toMatch(/timed out after 1\.5 s: no pod-network-controller\.io\/status annotation yet/);
+    expect(run.output()).toMatch(/uid 65534/);
+  });
+
+  it('does not pass on a mark for another network namespace (exit 5, names both inodes)', async () => {
+    const dir = freshVolume();
+    const other = sandbox.inode + 1;
+    writeAnnotations(dir, mark({ state: 'initialized', netns: other, rules: 'feedc0de', at: new Date().toISOString() }));
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '1.5', '--validate', 'false']);
+    const exit = await run.exited;
+    expect(exit.code).toBe(5);
+    expect(run.output()).toContain(`is for network namespace ${other}, but this pod's is ${sandbox.inode}`);
+    expect(run.output()).not.toMatch(/ready:/);
+  });
+
+  it('reports the reason of an error mark (exit 4)', async () => {
+    const dir = freshVolume();
+    const reason = 'iptables-restore failed in netns: "nat" table busy';
+    writeAnnotations(dir, mark({ state: 'error', reason, at: new Date().toISOString() }));
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '1.5']);
+    const exit = await run.exited;
+    expect(exit.code).toBe(4);
+    expect(run.output()).toContain(`timed out after 1.5 s: ${STATUS_ANNOTATION} is error: ${reason}`);
+  });
+
+  it('passes once a missing file appears with its own netns (self-test off)', async () => {
+    const dir = freshVolume();
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '20', '--validate=false']);
+    await run.waitForOutput(/does not exist yet/);
+    writeAnnotations(dir, mark({ state: 'pending', reason: 'waiting for the node agent', at: new Date().toISOString() }));
+    await run.waitForOutput(/is pending: waiting for the node agent/);
+    writeAnnotations(dir, mark({ state: 'initialized', netns: sandbox.inode, rules: 'abc123', at: new Date().toISOString() }));
+    const exit = await run.exited;
+    expect(exit.code).toBe(0);
+    expect(run.output()).toMatch(new RegExp(`ready: .*netns ${sandbox.inode} initialized .*self-test off`));
+    expect(run.output()).toMatch(/peak RSS \d+\.\d MiB/);
+  });
+
+  it('survives a huge file, binary garbage and a million lines, says so, and still passes on a good mark', async () => {
+    const dir = freshVolume();
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '30', '--validate', 'false']);
+    writeDownwardApiVolume(dir, { annotations: Buffer.alloc(3 * 1024 * 1024, 'a') });
+    await run.waitForOutput(/is 3145728 bytes, over the \d+-byte limit; not reading it/);
+
+    const garbage = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 7919 + 13) % 256;
+    writeDownwardApiVolume(dir, { annotations: garbage });
+    await run.waitForOutput(/malformed line\(s\) in .* ignored: line 1: /);
+
+    writeDownwardApiVolume(dir, { annotations: 'x\n'.repeat(1_000_000) });
+    await run.waitForOutput(/1000000 malformed line\(s\)/);
+
+    writeAnnotations(dir, mark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }));
+    const exit = await run.exited;
+    expect(exit.code).toBe(0);
+    expect(run.output()).toMatch(/ready: /);
+  });
+
+  it('does not pass a malformed mark and names the bad value (exit 7)', async () => {
+    const dir = freshVolume();
+    writeAnnotations(dir, { [STATUS_ANNOTATION]: '{"state":"initialized","netns":"not-a-number"}' });
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '1', '--validate', 'false']);
+    const exit = await run.exited;
+    expect(exit.code).toBe(7);
+    expect(run.output()).toContain(`${STATUS_ANNOTATION} has an invalid netns "not-a-number"`);
+  });
+
+  it('a FIFO planted at the path does not hang it (exit 7, "not a regular file")', async () => {
+    const dir = freshVolume();
+    const fifo = join(dir, 'annotations');
+    must(['mkfifo', '-m', '0644', fifo]);
+    const run = start(['--annotations-file', fifo, '--timeout', '1']);
+    const exit = await run.exited;
+    expect(exit.code).toBe(7);
+    expect(run.output()).toContain('not a regular file');
+  });
+
+  it('on SIGTERM (pod deleted) exits 143 and says what it was waiting for', async () => {
+    const dir = freshVolume();
+    writeAnnotations(dir, mark({ state: 'pending', reason: 'netns not found yet', at: new Date().toISOString() }));
+    const run = start(['--annotations-file', annotationsFile]);
+    await run.waitForOutput(/is pending: netns not found yet/);
+    run.child.kill('SIGTERM');
+    const exit = await run.exited;
+    expect(exit.code).toBe(143);
+    expect(run.output()).toMatch(/terminated while waiting: .* is pending: netns not found yet \(exit 143/);
+  });
+
+  it('rejects bad flags and env values with exit 2 and the usage', async () => {
+    freshVolume();
+    const badFlag = start(['--timeout', 'soon']);
+    expect((await badFlag.exited).code).toBe(2);
+    expect(badFlag.output()).toContain('--timeout: "soon" is not a number of seconds');
+    expect(badFlag.output()).toContain('usage: node init-waiter.js');
+    const badEnv = start([], { PNC_WAITER_PROXY_PORT: '70000' });
+    expect((await badEnv.exited).code).toBe(2);
+    expect(badEnv.output()).toContain('PNC_WAITER_PROXY_PORT: "70000" is not a port');
+  });
+});

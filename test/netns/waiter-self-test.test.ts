@@ -1,0 +1,152 @@
+// The init-waiter's active proof of outbound capture, against real rules programmed by
+// the redirect engine in a real pod netns, the waiter running unprivileged as a pod would.
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import { applyRedirect, DEFAULT_NODE_CONFIG, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
+import { writeAnnotations } from '../support/downward-api-writer.ts';
+import { isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../support/netns.ts';
+import { createPodSandbox } from '../support/waiter-netns.ts';
+import type { PodSandbox } from '../support/waiter-netns.ts';
+import { bundleWaiter, startWaiter } from '../support/waiter-process.ts';
+import type { WaiterBundle, WaiterRun } from '../support/waiter-process.ts';
+
+if (!isRoot) console.warn(`waiter-self-test.test.ts ${ROOT_SKIP_MESSAGE}`);
+
+describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', () => {
+  let bundle: WaiterBundle;
+  let sandbox: PodSandbox;
+  let volume: string | undefined;
+  const runs: WaiterRun[] = [];
+
+  beforeAll(async () => {
+    bundle = await bundleWaiter();
+    sandbox = createPodSandbox();
+  });
+  afterAll(() => {
+    sandbox?.destroy();
+    bundle?.dispose();
+  });
+  afterEach(async () => {
+    for (const run of runs.splice(0)) run.kill();
+    if (volume) rmSync(volume, { recursive: true, force: true });
+    volume = undefined;
+    // Each test programs what it needs; none inherits rules from the one before.
+    if (sandbox) await removeRedirect(sandbox.pod.path);
+  });
+
+  /** A new volume directory for this test; returns it and its annotations file. */
+  const freshVolume = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pnc-podinfo-'));
+    chmodSync(dir, 0o755);
+    volume = dir;
+    return { dir, file: join(dir, 'annotations') };
+  };
+  const start = (args: string[], identity?: { uid: number; gid: number }) => {
+    const run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args, ...(identity ? { identity } : {}) });
+    runs.push(run);
+    return run;
+  };
+  const annotationsWithMark = (extra: Record<string, string> = {}) => ({
+    ...extra,
+    [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, rules: '0123456789abcdef', at: new Date().toISOString() }),
+  });
+  const program = (annotations: Record<string, string> = {}) =>
+    applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'waiter', annotations } }, DEFAULT_NODE_CONFIG));
+
+  it('with a correct mark but no rules: the self-test fails (refused by the network) and it does not pass (exit 6)', async () => {
+    const { dir, file } = freshVolume();
+    writeAnnotations(dir, annotationsWithMark());
+    const run = start(['--annotations-file', file, '--timeout', '2.5']);
+    const exit = await run.exited;
+    expect(exit.code).toBe(6);
+    expect(run.output()).toMatch(/timed out after 2\.5 s: redirect self-test failed: 192\.0\.2\.2:9 was not captured to 127\.0\.0\.1:15001 \(connect ECONNREFUSED\)/);
+    expect(run.output()).toContain('[2001:db8::2]:9 was not captured to [::1]:15001');
+    expect(run.output()).not.toMatch(/ready:/);
+  });
+
+  it('with rules applied by the redirect engine: exits 0 soon after the mark is written, and frees the proxy port', async () => {
+    const { dir, file } = freshVolume();
+    const run = start(['--annotations-file', file, '--timeout', '30']);
+    await run.waitForOutput(/does not exist yet/);
+    await program();
+    const written = performance.now();
+    writeAnnotations(dir, annotationsWithMark());
+    const exit = await run.exited;
+    expect(exit.code).toBe(0);
+    // A generous sanity bound only; the benchmark (npm run bench:waiter) measures the real latency.
+    expect(exit.at - written).toBeLessThan(2_000);
+    expect(run.output()).toMatch(/self-test passed: 192\.0\.2\.2:9 -> 127\.0\.0\.1:15001, \[2001:db8::2\]:9 -> \[::1\]:15001/);
+    // No listener and no TIME_WAIT left on 15001: the proxy can bind it right away.
+    const sockets = runInNetns(sandbox.pod.path, ['ss', '-Htan', 'state', 'all', '( sport = :15001 or dport = :15001 )']);
+    expect(sockets.code).toBe(0);
+    expect(sockets.stdout.trim()).toBe('');
+  });
+
+  it("picks a probe port the pod's own excludeOutboundPorts does not exempt", async () => {
+    const { dir, file } = freshVolume();
+    const annotations = { 'traffic.sidecar.istio.io/excludeOutboundPorts': '9,10' };
+    await program(annotations);
+    writeAnnotations(dir, annotationsWithMark(annotations));
+    const run = start(['--annotations-file', file, '--timeout', '10']);
+    const exit = await run.exited;
+    expect(exit.code).toBe(0);
+    expect(run.output()).toContain('192.0.2.2:11 -> 127.0.0.1:15001');
+  });
+
+  it('run as the proxy UID 1337, whose traffic the rules exempt, it fails and says why', async () => {
+    const { dir, file } = freshVolume();
+    await program();
+    writeAnnotations(dir, annotationsWithMark());
+    const run = start(['--annotations-file', file, '--timeout', '2.5'], { uid: 1337, gid: 1337 });
+    const exit = await run.exited;
+    expect(exit.code).toBe(6);
+    expect(run.output()).toContain("1337 is the proxy's, whose traffic is never redirected");
+  });
+
+  it('passes when the rules arrive after the mark (a repair), retrying the self-test', async () => {
+    const { dir, file } = freshVolume();
+    writeAnnotations(dir, annotationsWithMark());
+    const run = start(['--annotations-file', file, '--timeout', '30']);
+    await run.waitForOutput(/redirect self-test failed/);
+    await program();
+    const exit = await run.exited;
+    expect(exit.code).toBe(0);
+    expect(run.output()).toMatch(/self-test passed/);
+  });
+});
+
+describe.skipIf(!isRoot)('init-waiter self-test in an IPv4-only pod', () => {
+  let bundle: WaiterBundle;
+  let sandbox: PodSandbox;
+  let volume: string | undefined;
+  let run: WaiterRun | undefined;
+
+  beforeAll(async () => {
+    bundle = await bundleWaiter();
+    sandbox = createPodSandbox({ ipv6: false });
+  });
+  afterAll(() => {
+    run?.kill();
+    if (volume) rmSync(volume, { recursive: true, force: true });
+    sandbox?.destroy();
+    bundle?.dispose();
+  });
+
+  it('proves IPv4 capture only (no global IPv6 address, so no [::1] listener)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pnc-podinfo-'));
+    volume = dir;
+    chmodSync(dir, 0o755);
+    await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'v4' } }, DEFAULT_NODE_CONFIG));
+    writeAnnotations(dir, {
+      [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }),
+    });
+    run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args: ['--annotations-file', join(dir, 'annotations'), '--timeout', '10'] });
+    const exit = await run.exited;
+    expect(exit.code).toBe(0);
+    expect(run.output()).toContain('self-test on (ipv4, proxy port 15001)');
+    expect(run.output()).toMatch(/self-test passed: 192\.0\.2\.2:9 -> 127\.0\.0\.1:15001 \(exit 0/);
+  });
+});

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { HelpRequested, parseOptions, UsageError } from '../../init-waiter/src/options.ts';
+
+describe('init-waiter options', () => {
+  it('has defaults that match the injected pod spec', () => {
+    expect(parseOptions([], {})).toEqual({
+      annotationsFile: '/etc/podinfo/annotations',
+      timeoutMs: 300_000,
+      validate: true,
+      proxyPort: 15001,
+      probeAddresses: { ipv4: '192.0.2.2', ipv6: '2001:db8::2' },
+      probePort: 9,
+    });
+  });
+
+  it('takes flags (both --flag value and --flag=value) over env over defaults', () => {
+    const env = { PNC_WAITER_TIMEOUT: '10', PNC_WAITER_VALIDATE: 'false', PNC_WAITER_PROXY_PORT: '15002', PNC_WAITER_ANNOTATIONS_FILE: '/env/a' };
+    const options = parseOptions(['--timeout', '2.5', '--proxy-port=15011'], env);
+    expect(options.timeoutMs).toBe(2_500);
+    expect(options.proxyPort).toBe(15011);
+    expect(options.validate).toBe(false);
+    expect(options.annotationsFile).toBe('/env/a');
+  });
+
+  it('ignores empty env values (a ConfigMap key left blank)', () => {
+    expect(parseOptions([], { PNC_WAITER_TIMEOUT: '' }).timeoutMs).toBe(300_000);
+  });
+
+  it('overrides one probe family and keeps the other default', () => {
+    expect(parseOptions(['--probe-address', '198.51.100.7'], {}).probeAddresses).toEqual({ ipv4: '198.51.100.7', ipv6: '2001:db8::2' });
+    expect(parseOptions([], { PNC_WAITER_PROBE_ADDRESS: '2001:db8::9, 203.0.113.9' }).probeAddresses).toEqual({
+      ipv4: '203.0.113.9',
+      ipv6: '2001:db8::9',
+    });
+  });
+
+  it.each([
+    [['--timeout', '0'], '--timeout: "0" is not a number of seconds'],
+    [['--timeout', '-1'], '--timeout: "-1"'],
+    [['--timeout', '1e3'], '--timeout: "1e3"'],
+    [['--timeout', '86401'], '(0, 86400]'],
+    [['--validate', 'yes'], '--validate: "yes" is neither true nor false'],
+    [['--proxy-port', '0'], '--proxy-port: "0" is not a port'],
+    [['--proxy-port', '65536'], 'is not a port'],
+    [['--probe-port', 'http'], '--probe-port: "http" is not a port'],
+    [['--probe-address', 'example.com'], '"example.com" is not an IP address'],
+    [['--probe-address', '192.0.2.1,192.0.2.3'], 'more than one ipv4 address'],
+    [['--probe-address', '127.0.0.5'], 'loopback address, which is never captured'],
+    [['--annotations-file', ' '], 'empty path'],
+    [['--timeout'], '--timeout needs a value'],
+    [['--verbose'], 'unknown argument "--verbose"'],
+    [['positional'], 'unknown argument "positional"'],
+  ])('rejects %j', (argv, message) => {
+    expect(() => parseOptions(argv, {})).toThrow(UsageError);
+    expect(() => parseOptions(argv, {})).toThrow(message);
+  });
+
+  it('names the env variable when the bad value came from it', () => {
+    expect(() => parseOptions([], { PNC_WAITER_VALIDATE: 'maybe' })).toThrow('PNC_WAITER_VALIDATE: "maybe" is neither true nor false');
+  });
+
+  it('answers --help with the usage listing every flag and variable', () => {
+    let help: unknown;
+    try {
+      parseOptions(['--help'], {});
+    } catch (error) {
+      help = error;
+    }
+    expect(help).toBeInstanceOf(HelpRequested);
+    for (const name of ['--annotations-file', 'PNC_WAITER_TIMEOUT', '--validate', '--proxy-port', '--probe-address', 'PNC_WAITER_PROBE_PORT']) {
+      expect((help as Error).message).toContain(name);
+    }
+  });
+});

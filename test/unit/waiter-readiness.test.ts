@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import type { Mark } from '../../controller/src/mark.ts';
+import type { AnnotationsSnapshot } from '../../init-waiter/src/annotations-watcher.ts';
+import { EXIT, exitCodeForTimeout } from '../../init-waiter/src/exit-codes.ts';
+import { assessMark } from '../../init-waiter/src/readiness.ts';
+import { formatDownwardApiAnnotations } from '../support/downward-api-writer.ts';
+
+const OWN = 4026532845;
+const path = '/etc/podinfo/annotations';
+const content = (annotations: Record<string, string>): AnnotationsSnapshot => ({ kind: 'content', path, text: formatDownwardApiAnnotations(annotations) });
+const withMark = (mark: Mark, extra: Record<string, string> = {}) => content({ ...extra, [STATUS_ANNOTATION]: encodeMark(mark) });
+const at = '2026-11-23T01:02:03Z';
+
+function waitingFor(snapshot: AnnotationsSnapshot) {
+  const verdict = assessMark(snapshot, OWN);
+  if (verdict.ready) throw new Error('unexpectedly ready');
+  return verdict.waiting;
+}
+
+describe('assessMark', () => {
+  it('is ready on an initialized mark naming our own netns', () => {
+    const verdict = assessMark(withMark({ state: 'initialized', netns: OWN, rules: 'abcdef0123456789', at }, { 'a/b': 'c' }), OWN);
+    expect(verdict.ready).toBe(true);
+    if (verdict.ready) {
+      expect(verdict.mark).toEqual({ state: 'initialized', netns: OWN, rules: 'abcdef0123456789', at });
+      expect(verdict.parsed.annotations.get('a/b')).toBe('c');
+    }
+  });
+
+  it.each<[string, AnnotationsSnapshot, string, RegExp]>([
+    ['a missing file', { kind: 'missing', path }, 'no-file', /annotations file \/etc\/podinfo\/annotations does not exist yet/],
+    ['no status annotation', content({ 'sidecar.istio.io/status': '{}' }), 'no-mark', /^no pod-network-controller\.io\/status annotation yet/],
+    ['a pending mark', withMark({ state: 'pending', reason: 'netns not found yet', at }), 'pending', /is pending: netns not found yet$/],
+    ['an error mark', withMark({ state: 'error', reason: 'iptables-restore exit 4', at }), 'mark-error', /is error: iptables-restore exit 4$/],
+    ['an error mark without reason', withMark({ state: 'error', at }), 'mark-error', /is error \(no reason given\)$/],
+    ['a mark for another netns', withMark({ state: 'initialized', netns: OWN + 7, at }), 'other-netns', new RegExp(`network namespace ${OWN + 7}, but this pod's is ${OWN}`)],
+    ['an initialized mark without netns', withMark({ state: 'initialized', at }), 'malformed', /is initialized but names no netns/],
+    ['a mark that is not JSON', content({ [STATUS_ANNOTATION]: 'initialized' }), 'malformed', /is not JSON: "initialized"/],
+    ['a mark with an unknown state', content({ [STATUS_ANNOTATION]: '{"state":"done"}' }), 'malformed', /unknown state "done"/],
+    ['an unreadable file', { kind: 'unreadable', path, error: 'EACCES' }, 'malformed', /cannot be read: EACCES/],
+    ['a too large file', { kind: 'too-large', path, size: 5_000_000, limit: 2_097_152 }, 'malformed', /is 5000000 bytes, over the 2097152-byte limit/],
+  ])('waits on %s', (_name, snapshot, code, message) => {
+    const waiting = waitingFor(snapshot);
+    expect(waiting.code).toBe(code);
+    expect(waiting.message).toMatch(message);
+  });
+
+  it('mentions malformed lines when the mark is not found, in case they hid it', () => {
+    const waiting = waitingFor({ kind: 'content', path, text: 'a="1"\n\x00\x01binary' });
+    expect(waiting.code).toBe('no-mark');
+    expect(waiting.message).toContain('1 malformed line(s) in /etc/podinfo/annotations: line 2');
+  });
+
+  it('maps every reason to its documented exit code', () => {
+    expect(exitCodeForTimeout('no-file')).toBe(EXIT.noMark);
+    expect(exitCodeForTimeout('pending')).toBe(3);
+    expect(exitCodeForTimeout('mark-error')).toBe(4);
+    expect(exitCodeForTimeout('other-netns')).toBe(5);
+    expect(exitCodeForTimeout('self-test')).toBe(6);
+    expect(exitCodeForTimeout('malformed')).toBe(7);
+  });
+});
