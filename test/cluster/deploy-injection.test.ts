@@ -1,0 +1,120 @@
+// Injection of the init-waiter by the MutatingAdmissionPolicy (manifests/injection/
+// admission-policy) on the real API server: the pod read back has exactly the shape
+// documented in manifests/injection/init-waiter-snippet.yaml, which the Istio
+// template override (manifests/injection/istio) adds too.
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CoreV1Api, type V1Container, type V1Pod, type V1Volume } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
+import { ROOT, SCOPE_LABEL, apiOnlyPod, ensureControllerNamespace, eventually, findManifest, install, kustomize, scopedToRun } from './deploy-support.ts';
+
+interface Snippet {
+  initContainer: V1Container;
+  volume: V1Volume;
+}
+
+const run = randomBytes(3).toString('hex');
+const admin = adminKubeConfig();
+const core = admin.makeApiClient(CoreV1Api);
+const cleanups: (() => Promise<unknown>)[] = [];
+const INJECT_LABELS = { 'pod-network-controller.io/inject': 'enabled', [SCOPE_LABEL]: run, 'pod-security.kubernetes.io/enforce': 'restricted' };
+let snippet: Snippet;
+let waiterImage: string;
+let namespace: string;
+
+// Restricted-compatible app and stand-in proxy (the proxy runs as Istio's UID 1337).
+const restricted = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+const app: V1Container = { name: 'app', image: 'example.invalid/app:1', securityContext: { ...restricted, runAsUser: 1000 } };
+const proxy: V1Container = { name: 'istio-proxy', image: 'example.invalid/proxy:1', securityContext: { ...restricted, runAsUser: 1337, runAsGroup: 1337 } };
+const podSecurity = { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } };
+
+function meshPod(name: string, spec: Partial<V1Pod['spec']> = {}): V1Pod {
+  return apiOnlyPod(name, { securityContext: podSecurity, containers: [app, proxy], ...spec });
+}
+
+async function createAndReadBack(pod: V1Pod, inNamespace = namespace): Promise<V1Pod> {
+  await core.createNamespacedPod({ namespace: inNamespace, body: pod });
+  return core.readNamespacedPod({ name: pod.metadata!.name!, namespace: inNamespace });
+}
+
+const expectedWaiter = () => ({ ...snippet.initContainer, image: waiterImage });
+
+beforeAll(async () => {
+  snippet = parse(await readFile(join(ROOT, 'manifests/injection/init-waiter-snippet.yaml'), 'utf8')) as Snippet;
+  await ensureControllerNamespace(admin);
+  const objects = await kustomize('manifests/injection/admission-policy');
+  const parameters = findManifest(objects, 'ConfigMap', 'pod-network-controller-injection');
+  waiterImage = parameters.data.image;
+  cleanups.push(await install(admin, [parameters, ...scopedToRun(objects, run)]));
+  namespace = await freshNamespace(admin, INJECT_LABELS);
+  // A policy takes effect a moment after it is created: wait until a dry-run pod is injected.
+  await eventually('the MutatingAdmissionPolicy to take effect', async () => {
+    const probe = await core.createNamespacedPod({ namespace, body: meshPod('probe'), dryRun: 'All' });
+    return probe.spec?.initContainers?.[0]?.name === 'pnc-init-waiter';
+  });
+});
+
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+});
+
+describe('the MutatingAdmissionPolicy', () => {
+  it('gives a mesh pod exactly the documented init container and volume, admitted under Pod Security restricted', async () => {
+    const pod = await createAndReadBack(meshPod('plain-mesh'));
+    expect(pod.spec?.initContainers).toEqual([expectedWaiter()]);
+    expect(pod.spec?.volumes).toEqual([snippet.volume]);
+    expect(pod.spec?.containers.map((c) => c.name)).toEqual(['app', 'istio-proxy']);
+  });
+
+  it('puts the waiter first among existing init containers and appends its volume', async () => {
+    const setup: V1Container = { name: 'setup', image: 'example.invalid/setup:1', securityContext: { ...restricted, runAsUser: 1000 } };
+    const data: V1Volume = { name: 'data', emptyDir: {} };
+    const pod = await createAndReadBack(meshPod('with-init', { initContainers: [setup], volumes: [data] }));
+    expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['pnc-init-waiter', 'setup']);
+    expect(pod.spec?.initContainers?.[0]).toEqual(expectedWaiter());
+    expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(['data', 'pnc-podinfo']);
+  });
+
+  it('injects before a native-sidecar istio-proxy, so the proxy starts only after redirection', async () => {
+    const pod = await createAndReadBack(
+      meshPod('native-sidecar', { containers: [app], initContainers: [{ ...proxy, restartPolicy: 'Always' }] }),
+    );
+    expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['pnc-init-waiter', 'istio-proxy']);
+  });
+
+  it('leaves a pod without istio-proxy alone', async () => {
+    const pod = await createAndReadBack(apiOnlyPod('no-proxy', { securityContext: podSecurity, containers: [app] }));
+    expect(pod.spec?.initContainers).toBeUndefined();
+    expect(pod.spec?.volumes).toBeUndefined();
+  });
+
+  it('does not inject a second waiter', async () => {
+    const pod = await createAndReadBack(meshPod('already', { initContainers: [expectedWaiter()], volumes: [snippet.volume] }));
+    expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['pnc-init-waiter']);
+    expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(['pnc-podinfo']);
+  });
+
+  it('leaves namespaces without the injection label alone', async () => {
+    const other = await freshNamespace(admin, { [SCOPE_LABEL]: run });
+    const pod = await createAndReadBack(meshPod('unlabelled'), other);
+    expect(pod.spec?.initContainers).toBeUndefined();
+  });
+});
+
+describe('the Istio sidecar-injector template override', () => {
+  it('adds the same init container and volume (self-test left to istio-validation)', async () => {
+    const values = parse(await readFile(join(ROOT, 'manifests/injection/istio/istiod-values.yaml'), 'utf8'));
+    expect(values.pilot.cni.enabled).toBe(true);
+    expect(values.sidecarInjectorWebhook.defaultTemplates).toEqual(['sidecar', 'pnc-init-waiter']);
+    const overlay = parse(values.sidecarInjectorWebhook.templates['pnc-init-waiter']) as { spec: { initContainers: V1Container[]; volumes: V1Volume[] } };
+    const [waiter] = overlay.spec.initContainers;
+    expect(overlay.spec.initContainers).toHaveLength(1);
+    const { args, ...rest } = waiter!;
+    expect(args).toEqual(['--validate=false']);
+    expect(rest).toEqual(snippet.initContainer);
+    expect(overlay.spec.volumes).toEqual([snippet.volume]);
+  });
+});

@@ -1,0 +1,176 @@
+// Every kustomization under manifests/ as the real API server sees it (server-side
+// dry-run apply with the kubectl of the same release), and the rendered objects
+// checked against the agent contract.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SETTINGS, parseConfig } from '../../controller/src/agent/config.ts';
+import { adminKubeConfig } from '../support/cluster.ts';
+import { ensureControllerNamespace, findManifest, install, kubectl, kustomize, type Manifest } from './deploy-support.ts';
+
+const admin = adminKubeConfig();
+const cleanups: (() => Promise<unknown>)[] = [];
+
+// OpenShift's SecurityContextConstraints is unknown to a plain API server. A CRD with the
+// top-level fields of security.openshift.io/v1 SCC and their types (the strategies'
+// insides left open) lets the dry-run check the OpenShift overlay, SCC included.
+const boolean = { type: 'boolean' };
+const strings = { type: 'array', items: { type: 'string' }, nullable: true };
+const strategy = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+const sccCrd: Manifest = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'securitycontextconstraints.security.openshift.io' },
+  spec: {
+    group: 'security.openshift.io',
+    scope: 'Cluster',
+    names: { plural: 'securitycontextconstraints', singular: 'securitycontextconstraints', kind: 'SecurityContextConstraints', listKind: 'SecurityContextConstraintsList' },
+    versions: [
+      {
+        name: 'v1',
+        served: true,
+        storage: true,
+        schema: {
+          openAPIV3Schema: {
+            type: 'object',
+            properties: {
+              apiVersion: { type: 'string' },
+              kind: { type: 'string' },
+              metadata: { type: 'object' },
+              ...Object.fromEntries(
+                ['allowHostDirVolumePlugin', 'allowHostIPC', 'allowHostNetwork', 'allowHostPID', 'allowHostPorts', 'allowPrivilegeEscalation',
+                  'allowPrivilegedContainer', 'defaultAllowPrivilegeEscalation', 'readOnlyRootFilesystem'].map((field) => [field, boolean]),
+              ),
+              ...Object.fromEntries(
+                ['allowedCapabilities', 'defaultAddCapabilities', 'requiredDropCapabilities', 'allowedUnsafeSysctls', 'forbiddenSysctls',
+                  'seccompProfiles', 'users', 'groups', 'volumes'].map((field) => [field, strings]),
+              ),
+              allowedFlexVolumes: { type: 'array', nullable: true, items: strategy },
+              priority: { type: 'integer', format: 'int32', nullable: true },
+              fsGroup: strategy,
+              runAsUser: strategy,
+              seLinuxContext: strategy,
+              supplementalGroups: strategy,
+            },
+          },
+        },
+      },
+    ],
+  },
+};
+
+beforeAll(async () => {
+  // Namespaced objects can be dry-run only into a namespace that exists.
+  await ensureControllerNamespace(admin);
+  cleanups.push(await install(admin, [sccCrd]));
+  const established = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', `crd/${sccCrd.metadata.name}`]);
+  expect(established.stderr).toBe('');
+});
+
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+});
+
+describe.each(['manifests/base', 'manifests/overlays/kubernetes', 'manifests/overlays/openshift', 'manifests/injection/admission-policy'])(
+  '%s',
+  (dir) => {
+    it('passes a server-side dry-run apply of every object', async () => {
+      const objects = await kustomize(dir);
+      const result = await kubectl(['apply', '-k', dir, '--server-side', '--dry-run=server', '--field-manager=pnc-deploy-test']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      const applied = result.stdout.split('\n').filter((line) => line.endsWith('serverside-applied (server dry run)'));
+      expect(applied).toHaveLength(objects.length);
+    });
+  },
+);
+
+describe('the rendered kubernetes overlay', () => {
+  let objects: Manifest[];
+  beforeAll(async () => {
+    objects = await kustomize('manifests/overlays/kubernetes');
+  });
+
+  it('grants the controller exactly the RBAC of the agent contract', () => {
+    expect(findManifest(objects, 'ClusterRole', 'pod-network-controller').rules).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['pods/status'], verbs: ['patch'] },
+      { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+    ]);
+    const binding = findManifest(objects, 'ClusterRoleBinding', 'pod-network-controller');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'pod-network-controller', namespace: 'pod-network-controller' }]);
+  });
+
+  it('runs the DaemonSet as the contract and the issue describe', () => {
+    const daemonSet = findManifest(objects, 'DaemonSet', 'pod-network-controller');
+    const pod = daemonSet.spec.template.spec;
+    const [container] = pod.containers;
+    expect(pod.hostPID).toBe(true);
+    expect(pod.hostNetwork).toBeUndefined();
+    expect(pod.serviceAccountName).toBe('pod-network-controller');
+    expect(pod.priorityClassName).toBe('system-node-critical');
+    expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+    expect(daemonSet.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+    expect(container.args).toEqual(['run']);
+    expect(container.securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'SYS_PTRACE'] });
+    expect(container.securityContext).toMatchObject({
+      runAsUser: 0,
+      privileged: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http-metrics' });
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http-metrics' });
+    expect(container.ports).toEqual([{ name: 'http-metrics', containerPort: 9102, protocol: 'TCP' }]);
+    expect(container.env).toEqual([
+      { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
+    ]);
+    // iptables-legacy's lock file lives in /run: a private, writable emptyDir on a read-only root.
+    expect(container.volumeMounts).toContainEqual({ name: 'run', mountPath: '/run' });
+    expect(pod.volumes).toContainEqual({ name: 'run', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
+    expect(container.image).toMatch(/^ghcr\.io\/pod-network-controller\/controller:\d+\.\d+\.\d+$/);
+  });
+
+  it("configures the controller with settings the agent's own parser accepts", () => {
+    const daemonSet = findManifest(objects, 'DaemonSet', 'pod-network-controller');
+    const container = daemonSet.spec.template.spec.containers[0];
+    const configMap = findManifest(objects, 'ConfigMap', container.envFrom[0].configMapRef.name);
+    expect(configMap.metadata.namespace).toBe('pod-network-controller');
+    const known = SETTINGS.map((setting) => setting.env);
+    expect(Object.keys(configMap.data).filter((key) => !known.includes(key))).toEqual([]);
+    // As the kubelet would fill the downward-API variables in.
+    const config = parseConfig({ ...configMap.data, NODE_NAME: 'node-1', POD_NAMESPACE: 'pod-network-controller' }, []);
+    expect(config.httpPort).toBe(container.ports[0].containerPort);
+    expect(config.waiterContainer).toBe('pnc-init-waiter');
+    expect(config.excludedNamespaces.has('pod-network-controller')).toBe(true);
+  });
+
+  it('keeps cluster-scoped objects free of a namespace', () => {
+    for (const kind of ['ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'Namespace']) {
+      for (const object of objects.filter((o) => o.kind === kind)) expect(object.metadata.namespace, `${kind}/${object.metadata.name}`).toBeUndefined();
+    }
+  });
+});
+
+describe('the rendered openshift overlay', () => {
+  it('lets only the controller use its SCC, which allows what the DaemonSet asks for', async () => {
+    const objects = await kustomize('manifests/overlays/openshift');
+    const scc = findManifest(objects, 'SecurityContextConstraints');
+    const role = findManifest(objects, 'ClusterRole', 'pod-network-controller-scc');
+    expect(role.rules).toEqual([{ apiGroups: ['security.openshift.io'], resources: ['securitycontextconstraints'], resourceNames: [scc.metadata.name], verbs: ['use'] }]);
+    expect(findManifest(objects, 'RoleBinding', 'pod-network-controller-scc').subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'pod-network-controller', namespace: 'pod-network-controller' },
+    ]);
+    const pod = findManifest(objects, 'DaemonSet', 'pod-network-controller').spec.template.spec;
+    expect(pod.containers[0].securityContext).toMatchObject({ privileged: true, allowPrivilegeEscalation: true });
+    expect(scc).toMatchObject({ allowPrivilegedContainer: true, allowHostPID: true, allowHostNetwork: false, allowHostDirVolumePlugin: false, users: [], groups: [] });
+    const volumeTypes = pod.volumes.map((v: Record<string, unknown>) => Object.keys(v).find((k) => k !== 'name'));
+    expect(volumeTypes.every((type: string) => scc.volumes.includes(type))).toBe(true);
+    expect(findManifest(objects, 'Namespace', 'pod-network-controller').metadata.labels).toMatchObject({
+      'pod-security.kubernetes.io/enforce': 'privileged',
+      'security.openshift.io/scc.podSecurityLabelSync': 'false',
+    });
+  });
+});
