@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
 import { applyRedirect, DEFAULT_NODE_CONFIG, planFromPod } from '../controller/src/redirect/index.ts';
-import { writeAnnotations } from '../test/support/downward-api-writer.ts';
+import { writeAnnotationsVolume } from './lib/downward-api.ts';
 import { isRoot } from '../test/support/netns.ts';
 import { createPodSandbox } from '../test/support/waiter-netns.ts';
 import { bundleWaiter, startWaiter } from '../test/support/waiter-process.ts';
@@ -67,11 +67,11 @@ try {
   for (let i = 0; i < LATENCY_RUNS; i++) {
     const volume = freshVolume();
     try {
-      writeAnnotations(volume, unmarked);
+      writeAnnotationsVolume(volume, unmarked);
       const run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args: ['--annotations-file', join(volume, 'annotations'), '--timeout', '30'] });
       await run.waitForOutput(/waiting: no pod-network-controller\.io\/status annotation yet/);
       const written = performance.now();
-      writeAnnotations(volume, { ...unmarked, ...mark() });
+      writeAnnotationsVolume(volume, { ...unmarked, ...mark() });
       const exit = await run.exited;
       if (exit.code !== 0) throw new Error(`run ${i}: waiter exited ${exit.code}:\n${run.output()}`);
       latencies.push(exit.at - written);
@@ -90,7 +90,7 @@ try {
   for (let i = 0; i < COLD_START_RUNS; i++) {
     const volume = freshVolume();
     try {
-      writeAnnotations(volume, { ...unmarked, ...mark() });
+      writeAnnotationsVolume(volume, { ...unmarked, ...mark() });
       const spawned = performance.now();
       const run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args: ['--annotations-file', join(volume, 'annotations'), '--timeout', '30'] });
       await run.waitForOutput(/init-waiter \[/);

@@ -1,7 +1,7 @@
 // A downward-API `metadata.annotations` volume exactly as the kubelet writes it: the content
 // format of k8s.io/kubernetes/pkg/fieldpath.FormatMap and the atomic writer's `..data` swap.
 import { randomInt } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, readlink, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u;
@@ -51,56 +51,80 @@ function timestampDirPrefix(now: Date): string {
  * timestamped directory, a `..data_tmp` symlink to it renamed over `..data`, user-visible
  * `name -> ..data/name` symlinks, then the old timestamped directory removed. A reader
  * following DIR/name sees the old content or the new one, never a mix. Unchanged content
- * writes nothing, as with the kubelet.
+ * writes nothing, as with the kubelet. Synchronous, so a test publishes exactly when it says.
  */
-export async function writeAtomicVolume(dir: string, files: Record<string, string>): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+export function writeAtomicVolume(dir: string, files: Readonly<Record<string, string | Buffer>>): void {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  chmodSync(dir, 0o755);
   const dataLink = join(dir, '..data');
-  const oldTimestampDir = await readlink(dataLink).catch(() => undefined);
-  if (oldTimestampDir !== undefined) {
-    const unchanged = await Promise.all(
-      Object.entries(files).map(async ([name, content]) => (await readFile(join(dir, oldTimestampDir, name), 'utf8').catch(() => null)) === content),
-    );
-    if (unchanged.every(Boolean)) return;
-  }
+  const oldTimestampDir = readlinkOrUndefined(dataLink);
+  if (oldTimestampDir !== undefined && Object.entries(files).every(([name, content]) => sameContent(join(dir, oldTimestampDir, name), content))) return;
 
   let timestampDir = '';
   for (;;) {
     // Go's os.MkdirTemp appends a random decimal number to the pattern.
     timestampDir = `${timestampDirPrefix(new Date())}${randomInt(1, 2 ** 32)}`;
     try {
-      await mkdir(join(dir, timestampDir), { mode: 0o755 });
+      mkdirSync(join(dir, timestampDir), { mode: 0o755 });
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
   }
-  await chmod(join(dir, timestampDir), 0o755);
-  for (const [name, content] of Object.entries(files)) {
-    await writeFile(join(dir, timestampDir, name), content, { mode: 0o644 });
-  }
+  chmodSync(join(dir, timestampDir), 0o755);
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, timestampDir, name), content, { mode: 0o644 });
 
   const tmpLink = join(dir, '..data_tmp');
-  await rm(tmpLink, { force: true });
-  await symlink(timestampDir, tmpLink);
-  await rename(tmpLink, dataLink);
+  rmSync(tmpLink, { force: true });
+  symlinkSync(timestampDir, tmpLink);
+  renameSync(tmpLink, dataLink);
   for (const name of Object.keys(files)) {
-    await symlink(join('..data', name), join(dir, name)).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-    });
+    try {
+      symlinkSync(join('..data', name), join(dir, name));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
   }
-  if (oldTimestampDir !== undefined && oldTimestampDir !== timestampDir) {
-    await rm(join(dir, oldTimestampDir), { recursive: true, force: true });
+  if (oldTimestampDir !== undefined && oldTimestampDir !== timestampDir) rmSync(join(dir, oldTimestampDir), { recursive: true, force: true });
+}
+
+/** Publishes the `annotations` file of a `fieldRef: metadata.annotations` volume. */
+export function writeAnnotationsVolume(dir: string, annotations: Record<string, string>): void {
+  writeAtomicVolume(dir, { annotations: formatDownwardApiAnnotations(annotations) });
+}
+
+function readlinkOrUndefined(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function sameContent(path: string, content: string | Buffer): boolean {
+  try {
+    return readFileSync(path).equals(Buffer.isBuffer(content) ? content : Buffer.from(content));
+  } catch {
+    return false;
   }
 }
 
 /** Removes what writeAtomicVolume made in DIR (and DIR once empty), as the kubelet tears a volume down. */
-export async function removeAtomicVolume(dir: string, names: string[]): Promise<void> {
-  const entries = await readdir(dir).catch(() => [] as string[]);
+export function removeAtomicVolume(dir: string, names: string[]): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
   for (const entry of entries) {
     if (names.includes(entry) || entry === '..data' || entry === '..data_tmp' || /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+$/.test(entry)) {
-      await rm(join(dir, entry), { recursive: true, force: true });
+      rmSync(join(dir, entry), { recursive: true, force: true });
     }
   }
-  await rmdir(dir).catch(() => undefined); // other files in it are not ours: keep them
+  try {
+    rmdirSync(dir);
+  } catch {
+    // other files in it are not ours: keep them
+  }
 }

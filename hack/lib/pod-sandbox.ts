@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatDownwardApiAnnotations, removeAtomicVolume, writeAtomicVolume } from './downward-api.ts';
+import { removeAtomicVolume, writeAnnotationsVolume } from './downward-api.ts';
 import { cgroup2MountPoint, kubeletCgroupSegments, podQosClass } from './kubelet-cgroup.ts';
 import type { CgroupDriver, QosClass } from './kubelet-cgroup.ts';
 import { isSameProcessAlive, processStartTime } from './proc.ts';
@@ -213,7 +213,7 @@ async function undoRecord(record: SandboxRecord): Promise<void> {
   if (record.pausePid) await killPause(record.pausePid, record.cgroupDirs, root);
   await deleteNetns(record.netns);
   for (const dir of record.cgroupDirs) await removeCgroupDir(dir);
-  if (record.annotationsDir) await removeAtomicVolume(record.annotationsDir, ['annotations']);
+  if (record.annotationsDir) removeAtomicVolume(record.annotationsDir, ['annotations']);
   const deepest = record.cgroupDirs.at(-1);
   if (deepest) await removeEmptyParents(root, deepest.slice(root.length + 1).split('/'));
 }
@@ -425,7 +425,7 @@ class SimulatedSandbox implements PodSandbox {
   async writeAnnotations(annotations: Record<string, string>): Promise<void> {
     const dir = this.#options.annotationsDir;
     if (!dir) throw new PodSandboxError(`pod ${this.#podRef}: the sandbox was created without annotationsDir`);
-    await writeAtomicVolume(dir, { annotations: formatDownwardApiAnnotations(annotations) });
+    writeAnnotationsVolume(dir, annotations);
   }
 
   async recreate(): Promise<void> {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
-import { writeAnnotations, writeDownwardApiVolume } from '../support/downward-api-writer.ts';
+import { writeAnnotationsVolume, writeAtomicVolume } from '../../hack/lib/downward-api.ts';
 import { isRoot, must, ROOT_SKIP_MESSAGE } from '../support/netns.ts';
 import { createPodSandbox } from '../support/waiter-netns.ts';
 import type { PodSandbox } from '../support/waiter-netns.ts';
@@ -53,7 +53,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
 
   it('without a mark keeps waiting and times out with the "no mark" reason and exit 3 (settings from env)', async () => {
     const dir = freshVolume();
-    writeAnnotations(dir, { 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' });
+    writeAnnotationsVolume(dir, { 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' });
     const run = start([], { PNC_WAITER_ANNOTATIONS_FILE: annotationsFile, PNC_WAITER_TIMEOUT: '1.5' });
     const exit = await run.exited;
     expect(exit.code).toBe(3);
@@ -64,7 +64,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   it('does not pass on a mark for another network namespace (exit 5, names both inodes)', async () => {
     const dir = freshVolume();
     const other = sandbox.inode + 1;
-    writeAnnotations(dir, mark({ state: 'initialized', netns: other, rules: 'feedc0de', at: new Date().toISOString() }));
+    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: other, rules: 'feedc0de', at: new Date().toISOString() }));
     const run = start(['--annotations-file', annotationsFile, '--timeout', '1.5', '--validate', 'false']);
     const exit = await run.exited;
     expect(exit.code).toBe(5);
@@ -75,7 +75,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   it('reports the reason of an error mark (exit 4)', async () => {
     const dir = freshVolume();
     const reason = 'iptables-restore failed in netns: "nat" table busy';
-    writeAnnotations(dir, mark({ state: 'error', reason, at: new Date().toISOString() }));
+    writeAnnotationsVolume(dir, mark({ state: 'error', reason, at: new Date().toISOString() }));
     const run = start(['--annotations-file', annotationsFile, '--timeout', '1.5']);
     const exit = await run.exited;
     expect(exit.code).toBe(4);
@@ -86,9 +86,9 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
     const dir = freshVolume();
     const run = start(['--annotations-file', annotationsFile, '--timeout', '20', '--validate=false']);
     await run.waitForOutput(/does not exist yet/);
-    writeAnnotations(dir, mark({ state: 'pending', reason: 'waiting for the node agent', at: new Date().toISOString() }));
+    writeAnnotationsVolume(dir, mark({ state: 'pending', reason: 'waiting for the node agent', at: new Date().toISOString() }));
     await run.waitForOutput(/is pending: waiting for the node agent/);
-    writeAnnotations(dir, mark({ state: 'initialized', netns: sandbox.inode, rules: 'abc123', at: new Date().toISOString() }));
+    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: sandbox.inode, rules: 'abc123', at: new Date().toISOString() }));
     const exit = await run.exited;
     expect(exit.code).toBe(0);
     expect(run.output()).toMatch(new RegExp(`ready: .*netns ${sandbox.inode} initialized .*self-test off`));
@@ -98,18 +98,18 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   it('survives a huge file, binary garbage and a million lines, says so, and still passes on a good mark', async () => {
     const dir = freshVolume();
     const run = start(['--annotations-file', annotationsFile, '--timeout', '30', '--validate', 'false']);
-    writeDownwardApiVolume(dir, { annotations: Buffer.alloc(3 * 1024 * 1024, 'a') });
+    writeAtomicVolume(dir, { annotations: Buffer.alloc(3 * 1024 * 1024, 'a') });
     await run.waitForOutput(/is 3145728 bytes, over the \d+-byte limit; not reading it/);
 
     const garbage = Buffer.alloc(64 * 1024);
     for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 7919 + 13) % 256;
-    writeDownwardApiVolume(dir, { annotations: garbage });
+    writeAtomicVolume(dir, { annotations: garbage });
     await run.waitForOutput(/malformed line\(s\) in .* ignored: line 1: /);
 
-    writeDownwardApiVolume(dir, { annotations: 'x\n'.repeat(1_000_000) });
+    writeAtomicVolume(dir, { annotations: 'x\n'.repeat(1_000_000) });
     await run.waitForOutput(/1000000 malformed line\(s\)/);
 
-    writeAnnotations(dir, mark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }));
+    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }));
     const exit = await run.exited;
     expect(exit.code).toBe(0);
     expect(run.output()).toMatch(/ready: /);
@@ -117,7 +117,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
 
   it('does not pass a malformed mark and names the bad value (exit 7)', async () => {
     const dir = freshVolume();
-    writeAnnotations(dir, { [STATUS_ANNOTATION]: '{"state":"initialized","netns":"not-a-number"}' });
+    writeAnnotationsVolume(dir, { [STATUS_ANNOTATION]: '{"state":"initialized","netns":"not-a-number"}' });
     const run = start(['--annotations-file', annotationsFile, '--timeout', '1', '--validate', 'false']);
     const exit = await run.exited;
     expect(exit.code).toBe(7);
@@ -136,7 +136,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
 
   it('on SIGTERM (pod deleted) exits 143 and says what it was waiting for', async () => {
     const dir = freshVolume();
-    writeAnnotations(dir, mark({ state: 'pending', reason: 'netns not found yet', at: new Date().toISOString() }));
+    writeAnnotationsVolume(dir, mark({ state: 'pending', reason: 'netns not found yet', at: new Date().toISOString() }));
     const run = start(['--annotations-file', annotationsFile]);
     await run.waitForOutput(/is pending: netns not found yet/);
     run.child.kill('SIGTERM');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
 import { applyRedirect, DEFAULT_NODE_CONFIG, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
-import { writeAnnotations } from '../support/downward-api-writer.ts';
+import { writeAnnotationsVolume } from '../../hack/lib/downward-api.ts';
 import { isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../support/netns.ts';
 import { createPodSandbox } from '../support/waiter-netns.ts';
 import type { PodSandbox } from '../support/waiter-netns.ts';
@@ -58,7 +58,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
 
   it('with a correct mark but no rules: the self-test fails (refused by the network) and it does not pass (exit 6)', async () => {
     const { dir, file } = freshVolume();
-    writeAnnotations(dir, annotationsWithMark());
+    writeAnnotationsVolume(dir, annotationsWithMark());
     const run = start(['--annotations-file', file, '--timeout', '2.5']);
     const exit = await run.exited;
     expect(exit.code).toBe(6);
@@ -73,7 +73,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     await run.waitForOutput(/does not exist yet/);
     await program();
     const written = performance.now();
-    writeAnnotations(dir, annotationsWithMark());
+    writeAnnotationsVolume(dir, annotationsWithMark());
     const exit = await run.exited;
     expect(exit.code).toBe(0);
     // A generous sanity bound only; the benchmark (npm run bench:waiter) measures the real latency.
@@ -89,7 +89,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     const { dir, file } = freshVolume();
     const annotations = { 'traffic.sidecar.istio.io/excludeOutboundPorts': '9,10' };
     await program(annotations);
-    writeAnnotations(dir, annotationsWithMark(annotations));
+    writeAnnotationsVolume(dir, annotationsWithMark(annotations));
     const run = start(['--annotations-file', file, '--timeout', '10']);
     const exit = await run.exited;
     expect(exit.code).toBe(0);
@@ -99,7 +99,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
   it('run as the proxy UID 1337, whose traffic the rules exempt, it fails and says why', async () => {
     const { dir, file } = freshVolume();
     await program();
-    writeAnnotations(dir, annotationsWithMark());
+    writeAnnotationsVolume(dir, annotationsWithMark());
     const run = start(['--annotations-file', file, '--timeout', '2.5'], { uid: 1337, gid: 1337 });
     const exit = await run.exited;
     expect(exit.code).toBe(6);
@@ -108,7 +108,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
 
   it('passes when the rules arrive after the mark (a repair), retrying the self-test', async () => {
     const { dir, file } = freshVolume();
-    writeAnnotations(dir, annotationsWithMark());
+    writeAnnotationsVolume(dir, annotationsWithMark());
     const run = start(['--annotations-file', file, '--timeout', '30']);
     await run.waitForOutput(/redirect self-test failed/);
     await program();
@@ -140,7 +140,7 @@ describe.skipIf(!isRoot)('init-waiter self-test in an IPv4-only pod', () => {
     volume = dir;
     chmodSync(dir, 0o755);
     await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'v4' } }, DEFAULT_NODE_CONFIG));
-    writeAnnotations(dir, {
+    writeAnnotationsVolume(dir, {
       [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }),
     });
     run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args: ['--annotations-file', join(dir, 'annotations'), '--timeout', '10'] });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readSnapshot, watchAnnotations } from '../../init-waiter/src/annotations-watcher.ts';
 import type { AnnotationsSnapshot, AnnotationsWatcher } from '../../init-waiter/src/annotations-watcher.ts';
-import { writeAnnotations, writeDownwardApiVolume } from '../support/downward-api-writer.ts';
+import { writeAnnotationsVolume, writeAtomicVolume } from '../../hack/lib/downward-api.ts';
 
 describe('watchAnnotations', () => {
   const cleanups: (() => void)[] = [];
@@ -50,10 +50,10 @@ describe('watchAnnotations', () => {
   it('reports missing first, then each atomic swap, including a directory created later', async () => {
     const { dir, seen, next } = setup();
     expect(seen).toEqual([{ kind: 'missing', path: expect.stringContaining('annotations') }]);
-    writeAnnotations(dir, { a: '1' });
+    writeAnnotationsVolume(dir, { a: '1' });
     await next(2);
     expect(seen[1]).toMatchObject({ kind: 'content', text: 'a="1"' });
-    writeAnnotations(dir, { a: '2', b: 'x' });
+    writeAnnotationsVolume(dir, { a: '2', b: 'x' });
     await next(3);
     expect(seen[2]).toMatchObject({ kind: 'content', text: 'a="2"\nb="x"' });
   });
@@ -61,19 +61,19 @@ describe('watchAnnotations', () => {
   it('sees a swap through fs.watch alone (polling a minute apart)', async () => {
     const { dir, seen, next } = setup({ pollMs: 60_000, maxBytes: 1024 }, { existingDir: true });
     expect(seen).toHaveLength(1);
-    writeAnnotations(dir, { a: '1' });
+    writeAnnotationsVolume(dir, { a: '1' });
     await next(2);
-    writeAnnotations(dir, { a: '2' });
+    writeAnnotationsVolume(dir, { a: '2' });
     await next(3);
     expect(seen.map((s) => (s.kind === 'content' ? s.text : s.kind))).toEqual(['missing', 'a="1"', 'a="2"']);
   });
 
   it('does not deliver the same content twice when the kubelet rewrites it unchanged', async () => {
     const { dir, seen, next } = setup({ pollMs: 20, maxBytes: 1024 });
-    writeAnnotations(dir, { a: '1' });
+    writeAnnotationsVolume(dir, { a: '1' });
     await next(2);
-    writeAnnotations(dir, { a: '1' });
-    writeAnnotations(dir, { a: '2' });
+    writeAnnotationsVolume(dir, { a: '1' });
+    writeAnnotationsVolume(dir, { a: '2' });
     await next(3);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(seen.map((s) => (s.kind === 'content' ? s.text : s.kind))).toEqual(['missing', 'a="1"', 'a="2"']);
@@ -81,7 +81,7 @@ describe('watchAnnotations', () => {
 
   it('does not read a file over the size limit', async () => {
     const { dir, seen, next } = setup({ pollMs: 20, maxBytes: 100 });
-    writeDownwardApiVolume(dir, { annotations: 'k="' + 'v'.repeat(200) + '"' });
+    writeAtomicVolume(dir, { annotations: 'k="' + 'v'.repeat(200) + '"' });
     await next(2);
     expect(seen[1]).toMatchObject({ kind: 'too-large', size: 204, limit: 100 });
   });

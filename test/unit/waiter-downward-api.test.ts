@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDownwardApiAnnotations, unquoteGo } from '../../init-waiter/src/downward-api.ts';
-import { formatDownwardApiAnnotations, quoteGo } from '../support/downward-api-writer.ts';
+import { formatDownwardApiAnnotations, goQuote } from '../../hack/lib/downward-api.ts';
 
 describe('unquoteGo (Go strconv.Unquote for "...")', () => {
   it.each([
@@ -39,14 +39,14 @@ describe('unquoteGo (Go strconv.Unquote for "...")', () => {
   it('round-trips anything strconv.Quote produces', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'grapheme-composite', maxLength: 40 }), (value) => {
-        expect(unquoteGo(quoteGo(value))).toBe(value);
+        expect(unquoteGo(goQuote(value))).toBe(value);
       }),
     );
     fc.assert(
       fc.property(fc.string({ unit: 'binary', maxLength: 40 }), (value) => {
         // Lone surrogates are not text Go could hold: skip those inputs.
         fc.pre(!/\p{Cs}/u.test(value));
-        expect(unquoteGo(quoteGo(value))).toBe(value);
+        expect(unquoteGo(goQuote(value))).toBe(value);
       }),
     );
   });

@@ -4,7 +4,7 @@ import type { Mark } from '../../controller/src/mark.ts';
 import type { AnnotationsSnapshot } from '../../init-waiter/src/annotations-watcher.ts';
 import { EXIT, exitCodeForTimeout } from '../../init-waiter/src/exit-codes.ts';
 import { assessMark } from '../../init-waiter/src/readiness.ts';
-import { formatDownwardApiAnnotations } from '../support/downward-api-writer.ts';
+import { formatDownwardApiAnnotations } from '../../hack/lib/downward-api.ts';
 
 const OWN = 4026532845;
 const path = '/etc/podinfo/annotations';
