@@ -433,6 +433,9 @@ class SimulatedSandbox implements PodSandbox {
     const oldNetns = this.netnsPath.slice(NETNS_DIR.length + 1);
     const oldContainerDir = join(this.#cgroupRoot, this.cgroupPath);
     await killPause(this.pausePid, [oldContainerDir], this.#cgroupRoot);
+    // The kernel frees a deleted netns (and the veth in it) later, in a work queue: delete the
+    // veth now, or the new one with the same peer name can meet "File exists".
+    await run('ip', ['-n', this.peerNetnsPath.slice(NETNS_DIR.length + 1), 'link', 'del', PEER_IFNAME]);
     await deleteNetns([oldNetns]);
     await removeCgroupDir(oldContainerDir);
     this.#record.netns = this.#record.netns.filter((name) => name !== oldNetns);
