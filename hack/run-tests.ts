@@ -7,7 +7,7 @@ interface VitestJson {
   numFailedTests: number;
   numPendingTests: number;
   numTodoTests: number;
-  numFailedTestSuites: number;
+  testResults: { status: string; assertionResults: unknown[] }[];
 }
 
 const npx = (args: string[]) => spawnSync('npx', args, { stdio: 'inherit' }).status === 0;
@@ -36,8 +36,8 @@ let skipped = 0;
 try {
   const result = JSON.parse(readFileSync(report, 'utf8')) as VitestJson;
   passed += result.numPassedTests;
-  // A file that fails to load has no failed test, only a failed suite: count it.
-  failed += Math.max(result.numFailedTests, result.numFailedTestSuites);
+  // A file that fails to load has no failed test, only a failed file: count it once.
+  failed += result.numFailedTests + result.testResults.filter((file) => file.status === 'failed' && file.assertionResults.length === 0).length;
   skipped = result.numPendingTests + result.numTodoTests;
 } catch (error) {
   console.log(`FAILED: no vitest report (${(error as Error).message})`);
