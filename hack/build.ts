@@ -1,17 +1,7 @@
 // Bundles the two entry points into single files that run with no node_modules.
 import { build } from 'esbuild';
 import { mkdir, writeFile } from 'node:fs/promises';
-
-const common = {
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node22',
-  legalComments: 'none',
-  logLevel: 'warning',
-  // Some bundled dependencies are CommonJS and call require() for Node built-ins.
-  banner: { js: "import { createRequire as __pncCreateRequire } from 'node:module'; const require = __pncCreateRequire(import.meta.url);" },
-} as const;
+import { BUNDLE_OPTIONS as common } from './lib/bundle-options.ts';
 
 await mkdir('dist', { recursive: true });
 await Promise.all([

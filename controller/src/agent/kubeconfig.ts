@@ -2,8 +2,7 @@
 // (the first file), else ~/.kube/config, else in-cluster (service-account token, re-read
 // so rotation is picked up). Supports what a DaemonSet and the tests use: CA, client
 // certificates, bearer tokens and token files; exec plugins and auth providers are
-// refused with a clear message. Kept apart from client-node's KubeConfig, whose import
-// alone costs ~40 MB of RSS.
+// refused with a clear message. Not client-node's KubeConfig: see kube-client.ts.
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, resolve } from 'node:path';

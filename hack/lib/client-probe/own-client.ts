@@ -1,0 +1,14 @@
+// bench:client probe: the agent's own informers (controller/src/agent), same two resources.
+import { KubeClient } from '../../../controller/src/agent/kube-client.ts';
+import { fromKubeconfigFile } from '../../../controller/src/agent/kubeconfig.ts';
+import { createNamespaceInformer } from '../../../controller/src/agent/namespace-informer.ts';
+import { createPodInformer } from '../../../controller/src/agent/pod-informer.ts';
+import { reportWhenSynced } from './report.ts';
+
+const started = performance.now();
+const [kubeconfig, nodeName] = process.argv.slice(2) as [string, string];
+const client = new KubeClient(fromKubeconfigFile(kubeconfig));
+const pods = createPodInformer(client, nodeName, {});
+const namespaces = createNamespaceInformer(client, {});
+await Promise.all([pods.start(), namespaces.start()]);
+await reportWhenSynced(started, () => pods.list().length);
