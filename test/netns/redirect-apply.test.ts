@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   applyRedirect,
+  DEFAULT_NODE_CONFIG,
   planFromPod,
   RedirectError,
   removeRedirect,
@@ -104,6 +105,20 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('redirect eng
     expect(drift.diff).toContain('+ -A ISTIO_OUTPUT -d 2001:db8::5/128 -j RETURN');
     expect((await applyRedirect(netns!.path, basePlan, { mode })).changed).toBe(true);
     expect(await verifyRedirect(netns!.path, basePlan, { mode })).toEqual({ ok: true, diff: '' });
+  });
+
+  it('removes our rules from a family the plan no longer has, and verify reports them until then', async () => {
+    addForeignRules();
+    await applyRedirect(netns!.path, basePlan, { mode });
+    const ipv4Only = planFromPod(podWith({}), { ...DEFAULT_NODE_CONFIG, families: ['ipv4'] });
+    const before = await verifyRedirect(netns!.path, ipv4Only, { mode });
+    expect(before.ok).toBe(false);
+    expect(before.diff).toContain('--- ipv6: not in the plan');
+    expect((await applyRedirect(netns!.path, ipv4Only, { mode })).changed).toBe(true);
+    expect(save(netns!, mode, 'ipv6')).not.toContain('ISTIO_');
+    expect(foreignLines('ipv6')).toHaveLength(4);
+    expect(save(netns!, mode, 'ipv4')).toContain('-j ISTIO_OUTPUT');
+    expect(await verifyRedirect(netns!.path, ipv4Only, { mode })).toEqual({ ok: true, diff: '' });
   });
 
   it('refuses to program a netns whose other backend already has our rules', async () => {

@@ -104,7 +104,8 @@ async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family
 
 /**
  * Makes the netns's rules match the plan: a no-op when they already do (changed: false),
- * else one atomic restore per differing family; then reads them back and throws if they differ.
+ * else one atomic restore per differing family, and our rules removed from families the plan
+ * leaves out; then reads them back and throws if they differ.
  */
 export async function applyRedirect(
   netnsPath: string,
@@ -115,17 +116,19 @@ export async function applyRedirect(
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
   const hash = rulesHash(rendered);
-  const [outcomes, guard] = await Promise.all([
+  const [outcomes, guard, dropped] = await Promise.all([
     Promise.allSettled(plan.families.map((family) => applyFamily(netnsPath, mode, family, rendered[family]!))),
     // iptables-legacy-save says nothing about nft rules, so look at nft alongside (nft's save warns about legacy).
     Promise.allSettled(mode === 'legacy' ? plan.families.map((family) => assertNotInOtherBackend(netnsPath, mode, family)) : []),
+    // A family the node no longer redirects (e.g. dual-stack -> IPv4 only) must not keep our old rules.
+    Promise.allSettled(droppedFamilies(plan).map((family) => removeFamily(netnsPath, mode, family, { unreadableIsEmpty: true }))),
   ]);
   const changed = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' && outcome.value.changed ? [outcome.value] : []));
   // nft's save (already done) warns when legacy tables exist: only then look at them.
   const lateGuard = await Promise.allSettled(
     changed.filter(({ saved }) => saved.otherBackendPresent).map(({ family }) => assertNotInOtherBackend(netnsPath, mode, family)),
   );
-  const errors = [...outcomes, ...guard, ...lateGuard].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
+  const errors = [...outcomes, ...guard, ...dropped, ...lateGuard].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
   if (errors.some((error) => error instanceof BackendMixError)) {
     // Never leave our rules in two backends: undo what this call programmed, then report.
     await Promise.allSettled(changed.map(({ family }) => removeFamily(netnsPath, mode, family)));
@@ -140,7 +143,8 @@ export async function applyRedirect(
       `rules differ from the plan right after applying (pod ${plan.pod}):\n${drift.map((d) => familyDiff(d.family, d.diff, d.current)).join('\n')}`,
     );
   }
-  return { hash, changed: changed.length > 0 };
+  const removedDropped = dropped.some((outcome) => outcome.status === 'fulfilled' && outcome.value);
+  return { hash, changed: changed.length > 0 || removedDropped };
 }
 
 /** Reads the netns's rules back; ok when our part equals the plan, else a readable diff. */
@@ -151,11 +155,31 @@ export async function verifyRedirect(
 ): Promise<{ ok: boolean; diff: string }> {
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
-  const saved = await Promise.all(plan.families.map((family) => save(netnsPath, mode, family)));
+  const [saved, leftovers] = await Promise.all([
+    Promise.all(plan.families.map((family) => save(netnsPath, mode, family))),
+    Promise.all(droppedFamilies(plan).map(async (family) => ({ family, state: await readOwnedOrEmpty(netnsPath, mode, family) }))),
+  ]);
   const diffs = plan.families
     .map((family, index) => ({ family, diff: stateDiff(ownedState(rendered[family]!), saved[index]!.state), current: saved[index]!.state }))
-    .filter(({ diff }) => diff !== '');
-  return { ok: diffs.length === 0, diff: diffs.map((d) => familyDiff(d.family, d.diff, d.current)).join('\n') };
+    .filter(({ diff }) => diff !== '')
+    .map((d) => familyDiff(d.family, d.diff, d.current));
+  for (const { family, state } of leftovers) {
+    if (!isEmptyState(state)) diffs.push(`--- ${family}: not in the plan, yet this project's chains or jumps are present`);
+  }
+  return { ok: diffs.length === 0, diff: diffs.join('\n') };
+}
+
+function droppedFamilies(plan: RedirectPlan): Family[] {
+  return FAMILIES.filter((family) => !plan.families.includes(family));
+}
+
+/** Our part of a family the plan leaves out; a family the host cannot list (IPv6 disabled) has none. */
+async function readOwnedOrEmpty(netnsPath: string, mode: IptablesMode, family: Family): Promise<OwnedState> {
+  try {
+    return (await save(netnsPath, mode, family)).state;
+  } catch {
+    return ownedState('');
+  }
 }
 
 /** Deletes our jumps and chains in both families (one transaction each); others' rules stay. */
@@ -165,7 +189,10 @@ export async function removeRedirect(netnsPath: string, opts: EngineOptions = {}
   await Promise.all(FAMILIES.map((family) => removeFamily(netnsPath, mode, family)));
 }
 
-async function removeFamily(netnsPath: string, mode: IptablesMode, family: Family): Promise<void> {
-  const transaction = removeTransaction((await save(netnsPath, mode, family)).state);
-  if (transaction !== undefined) await restore(netnsPath, mode, family, transaction);
+async function removeFamily(netnsPath: string, mode: IptablesMode, family: Family, opts: { unreadableIsEmpty?: boolean } = {}): Promise<boolean> {
+  const state = opts.unreadableIsEmpty ? await readOwnedOrEmpty(netnsPath, mode, family) : (await save(netnsPath, mode, family)).state;
+  const transaction = removeTransaction(state);
+  if (transaction === undefined) return false;
+  await restore(netnsPath, mode, family, transaction);
+  return true;
 }
