@@ -53,11 +53,12 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('traffic thro
   let remoteNs: TestNetns | undefined;
   const listeners: Listeners[] = [];
   const clients: Partial<Record<'app' | 'proxy' | 'remote', TcpClient>> = {};
+  let podInterface = '';
 
   beforeAll(async () => {
     podNs = createNetns('pncp');
     remoteNs = createNetns('pncr');
-    connectNetns(
+    [podInterface] = connectNetns(
       { netns: podNs, addresses: ['192.0.2.1/24', '2001:db8::1/64'] },
       { netns: remoteNs, addresses: ['192.0.2.2/24', '2001:db8::2/64'] },
     );
@@ -135,6 +136,24 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('traffic thro
     await applyRedirect(podNs!.path, plan, { mode });
     await removeRedirect(podNs!.path, { mode });
     expect(await observe(family)).toEqual(UNREDIRECTED);
+  });
+
+  it.each(['ipv4', 'ipv6'] as const)('%s: traffic in and out of an excluded interface is not captured', async (family) => {
+    const excluding = planFromPod({
+      metadata: { ...pod.metadata, annotations: { ...pod.metadata.annotations, 'traffic.sidecar.istio.io/excludeInterfaces': podInterface } },
+    });
+    await applyRedirect(podNs!.path, excluding, { mode });
+    try {
+      const a = ADDRESSES[family];
+      expect({
+        inbound: await clients.remote!.connect(a.pod, 8080),
+        outbound: await clients.app!.connect(a.remote, 80),
+        // lo is not excluded: the proxy's hairpin to its own pod IP is still captured.
+        ownPodIpFromProxy: await clients.proxy!.connect(a.pod, 8080),
+      }).toEqual({ inbound: 'pod:8080', outbound: 'remote:80', ownPodIpFromProxy: 'pod:15006' });
+    } finally {
+      await removeRedirect(podNs!.path, { mode });
+    }
   });
 
   it.each(['ipv4', 'ipv6'] as const)('%s: with DNS capture, app DNS (UDP and TCP) lands on 15053, the proxy\'s goes out', async (family) => {

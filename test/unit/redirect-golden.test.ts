@@ -29,6 +29,7 @@ const cases: { name: string; annotations: Record<string, string>; config?: Parti
   { name: 'no-inbound-capture', annotations: { 'traffic.sidecar.istio.io/includeInboundPorts': '' } },
   { name: 'ipv6-only', annotations: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '2001:db8:0:0::1/64' }, config: { families: ['ipv6'] } },
   { name: 'dns-capture', annotations: {}, config: { captureDns: true, families: ['ipv4'] } },
+  { name: 'exclude-interfaces', annotations: { 'traffic.sidecar.istio.io/excludeInterfaces': 'net1, eth1.100' } },
 ];
 
 describe('renderPlan golden files', () => {

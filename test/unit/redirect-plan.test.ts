@@ -19,6 +19,7 @@ const A = {
   outExcludeRanges: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
   outPorts: 'traffic.sidecar.istio.io/includeOutboundPorts',
   outExcludePorts: 'traffic.sidecar.istio.io/excludeOutboundPorts',
+  excludeInterfaces: 'traffic.sidecar.istio.io/excludeInterfaces',
 } as const;
 
 const pod = (annotations: Record<string, string>) => ({ metadata: { namespace: 'shop', name: 'cart-7d9', annotations } });
@@ -51,6 +52,7 @@ describe('planFromPod defaults', () => {
       inboundPort: 15006,
       dnsPort: 15053,
       captureDns: false,
+      excludeInterfaces: [],
       inbound: { includePorts: '*', excludePorts: [15008, 15020, 15021, 15090] },
       outbound: { includeCidrs: '*', excludeCidrs: { ipv4: [], ipv6: [] }, includePorts: [], excludePorts: [] },
     } satisfies RedirectPlan);
@@ -89,6 +91,11 @@ describe('planFromPod honours Istio annotations', () => {
     expect(plan({ [A.outRanges]: '*' }).outbound.includeCidrs).toBe('*');
   });
 
+  it('takes excluded interfaces as a sorted unique list', () => {
+    expect(plan({ [A.excludeInterfaces]: 'net2, net1,eth1.100,net1' }).excludeInterfaces).toEqual(['eth1.100', 'net1', 'net2']);
+    expect(plan({}).excludeInterfaces).toEqual([]);
+  });
+
   it('never lets an annotation change the proxy identity', () => {
     const result = plan({ 'sidecar.istio.io/proxyUID': '0', 'sidecar.istio.io/proxyGID': '0', 'traffic.sidecar.istio.io/proxyUid': '1000' });
     expect([result.proxyUid, result.proxyGid]).toEqual([1337, 1337]);
@@ -119,6 +126,11 @@ describe('planFromPod refuses bad values', () => {
     [A.mode, 'TPROXY'],
     [A.mode, 'NONE'],
     [A.mode, 'redirect'],
+    [A.excludeInterfaces, 'eth0;reboot'],
+    [A.excludeInterfaces, 'veth+'],
+    [A.excludeInterfaces, 'averyveryverylongname'],
+    [A.excludeInterfaces, 'net1,,net2'],
+    [A.excludeInterfaces, '-j ACCEPT'],
   ])('%s=%j', (annotation, value) => {
     expectAnnotationError({ [annotation]: value }, annotation, value);
   });
@@ -155,6 +167,7 @@ function assertValidPlan(result: RedirectPlan): void {
     ...result.outbound.excludePorts,
   ];
   for (const port of ports) expect(Number.isInteger(port) && port >= 1 && port <= 65535).toBe(true);
+  for (const name of result.excludeInterfaces) expect(name).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/);
   const cidrs = result.outbound.includeCidrs === '*' ? { ipv4: [], ipv6: [] } : result.outbound.includeCidrs;
   for (const cidr of [...cidrs.ipv4, ...result.outbound.excludeCidrs.ipv4]) {
     expect(cidr).toMatch(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d|[12]\d|3[0-2])$/);

@@ -51,3 +51,16 @@ export function parseCidrListOrAll(text: string): '*' | Cidr[] {
   if (splitList(text).includes('*')) throw new InvalidValue('mixes "*" with other entries');
   return parseCidrList(text);
 }
+
+/**
+ * Linux interface names (at most 15 bytes) in the characters CNI plugins use; anything else
+ * (spaces, "/", iptables' "+" wildcard, shell metacharacters) is refused.
+ */
+const INTERFACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+
+export function parseInterfaceList(text: string): string[] {
+  const names = splitList(text);
+  const bad = names.find((name) => !INTERFACE_NAME.test(name));
+  if (bad !== undefined) throw new InvalidValue(`${JSON.stringify(bad)} is not an interface name (1-15 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
+  return [...new Set(names)].sort();
+}

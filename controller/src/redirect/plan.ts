@@ -2,7 +2,7 @@
 // any bad value throws AnnotationError and no plan exists, so nothing half-applies.
 import { InvalidValue, parseCidr, type Cidr } from './cidr.ts';
 import { AnnotationError, NodeConfigError } from './errors.ts';
-import { parseCidrList, parseCidrListOrAll, parsePortList, parsePortListOrAll, sortedUnique } from './lists.ts';
+import { parseCidrList, parseCidrListOrAll, parseInterfaceList, parsePortList, parsePortListOrAll, sortedUnique } from './lists.ts';
 import {
   BUILTIN_EXCLUDED_INBOUND_PORTS,
   DEFAULT_NODE_CONFIG,
@@ -22,6 +22,7 @@ export const ANNOTATIONS = {
   excludeOutboundIPRanges: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
   includeOutboundPorts: 'traffic.sidecar.istio.io/includeOutboundPorts',
   excludeOutboundPorts: 'traffic.sidecar.istio.io/excludeOutboundPorts',
+  excludeInterfaces: 'traffic.sidecar.istio.io/excludeInterfaces',
 } as const;
 
 /** Longer values are refused before parsing (a list of 256 IPv6 CIDRs fits easily). */
@@ -137,6 +138,7 @@ export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_N
   }
   const includeOutboundPorts = parse(ANNOTATIONS.includeOutboundPorts, parsePortList, []);
   const excludeOutboundPorts = parse(ANNOTATIONS.excludeOutboundPorts, parsePortList, []);
+  const excludeInterfaces = parse(ANNOTATIONS.excludeInterfaces, parseInterfaceList, []);
 
   const nodeExcludedCidrs = config.excludeOutboundCidrs.map((text) => parseCidr(text));
   return {
@@ -148,6 +150,7 @@ export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_N
     inboundPort: config.inboundPort,
     dnsPort: config.dnsPort,
     captureDns: config.captureDns,
+    excludeInterfaces,
     inbound: {
       includePorts: includeInbound,
       excludePorts: sortedUnique([...BUILTIN_EXCLUDED_INBOUND_PORTS, ...config.excludeInboundPorts, ...excludeInbound]),

@@ -34,11 +34,13 @@ export function renderChains(plan: RedirectPlan, family: Family): Record<(typeof
   const { inbound, outbound } = plan;
   const loop = LOOPBACK[family];
 
-  const inboundRules = inbound.excludePorts.map((port) => `${tcpPort(port)} -j RETURN`);
+  const inboundRules = plan.excludeInterfaces.map((name) => `-i ${name} -j RETURN`);
+  inboundRules.push(...inbound.excludePorts.map((port) => `${tcpPort(port)} -j RETURN`));
   if (inbound.includePorts === '*') inboundRules.push('-p tcp -j ISTIO_IN_REDIRECT');
   else inboundRules.push(...inbound.includePorts.map((port) => `${tcpPort(port)} -j ISTIO_IN_REDIRECT`));
 
-  const outputRules = outbound.excludePorts.map((port) => `${tcpPort(port)} -j RETURN`);
+  const outputRules = plan.excludeInterfaces.map((name) => `-o ${name} -j RETURN`);
+  outputRules.push(...outbound.excludePorts.map((port) => `${tcpPort(port)} -j RETURN`));
   if (plan.captureDns) {
     // The proxy's own DNS queries go out; everyone else's go to the proxy's DNS port.
     for (const proto of ['udp', 'tcp']) {

@@ -50,6 +50,8 @@ export interface RedirectPlan {
   inboundPort: number;
   dnsPort: number;
   captureDns: boolean;
+  /** Interfaces whose traffic is never captured, in or out (e.g. a Multus secondary network). */
+  excludeInterfaces: string[];
   inbound: {
     /** '*' = every port not excluded; a list = only these; [] = no inbound capture. */
     includePorts: '*' | number[];
