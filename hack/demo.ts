@@ -14,7 +14,7 @@ import { MeshFixture, uniqueSuffix } from '../test/support/mesh-fixture.ts';
 import type { PodHandle } from '../test/support/mesh-fixture.ts';
 import { APP_UID, meshPod, plainPod, PROXY_UID } from '../test/support/mesh-pods.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
-import { ensureLocalCluster } from './lib/local-cluster.ts';
+import { ensureLocalCluster, isLocalClusterRunning, stopLocalCluster } from './lib/local-cluster.ts';
 import { connectFrom, hasNoRedirectRules, natRules, startListener } from './lib/redirect-probe.ts';
 
 const REMOTE_PORT = 8080;
@@ -49,6 +49,9 @@ const started = performance.now();
 let controller: ControllerProcess | undefined;
 let fixture: MeshFixture | undefined;
 let exitCode = 0;
+// A control plane the demo started is stopped at the end (--keep-cluster keeps it for the next run).
+let clusterWasRunning = true;
+const keepCluster = process.argv.includes('--keep-cluster');
 
 // `npm run demo | head` must not kill the demo before its cleanup.
 process.stdout.on('error', () => undefined);
@@ -64,7 +67,9 @@ try {
   console.log(ensureBundles() ? '   built dist/controller.js and dist/init-waiter.js' : '   dist/ is up to date');
 
   step('local control plane (etcd + kube-apiserver)');
+  clusterWasRunning = await isLocalClusterRunning();
   const { kubeconfig } = await ensureLocalCluster();
+  if (clusterWasRunning) console.log('   reusing the control plane already running (it keeps running afterwards)');
   console.log(`   KUBECONFIG=${kubeconfig}`);
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
@@ -163,7 +168,17 @@ try {
     console.error(`   cleanup failed: ${String(error)}`);
     exitCode = 1;
   }
-  console.log('   the local control plane keeps running for the next run; stop it with: bash hack/local-cluster.sh down');
+  if (clusterWasRunning || keepCluster) {
+    console.log('   the local control plane keeps running; stop it with: bash hack/local-cluster.sh down');
+  } else {
+    await stopLocalCluster().then(
+      () => console.log('   the local control plane this demo started is stopped (npm run demo -- --keep-cluster keeps it)'),
+      (error: unknown) => {
+        console.error(`   stopping the local control plane failed: ${String(error)}`);
+        exitCode = 1;
+      },
+    );
+  }
 }
 console.log(`\n${exitCode === 0 ? 'demo passed' : 'demo FAILED'} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 process.exit(exitCode);

@@ -64,6 +64,14 @@ export async function ensureLocalCluster(options: LocalClusterOptions = {}): Pro
   return { kubeconfig, binDir: env.BIN_DIR, stateDir };
 }
 
+/** True when a control plane recorded in the state dir answers /readyz. */
+export async function isLocalClusterRunning(options: Pick<LocalClusterOptions, 'stateDir'> = {}): Promise<boolean> {
+  return runScript(resolveStateDir(options), ['status']).then(
+    () => true,
+    () => false,
+  );
+}
+
 /** Stops the processes `up` recorded in the state dir and removes it. */
 export async function stopLocalCluster(options: Pick<LocalClusterOptions, 'stateDir'> = {}): Promise<void> {
   await runScript(resolveStateDir(options), ['down']);
