@@ -92,6 +92,19 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('redirect eng
     await removeRedirect(netns!.path, { mode });
   });
 
+  it('force rewrites our chains in place even when they match, leaving the same ruleset', async () => {
+    addForeignRules();
+    await applyRedirect(netns!.path, basePlan, { mode });
+    // A rule someone slipped into our chain after it: force flushes and refills the chain.
+    must(['nsenter', `--net=${netns!.path}`, '--', `iptables-${mode}`, '-w', '-t', 'nat', '-A', 'ISTIO_OUTPUT', '-d', '203.0.113.7/32', '-j', 'RETURN']);
+    const before = save(netns!, mode, 'ipv6');
+    expect(await applyRedirect(netns!.path, basePlan, { mode, force: true })).toMatchObject({ changed: true });
+    expect(save(netns!, mode, 'ipv6')).toEqual(before);
+    expect(save(netns!, mode, 'ipv4')).not.toContain('203.0.113.7');
+    expect(await verifyRedirect(netns!.path, basePlan, { mode })).toEqual({ ok: true, diff: '' });
+    expect(foreignLines('ipv4')).toHaveLength(4);
+  });
+
   it('verify reports drift as a readable diff, and apply repairs it', async () => {
     expect((await verifyRedirect(netns!.path, basePlan, { mode })).diff).toContain("none of this project's chains or jumps are present");
     await applyRedirect(netns!.path, basePlan, { mode });

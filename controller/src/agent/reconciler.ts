@@ -11,7 +11,6 @@ import {
   type RedirectPlan,
   applyRedirect,
   planFromPod,
-  removeRedirect,
   renderPlan,
   rulesHash,
   verifyRedirect,
@@ -213,8 +212,8 @@ export class Reconciler {
         return await this.#markInitialized(ref, podLog, sandbox, { hash, markText, outcome: 'repaired', event: 'Repaired', note: `rules had drifted in netns ${sandbox.inode}; re-programmed` });
       }
       if (action.kind === 'reinit') {
-        await inNetns(() => removeRedirect(sandbox.path, mode));
-        await inNetns(() => applyRedirect(sandbox.path, plan, mode));
+        // Rewritten in one transaction per family: no moment without redirection.
+        await inNetns(() => applyRedirect(sandbox.path, plan, { ...mode, force: true }));
         const note = `re-initialized for token ${JSON.stringify(action.token)}`;
         return await this.#markInitialized(ref, podLog, sandbox, { hash, markText, reinitToken: action.token, outcome: 'initialized', event: 'Reinitialized', note });
       }

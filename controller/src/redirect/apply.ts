@@ -13,6 +13,14 @@ export interface EngineOptions {
   mode?: IptablesMode;
 }
 
+export interface ApplyOptions extends EngineOptions {
+  /**
+   * Rewrite our chains even when they already equal the plan (a manual re-init): still one
+   * atomic transaction per family, so the pod's traffic is never unredirected in between.
+   */
+  force?: boolean;
+}
+
 /** iptables-nft-save prints this when the netns also has legacy tables. */
 const LEGACY_TABLES_WARNING = 'iptables-legacy tables present';
 
@@ -89,13 +97,13 @@ interface FamilyOutcome {
   saved: Saved;
 }
 
-async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family, payload: string): Promise<FamilyOutcome> {
+async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family, payload: string, force: boolean): Promise<FamilyOutcome> {
   const desired = ownedState(payload);
   // A new pod's netns has none of our chains: "-N" creates them and the transaction needs no
   // prior read. If any exists, the restore fails as a whole (nothing changes) and we read and compare.
   if (!(await tryRestore(netnsPath, mode, family, freshTransaction(payload)))) {
     const current = await save(netnsPath, mode, family);
-    if (stateDiff(desired, current.state) === '') return { family, changed: false, saved: current };
+    if (!force && stateDiff(desired, current.state) === '') return { family, changed: false, saved: current };
     if (current.otherBackendPresent) await assertNotInOtherBackend(netnsPath, mode, family);
     await restore(netnsPath, mode, family, replaceTransaction(payload, current.state));
   }
@@ -110,14 +118,14 @@ async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family
 export async function applyRedirect(
   netnsPath: string,
   plan: RedirectPlan,
-  opts: EngineOptions = {},
+  opts: ApplyOptions = {},
 ): Promise<{ hash: string; changed: boolean }> {
   await assertNotOwnNetns(netnsPath);
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
   const hash = rulesHash(rendered);
   const [outcomes, guard, dropped] = await Promise.all([
-    Promise.allSettled(plan.families.map((family) => applyFamily(netnsPath, mode, family, rendered[family]!))),
+    Promise.allSettled(plan.families.map((family) => applyFamily(netnsPath, mode, family, rendered[family]!, opts.force === true))),
     // iptables-legacy-save says nothing about nft rules, so look at nft alongside (nft's save warns about legacy).
     Promise.allSettled(mode === 'legacy' ? plan.families.map((family) => assertNotInOtherBackend(netnsPath, mode, family)) : []),
     // A family the node no longer redirects (e.g. dual-stack -> IPv4 only) must not keep our old rules.

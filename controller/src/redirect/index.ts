@@ -7,5 +7,5 @@ export { ANNOTATIONS, planFromPod, podKey, validateNodeConfig } from './plan.ts'
 export { OWNED_CHAINS, OWNER_COMMENT, renderPlan, rulesHash } from './render.ts';
 export type { IptablesMode } from './mode.ts';
 export { chooseIptablesMode, detectIptablesMode, IptablesModeError, parseIptablesMode } from './mode.ts';
-export type { EngineOptions } from './apply.ts';
+export type { ApplyOptions, EngineOptions } from './apply.ts';
 export { applyRedirect, removeRedirect, verifyRedirect } from './apply.ts';
