@@ -134,6 +134,26 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('redirect eng
     expect(await verifyRedirect(netns!.path, ipv4Only, { mode })).toEqual({ ok: true, diff: '' });
   });
 
+  it('adds the raw-table DNS zones with DNS capture and removes them when it is turned off', async () => {
+    addForeignRules();
+    const dnsPlan = planFromPod(podWith({}), { ...DEFAULT_NODE_CONFIG, captureDns: true });
+    const rawOf = (family: 'ipv4' | 'ipv6') =>
+      must(['nsenter', `--net=${netns!.path}`, '--', `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${mode}-save`, '-t', 'raw']);
+    await applyRedirect(netns!.path, basePlan, { mode });
+    expect((await applyRedirect(netns!.path, dnsPlan, { mode })).changed).toBe(true);
+    expect(rawOf('ipv6')).toContain('-A ISTIO_OUTPUT_DNS -p udp -m udp --dport 53 -j CT --zone 2');
+    expect(await verifyRedirect(netns!.path, basePlan, { mode })).toMatchObject({ ok: false, diff: expect.stringContaining('+ -A ISTIO_INBOUND -p udp -m udp --sport 53 -j CT --zone 1') });
+    expect((await applyRedirect(netns!.path, basePlan, { mode })).changed).toBe(true);
+    for (const family of ['ipv4', 'ipv6'] as const) expect(rawOf(family)).not.toContain('ISTIO_');
+    expect(await verifyRedirect(netns!.path, basePlan, { mode })).toEqual({ ok: true, diff: '' });
+    await applyRedirect(netns!.path, dnsPlan, { mode });
+    await removeRedirect(netns!.path, { mode });
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      expect(rawOf(family)).not.toContain('ISTIO_');
+      expect(foreignLines(family)).toHaveLength(4);
+    }
+  });
+
   it('refuses to program a netns whose other backend already has our rules', async () => {
     const other: IptablesMode = mode === 'nft' ? 'legacy' : 'nft';
     await applyRedirect(netns!.path, basePlan, { mode: other });

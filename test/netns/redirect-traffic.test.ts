@@ -67,7 +67,9 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('traffic thro
     must(['ip', '-n', remoteNs.name, 'addr', 'add', '2001:db8:1::2/128', 'dev', 'lo', 'nodad']);
     must(['ip', '-n', podNs.name, 'route', 'add', '198.51.100.0/24', 'via', '192.0.2.2']);
     must(['ip', '-n', podNs.name, '-6', 'route', 'add', '2001:db8:1::/64', 'via', '2001:db8::2']);
-    listeners.push(await startListeners(podNs.path, 'pod', [15001, 15006, 8080, 9090, 8081, 15053, 'udp:15053']));
+    listeners.push(await startListeners(podNs.path, 'pod', [15001, 15006, 8080, 9090, 8081]));
+    // The proxy's DNS server runs as the proxy: its answers belong to conntrack zone 2.
+    listeners.push(await startListeners(podNs.path, 'pod', [15053, 'udp:15053'], { uid: PROXY_UID, gid: PROXY_UID }));
     listeners.push(await startListeners(remoteNs.path, 'remote', [80, 5432, 53, 'udp:53']));
     clients.app = await startClient(podNs.path, { uid: APP_UID, gid: APP_UID });
     clients.proxy = await startClient(podNs.path, { uid: PROXY_UID, gid: PROXY_UID });
@@ -167,8 +169,15 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('traffic thro
     });
     expect(await dns()).toEqual({ appUdp: 'remote:udp:53', appTcp: 'remote:53', proxyUdp: 'remote:udp:53', appOther: 'remote:80' });
     await applyRedirect(podNs!.path, dnsPlan, { mode });
+    expect(await verifyRedirect(podNs!.path, dnsPlan, { mode })).toEqual({ ok: true, diff: '' });
     try {
       expect(await dns()).toEqual({ appUdp: 'pod:udp:15053', appTcp: 'pod:15053', proxyUdp: 'remote:udp:53', appOther: 'pod:15001' });
+      // The app's query (redirected to the proxy) and the proxy's own query live in separate conntrack zones.
+      const udpDns = must(['nsenter', `--net=${podNs!.path}`, '--', 'cat', '/proc/net/nf_conntrack'])
+        .split('\n')
+        .filter((line) => line.startsWith(family) && / udp .* dport=53 /.test(line));
+      expect(udpDns.filter((line) => / sport=15053 .* zone=2 /.test(line)).length).toBeGreaterThan(0);
+      expect(udpDns.filter((line) => / sport=53 .* zone=1 /.test(line)).length).toBeGreaterThan(0);
     } finally {
       await removeRedirect(podNs!.path, { mode });
     }

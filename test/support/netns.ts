@@ -179,8 +179,13 @@ export interface Listeners {
 }
 
 /** Listeners on the given ports (all addresses; "udp:N" for UDP) inside the netns, answering "<name>:<port>". */
-export async function startListeners(netnsPath: string, name: string, ports: (number | `udp:${number}`)[]): Promise<Listeners> {
-  const child = startNodeInNetns(netnsPath, LISTENER, [name, ...ports.map(String)]);
+export async function startListeners(
+  netnsPath: string,
+  name: string,
+  ports: (number | `udp:${number}`)[],
+  identity?: { uid: number; gid: number },
+): Promise<Listeners> {
+  const child = startNodeInNetns(netnsPath, LISTENER, [name, ...ports.map(String)], identity);
   await firstLine(child, `listeners ${name}`);
   return { stop: () => child.kill('SIGKILL') };
 }

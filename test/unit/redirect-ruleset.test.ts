@@ -1,6 +1,6 @@
 // Reading our part back from iptables-save text, and the replace/remove transactions (pure).
 import { describe, expect, it } from 'vitest';
-import { planFromPod, renderPlan } from '../../controller/src/redirect/index.ts';
+import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan } from '../../controller/src/redirect/index.ts';
 import { freshTransaction, lineDiff, ownedState, removeTransaction, replaceTransaction, stateDiff, stateLines } from '../../controller/src/redirect/ruleset.ts';
 
 const payload = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n' } })).ipv4!;
@@ -34,11 +34,12 @@ COMMIT
 `;
 
 describe('ownedState', () => {
-  it('reads only our chains and our tagged jumps of the nat table', () => {
+  it('reads only our chains and our tagged jumps of the nat and raw tables', () => {
     const state = ownedState(saved);
-    expect([...state.chains.keys()].sort()).toEqual(['ISTIO_INBOUND', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT', 'ISTIO_REDIRECT']);
-    expect(state.chains.get('ISTIO_OUTPUT')).toEqual([]);
-    expect(state.jumps).toEqual([
+    expect([...state.nat.chains.keys()].sort()).toEqual(['ISTIO_INBOUND', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT', 'ISTIO_REDIRECT']);
+    expect(state.nat.chains.get('ISTIO_OUTPUT')).toEqual([]);
+    expect(state.raw).toEqual({ chains: new Map(), jumps: [] });
+    expect(state.nat.jumps).toEqual([
       '-A PREROUTING -p tcp -m comment --comment pod-network-controller -j ISTIO_INBOUND',
       '-A OUTPUT -m comment --comment pod-network-controller -j ISTIO_OUTPUT',
       '-A OUTPUT -m comment --comment pod-network-controller -j ISTIO_OUTPUT',
@@ -49,6 +50,37 @@ describe('ownedState', () => {
   it('reads a rendered payload as the desired state', () => {
     expect(stateDiff(ownedState(payload), ownedState(payload))).toBe('');
     expect(stateDiff(ownedState(payload), ownedState(saved))).toContain('+ -A OUTPUT -m comment --comment pod-network-controller -j ISTIO_OUTPUT');
+  });
+});
+
+const dnsPayload = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n' } }, { ...DEFAULT_NODE_CONFIG, captureDns: true })).ipv4!;
+
+describe('the raw table (DNS conntrack zones)', () => {
+  it('keeps the raw chains apart from the nat chains of the same name', () => {
+    const state = ownedState(dnsPayload);
+    expect([...state.raw.chains.keys()]).toEqual(['ISTIO_INBOUND', 'ISTIO_OUTPUT_DNS']);
+    expect(state.raw.chains.get('ISTIO_INBOUND')).toEqual(['-A ISTIO_INBOUND -p udp -m udp --sport 53 -j CT --zone 1']);
+    expect(state.nat.chains.get('ISTIO_INBOUND')).toContain('-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT');
+    expect(state.raw.jumps).toHaveLength(2);
+    expect(stateLines(state)).toContain('*raw');
+  });
+
+  it('replace drops our raw chains and jumps when DNS capture is turned off, and adds them when on', () => {
+    const off = replaceTransaction(payload, ownedState(dnsPayload));
+    const raw = off.slice(off.indexOf('*raw'));
+    expect(raw.split('\n').filter((line) => line.startsWith('-D '))).toHaveLength(2);
+    expect(raw).toContain('-X ISTIO_OUTPUT_DNS');
+    expect(raw).toContain('-X ISTIO_INBOUND');
+    expect(off.slice(0, off.indexOf('*raw'))).not.toContain('-X ');
+    const on = replaceTransaction(dnsPayload, ownedState(payload));
+    expect(on).toContain('*raw\n:ISTIO_INBOUND - [0:0]\n:ISTIO_OUTPUT_DNS - [0:0]\n-A PREROUTING -p udp');
+    expect(replaceTransaction(payload, ownedState(payload))).not.toContain('*raw');
+  });
+
+  it('remove covers both tables', () => {
+    const tx = removeTransaction(ownedState(dnsPayload))!;
+    expect(tx.match(/^\*(nat|raw)$/gm)).toEqual(['*nat', '*raw']);
+    expect(tx.match(/^-D /gm)).toHaveLength(4);
   });
 });
 

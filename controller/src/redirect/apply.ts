@@ -31,9 +31,10 @@ interface Saved {
 
 async function save(netnsPath: string, mode: IptablesMode, family: Family): Promise<Saved> {
   const binary = iptablesBinary(mode, family, 'save');
-  const result = await runInNetns(netnsPath, [binary, '-t', 'nat']);
+  // Every table in one process: ours are nat and (with DNS capture) raw.
+  const result = await runInNetns(netnsPath, [binary]);
   if (result.code !== 0) {
-    throw new RedirectError(netnsPath, `${binary} -t nat failed (exit ${result.code}): ${result.stderr.trim()}`);
+    throw new RedirectError(netnsPath, `${binary} failed (exit ${result.code}): ${result.stderr.trim()}`);
   }
   const output = result.stdout + result.stderr;
   return { state: ownedState(result.stdout), otherBackendPresent: output.includes(LEGACY_TABLES_WARNING) };
@@ -53,7 +54,7 @@ async function restore(netnsPath: string, mode: IptablesMode, family: Family, pa
  */
 async function assertNotInOtherBackend(netnsPath: string, mode: IptablesMode, family: Family): Promise<void> {
   const other: IptablesMode = mode === 'nft' ? 'legacy' : 'nft';
-  const result = await runInNetns(netnsPath, [iptablesBinary(other, family, 'save'), '-t', 'nat']);
+  const result = await runInNetns(netnsPath, [iptablesBinary(other, family, 'save')]);
   if (result.code === 0 && !isEmptyState(ownedState(result.stdout))) {
     throw new BackendMixError(
       netnsPath,

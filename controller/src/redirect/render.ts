@@ -6,14 +6,23 @@ import type { Family, RedirectPlan } from './types.ts';
 /** Comment on our jumps from the built-in chains: how replace/remove find exactly ours. */
 export const OWNER_COMMENT = 'pod-network-controller';
 
-/** Chains this project owns (Istio's names, so an unchanged istio-proxy works behind them). */
-export const OWNED_CHAINS = ['ISTIO_INBOUND', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT', 'ISTIO_REDIRECT'] as const;
+export const TABLES = ['nat', 'raw'] as const;
+export type Table = (typeof TABLES)[number];
+
+const NAT_CHAINS = ['ISTIO_INBOUND', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT', 'ISTIO_REDIRECT'] as const;
+const RAW_CHAINS = ['ISTIO_INBOUND', 'ISTIO_OUTPUT_DNS'] as const;
+
+/**
+ * Chains this project owns, per table (Istio's names, so an unchanged istio-proxy works
+ * behind them). raw is used only with DNS capture, for its conntrack zones.
+ */
+export const OWNED_CHAINS: Record<Table, readonly string[]> = { nat: NAT_CHAINS, raw: RAW_CHAINS };
 
 /** Our jumps from the built-in chains, one per line, as iptables-save prints them. */
-export const OWNED_JUMPS = [
-  `-A PREROUTING -p tcp -m comment --comment ${OWNER_COMMENT} -j ISTIO_INBOUND`,
-  `-A OUTPUT -m comment --comment ${OWNER_COMMENT} -j ISTIO_OUTPUT`,
-] as const;
+const OWNED_JUMPS: Record<Table, readonly string[]> = {
+  nat: [`-A PREROUTING -p tcp -m comment --comment ${OWNER_COMMENT} -j ISTIO_INBOUND`, `-A OUTPUT -m comment --comment ${OWNER_COMMENT} -j ISTIO_OUTPUT`],
+  raw: [`-A PREROUTING -p udp -m comment --comment ${OWNER_COMMENT} -j ISTIO_INBOUND`, `-A OUTPUT -p udp -m comment --comment ${OWNER_COMMENT} -j ISTIO_OUTPUT_DNS`],
+};
 
 const LOOPBACK: Record<Family, { host: string; passthroughSource: string }> = {
   ipv4: { host: '127.0.0.1/32', passthroughSource: '127.0.0.6/32' },
@@ -30,7 +39,7 @@ function tcpPort(port: number): string {
 }
 
 /** The rules of one family, grouped by chain, in rule order. */
-export function renderChains(plan: RedirectPlan, family: Family): Record<(typeof OWNED_CHAINS)[number], string[]> {
+export function renderChains(plan: RedirectPlan, family: Family): Record<(typeof NAT_CHAINS)[number], string[]> {
   const { inbound, outbound } = plan;
   const loop = LOOPBACK[family];
 
@@ -78,14 +87,34 @@ export function renderChains(plan: RedirectPlan, family: Family): Record<(typeof
   };
 }
 
-/** One `iptables-restore --noflush` payload per family of the plan. */
+/**
+ * With DNS capture, UDP DNS is split into two conntrack zones as Istio does: the proxy's own
+ * queries to the resolvers (and their answers) in zone 1, the app's queries to the proxy (and
+ * its answers) in zone 2, so the two flows can never collide in one conntrack entry.
+ */
+function renderDnsZoneChains(plan: RedirectPlan): Record<(typeof RAW_CHAINS)[number], string[]> {
+  const output: string[] = [];
+  for (const [match, id] of [['--uid-owner', plan.proxyUid], ['--gid-owner', plan.proxyGid]] as const) {
+    output.push(`-p udp -m udp --dport 53 -m owner ${match} ${id} -j CT --zone 1`, `-p udp -m udp --sport ${plan.dnsPort} -m owner ${match} ${id} -j CT --zone 2`);
+  }
+  output.push('-p udp -m udp --dport 53 -j CT --zone 2');
+  return { ISTIO_INBOUND: ['-p udp -m udp --sport 53 -j CT --zone 1'], ISTIO_OUTPUT_DNS: output };
+}
+
+function tableSection(table: Table, chains: Record<string, string[]>): string[] {
+  const names = OWNED_CHAINS[table];
+  const lines = [`*${table}`, ...names.map((chain) => `:${chain} - [0:0]`), ...OWNED_JUMPS[table]];
+  for (const chain of names) lines.push(...(chains[chain] ?? []).map((rule) => `-A ${chain} ${rule}`));
+  lines.push('COMMIT');
+  return lines;
+}
+
+/** One `iptables-restore --noflush` payload per family of the plan (nat, plus raw with DNS capture). */
 export function renderPlan(plan: RedirectPlan): Partial<Record<Family, string>> {
   const rendered: Partial<Record<Family, string>> = {};
   for (const family of plan.families) {
-    const chains = renderChains(plan, family);
-    const lines = ['*nat', ...OWNED_CHAINS.map((chain) => `:${chain} - [0:0]`), ...OWNED_JUMPS];
-    for (const chain of OWNED_CHAINS) lines.push(...chains[chain].map((rule) => `-A ${chain} ${rule}`));
-    lines.push('COMMIT');
+    const lines = tableSection('nat', renderChains(plan, family));
+    if (plan.captureDns) lines.push(...tableSection('raw', renderDnsZoneChains(plan)));
     rendered[family] = lines.join('\n') + '\n';
   }
   return rendered;

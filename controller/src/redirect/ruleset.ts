@@ -1,59 +1,73 @@
-// Reading back what this project owns in a nat table (pure), and the restore
+// Reading back what this project owns in the nat and raw tables (pure), and the restore
 // transactions that replace or remove exactly that, leaving everyone else's rules.
-import { OWNED_CHAINS, OWNER_COMMENT } from './render.ts';
+import { OWNED_CHAINS, OWNER_COMMENT, TABLES, type Table } from './render.ts';
 
-/** Our part of one family's nat table: owned chains (with their rules) and our tagged jumps. */
-export interface OwnedState {
+/** Our part of one table: owned chains (with their rules) and our tagged jumps. */
+export interface TableState {
   /** Owned chain -> its rules ("-A CHAIN ..."), in order; only chains that exist. */
   chains: Map<string, string[]>;
   /** Our tagged jumps in the built-in chains ("-A PREROUTING ..."), in order. */
   jumps: string[];
 }
 
-const OWNED = new Set<string>(OWNED_CHAINS);
+/** Our part of one family's ruleset, per table (raw holds only the DNS conntrack zones). */
+export type OwnedState = Record<Table, TableState>;
 
 function isOwnJump(line: string): boolean {
   return line.includes(`-m comment --comment ${OWNER_COMMENT} `) || line.includes(`--comment "${OWNER_COMMENT}"`);
 }
 
-/** Parses iptables-save text (or a payload of ours); only the nat table is read. */
+/** Parses iptables-save text (or a payload of ours); only the nat and raw tables are read. */
 export function ownedState(saved: string): OwnedState {
-  const state: OwnedState = { chains: new Map(), jumps: [] };
-  let inNat = false;
+  const state: OwnedState = { nat: { chains: new Map(), jumps: [] }, raw: { chains: new Map(), jumps: [] } };
+  let current: TableState | undefined;
+  let owned: readonly string[] = [];
   for (const raw of saved.split('\n')) {
     const line = raw.trimEnd();
-    if (line.startsWith('*')) inNat = line === '*nat';
-    else if (line === 'COMMIT') inNat = false;
-    if (!inNat) continue;
+    if (line.startsWith('*')) {
+      const table = line.slice(1);
+      current = (TABLES as readonly string[]).includes(table) ? state[table as Table] : undefined;
+      owned = current ? OWNED_CHAINS[table as Table] : [];
+    } else if (line === 'COMMIT') {
+      current = undefined;
+    }
+    if (!current) continue;
     if (line.startsWith(':')) {
       const name = line.slice(1).split(' ')[0] ?? '';
-      if (OWNED.has(name) && !state.chains.has(name)) state.chains.set(name, []);
+      if (owned.includes(name) && !current.chains.has(name)) current.chains.set(name, []);
     } else if (line.startsWith('-A ')) {
       const chain = line.split(' ')[1] ?? '';
-      if (OWNED.has(chain)) {
-        const rules = state.chains.get(chain) ?? [];
+      if (owned.includes(chain)) {
+        const rules = current.chains.get(chain) ?? [];
         rules.push(line);
-        state.chains.set(chain, rules);
+        current.chains.set(chain, rules);
       } else if (isOwnJump(line)) {
-        state.jumps.push(line);
+        current.jumps.push(line);
       }
     }
   }
   return state;
 }
 
-/** Stable text of a state: chains in name order, then jumps; what verify compares and diffs. */
+function isEmptyTable(state: TableState): boolean {
+  return state.chains.size === 0 && state.jumps.length === 0;
+}
+
+/** Stable text of a state: per non-empty table, chains in name order, then jumps; what verify compares and diffs. */
 export function stateLines(state: OwnedState): string[] {
   const lines: string[] = [];
-  for (const chain of [...state.chains.keys()].sort()) {
-    lines.push(`:${chain}`, ...(state.chains.get(chain) ?? []));
+  for (const table of TABLES) {
+    const part = state[table];
+    if (isEmptyTable(part)) continue;
+    lines.push(`*${table}`);
+    for (const chain of [...part.chains.keys()].sort()) lines.push(`:${chain}`, ...(part.chains.get(chain) ?? []));
+    lines.push(...part.jumps);
   }
-  lines.push(...state.jumps);
   return lines;
 }
 
 export function isEmptyState(state: OwnedState): boolean {
-  return state.chains.size === 0 && state.jumps.length === 0;
+  return TABLES.every((table) => isEmptyTable(state[table]));
 }
 
 /** A line diff (longest common subsequence): "-" wanted but missing, "+" present but unwanted. */
@@ -97,21 +111,25 @@ const deleteLine = (appendLine: string) => `-D ${appendLine.slice(3)}`;
 
 /**
  * One transaction for `iptables-restore --noflush` turning `current` into the payload:
- * its ":CHAIN" lines create or flush only our chains, stale jumps of ours are deleted
- * and owned chains the payload no longer has are dropped. All or nothing.
+ * per table, its ":CHAIN" lines create or flush only our chains, stale jumps of ours are
+ * deleted and owned chains the payload no longer has are dropped. All or nothing.
  */
 export function replaceTransaction(payload: string, current: OwnedState): string {
   const desired = ownedState(payload);
-  const keepJumps = current.jumps.length === desired.jumps.length && current.jumps.every((jump, i) => jump === desired.jumps[i]);
-  const lines = ['*nat'];
-  for (const chain of desired.chains.keys()) lines.push(`:${chain} - [0:0]`);
-  if (!keepJumps) {
-    lines.push(...current.jumps.map(deleteLine), ...desired.jumps);
+  const lines: string[] = [];
+  for (const table of TABLES) {
+    const want = desired[table];
+    const have = current[table];
+    if (isEmptyTable(want) && isEmptyTable(have)) continue;
+    lines.push(`*${table}`);
+    for (const chain of want.chains.keys()) lines.push(`:${chain} - [0:0]`);
+    const keepJumps = have.jumps.length === want.jumps.length && have.jumps.every((jump, i) => jump === want.jumps[i]);
+    if (!keepJumps) lines.push(...have.jumps.map(deleteLine), ...want.jumps);
+    const dropped = [...have.chains.keys()].filter((chain) => !want.chains.has(chain));
+    lines.push(...dropped.map((chain) => `-F ${chain}`), ...dropped.map((chain) => `-X ${chain}`));
+    for (const chain of want.chains.keys()) lines.push(...(want.chains.get(chain) ?? []));
+    lines.push('COMMIT');
   }
-  const dropped = [...current.chains.keys()].filter((chain) => !desired.chains.has(chain));
-  lines.push(...dropped.map((chain) => `-F ${chain}`), ...dropped.map((chain) => `-X ${chain}`));
-  for (const chain of desired.chains.keys()) lines.push(...(desired.chains.get(chain) ?? []));
-  lines.push('COMMIT');
   return lines.join('\n') + '\n';
 }
 
@@ -126,13 +144,12 @@ export function freshTransaction(payload: string): string {
 /** The transaction deleting our jumps and chains; undefined when nothing of ours exists. */
 export function removeTransaction(current: OwnedState): string | undefined {
   if (isEmptyState(current)) return undefined;
-  const chains = [...current.chains.keys()];
-  const lines = [
-    '*nat',
-    ...current.jumps.map(deleteLine),
-    ...chains.map((chain) => `-F ${chain}`),
-    ...chains.map((chain) => `-X ${chain}`),
-    'COMMIT',
-  ];
+  const lines: string[] = [];
+  for (const table of TABLES) {
+    const part = current[table];
+    if (isEmptyTable(part)) continue;
+    const chains = [...part.chains.keys()];
+    lines.push(`*${table}`, ...part.jumps.map(deleteLine), ...chains.map((chain) => `-F ${chain}`), ...chains.map((chain) => `-X ${chain}`), 'COMMIT');
+  }
   return lines.join('\n') + '\n';
 }
