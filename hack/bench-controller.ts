@@ -24,6 +24,7 @@ const { values: flags } = parseArgs({
     pods: { type: 'string', default: '110' },
     'sandbox-concurrency': { type: 'string', default: '16' },
     timeout: { type: 'string', default: '60' },
+    'node-options': { type: 'string' },
   },
 });
 const POD_COUNT = Number(flags.pods);
@@ -121,7 +122,8 @@ const nodeName = `node-bench-${uniqueSuffix()}`;
 let fixture = new MeshFixture(kc, nodeName);
 let controller: ControllerProcess | undefined;
 let exitCode = 0;
-const agentEnv = { LOG_LEVEL: 'info' };
+// --node-options compares V8 settings (e.g. --max-semi-space-size=4) with the agent's own choice.
+const agentEnv: Record<string, string> = { LOG_LEVEL: 'info', ...(flags['node-options'] ? { NODE_OPTIONS: flags['node-options'] } : {}) };
 
 try {
   await ensureNode(kc, nodeName);

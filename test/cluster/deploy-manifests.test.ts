@@ -125,7 +125,6 @@ describe('the rendered kubernetes overlay', () => {
     expect(container.env).toEqual([
       { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
     ]);
     // iptables-legacy's lock file lives in /run: a private, writable emptyDir on a read-only root.
     expect(container.volumeMounts).toContainEqual({ name: 'run', mountPath: '/run' });

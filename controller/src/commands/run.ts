@@ -23,9 +23,10 @@ export function redirectConfigFrom(config: AgentConfig): NodeRedirectConfig {
 }
 
 /**
- * V8 lets its young generation grow to tens of MB during a pod burst. With 4 MB
- * semi-spaces the agent's peak RSS in the 110-pod benchmark went from 100-109 MB to
- * 92-93 MB with the same latency (1 MB saved a little more but cost latency). The flag
+ * V8 lets its young generation grow to tens of MB during a pod burst. With 1 MB
+ * semi-spaces the agent's peak RSS in the 110-pod benchmark is 86-89 MB instead of
+ * 91-92 MB (4 MB) or 100-109 MB (V8's default), with no latency cost measured
+ * (`npm run bench:controller -- --node-options=--max-semi-space-size=4` compares). The flag
  * only works at start-up, so the agent re-executes itself with it: execve keeps the PID,
  * so signals (SIGTERM, SIGKILL) and the container runtime see one process. An operator's
  * own setting (NODE_OPTIONS or a node flag) wins.
@@ -34,7 +35,7 @@ function reexecWithSmallYoungGeneration(): void {
   const flag = '--max-semi-space-size';
   if (typeof process.execve !== 'function' || !process.argv[1]) return;
   if (process.execArgv.some((arg) => arg.startsWith(flag)) || (process.env.NODE_OPTIONS ?? '').includes(flag)) return;
-  process.execve(process.execPath, [process.execPath, `${flag}=4`, ...process.execArgv, ...process.argv.slice(1)], process.env);
+  process.execve(process.execPath, [process.execPath, `${flag}=1`, ...process.execArgv, ...process.argv.slice(1)], process.env);
 }
 
 export async function runCommand(args: string[]): Promise<number> {
