@@ -1,13 +1,11 @@
 // The node agent's own contract beyond the issue's scenarios: settings errors, metric
 // names, Event aggregation and the SIGTERM drain, against the real control plane and
 // the pod-sandbox simulator.
-import { KubeConfig } from '@kubernetes/client-node';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ensureNode } from '../support/cluster.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTROLLER_BUNDLE, metricValue, startController } from '../support/controller-process.ts';
 import type { ControllerProcess } from '../support/controller-process.ts';
-import { MeshFixture } from '../support/mesh-fixture.ts';
+import { useMeshNode } from '../support/mesh-node.ts';
 import { BAD_ANNOTATION, BAD_VALUE, badAnnotationPod } from '../support/mesh-pods.ts';
 
 const notRoot = process.getuid?.() !== 0;
@@ -42,23 +40,17 @@ describe('agent settings', () => {
 });
 
 describe.skipIf(notRoot)('agent lifecycle on a real control plane', () => {
-  const kubeconfig = inject('kubeconfig');
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfig);
-  const nodeName = `node-agent-lifecycle-${process.pid}`;
-  const fixture = new MeshFixture(kc, nodeName);
+  const { kubeconfig, nodeName, fixture } = useMeshNode('agent-lifecycle');
   let controller: ControllerProcess;
   let ns = '';
 
   beforeAll(async () => {
-    await ensureNode(kc, nodeName);
     ns = await fixture.namespace('agent-lifecycle');
     controller = await startController({ kubeconfig, nodeName });
   });
 
   afterAll(async () => {
     await controller?.stop('SIGTERM');
-    await fixture.cleanup();
   });
 
   it('serves /healthz and every contract metric, with all outcomes present from the start', async () => {

@@ -1,15 +1,13 @@
 // The node agent on a real control plane with simulated sandboxes: readiness, which
 // pods it programs and which it must leave alone, the proxy-UID refusal, bad
 // annotations and their recovery, and the metrics that count all of it.
-import { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INITIALIZE_ANNOTATION } from '../../controller/src/mark.ts';
 import { hasNoRedirectRules, jumpRuleCounts } from '../../hack/lib/redirect-probe.ts';
 import { startApiGate } from '../support/api-gate.ts';
-import { ensureNode } from '../support/cluster.ts';
 import { metricValue, startController } from '../support/controller-process.ts';
 import type { ControllerProcess } from '../support/controller-process.ts';
-import { MeshFixture } from '../support/mesh-fixture.ts';
+import { useMeshNode } from '../support/mesh-node.ts';
 import type { PodHandle } from '../support/mesh-fixture.ts';
 import { BAD_ANNOTATION, BAD_VALUE, badAnnotationPod, hostNetworkMeshPod, meshPod, plainPod, proxyUidAppPod } from '../support/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectRulesInPlace, expectTrafficRedirected, expectUntouched } from '../support/redirect-assertions.ts';
@@ -18,11 +16,7 @@ const notRoot = process.getuid?.() !== 0;
 if (notRoot) console.warn('controller-eligibility e2e skipped: needs root (network namespaces, iptables, cgroups)');
 
 describe.skipIf(notRoot)('controller on a real control plane: eligibility, refusal, bad annotations', () => {
-  const kubeconfig = inject('kubeconfig');
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfig);
-  const nodeName = `node-e2e-elig-${process.pid}`;
-  const fixture = new MeshFixture(kc, nodeName);
+  const { kubeconfig, nodeName, fixture } = useMeshNode('e2e-elig');
   let controller: ControllerProcess | undefined;
   let meshNs = '';
   let optInNs = '';
@@ -30,7 +24,6 @@ describe.skipIf(notRoot)('controller on a real control plane: eligibility, refus
   let ownNs = '';
 
   beforeAll(async () => {
-    await ensureNode(kc, nodeName);
     [meshNs, optInNs, excludedNs, ownNs] = await Promise.all([
       fixture.namespace('e2e-mesh'),
       fixture.namespace('e2e-optin', { [INITIALIZE_ANNOTATION]: 'true' }),
@@ -41,7 +34,6 @@ describe.skipIf(notRoot)('controller on a real control plane: eligibility, refus
 
   afterAll(async () => {
     await controller?.stop('SIGTERM');
-    await fixture.cleanup();
   });
 
   it('answers /readyz 503 until the initial lists synced, then 200 and logs "ready"', async () => {

@@ -1,14 +1,12 @@
 // The agent never trusts a mark it did not just verify: a forged mark, a recreated
 // sandbox and flushed rules all get re-programmed; a re-init token is handled exactly
 // once; and a pod deleted while it waits for its sandbox does not leave an error loop.
-import { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMark, REINIT_ANNOTATION, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
 import { planFromPod, removeRedirect, verifyRedirect } from '../../controller/src/redirect/index.ts';
-import { ensureNode } from '../support/cluster.ts';
 import { metricValue, startController } from '../support/controller-process.ts';
 import type { ControllerProcess, LogLine } from '../support/controller-process.ts';
-import { MeshFixture } from '../support/mesh-fixture.ts';
+import { useMeshNode } from '../support/mesh-node.ts';
 import { meshPod } from '../support/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectRulesInPlace } from '../support/redirect-assertions.ts';
 
@@ -20,23 +18,17 @@ const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const isWarnOrWorse = (line: LogLine) => typeof line.level === 'number' && line.level >= 40;
 
 describe.skipIf(notRoot)('controller on a real control plane: repair and re-init', () => {
-  const kubeconfig = inject('kubeconfig');
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfig);
-  const nodeName = `node-e2e-repair-${process.pid}`;
-  const fixture = new MeshFixture(kc, nodeName);
+  const { kubeconfig, nodeName, fixture } = useMeshNode('e2e-repair');
   let controller: ControllerProcess;
   let ns = '';
 
   beforeAll(async () => {
-    await ensureNode(kc, nodeName);
     ns = await fixture.namespace('e2e-repair');
     controller = await startController({ kubeconfig, nodeName });
   });
 
   afterAll(async () => {
     await controller?.stop('SIGTERM');
-    await fixture.cleanup();
   });
 
   it('re-programs a pod created with a forged "initialized" mark for another netns, and rewrites the mark', async () => {

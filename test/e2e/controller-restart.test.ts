@@ -1,13 +1,11 @@
 // Restart safety: the agent is SIGKILLed in the middle of a 50-pod burst and started
 // again; every pod ends up initialized for its own netns with exactly one copy of our
 // rules (no duplicate jumps from a half-finished first run).
-import { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
-import { ensureNode } from '../support/cluster.ts';
 import { pollUntil, startController } from '../support/controller-process.ts';
 import type { ControllerProcess } from '../support/controller-process.ts';
-import { MeshFixture } from '../support/mesh-fixture.ts';
+import { useMeshNode } from '../support/mesh-node.ts';
 import type { PodHandle } from '../support/mesh-fixture.ts';
 import { meshPod } from '../support/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectRulesInPlace } from '../support/redirect-assertions.ts';
@@ -20,22 +18,16 @@ const BURST = 50;
 const SANDBOX_CONCURRENCY = 4;
 
 describe.skipIf(notRoot)('controller on a real control plane: SIGKILL during a burst', () => {
-  const kubeconfig = inject('kubeconfig');
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfig);
-  const nodeName = `node-e2e-restart-${process.pid}`;
-  const fixture = new MeshFixture(kc, nodeName);
+  const { kubeconfig, nodeName, fixture } = useMeshNode('e2e-restart');
   const controllers: ControllerProcess[] = [];
   let ns = '';
 
   beforeAll(async () => {
-    await ensureNode(kc, nodeName);
     ns = await fixture.namespace('e2e-restart');
   });
 
   afterAll(async () => {
     for (const controller of controllers) await controller.stop('SIGKILL');
-    await fixture.cleanup();
   });
 
   const countInitialized = async () => {
