@@ -12,6 +12,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY hack/build.ts hack/build.ts
+COPY hack/lib/bundle-options.ts hack/lib/bundle-options.ts
 COPY controller/src controller/src
 COPY init-waiter/src init-waiter/src
 RUN node hack/build.ts

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BUNDLES = ['dist/controller.js', 'dist/init-waiter.js'];
-const SOURCES = ['controller/src', 'init-waiter/src', 'hack/build.ts', 'package-lock.json'];
+const SOURCES = ['controller/src', 'init-waiter/src', 'hack/build.ts', 'hack/lib/bundle-options.ts', 'package-lock.json'];
 
 function newestMtime(path: string): number {
   const stat = statSync(path, { throwIfNoEntry: false });

@@ -88,10 +88,12 @@ describe('Dockerfile and .dockerignore', () => {
     }
   });
 
-  it('gives the build stage every source file the bundles are made of', async () => {
+  it('gives the build stage every source file the bundles and the build script are made of', async () => {
     const copied = stages.find((s) => s.name === 'build')!.copies.flatMap((c) => c.sources);
     const result = await build({
-      entryPoints: Object.values(ENTRY_POINTS).map((entry) => join(ROOT, entry)),
+      entryPoints: [...Object.values(ENTRY_POINTS), 'hack/build.ts'].map((entry) => join(ROOT, entry)),
+      // The build script's own npm imports (esbuild) come from npm ci, not from the context.
+      external: ['esbuild'],
       bundle: true,
       platform: 'node',
       format: 'esm',
@@ -104,6 +106,7 @@ describe('Dockerfile and .dockerignore', () => {
       .map((input) => relative(ROOT, resolve(ROOT, input)))
       .filter((input) => !input.startsWith('node_modules/'));
     expect(ownSources).toContain('controller/src/mark.ts');
+    expect(ownSources).toContain('hack/lib/bundle-options.ts');
     for (const source of ownSources) {
       expect(copied.some((c) => source === c || source.startsWith(`${c}/`)), `${source} is not copied into the build stage`).toBe(true);
       expect(inContext(dockerignore, source), `${source} is excluded by .dockerignore`).toBe(true);

@@ -159,7 +159,9 @@ describe('the rendered openshift overlay', () => {
     const scc = findManifest(objects, 'SecurityContextConstraints');
     const role = findManifest(objects, 'ClusterRole', 'pod-network-controller-scc');
     expect(role.rules).toEqual([{ apiGroups: ['security.openshift.io'], resources: ['securitycontextconstraints'], resourceNames: [scc.metadata.name], verbs: ['use'] }]);
-    expect(findManifest(objects, 'RoleBinding', 'pod-network-controller-scc').subjects).toEqual([
+    const binding = findManifest(objects, 'RoleBinding', 'pod-network-controller-scc');
+    expect(binding.metadata.namespace).toBe('pod-network-controller');
+    expect(binding.subjects).toEqual([
       { kind: 'ServiceAccount', name: 'pod-network-controller', namespace: 'pod-network-controller' },
     ]);
     const pod = findManifest(objects, 'DaemonSet', 'pod-network-controller').spec.template.spec;
