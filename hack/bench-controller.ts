@@ -10,7 +10,6 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
-import { ensureNode } from '../test/support/cluster.ts';
 import { metricValue, startController } from '../test/support/controller-process.ts';
 import type { ControllerProcess } from '../test/support/controller-process.ts';
 import { MeshFixture, uniqueSuffix } from '../test/support/mesh-fixture.ts';
@@ -119,14 +118,14 @@ const { kubeconfig } = await ensureLocalCluster();
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfig);
 const nodeName = `node-bench-${uniqueSuffix()}`;
-let fixture = new MeshFixture(kc, nodeName);
+const fixture = new MeshFixture(kc, nodeName);
 let controller: ControllerProcess | undefined;
 let exitCode = 0;
 // --node-options compares V8 settings (e.g. --max-semi-space-size=4) with the agent's own choice.
 const agentEnv: Record<string, string> = { LOG_LEVEL: 'info', ...(flags['node-options'] ? { NODE_OPTIONS: flags['node-options'] } : {}) };
 
 try {
-  await ensureNode(kc, nodeName);
+  await fixture.createNode();
 
   // Scenario 1: arrival while the agent runs.
   const arrivalNs = await fixture.namespace('bench-arrival');
@@ -148,7 +147,7 @@ try {
   await fixture.cleanup();
 
   // Scenario 2: all sandboxes ready before the agent starts.
-  fixture = new MeshFixture(kc, nodeName);
+  await fixture.createNode();
   const startupNs = await fixture.namespace('bench-startup');
   await createBurst(fixture, startupNs, nodeName);
   const startupMarks = await watchMarks(kc, startupNs);

@@ -2,20 +2,17 @@
 // node, the agent running as that node, a mesh pod and a plain pod with simulated
 // sandboxes; shows the mark, the Event, the rules in the mesh pod's netns, a redirected
 // connection and the untouched plain pod, with timings; then removes everything it made.
-// The local control plane stays up for the next run (`bash hack/local-cluster.sh down` stops it).
+// A control plane the demo started is stopped at the end (--keep-cluster keeps it).
 import { KubeConfig } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
-import type { Mark } from '../controller/src/mark.ts';
-import { detectIptablesMode } from '../controller/src/redirect/index.ts';
-import { ensureNode } from '../test/support/cluster.ts';
+import { detectIptablesMode, planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
 import { startController } from '../test/support/controller-process.ts';
 import type { ControllerProcess } from '../test/support/controller-process.ts';
 import { MeshFixture, uniqueSuffix } from '../test/support/mesh-fixture.ts';
-import type { PodHandle } from '../test/support/mesh-fixture.ts';
 import { APP_UID, meshPod, plainPod, PROXY_UID } from '../test/support/mesh-pods.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
 import { ensureLocalCluster, isLocalClusterRunning, stopLocalCluster } from './lib/local-cluster.ts';
-import { connectFrom, hasNoRedirectRules, natRules, startListener } from './lib/redirect-probe.ts';
+import { connectFrom, jumpRuleCounts, natRules, noRedirectRules, startListener } from './lib/redirect-probe.ts';
 
 const REMOTE_PORT = 8080;
 const OUTBOUND_CAPTURE_PORT = 15001;
@@ -31,18 +28,6 @@ const indent = (text: string) => text.trimEnd().replace(/^/gm, '   ');
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`demo check failed: ${what}`);
   console.log(`   ok: ${what}`);
-}
-
-/** Polls the pod's mark every 20 ms (finer than the tests' polling, for the timing). */
-async function waitForInitialized(fixture: MeshFixture, handle: PodHandle): Promise<Mark> {
-  let mark: Mark | undefined;
-  const deadline = Date.now() + 30_000;
-  while (!(mark?.state === 'initialized' && mark.netns === handle.sandbox?.netnsInode)) {
-    if (Date.now() > deadline) throw new Error(`no initialized mark on ${handle.name} within 30 s; last: ${JSON.stringify(mark)}`);
-    await new Promise((done) => setTimeout(done, 20));
-    mark = await fixture.readMark(handle);
-  }
-  return mark;
 }
 
 const started = performance.now();
@@ -76,8 +61,8 @@ try {
 
   const nodeName = `demo-node-${uniqueSuffix()}`;
   step(`simulated node ${nodeName} and the agent running as it`);
-  await ensureNode(kc, nodeName);
   fixture = new MeshFixture(kc, nodeName);
+  await fixture.createNode();
   const agentStart = performance.now();
   controller = await startController({ kubeconfig, nodeName, env: { LOG_LEVEL: 'info' } });
   console.log(`   node dist/controller.js run   (pid ${controller.pid}, NODE_NAME=${nodeName}, http://127.0.0.1:${controller.port})`);
@@ -89,7 +74,8 @@ try {
   const plain = await fixture.createPod(ns, plainPod('plain-app', nodeName), { sandbox: false });
   const meshSandbox = await fixture.addSandbox(mesh);
   const sandboxReady = performance.now();
-  const marked = waitForInitialized(fixture, mesh).then((mark) => ({ mark, seen: performance.now() }));
+  // A 20 ms poll (finer than the tests'), for the timing.
+  const marked = fixture.waitForInitialized(mesh, 30_000, 20).then((mark) => ({ mark, seen: performance.now() }));
   const plainSandbox = await fixture.addSandbox(plain);
   console.log(`   pod ${ns}/mesh-app   netns inode ${meshSandbox.netnsInode}, IPs ${meshSandbox.podIPs.join(' ')}`);
   console.log(`   pod ${ns}/plain-app  netns inode ${plainSandbox.netnsInode}, IPs ${plainSandbox.podIPs.join(' ')}`);
@@ -118,7 +104,8 @@ try {
   console.log(indent(v4.split('\n').filter((line) => !line.startsWith('#')).join('\n')));
   console.log('   IPv6 (ISTIO_* lines; same layout with ::1/128 and ::6/128):');
   console.log(indent(v6.split('\n').filter((line) => /ISTIO/.test(line)).join('\n')));
-  check(/-j ISTIO_OUTPUT/.test(v4) && /-j ISTIO_INBOUND/.test(v4) && /-j ISTIO_OUTPUT/.test(v6), 'ISTIO_* chains and jumps for IPv4 and IPv6');
+  const verified = await verifyRedirect(meshSandbox.netnsPath, planFromPod(mesh.pod), { mode });
+  check(verified.ok, `the engine reads back exactly the pod's plan, IPv4 and IPv6${verified.ok ? '' : `:\n${verified.diff}`}`);
 
   step('a redirected connection');
   const remoteIP = meshSandbox.peerIPs[0]!;
@@ -138,7 +125,7 @@ try {
     const plainMark = (await fixture.readPod(plain)).metadata?.annotations?.[STATUS_ANNOTATION];
     console.log(`   mark: ${plainMark === undefined ? '(none)' : JSON.stringify(parseMark(plainMark))}`);
     check(plainMark === undefined, 'no mark on plain-app');
-    check(await hasNoRedirectRules(plainSandbox.netnsPath), 'no ISTIO_* chains in plain-app\'s netns (legacy or nft, IPv4 or IPv6)');
+    check(noRedirectRules(await jumpRuleCounts(plainSandbox.netnsPath)), 'no ISTIO_* chains in plain-app\'s netns (legacy or nft, IPv4 or IPv6)');
     const direct = await connectFrom(plainSandbox.netnsPath, plainRemoteIP, REMOTE_PORT, APP_UID);
     console.log(`   plain-app, app UID ${APP_UID}, connects to ${plainRemoteIP}:${REMOTE_PORT} -> answered by: ${direct.replace(/^answer:/, '')}`);
     check(direct === `answer:remote host ${plainRemoteIP}:${REMOTE_PORT}`, 'plain-app reaches the remote host directly');
@@ -163,7 +150,7 @@ try {
   console.log('   agent stopped (SIGTERM)');
   try {
     await fixture?.cleanup();
-    console.log('   sandboxes (netns, veths, pause processes, cgroups), pods and the namespace removed');
+    console.log('   sandboxes (netns, veths, pause processes, cgroups), pods, the namespace and the Node removed');
   } catch (error) {
     console.error(`   cleanup failed: ${String(error)}`);
     exitCode = 1;

@@ -1,13 +1,11 @@
 // Looks into a pod's network namespace from outside: which iptables rules are there,
 // and where a real TCP connection made inside it actually lands. Used by the
 // controller's end-to-end tests and the demo, so both prove redirection the same way.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
+import { runInNetns } from '../../controller/src/redirect/exec.ts';
 
-const execFileAsync = promisify(execFile);
-
-/** Our jump rules (PREROUTING -> ISTIO_INBOUND, OUTPUT -> ISTIO_OUTPUT) per save tool. */
+/** Our jump rules (nat PREROUTING -> ISTIO_INBOUND, OUTPUT -> ISTIO_OUTPUT) and ISTIO_* chains (any table), per save tool. */
 export interface JumpRuleCount {
   tool: string;
   inbound: number;
@@ -17,33 +15,44 @@ export interface JumpRuleCount {
 
 const SAVE_TOOLS = ['iptables-legacy-save', 'iptables-nft-save', 'ip6tables-legacy-save', 'ip6tables-nft-save'] as const;
 
-/** `iptables-save -t nat` (of the given tool) inside a netns; stdout. */
-export async function natRules(netnsPath: string, tool = 'iptables-save'): Promise<string> {
-  const { stdout } = await execFileAsync('nsenter', [`--net=${netnsPath}`, '--', tool, '-t', 'nat'], { maxBuffer: 8 << 20 });
-  return stdout;
+async function saveInNetns(netnsPath: string, argv: string[]): Promise<string> {
+  const result = await runInNetns(netnsPath, argv);
+  if (result.code !== 0) throw new Error(`${argv.join(' ')} in ${netnsPath}: exit ${result.code}: ${result.stderr.trim()}`);
+  return result.stdout;
 }
 
-/** Pure: counts our jumps and ISTIO_* chain declarations in one `*-save` output. */
-export function countJumpRules(saveOutput: string): Omit<JumpRuleCount, 'tool'> {
-  const lines = saveOutput.split('\n');
-  return {
-    inbound: lines.filter((l) => /^-A PREROUTING\b.*-j ISTIO_INBOUND\b/.test(l)).length,
-    outbound: lines.filter((l) => /^-A OUTPUT\b.*-j ISTIO_OUTPUT\b/.test(l)).length,
-    istioChains: lines.filter((l) => /^:ISTIO_/.test(l)).length,
-  };
+/** `iptables-save -t nat` (of the given tool) inside a netns; stdout. */
+export function natRules(netnsPath: string, tool = 'iptables-save'): Promise<string> {
+  return saveInNetns(netnsPath, [tool, '-t', 'nat']);
 }
 
 /**
- * Counts our jump rules with every backend (legacy and nft, IPv4 and IPv6), so rules
- * programmed twice, or into the wrong backend, both show up.
+ * Pure: counts jumps to our chains in the nat table and ISTIO_* chain declarations in every
+ * table of one `*-save` output. Loose on purpose (no owner comment needed), so a copy of the
+ * rules made by someone else counts too.
  */
-export async function jumpRuleCounts(netnsPath: string): Promise<JumpRuleCount[]> {
-  return Promise.all(SAVE_TOOLS.map(async (tool) => ({ tool, ...countJumpRules(await natRules(netnsPath, tool)) })));
+function countJumpRules(saveOutput: string): Omit<JumpRuleCount, 'tool'> {
+  const counts = { inbound: 0, outbound: 0, istioChains: 0 };
+  let table = '';
+  for (const line of saveOutput.split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1);
+    else if (line.startsWith(':ISTIO_')) counts.istioChains++;
+    else if (table === 'nat' && /^-A PREROUTING\b.*-j ISTIO_INBOUND\b/.test(line)) counts.inbound++;
+    else if (table === 'nat' && /^-A OUTPUT\b.*-j ISTIO_OUTPUT\b/.test(line)) counts.outbound++;
+  }
+  return counts;
 }
 
-/** True when no backend of either family holds an ISTIO_* chain or one of our jumps. */
-export async function hasNoRedirectRules(netnsPath: string): Promise<boolean> {
-  const counts = await jumpRuleCounts(netnsPath);
+/**
+ * Counts our jump rules with every backend (legacy and nft, IPv4 and IPv6), reading every
+ * table, so rules programmed twice, into the wrong backend, or left in raw all show up.
+ */
+export async function jumpRuleCounts(netnsPath: string): Promise<JumpRuleCount[]> {
+  return Promise.all(SAVE_TOOLS.map(async (tool) => ({ tool, ...countJumpRules(await saveInNetns(netnsPath, [tool])) })));
+}
+
+/** Pure: true when no backend of either family holds an ISTIO_* chain or one of our jumps. */
+export function noRedirectRules(counts: readonly JumpRuleCount[]): boolean {
   return counts.every((c) => c.inbound === 0 && c.outbound === 0 && c.istioChains === 0);
 }
 
@@ -105,16 +114,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
  * answer as `answer:<name>`, or `error:<code>` when the connection fails.
  */
 export async function connectFrom(netnsPath: string, host: string, port: number, uid: number, timeoutMs = 3000): Promise<string> {
-  const { stdout } = await execFileAsync('nsenter', [
-    `--net=${netnsPath}`,
-    '--',
-    process.execPath,
-    '-e',
-    CLIENT_SCRIPT,
-    host,
-    String(port),
-    String(uid),
-    String(timeoutMs),
-  ]);
-  return stdout.trim();
+  const result = await runInNetns(netnsPath, [process.execPath, '-e', CLIENT_SCRIPT, host, String(port), String(uid), String(timeoutMs)]);
+  if (result.code !== 0) throw new Error(`client in ${netnsPath}: exit ${result.code}: ${result.stderr.trim()}`);
+  return result.stdout.trim();
 }

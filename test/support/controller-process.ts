@@ -159,12 +159,12 @@ function parseLogLine(line: string): LogLine {
 }
 
 /** Polls `check` every 100 ms until it returns true; throws `message()` after the timeout. */
-export async function pollUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, message: () => string): Promise<void> {
+export async function pollUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, message: () => string, intervalMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
     if (Date.now() > deadline) throw new Error(message());
-    await new Promise((done) => setTimeout(done, 100));
+    await new Promise((done) => setTimeout(done, intervalMs));
   }
 }
 

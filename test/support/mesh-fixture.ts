@@ -13,6 +13,7 @@ import { createPodSandbox } from '../../hack/lib/pod-sandbox.ts';
 import type { PodSandbox } from '../../hack/lib/pod-sandbox.ts';
 import { parseMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
 import type { Mark } from '../../controller/src/mark.ts';
+import { ensureNode } from './cluster.ts';
 import { pollUntil } from './controller-process.ts';
 
 export interface PodHandle {
@@ -42,12 +43,19 @@ export class MeshFixture {
   readonly nodeName: string;
   private readonly namespaces: string[] = [];
   private readonly pods: PodHandle[] = [];
+  private nodeCreated = false;
 
   constructor(kc: KubeConfig, nodeName: string) {
     this.kc = kc;
     this.nodeName = nodeName;
     this.core = kc.makeApiClient(CoreV1Api);
     this.events = kc.makeApiClient(EventsV1Api);
+  }
+
+  /** The Node object of this fixture's simulated node (no kubelet behind it); cleanup deletes it. */
+  async createNode(): Promise<void> {
+    await ensureNode(this.kc, this.nodeName);
+    this.nodeCreated = true;
   }
 
   /** A new namespace (deleted by cleanup) with a `default` ServiceAccount, so pods are admitted without kube-controller-manager. */
@@ -85,7 +93,7 @@ export class MeshFixture {
   }
 
   /** Polls the pod until its mark satisfies `accept`; the error shows the last mark seen. */
-  async waitForMark(handle: PodHandle, accept: (mark: Mark) => boolean, timeoutMs = 20_000): Promise<Mark> {
+  async waitForMark(handle: PodHandle, accept: (mark: Mark) => boolean, timeoutMs = 20_000, intervalMs?: number): Promise<Mark> {
     let last: Mark | undefined;
     await pollUntil(
       async () => {
@@ -94,12 +102,13 @@ export class MeshFixture {
       },
       timeoutMs,
       () => `pod ${handle.namespace}/${handle.name}: no accepted mark within ${timeoutMs} ms; last mark: ${JSON.stringify(last)}`,
+      intervalMs,
     );
     return last as Mark;
   }
 
-  async waitForInitialized(handle: PodHandle, timeoutMs?: number): Promise<Mark> {
-    return this.waitForMark(handle, (mark) => mark.state === 'initialized' && mark.netns === handle.sandbox?.netnsInode, timeoutMs);
+  async waitForInitialized(handle: PodHandle, timeoutMs?: number, intervalMs?: number): Promise<Mark> {
+    return this.waitForMark(handle, (mark) => mark.state === 'initialized' && mark.netns === handle.sandbox?.netnsInode, timeoutMs, intervalMs);
   }
 
   /** events.k8s.io Events about this pod (by UID, so a recreated pod of the same name does not count). */
@@ -148,6 +157,12 @@ export class MeshFixture {
         }),
       ),
     );
+    if (this.nodeCreated) {
+      await settle([this.core.deleteNode({ name: this.nodeName }).catch((error: unknown) => {
+        if ((error as { code?: number }).code !== 404) throw error;
+      })]);
+      this.nodeCreated = false;
+    }
     this.pods.length = 0;
     this.namespaces.length = 0;
     if (failures.length > 0) throw new AggregateError(failures, `cleanup failed ${failures.length} time(s): ${failures.map(String).join('; ')}`);

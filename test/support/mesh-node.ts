@@ -1,10 +1,9 @@
-// A describe block's simulated node on the shared test cluster: its Node object (created
-// before the block's own beforeAll hooks) and a MeshFixture cleaned up after the block's
-// own afterAll hooks (vitest runs after-hooks in reverse order), so an agent the block
-// started is stopped before its pods and sandboxes go.
+// A describe block's simulated node on the shared test cluster: a MeshFixture whose Node
+// object is created before the block's own beforeAll hooks, and which is cleaned up (Node
+// included) after the block's own afterAll hooks (vitest runs after-hooks in reverse
+// order), so an agent the block started is stopped before its pods and sandboxes go.
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, inject } from 'vitest';
-import { ensureNode } from './cluster.ts';
 import { MeshFixture } from './mesh-fixture.ts';
 
 export interface MeshNode {
@@ -20,9 +19,7 @@ export function useMeshNode(name: string): MeshNode {
   kc.loadFromFile(kubeconfig);
   const nodeName = `node-${name}-${process.pid}`;
   const fixture = new MeshFixture(kc, nodeName);
-  beforeAll(async () => {
-    await ensureNode(kc, nodeName);
-  });
+  beforeAll(() => fixture.createNode());
   afterAll(() => fixture.cleanup());
   return { kubeconfig, kc, nodeName, fixture };
 }

@@ -4,7 +4,7 @@
 import { expect } from 'vitest';
 import { planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
 import type { Mark } from '../../controller/src/mark.ts';
-import { connectFrom, hasNoRedirectRules, jumpRuleCounts, startListener } from '../../hack/lib/redirect-probe.ts';
+import { connectFrom, jumpRuleCounts, noRedirectRules, startListener } from '../../hack/lib/redirect-probe.ts';
 import type { PodHandle } from './mesh-fixture.ts';
 import { APP_UID, PROXY_UID } from './mesh-pods.ts';
 
@@ -61,10 +61,16 @@ export async function expectTrafficRedirected(handle: PodHandle): Promise<void> 
   }
 }
 
+/** No ISTIO_* chain (any table) and no jump of ours in any backend of either family. */
+export async function expectNoRedirectRules(netnsPath: string): Promise<void> {
+  const counts = await jumpRuleCounts(netnsPath);
+  expect(noRedirectRules(counts), JSON.stringify(counts)).toBe(true);
+}
+
 /** No ISTIO_* chain and no jump of ours in any backend, and the app reaches the peer directly. */
 export async function expectUntouched(handle: PodHandle): Promise<void> {
   const sandbox = sandboxOf(handle);
-  expect(await hasNoRedirectRules(sandbox.netnsPath), JSON.stringify(await jumpRuleCounts(sandbox.netnsPath))).toBe(true);
+  await expectNoRedirectRules(sandbox.netnsPath);
   const remote = await startListener(sandbox.peerNetnsPath, REMOTE_PORT, 'remote');
   try {
     expect(await connectFrom(sandbox.netnsPath, sandbox.peerIPs[0]!, REMOTE_PORT, APP_UID)).toBe('answer:remote');
