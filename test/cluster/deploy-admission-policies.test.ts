@@ -89,12 +89,17 @@ beforeAll(async () => {
   namespace = await freshNamespace(admin, { [SCOPE_LABEL]: run });
   controllerConfig = await controllerClientOn(nodeA);
   controller = controllerConfig.makeApiClient(CoreV1Api);
-  // A policy takes effect a moment after it is created: wait until it denies a forged pod.
+  // A policy takes effect a moment after it is created, each on its own: wait until the mark
+  // integrity policy denies a forged pod and the node scoping one a mark on node B.
+  await createPod(apiOnlyPod('scope-probe', { nodeName: nodeB }));
   await eventually('the admission policies to take effect', async () => {
-    const result = await core
+    const forgedPod = await core
       .createNamespacedPod({ namespace, body: apiOnlyPod('probe', {}, { annotations: { [MARK]: MARK_VALUE } }), dryRun: 'All' })
       .then(() => 'admitted', () => 'denied');
-    return result === 'denied';
+    const markOnB = await controller
+      .patchNamespacedPodStatus({ name: 'scope-probe', namespace, body: markPatch(MARK_VALUE), dryRun: 'All' }, mergePatch)
+      .then(() => 'admitted', () => 'denied');
+    return forgedPod === 'denied' && markOnB === 'denied';
   });
 });
 
@@ -252,6 +257,7 @@ describe('mark integrity', () => {
   describe('another user allowed to patch pods and pods/status', () => {
     let editor: CoreV1Api;
     const marked = 'marked-by-controller';
+    const unmarked = 'never-marked';
 
     beforeAll(async () => {
       const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
@@ -274,6 +280,7 @@ describe('mark integrity', () => {
       editor = kubeConfigForToken(admin, await createServiceAccountToken(admin, namespace, 'editor')).makeApiClient(CoreV1Api);
       await createPod(apiOnlyPod(marked, { nodeName: nodeA }));
       await patchStatus(controller, marked, markPatch(MARK_VALUE));
+      await createPod(apiOnlyPod(unmarked, { nodeName: nodeA }));
     });
 
     it('may change other metadata, the re-init request included (so RBAC is not what stops it below)', async () => {
@@ -283,17 +290,18 @@ describe('mark integrity', () => {
       expect(pod.metadata?.annotations).toEqual({ [MARK]: MARK_VALUE, 'pod-network-controller.io/reinit': 'r1' });
     });
 
+    const forged = markPatch(JSON.stringify({ state: 'initialized', at: 'x', netns: 1 }));
     it.each([
-      ['changing the mark through pods', (name: string) => patchPod(editor, name, markPatch(JSON.stringify({ state: 'initialized', at: 'x', netns: 1 })))],
-      ['changing the mark through pods/status', (name: string) => patchStatus(editor, name, markPatch(JSON.stringify({ state: 'initialized', at: 'x', netns: 1 })))],
-      ['removing the mark', (name: string) => patchPod(editor, name, markPatch(null))],
-      ['adding the mark to an unmarked pod', () => patchStatus(editor, 'on-a', markPatch(MARK_VALUE))],
-    ])('is denied %s', async (_what, request) => {
-      const failure = await apiFailure(request(marked));
+      ['changing the mark through pods', () => marked, (name: string) => patchPod(editor, name, forged), MARK_VALUE],
+      ['changing the mark through pods/status', () => marked, (name: string) => patchStatus(editor, name, forged), MARK_VALUE],
+      ['removing the mark', () => marked, (name: string) => patchPod(editor, name, markPatch(null)), MARK_VALUE],
+      ['adding the mark to an unmarked pod', () => unmarked, (name: string) => patchStatus(editor, name, markPatch(MARK_VALUE)), undefined],
+    ])('is denied %s', async (_what, target, request, markAfter) => {
+      const failure = await apiFailure(request(target()));
       expect(failure.code).toBe(403);
       expect(failure.message).toContain(`pod-network-controller-mark-integrity-${run}`);
       expect(failure.message).toContain('may be added, changed or removed only by system:serviceaccount:pod-network-controller:pod-network-controller');
-      expect((await annotationsOf(marked))[MARK]).toBe(MARK_VALUE);
+      expect((await annotationsOf(target()))[MARK]).toBe(markAfter);
     });
   });
 });

@@ -49,7 +49,7 @@ describe.skipIf(notRoot)('controller on a real control plane: eligibility, refus
       gate.open();
       await early.waitReady(20_000);
       expect((await early.get('/readyz')).status).toBe(200);
-      await early.waitForLog((line) => typeof line.msg === 'string' && line.msg.includes('ready'), 5000);
+      await early.waitForLog((line) => line.msg === 'ready', 5000);
     } finally {
       await early.stop('SIGTERM');
       await gate.close();

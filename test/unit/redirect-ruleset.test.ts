@@ -49,6 +49,12 @@ describe('ownedState', () => {
 
   it('reads a rendered payload as the desired state', () => {
     expect(stateDiff(ownedState(payload), ownedState(payload))).toBe('');
+    // As iptables-save prints it: built-in chains and someone else's rules around ours.
+    const asSaved = payload
+      .replace('*nat\n', '*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:OTHER - [0:0]\n-A PREROUTING -j OTHER\n')
+      .replace('COMMIT', '-A OTHER -j RETURN\nCOMMIT');
+    expect(stateDiff(ownedState(payload), ownedState(asSaved))).toBe('');
+    expect(stateDiff(ownedState(payload), ownedState(asSaved.replace(/^-A ISTIO_REDIRECT .*$/m, '')))).toContain('- -A ISTIO_REDIRECT');
     expect(stateDiff(ownedState(payload), ownedState(saved))).toContain('+ -A OUTPUT -m comment --comment pod-network-controller -j ISTIO_OUTPUT');
   });
 });

@@ -94,6 +94,8 @@ describe('parseDownwardApiAnnotations', () => {
       fc.property(fc.uint8Array({ maxLength: 2000 }), (bytes) => {
         const parsed = parseDownwardApiAnnotations(Buffer.from(bytes).toString('utf8'));
         expect(parsed.problemCount).toBeGreaterThanOrEqual(0);
+        // Every problem is counted, and the first ones (up to 5) are kept to be shown.
+        expect(parsed.problems).toHaveLength(Math.min(parsed.problemCount, 5));
       }),
     );
   });

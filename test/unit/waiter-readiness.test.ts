@@ -54,6 +54,8 @@ describe('assessMark', () => {
 
   it('maps every reason to its documented exit code', () => {
     expect(exitCodeForTimeout('no-file')).toBe(EXIT.noMark);
+    expect(exitCodeForTimeout('no-mark')).toBe(3);
+    expect(EXIT.noMark).toBe(3);
     expect(exitCodeForTimeout('pending')).toBe(3);
     expect(exitCodeForTimeout('mark-error')).toBe(4);
     expect(exitCodeForTimeout('other-netns')).toBe(5);
