@@ -54,7 +54,7 @@ function freshVolume(): string {
 let bundle: WaiterBundle | undefined;
 const sandbox = createPodSandbox();
 try {
-  bundle = await bundleWaiter();
+  bundle = bundleWaiter();
   await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'bench', name: 'waiter' } }, DEFAULT_NODE_CONFIG));
   const mark = () => ({ [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }) });
   const unmarked = { 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' };

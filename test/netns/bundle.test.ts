@@ -4,7 +4,8 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetns, deleteNetns, isRoot, must, ROOT_SKIP_MESSAGE, run, type TestNetns } from '../support/netns.ts';
+import { ensureBundles } from '../../hack/lib/ensure-bundles.ts';
+import { createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, run, type TestNetns } from '../support/netns.ts';
 
 if (!isRoot) console.warn(`bundle: ${ROOT_SKIP_MESSAGE}`);
 
@@ -16,10 +17,8 @@ describe('bundles without node_modules', () => {
   let netns: TestNetns | undefined;
 
   beforeAll(() => {
-    // `npm test` builds first; a targeted run builds here.
-    if (!existsSync(join(DIST, 'controller.js')) || !existsSync(join(DIST, 'init-waiter.js'))) {
-      must([process.execPath, join(REPO, 'hack', 'build.ts')]);
-    }
+    // `npm test` builds first; a targeted run rebuilds stale bundles here.
+    ensureBundles();
     dir = mkdtempSync(join(tmpdir(), 'pnc-bundle-'));
     for (const file of ['controller.js', 'init-waiter.js', 'package.json']) copyFileSync(join(DIST, file), join(dir, file));
     writeFileSync(join(dir, 'pod.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'b', namespace: 'n' } }));

@@ -22,7 +22,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   const runs: WaiterRun[] = [];
 
   beforeAll(async () => {
-    bundle = await bundleWaiter();
+    bundle = bundleWaiter();
     sandbox = createPodSandbox();
   });
   afterAll(() => {

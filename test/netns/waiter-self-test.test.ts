@@ -22,7 +22,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
   const runs: WaiterRun[] = [];
 
   beforeAll(async () => {
-    bundle = await bundleWaiter();
+    bundle = bundleWaiter();
     sandbox = createPodSandbox();
   });
   afterAll(() => {
@@ -125,7 +125,7 @@ describe.skipIf(!isRoot)('init-waiter self-test in an IPv4-only pod', () => {
   let run: WaiterRun | undefined;
 
   beforeAll(async () => {
-    bundle = await bundleWaiter();
+    bundle = bundleWaiter();
     sandbox = createPodSandbox({ ipv6: false });
   });
   afterAll(() => {

@@ -7,6 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { ensureBundles } from '../../hack/lib/ensure-bundles.ts';
 import { ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
 import { isSameProcessAlive, processStartTime } from '../../hack/lib/proc.ts';
 
@@ -32,6 +33,8 @@ async function sweepClustersOfDeadRuns(): Promise<void> {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const shared = process.env.PNC_TEST_CLUSTER_DIR;
   await sweepClustersOfDeadRuns();
+  // The cluster tests run dist/controller.js: never a stale one on a targeted run.
+  ensureBundles();
   const stateDir = shared ?? join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-${await processStartTime(process.pid)}`);
   const started = Date.now();
   const cluster = await ensureLocalCluster({ stateDir, withControllerManager: true }).catch(async (error: unknown) => {

@@ -2,10 +2,10 @@
 // as an unprivileged UID (65534 unless told otherwise), and records its output and exit.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { ensureBundles } from '../../hack/lib/ensure-bundles.ts';
 import { nodeForAnyUser } from './netns.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -18,26 +18,18 @@ export interface WaiterBundle {
 }
 
 /**
- * Bundles init-waiter/src/main.ts into a world-readable temp dir: the repo may live under a
- * directory UID 65534 cannot enter, and this runs the same single-file artifact that ships.
+ * The shipped bundle (dist/init-waiter.js, rebuilt when stale) copied into a world-readable
+ * temp dir: the repo may live under a directory UID 65534 cannot enter.
  */
-export async function bundleWaiter(): Promise<WaiterBundle> {
+export function bundleWaiter(): WaiterBundle {
+  ensureBundles();
   const dir = mkdtempSync(join(tmpdir(), 'pnc-waiter-'));
   chmodSync(dir, 0o755);
-  const script = join(dir, 'init-waiter.mjs');
-  await build({
-    entryPoints: [join(ROOT, 'init-waiter/src/main.ts')],
-    outfile: script,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node22',
-    minify: true,
-    legalComments: 'none',
-    logLevel: 'warning',
-  });
-  chmodSync(script, 0o644);
-  return { node: nodeForAnyUser(), script, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+  for (const file of ['init-waiter.js', 'package.json']) {
+    copyFileSync(join(ROOT, 'dist', file), join(dir, file));
+    chmodSync(join(dir, file), 0o644);
+  }
+  return { node: nodeForAnyUser(), script: join(dir, 'init-waiter.js'), dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 export interface WaiterExit {
