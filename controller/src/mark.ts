@@ -2,13 +2,13 @@
 // (and operators) whether its redirect is in place. Imports nothing but types, so
 // the init-waiter bundle can share it without pulling in any dependency.
 
-export const ANNOTATION_PREFIX = 'pod-network-controller.io/';
+const ANNOTATION_PREFIX = 'pod-network-controller.io/';
 export const STATUS_ANNOTATION = `${ANNOTATION_PREFIX}status`;
 export const REINIT_ANNOTATION = `${ANNOTATION_PREFIX}reinit`;
 export const INITIALIZE_ANNOTATION = `${ANNOTATION_PREFIX}initialize`;
 
-export const MARK_STATES = ['initialized', 'pending', 'error'] as const;
-export type MarkState = (typeof MARK_STATES)[number];
+const MARK_STATES = ['initialized', 'pending', 'error'] as const;
+type MarkState = (typeof MARK_STATES)[number];
 
 export interface Mark {
   state: MarkState;

@@ -1,9 +1,10 @@
 // The agent's configuration: environment variables, each also a flag (flags win).
 // Pure: parses plain string maps, so every bad value is unit-testable.
 import { isIPv4, isIPv6 } from 'node:net';
+import { InvalidValue, parseCidr } from '../redirect/cidr.ts';
+import { IPTABLES_MODES, type IptablesMode } from '../redirect/mode.ts';
+import type { Family } from '../redirect/types.ts';
 
-export type IptablesModeSetting = 'auto' | 'legacy' | 'nft';
-export type FamilySetting = 'ipv4' | 'ipv6';
 
 export interface AgentConfig {
   nodeName: string;
@@ -14,12 +15,12 @@ export interface AgentConfig {
   /** Every excluded namespace, the controller's own included. */
   excludedNamespaces: ReadonlySet<string>;
   allowProxyUidApps: boolean;
-  iptablesMode: IptablesModeSetting;
+  iptablesMode: IptablesMode | 'auto';
   httpPort: number;
   httpAddress: string;
   concurrency: number;
   procRoot: string;
-  families: FamilySetting[];
+  families: Family[];
   captureDns: boolean;
   excludeInboundPorts: number[];
   excludeOutboundPorts: number[];
@@ -104,7 +105,9 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
   if (podNamespace) excluded.push(podNamespace);
 
   const iptablesMode = get('PNC_IPTABLES_MODE');
-  if (!['auto', 'legacy', 'nft'].includes(iptablesMode)) throw new ConfigError('PNC_IPTABLES_MODE', iptablesMode, 'expected auto, legacy or nft');
+  if (iptablesMode !== 'auto' && !(IPTABLES_MODES as readonly string[]).includes(iptablesMode)) {
+    throw new ConfigError('PNC_IPTABLES_MODE', iptablesMode, `expected auto, ${IPTABLES_MODES.join(' or ')}`);
+  }
   const families = list(get('PNC_FAMILIES'));
   if (families.length === 0 || families.some((f) => f !== 'ipv4' && f !== 'ipv6') || new Set(families).size !== families.length) {
     throw new ConfigError('PNC_FAMILIES', get('PNC_FAMILIES'), 'expected ipv4, ipv6 or ipv4,ipv6');
@@ -123,12 +126,12 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
     waiterContainer: containerName('PNC_WAITER_CONTAINER', get('PNC_WAITER_CONTAINER')),
     excludedNamespaces: new Set(excluded),
     allowProxyUidApps: bool('PNC_ALLOW_PROXY_UID_APPS', get('PNC_ALLOW_PROXY_UID_APPS')),
-    iptablesMode: iptablesMode as IptablesModeSetting,
+    iptablesMode: iptablesMode as IptablesMode | 'auto',
     httpPort: integer('PNC_HTTP_PORT', get('PNC_HTTP_PORT'), 0, 65535),
     httpAddress,
     concurrency: integer('PNC_CONCURRENCY', get('PNC_CONCURRENCY'), 1, 64),
     procRoot: procRoot.length > 1 ? procRoot.replace(/\/+$/, '') : procRoot,
-    families: families as FamilySetting[],
+    families: families as Family[],
     captureDns: bool('PNC_CAPTURE_DNS', get('PNC_CAPTURE_DNS')),
     excludeInboundPorts: list(get('PNC_EXCLUDE_INBOUND_PORTS')).map((p) => integer('PNC_EXCLUDE_INBOUND_PORTS', p, 1, 65535)),
     excludeOutboundPorts: list(get('PNC_EXCLUDE_OUTBOUND_PORTS')).map((p) => integer('PNC_EXCLUDE_OUTBOUND_PORTS', p, 1, 65535)),
@@ -164,13 +167,14 @@ function containerName(variable: string, value: string): string {
   return value;
 }
 
+/** The engine's own CIDR parser, so the node's list is held to the same rules as pod annotations. */
 function cidr(variable: string, value: string): string {
-  const [address = '', prefix, extra] = value.split('/');
-  const max = isIPv4(address) ? 32 : isIPv6(address) ? 128 : -1;
-  if (max === -1 || extra !== undefined || (prefix !== undefined && (!/^\d+$/.test(prefix) || Number(prefix) > max))) {
-    throw new ConfigError(variable, value, 'expected an IPv4 or IPv6 CIDR like 192.0.2.0/24');
+  try {
+    return parseCidr(value).text;
+  } catch (error) {
+    if (!(error instanceof InvalidValue)) throw error;
+    throw new ConfigError(variable, value, `expected an IPv4 or IPv6 CIDR like 192.0.2.0/24 (${error.message})`);
   }
-  return prefix === undefined ? `${address}/${max}` : value;
 }
 
 export function configHelp(): string {

@@ -84,7 +84,16 @@ async function netns(flags: Flags): Promise<string> {
 }
 
 async function mode(flags: Flags): Promise<IptablesMode> {
-  return parseIptablesMode(flags.get('iptables-mode'), '--iptables-mode') ?? (await detectIptablesMode());
+  const flag = flags.get('iptables-mode');
+  const chosen = flag !== undefined ? parseIptablesMode(flag, '--iptables-mode') : parseIptablesMode(process.env.PNC_IPTABLES_MODE, 'PNC_IPTABLES_MODE');
+  return chosen ?? (await detectIptablesMode());
+}
+
+/** The netns, the pod's plan and the backend that apply and verify act on. */
+async function target(args: string[]): Promise<{ path: string; redirectPlan: RedirectPlan; iptablesMode: IptablesMode }> {
+  const flags = parseFlags(args, ['netns', 'pod', 'family', 'iptables-mode']);
+  const [path, redirectPlan, iptablesMode] = await Promise.all([netns(flags), plan(flags), mode(flags)]);
+  return { path, redirectPlan, iptablesMode };
 }
 
 /** Maps errors to the exit codes of the help text: 2 = bad usage or input, 1 = failure while acting. */
@@ -116,9 +125,7 @@ export const redirectCommands: Record<string, (args: string[]) => Promise<number
     return 0;
   }),
   apply: handle(async (args) => {
-    const flags = parseFlags(args, ['netns', 'pod', 'family', 'iptables-mode']);
-    const [path, redirectPlan] = await Promise.all([netns(flags), plan(flags)]);
-    const iptablesMode = await mode(flags);
+    const { path, redirectPlan, iptablesMode } = await target(args);
     const result = await applyRedirect(path, redirectPlan, { mode: iptablesMode });
     process.stdout.write(
       `${result.changed ? 'applied' : 'unchanged'}: pod ${redirectPlan.pod} in ${path} (iptables-${iptablesMode}, rules ${result.hash})\n`,
@@ -126,9 +133,7 @@ export const redirectCommands: Record<string, (args: string[]) => Promise<number
     return 0;
   }),
   verify: handle(async (args) => {
-    const flags = parseFlags(args, ['netns', 'pod', 'family', 'iptables-mode']);
-    const [path, redirectPlan] = await Promise.all([netns(flags), plan(flags)]);
-    const iptablesMode = await mode(flags);
+    const { path, redirectPlan, iptablesMode } = await target(args);
     const result = await verifyRedirect(path, redirectPlan, { mode: iptablesMode });
     if (result.ok) {
       process.stdout.write(`ok: pod ${redirectPlan.pod} rules are in place in ${path} (iptables-${iptablesMode})\n`);

@@ -11,15 +11,9 @@ export const runHelp = `  run [flags]
 ${configHelp()}
 `;
 
-export function redirectConfigFrom(config: AgentConfig): NodeRedirectConfig {
-  return {
-    ...DEFAULT_NODE_CONFIG,
-    families: [...config.families],
-    captureDns: config.captureDns,
-    excludeInboundPorts: [...DEFAULT_NODE_CONFIG.excludeInboundPorts, ...config.excludeInboundPorts],
-    excludeOutboundPorts: [...DEFAULT_NODE_CONFIG.excludeOutboundPorts, ...config.excludeOutboundPorts],
-    excludeOutboundCidrs: [...DEFAULT_NODE_CONFIG.excludeOutboundCidrs, ...config.excludeOutboundCidrs],
-  };
+function redirectConfigFrom(config: AgentConfig): NodeRedirectConfig {
+  const { families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs } = config;
+  return { ...DEFAULT_NODE_CONFIG, families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs };
 }
 
 /**

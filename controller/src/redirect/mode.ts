@@ -47,10 +47,8 @@ async function countRules(mode: IptablesMode): Promise<number | undefined> {
 
 let detected: Promise<IptablesMode> | undefined;
 
-/** The host's mode (read-only listing in the current netns); PNC_IPTABLES_MODE overrides. Cached. */
+/** The host's mode (read-only listing in the current netns). Cached. Overrides are the callers' (flags, env). */
 export function detectIptablesMode(): Promise<IptablesMode> {
-  const override = parseIptablesMode(process.env.PNC_IPTABLES_MODE, 'PNC_IPTABLES_MODE');
-  if (override) return Promise.resolve(override);
   detected ??= Promise.all([countRules('legacy'), countRules('nft')])
     .then(([legacyRules, nftRules]) => chooseIptablesMode({ legacyRules, nftRules }))
     .catch((error: unknown) => {
