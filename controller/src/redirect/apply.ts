@@ -40,10 +40,14 @@ async function save(netnsPath: string, mode: IptablesMode, family: Family): Prom
   return { state: ownedState(result.stdout), otherBackendPresent: output.includes(LEGACY_TABLES_WARNING) };
 }
 
+function runRestore(netnsPath: string, mode: IptablesMode, family: Family, payload: string) {
+  return runInNetns(netnsPath, [iptablesBinary(mode, family, 'restore'), '--noflush', '--wait'], payload);
+}
+
 async function restore(netnsPath: string, mode: IptablesMode, family: Family, payload: string): Promise<void> {
-  const binary = iptablesBinary(mode, family, 'restore');
-  const result = await runInNetns(netnsPath, [binary, '--noflush', '--wait'], payload);
+  const result = await runRestore(netnsPath, mode, family, payload);
   if (result.code !== 0) {
+    const binary = iptablesBinary(mode, family, 'restore');
     throw new RedirectError(netnsPath, `${binary} --noflush failed (exit ${result.code}): ${result.stderr.trim()}\npayload:\n${payload}`);
   }
 }
@@ -63,7 +67,10 @@ async function assertNotInOtherBackend(netnsPath: string, mode: IptablesMode, fa
   }
 }
 
-function familyDiff(family: Family, diff: string, current: OwnedState): string {
+/** '' when our part of `current` equals `desired`, else a readable diff naming the family. */
+function familyDrift(family: Family, desired: OwnedState, current: OwnedState): string {
+  const diff = stateDiff(desired, current);
+  if (diff === '') return '';
   if (isEmptyState(current)) return `--- ${family}: none of this project's chains or jumps are present`;
   return `--- ${family} (- wanted, + found)\n${diff}`;
 }
@@ -85,30 +92,27 @@ async function assertNotOwnNetns(netnsPath: string): Promise<void> {
   }
 }
 
-/** Runs a restore whose failure is an expected outcome (atomic: nothing changed); true when it applied. */
-async function tryRestore(netnsPath: string, mode: IptablesMode, family: Family, payload: string): Promise<boolean> {
-  const result = await runInNetns(netnsPath, [iptablesBinary(mode, family, 'restore'), '--noflush', '--wait'], payload);
-  return result.code === 0;
-}
-
 interface FamilyOutcome {
   family: Family;
   changed: boolean;
   /** The ruleset read after changing it (or before, when nothing had to change). */
   saved: Saved;
+  /** familyDrift of that read against the payload: '' when they match. */
+  drift: string;
 }
 
 async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family, payload: string, force: boolean): Promise<FamilyOutcome> {
   const desired = ownedState(payload);
   // A new pod's netns has none of our chains: "-N" creates them and the transaction needs no
   // prior read. If any exists, the restore fails as a whole (nothing changes) and we read and compare.
-  if (!(await tryRestore(netnsPath, mode, family, freshTransaction(payload)))) {
+  if ((await runRestore(netnsPath, mode, family, freshTransaction(payload))).code !== 0) {
     const current = await save(netnsPath, mode, family);
-    if (!force && stateDiff(desired, current.state) === '') return { family, changed: false, saved: current };
+    if (!force && stateDiff(desired, current.state) === '') return { family, changed: false, saved: current, drift: '' };
     if (current.otherBackendPresent) await assertNotInOtherBackend(netnsPath, mode, family);
     await restore(netnsPath, mode, family, replaceTransaction(payload, current.state));
   }
-  return { family, changed: true, saved: await save(netnsPath, mode, family) };
+  const saved = await save(netnsPath, mode, family);
+  return { family, changed: true, saved, drift: familyDrift(family, desired, saved.state) };
 }
 
 /**
@@ -143,14 +147,9 @@ export async function applyRedirect(
     await Promise.allSettled(changed.map(({ family }) => removeFamily(netnsPath, mode, family)));
   }
   if (errors.length > 0) throw errors.find((error) => error instanceof BackendMixError) ?? errors[0];
-  const drift = changed
-    .map(({ family, saved }) => ({ family, diff: stateDiff(ownedState(rendered[family]!), saved.state), current: saved.state }))
-    .filter(({ diff }) => diff !== '');
+  const drift = changed.map((outcome) => outcome.drift).filter((diff) => diff !== '');
   if (drift.length > 0) {
-    throw new RedirectError(
-      netnsPath,
-      `rules differ from the plan right after applying (pod ${plan.pod}):\n${drift.map((d) => familyDiff(d.family, d.diff, d.current)).join('\n')}`,
-    );
+    throw new RedirectError(netnsPath, `rules differ from the plan right after applying (pod ${plan.pod}):\n${drift.join('\n')}`);
   }
   const removedDropped = dropped.some((outcome) => outcome.status === 'fulfilled' && outcome.value);
   return { hash, changed: changed.length > 0 || removedDropped };
@@ -169,9 +168,8 @@ export async function verifyRedirect(
     Promise.all(droppedFamilies(plan).map(async (family) => ({ family, state: await readOwnedOrEmpty(netnsPath, mode, family) }))),
   ]);
   const diffs = plan.families
-    .map((family, index) => ({ family, diff: stateDiff(ownedState(rendered[family]!), saved[index]!.state), current: saved[index]!.state }))
-    .filter(({ diff }) => diff !== '')
-    .map((d) => familyDiff(d.family, d.diff, d.current));
+    .map((family, index) => familyDrift(family, ownedState(rendered[family]!), saved[index]!.state))
+    .filter((diff) => diff !== '');
   for (const { family, state } of leftovers) {
     if (!isEmptyState(state)) diffs.push(`--- ${family}: not in the plan, yet this project's chains or jumps are present`);
   }
