@@ -4,6 +4,9 @@
 // are right. Mirrors ISTIO_OUTPUT's order: excluded ports RETURN, excluded CIDRs RETURN,
 // included ports REDIRECT, included CIDRs ('*' = all) REDIRECT.
 import { BlockList } from 'node:net';
+import { InvalidValue, type Cidr } from '../../controller/src/redirect/cidr.ts';
+import { parseCidrListOrAll, parsePortList } from '../../controller/src/redirect/lists.ts';
+import { ANNOTATIONS } from '../../controller/src/redirect/plan.ts';
 
 export type Family = 'ipv4' | 'ipv6';
 
@@ -13,11 +16,11 @@ export interface ProbeTarget {
   port: number;
 }
 
-export const OUTBOUND_ANNOTATIONS = {
-  includeCidrs: 'traffic.sidecar.istio.io/includeOutboundIPRanges',
-  excludeCidrs: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
-  includePorts: 'traffic.sidecar.istio.io/includeOutboundPorts',
-  excludePorts: 'traffic.sidecar.istio.io/excludeOutboundPorts',
+const OUTBOUND_ANNOTATIONS = {
+  includeCidrs: ANNOTATIONS.includeOutboundIPRanges,
+  excludeCidrs: ANNOTATIONS.excludeOutboundIPRanges,
+  includePorts: ANNOTATIONS.includeOutboundPorts,
+  excludePorts: ANNOTATIONS.excludeOutboundPorts,
 } as const;
 
 export class ProbeTargetError extends Error {
@@ -58,16 +61,20 @@ export function chooseProbeTarget(
   );
 }
 
-function parsePorts(annotations: ReadonlyMap<string, string>, key: string): number[] {
+/** Parses with the controller's own parser (so both read an annotation alike), naming annotation and value on error. */
+function parseWith<T>(annotations: ReadonlyMap<string, string>, key: string, parse: (text: string) => T): T | undefined {
   const value = annotations.get(key);
-  if (value === undefined) return [];
-  const ports: number[] = [];
-  for (const entry of splitList(value)) {
-    const port = /^\d{1,5}$/.test(entry) ? Number(entry) : NaN;
-    if (!(port >= 1 && port <= 65_535)) throw new ProbeTargetError(`${key}=${JSON.stringify(value)}: ${JSON.stringify(entry)} is not a port`);
-    ports.push(port);
+  if (value === undefined) return undefined;
+  try {
+    return parse(value);
+  } catch (error) {
+    if (!(error instanceof InvalidValue)) throw error;
+    throw new ProbeTargetError(`${key}=${JSON.stringify(value)}: ${error.message}`);
   }
-  return ports;
+}
+
+function parsePorts(annotations: ReadonlyMap<string, string>, key: string): number[] {
+  return parseWith(annotations, key, parsePortList) ?? [];
 }
 
 /** True when the address is in the annotation's CIDR list; `*` matches all; an absent annotation gives `absentMeans`. */
@@ -78,32 +85,15 @@ function matchesCidrs(
   address: string,
   absentMeans: boolean,
 ): boolean {
-  const value = annotations.get(key);
-  if (value === undefined) return absentMeans;
+  const cidrs = parseWith(annotations, key, parseCidrListOrAll);
+  if (cidrs === undefined) return absentMeans;
+  if (cidrs === '*') return true;
   const list = new BlockList();
-  for (const entry of splitList(value)) {
-    if (entry === '*') return true;
-    const [network, prefixText] = entry.split('/');
-    const entryFamily = network?.includes(':') ? 'ipv6' : 'ipv4';
-    const prefix = prefixText === undefined ? (entryFamily === 'ipv6' ? 128 : 32) : Number(prefixText);
-    try {
-      list.addSubnet(network as string, prefix, entryFamily);
-    } catch {
-      throw new ProbeTargetError(`${key}=${JSON.stringify(value)}: ${JSON.stringify(entry)} is not a CIDR`);
-    }
-  }
+  for (const cidr of cidrs) list.addSubnet(cidr.text.split('/')[0]!, cidr.prefix, cidr.family);
   return list.check(address, family);
 }
 
 function includesAnyOfFamily(annotations: ReadonlyMap<string, string>, family: Family): boolean {
-  const value = annotations.get(OUTBOUND_ANNOTATIONS.includeCidrs);
-  if (value === undefined) return true;
-  return splitList(value).some((entry) => entry === '*' || entry.includes(':') === (family === 'ipv6'));
-}
-
-function splitList(value: string): string[] {
-  return value
-    .split(',')
-    .map((entry) => entry.trim())
-    .filter((entry) => entry !== '');
+  const cidrs: '*' | Cidr[] | undefined = parseWith(annotations, OUTBOUND_ANNOTATIONS.includeCidrs, parseCidrListOrAll);
+  return cidrs === undefined || cidrs === '*' || cidrs.some((cidr) => cidr.family === family);
 }

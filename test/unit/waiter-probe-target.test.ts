@@ -49,8 +49,8 @@ describe('chooseProbeTarget', () => {
 
   it.each([
     ['traffic.sidecar.istio.io/excludeOutboundPorts', '9,http', '"http" is not a port'],
-    ['traffic.sidecar.istio.io/excludeOutboundIPRanges', '192.0.2.0/33', '"192.0.2.0/33" is not a CIDR'],
-    ['traffic.sidecar.istio.io/includeOutboundIPRanges', 'nonsense', '"nonsense" is not a CIDR'],
+    ['traffic.sidecar.istio.io/excludeOutboundIPRanges', '192.0.2.0/33', '"192.0.2.0/33" has an invalid prefix length'],
+    ['traffic.sidecar.istio.io/includeOutboundIPRanges', 'nonsense', '"nonsense" is not an IPv4 address'],
   ])('names a bad %s value', (key, value, message) => {
     expect(() => choose({ [key]: value })).toThrow(`${key}=${JSON.stringify(value)}: ${message}`);
   });
