@@ -11,6 +11,8 @@ import { mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { ownerOfCgroupFile } from '../../controller/src/agent/cgroup-path.ts';
+import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
 import { cgroup2MountPoint } from '../../hack/lib/kubelet-cgroup.ts';
 import { createPodSandbox, formatDownwardApiAnnotations, PodSandboxError, sweepStaleSandboxes } from '../../hack/lib/pod-sandbox.ts';
 import type { PodSandbox } from '../../hack/lib/pod-sandbox.ts';
@@ -23,9 +25,8 @@ const admin = adminKubeConfig();
 const core = admin.makeApiClient(CoreV1Api);
 const nodeName = `pnc-sandbox-node-${randomBytes(3).toString('hex')}`;
 
-/** Every live pid whose /proc/PID/cgroup names pod UID, in either form the kubelet writes it. */
+/** Every live pid the controller's own cgroup parser assigns to pod UID (either form the kubelet writes). */
 async function findPodPidsByUid(uid: string): Promise<number[]> {
-  const forms = [uid, uid.replaceAll('-', '_')];
   const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -33,7 +34,7 @@ async function findPodPidsByUid(uid: string): Promise<number[]> {
     const procStat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
     if (!procStat || procStat.slice(procStat.lastIndexOf(')') + 2).startsWith('Z')) continue;
     const cgroup = await readFile(`/proc/${entry}/cgroup`, 'utf8').catch(() => '');
-    if (forms.some((form) => cgroup.includes(`pod${form}`))) pids.push(Number(entry));
+    if (ownerOfCgroupFile(cgroup)?.podUid === uid) pids.push(Number(entry));
   }
   return pids;
 }
@@ -122,6 +123,8 @@ describe.skipIf(notRoot)('pod-sandbox simulator', () => {
 
     const pids = await findPodPidsByUid(uid);
     expect(pids).toEqual([sandbox.pausePid]);
+    // The controller's own finder, on the real /proc, takes the pause process's netns.
+    expect(await new NetnsFinder({ procRoot: '/proc' }).find(uid, 0)).toMatchObject({ pid: sandbox.pausePid, inode: sandbox.netnsInode });
     expect(await readFile(`/proc/${sandbox.pausePid}/comm`, 'utf8')).toBe('sleep\n');
     expect(await netnsInode(sandbox.pausePid)).toBe(sandbox.netnsInode);
     expect(sandbox.netnsInode).not.toBe(await netnsInode('self'));
