@@ -14,6 +14,7 @@ import {
   type IptablesMode,
 } from '../controller/src/redirect/index.ts';
 import { parseIptablesMode } from '../controller/src/redirect/mode.ts';
+import { quantile } from './lib/stats.ts';
 
 const { values } = parseArgs({ options: { pods: { type: 'string', default: '200' }, mode: { type: 'string' } } });
 const pods = Number(values.pods);
@@ -73,10 +74,6 @@ async function timed(action: () => Promise<unknown>): Promise<number> {
   return performance.now() - start;
 }
 
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 const results: { name: string; samples: number[] }[] = [];
 try {
@@ -124,7 +121,7 @@ const load = loadavg().map((value) => value.toFixed(2)).join(' ');
 console.log(`\nbench:apply  pods=${pods}  iptables-${mode}  node ${process.version}  ${availableParallelism()} CPUs  load ${load}  (ms per pod)\n`);
 console.log(`| ${'what'.padEnd(46)} | ${'p50'.padStart(8)} | ${'p99'.padStart(8)} |`);
 console.log(`| ${'-'.repeat(46)} | ${'-'.repeat(8)} | ${'-'.repeat(8)} |`);
-for (const { name, samples } of results) console.log(`| ${name.padEnd(46)} | ${fmt(percentile(samples, 50))} | ${fmt(percentile(samples, 99))} |`);
+for (const { name, samples } of results) console.log(`| ${name.padEnd(46)} | ${fmt(quantile(samples, 0.5))} | ${fmt(quantile(samples, 0.99))} |`);
 const [engine, baseline] = [results[0]!.samples, results[1]!.samples];
-const ratio = percentile(baseline, 50) / percentile(engine, 50);
+const ratio = quantile(baseline, 0.5) / quantile(engine, 0.5);
 console.log(`\nbaseline p50 / engine p50 = ${ratio.toFixed(1)}x  (targets: engine p50 <= 10 ms, >= 4x)`);

@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { ensureNode } from '../test/support/cluster.ts';
 import { BUNDLE_OPTIONS } from './lib/bundle-options.ts';
 import { ensureLocalCluster } from './lib/local-cluster.ts';
+import { quantile } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({ options: { pods: { type: 'string', default: '110' }, runs: { type: 'string', default: '3' } } });
 const POD_COUNT = Number(flags.pods);
@@ -27,7 +28,7 @@ interface ProbeResult {
   heapMb: number;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const median = (values: number[]) => quantile(values, 0.5);
 
 const { kubeconfig } = await ensureLocalCluster();
 const kc = new KubeConfig();

@@ -17,6 +17,7 @@ import type { PodHandle } from '../test/support/mesh-fixture.ts';
 import { meshPod } from '../test/support/mesh-pods.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
 import { ensureLocalCluster } from './lib/local-cluster.ts';
+import { quantile, statusMiB } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -36,17 +37,10 @@ if (process.getuid?.() !== 0) {
   process.exit(2);
 }
 
-/** Pure: the q-quantile (0..1) of sorted values, nearest-rank. */
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
-
 const round = (value: number) => Math.round(value * 10) / 10;
 
 async function procStatusMb(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(await readFile(`/proc/${pid}/status`, 'utf8'));
-  return match ? round(Number(match[1]) / 1024) : NaN;
+  return statusMiB(await readFile(`/proc/${pid}/status`, 'utf8'), field);
 }
 
 /** Records when each pod of the namespace first shows an `initialized` mark. */
@@ -109,8 +103,7 @@ async function agentFigures(controller: ControllerProcess) {
 }
 
 function latencyStats(latencies: number[]) {
-  const sorted = [...latencies].sort((a, b) => a - b);
-  return { p50Ms: round(quantile(sorted, 0.5)), p99Ms: round(quantile(sorted, 0.99)), maxMs: round(quantile(sorted, 1)) };
+  return { p50Ms: round(quantile(latencies, 0.5)), p99Ms: round(quantile(latencies, 0.99)), maxMs: round(quantile(latencies, 1)) };
 }
 
 ensureBundles();

@@ -12,6 +12,7 @@ import { isRoot } from '../test/support/netns.ts';
 import { createPodSandbox } from '../test/support/waiter-netns.ts';
 import { bundleWaiter, startWaiter } from '../test/support/waiter-process.ts';
 import type { WaiterBundle } from '../test/support/waiter-process.ts';
+import { quantile } from './lib/stats.ts';
 
 const LATENCY_RUNS = 100;
 const COLD_START_RUNS = 30;
@@ -22,14 +23,10 @@ if (!isRoot) {
   process.exit(1);
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
-}
-
 function summary(values: number[], unit: string, digits = 1): string {
   const sorted = [...values].sort((a, b) => a - b);
   const f = (n: number) => `${n.toFixed(digits)} ${unit}`;
-  return `p50 ${f(percentile(sorted, 50))}, p99 ${f(percentile(sorted, 99))}, min ${f(sorted[0] as number)}, max ${f(sorted.at(-1) as number)}`;
+  return `p50 ${f(quantile(sorted, 0.5))}, p99 ${f(quantile(sorted, 0.99))}, min ${f(sorted[0] as number)}, max ${f(sorted.at(-1) as number)}`;
 }
 
 /** The waiter's own report at exit: peak RSS (VmHWM), the anonymous part of its RSS, CPU time used. */

@@ -1,12 +1,12 @@
 // Shared by the bench:client probes: wait for the expected pod count, let the heap settle,
 // then print {syncMs, rssMb, hwmMb, heapMb} as one JSON line and exit.
 import { readFileSync } from 'node:fs';
+import { statusMiB } from '../stats.ts';
 
 const SETTLE_MS = 2000;
 
 function statusMb(field: 'VmRSS' | 'VmHWM'): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
-  return match ? Math.round(Number(match[1]) / 102.4) / 10 : NaN;
+  return statusMiB(readFileSync('/proc/self/status', 'utf8'), field);
 }
 
 export async function reportWhenSynced(started: number, podCount: () => number): Promise<never> {
