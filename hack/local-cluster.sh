@@ -14,7 +14,9 @@ set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE_DIR=${PNC_CLUSTER_DIR:-/tmp/pod-network-controller-cluster}
-# The lock sits beside the state dir, so `down` can remove the dir while holding it.
+# The lock sits beside the state dir, so `down` can remove the dir while holding it. The lock
+# file itself is never removed: a waiter would then hold a lock on a deleted file while a
+# newcomer locks a fresh one, and both would run.
 LOCK_FILE="$STATE_DIR.lock"
 PKI="$STATE_DIR/pki"
 KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
@@ -271,9 +273,9 @@ cmd_up() {
 }
 
 cmd_down() {
-  [[ -d "$STATE_DIR" ]] || { rm -f "$LOCK_FILE"; log "nothing to stop in $STATE_DIR"; return 0; }
+  [[ -d "$STATE_DIR" ]] || { log "nothing to stop in $STATE_DIR"; return 0; }
   stop_all
-  rm -rf "$STATE_DIR" "$LOCK_FILE"
+  rm -rf "$STATE_DIR"
   log "stopped and removed $STATE_DIR"
 }
 
@@ -295,7 +297,9 @@ cmd_env() {
 }
 
 cmd_status() {
-  BIN_DIR=$(bash "$HACK_DIR/build-k8s-binaries.sh")
+  # What `up` recorded: a status check must never start a build of the binaries.
+  [[ -f "$CLUSTER_ENV" ]] || return 1
+  BIN_DIR=$(sed -n 's/^BIN_DIR=//p' "$CLUSTER_ENV")
   recorded_pid kube-apiserver >/dev/null && is_ready
 }
 

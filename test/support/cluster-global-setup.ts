@@ -3,7 +3,7 @@
 // objects (admission policies, Nodes, CRDs) of parallel runs never meet; it is stopped at the
 // end, and clusters left by crashed runs are stopped at the start of the next.
 // PNC_TEST_CLUSTER_DIR=<dir> instead reuses a long-lived cluster there (faster iteration) and leaves it running.
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -22,9 +22,12 @@ const RUN_DIR_PREFIX = 'pnc-test-cluster-';
 async function sweepClustersOfDeadRuns(): Promise<void> {
   const entries = await readdir(tmpdir(), { withFileTypes: true });
   for (const entry of entries) {
-    const owner = new RegExp(`^${RUN_DIR_PREFIX}(\\d+)-(\\d+)$`).exec(entry.name);
-    if (!entry.isDirectory() || !owner) continue;
-    if (await isSameProcessAlive(Number(owner[1]), owner[2]!)) continue;
+    const owner = new RegExp(`^${RUN_DIR_PREFIX}(\\d+)-(\\d+)(\\.lock)?$`).exec(entry.name);
+    if (!owner || (await isSameProcessAlive(Number(owner[1]), owner[2]!))) continue;
+    if (owner[3]) {
+      await rm(join(tmpdir(), entry.name), { force: true }); // a private cluster's lock, its run gone
+      continue;
+    }
     console.warn(`cluster-global-setup: stopping the control plane left by a crashed run in ${join(tmpdir(), entry.name)}`);
     await stopLocalCluster({ stateDir: join(tmpdir(), entry.name) }).catch((error: unknown) => console.warn(String(error)));
   }
@@ -45,6 +48,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   console.log(`cluster-global-setup: control plane ready in ${Date.now() - started} ms (${cluster.kubeconfig})`);
   project.provide('kubeconfig', cluster.kubeconfig);
   return async () => {
-    if (!shared) await stopLocalCluster({ stateDir });
+    if (shared) return;
+    await stopLocalCluster({ stateDir });
+    // local-cluster.sh keeps its lock file (removing it could let two runs overlap); this private one is done.
+    await rm(`${stateDir}.lock`, { force: true });
   };
 }
