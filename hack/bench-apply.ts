@@ -14,14 +14,11 @@ import {
   type IptablesMode,
 } from '../controller/src/redirect/index.ts';
 import { parseIptablesMode } from '../controller/src/redirect/mode.ts';
+import { positiveInteger } from './lib/flags.ts';
 import { quantile } from './lib/stats.ts';
 
 const { values } = parseArgs({ options: { pods: { type: 'string', default: '200' }, mode: { type: 'string' } } });
-const pods = Number(values.pods);
-if (!Number.isInteger(pods) || pods < 1) {
-  console.error(`--pods ${JSON.stringify(values.pods)}: must be a positive integer`);
-  process.exit(2);
-}
+const pods = positiveInteger('pods', values.pods);
 if (process.getuid?.() !== 0) {
   console.error('bench:apply needs root (it creates network namespaces and programs iptables in them)');
   process.exit(2);

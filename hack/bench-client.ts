@@ -13,12 +13,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureNode } from '../test/support/cluster.ts';
 import { BUNDLE_OPTIONS } from './lib/bundle-options.ts';
+import { positiveInteger } from './lib/flags.ts';
 import { ensureLocalCluster } from './lib/local-cluster.ts';
 import { quantile } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({ options: { pods: { type: 'string', default: '110' }, runs: { type: 'string', default: '3' } } });
-const POD_COUNT = Number(flags.pods);
-const RUNS = Number(flags.runs);
+const POD_COUNT = positiveInteger('pods', flags.pods);
+const RUNS = positiveInteger('runs', flags.runs);
 const PROBES = { 'client-node ListWatch (baseline)': 'client-node.ts', 'agent informers (shipped)': 'own-client.ts' } as const;
 
 interface ProbeResult {

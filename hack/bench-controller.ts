@@ -16,6 +16,7 @@ import { MeshFixture, uniqueSuffix } from '../test/support/mesh-fixture.ts';
 import type { PodHandle } from '../test/support/mesh-fixture.ts';
 import { meshPod } from '../test/support/mesh-pods.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
+import { positiveInteger } from './lib/flags.ts';
 import { ensureLocalCluster } from './lib/local-cluster.ts';
 import { quantile, statusMiB } from './lib/stats.ts';
 
@@ -27,9 +28,9 @@ const { values: flags } = parseArgs({
     'node-options': { type: 'string' },
   },
 });
-const POD_COUNT = Number(flags.pods);
-const SANDBOX_CONCURRENCY = Number(flags['sandbox-concurrency']);
-const TIMEOUT_MS = Number(flags.timeout) * 1000;
+const POD_COUNT = positiveInteger('pods', flags.pods);
+const SANDBOX_CONCURRENCY = positiveInteger('sandbox-concurrency', flags['sandbox-concurrency']);
+const TIMEOUT_MS = positiveInteger('timeout', flags.timeout) * 1000;
 const TARGETS = { p99Ms: 500, allWithinMs: 3000, rssMb: 100 };
 
 if (process.getuid?.() !== 0) {

@@ -15,6 +15,8 @@ CONTROLLER_IMAGE=ghcr.io/pod-network-controller/controller:dev
 WAITER_IMAGE=ghcr.io/pod-network-controller/init-waiter:dev
 NS=pnc-e2e-mesh
 work=$(mktemp -d)
+# Never the user's current context: only the cluster this script creates.
+kubectl() { command kubectl --context "kind-$CLUSTER" "$@"; }
 
 log() { echo "kind-e2e: $*" >&2; }
 cleanup() {

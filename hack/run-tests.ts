@@ -10,17 +10,17 @@ interface VitestJson {
   testResults: { status: string; assertionResults: unknown[] }[];
 }
 
-const npx = (args: string[]) => spawnSync('npx', args, { stdio: 'inherit' }).status === 0;
+const ok = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { stdio: 'inherit' }).status === 0;
 
 let passed = 0;
 let failed = 0;
 for (const [name, args] of [
-  ['build', ['node', 'hack/build.ts']],
-  ['typecheck', ['tsc', '-p', 'tsconfig.json']],
-  ['lint', ['eslint', '.']],
+  ['build', [process.execPath, 'hack/build.ts']],
+  ['typecheck', ['npx', 'tsc', '-p', 'tsconfig.json']],
+  ['lint', ['npx', 'eslint', '.']],
 ] as const) {
   console.log(`\n== ${name}`);
-  if (npx([...args])) passed++;
+  if (ok([...args])) passed++;
   else {
     failed++;
     console.log(`FAILED: ${name}`);
@@ -31,7 +31,7 @@ mkdirSync('.test-results', { recursive: true });
 const report = '.test-results/vitest.json';
 rmSync(report, { force: true });
 console.log('\n== vitest');
-npx(['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)]);
+ok(['npx', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)]);
 let skipped = 0;
 try {
   const result = JSON.parse(readFileSync(report, 'utf8')) as VitestJson;

@@ -48,6 +48,8 @@ beforeAll(async () => {
   const objects = await kustomize('manifests/injection/admission-policy');
   const parameters = findManifest(objects, 'ConfigMap', 'pod-network-controller-injection');
   waiterImage = parameters.data.image;
+  // One release, one image: the policy's parameter and the documented snippet name the same one.
+  expect(waiterImage).toBe(snippet.initContainer.image);
   cleanups.push(await install(admin, [parameters, ...scopedToRun(objects, run)]));
   namespace = await freshNamespace(admin, INJECT_LABELS);
   // A policy takes effect a moment after it is created: wait until a dry-run pod is injected.

@@ -169,6 +169,8 @@ describe('the rendered openshift overlay', () => {
     expect(scc).toMatchObject({ allowPrivilegedContainer: true, allowHostPID: true, allowHostNetwork: false, allowHostDirVolumePlugin: false, users: [], groups: [] });
     const volumeTypes = pod.volumes.map((v: Record<string, unknown>) => Object.keys(v).find((k) => k !== 'name'));
     expect(volumeTypes.every((type: string) => scc.volumes.includes(type))).toBe(true);
+    // ...and nothing more (the service account token is a projected volume the API server adds).
+    expect([...scc.volumes].sort()).toEqual([...new Set([...volumeTypes, 'projected'])].sort());
     expect(findManifest(objects, 'Namespace', 'pod-network-controller').metadata.labels).toMatchObject({
       'pod-security.kubernetes.io/enforce': 'privileged',
       'security.openshift.io/scc.podSecurityLabelSync': 'false',
