@@ -3,9 +3,8 @@
 // server-side apply. Cluster-scoped admission policies are installed under per-run
 // names and bound only to this run's namespaces, so the other tests sharing the
 // cluster are never subject to them.
-import { spawn, execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { promisify } from 'node:util';
 import {
   ApiException,
   CoreV1Api,
@@ -33,13 +32,9 @@ export interface Manifest extends KubernetesObject {
   [field: string]: any;
 }
 
-let kubectlPath: Promise<string> | undefined;
 /** The kubectl built with the control plane (v1.34, same release as the apiserver). */
-export function kubectlBinary(): Promise<string> {
-  kubectlPath ??= promisify(execFile)('bash', [resolve(ROOT, 'hack/build-k8s-binaries.sh')], { cwd: ROOT }).then(
-    ({ stdout }) => `${stdout.trim()}/kubectl`,
-  );
-  return kubectlPath;
+export function kubectlBinary(): string {
+  return `${inject('binDir')}/kubectl`;
 }
 
 export interface CommandResult {
@@ -50,7 +45,7 @@ export interface CommandResult {
 
 /** Runs the built kubectl against the test cluster; never throws on a non-zero exit. */
 export async function kubectl(args: string[], input?: string): Promise<CommandResult> {
-  const binary = await kubectlBinary();
+  const binary = kubectlBinary();
   return new Promise((resolvePromise, reject) => {
     const child = spawn(binary, args, { cwd: ROOT, env: { ...process.env, KUBECONFIG: inject('kubeconfig') } });
     let stdout = '';

@@ -3,34 +3,23 @@
 // programmed. This runs on a private control plane (its own state dir), so stopping
 // that apiserver disturbs no other test or engineer using the shared one.
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureNode } from '../support/cluster.ts';
+import { ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
 import { metricValue, pollUntil, startController } from '../support/controller-process.ts';
 import type { ControllerProcess } from '../support/controller-process.ts';
 import { MeshFixture } from '../support/mesh-fixture.ts';
 import { meshPod } from '../support/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectRulesInPlace } from '../support/redirect-assertions.ts';
 
-const execFileAsync = promisify(execFile);
-const LOCAL_CLUSTER = resolve(import.meta.dirname, '../../hack/local-cluster.sh');
 const notRoot = process.getuid?.() !== 0;
 if (notRoot) console.warn('controller-apiserver-restart e2e skipped: needs root (network namespaces, iptables, cgroups)');
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-
-async function localCluster(stateDir: string, command: 'up' | 'down'): Promise<string> {
-  const { stdout } = await execFileAsync('bash', [LOCAL_CLUSTER, command], {
-    env: { ...process.env, PNC_CLUSTER_DIR: stateDir },
-    timeout: 120_000,
-  });
-  return stdout.trim();
-}
 
 /** Gone, or a zombie: the apiserver was started detached, so its parent may be a reaper that is slow or absent. */
 function hasExited(pid: number): boolean {
@@ -77,18 +66,18 @@ describe.skipIf(notRoot)('controller on a real control plane: apiserver restart 
 
   beforeAll(async () => {
     stateDir = await mkdtemp(join(tmpdir(), 'pnc-e2e-private-cluster-'));
-    kubeconfig = (await localCluster(stateDir, 'up')).split('\n').pop()!;
+    ({ kubeconfig } = await ensureLocalCluster({ stateDir }));
     kc = new KubeConfig();
     kc.loadFromFile(kubeconfig);
     fixture = new MeshFixture(kc, nodeName);
-    await ensureNode(kc, nodeName);
+    await fixture.createNode();
   });
 
   afterAll(async () => {
     await controller?.stop('SIGTERM');
     await fixture?.cleanup().catch((error: unknown) => console.warn(`cleanup on the private cluster: ${String(error)}`));
     if (stateDir) {
-      await localCluster(stateDir, 'down');
+      await stopLocalCluster({ stateDir });
       // `down` removes the state dir; its lock file sits beside it.
       await rm(stateDir, { recursive: true, force: true });
       await rm(`${stateDir}.lock`, { force: true });

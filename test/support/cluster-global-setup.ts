@@ -14,6 +14,8 @@ import { isSameProcessAlive, processStartTime } from '../../hack/lib/proc.ts';
 declare module 'vitest' {
   export interface ProvidedContext {
     kubeconfig: string;
+    /** Where this cluster's kube-apiserver, etcd and kubectl are. */
+    binDir: string;
   }
 }
 
@@ -47,6 +49,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   });
   console.log(`cluster-global-setup: control plane ready in ${Date.now() - started} ms (${cluster.kubeconfig})`);
   project.provide('kubeconfig', cluster.kubeconfig);
+  project.provide('binDir', cluster.binDir);
   return async () => {
     if (shared) return;
     await stopLocalCluster({ stateDir });
