@@ -24,18 +24,13 @@ import { cgroup2MountPoint, kubeletCgroupSegments, podQosClass } from './kubelet
 import type { CgroupDriver, QosClass } from './kubelet-cgroup.ts';
 import { isSameProcessAlive, processStartTime } from './proc.ts';
 
-export { formatDownwardApiAnnotations, goQuote } from './downward-api.ts';
-export type { CgroupDriver, QosClass } from './kubelet-cgroup.ts';
+export { formatDownwardApiAnnotations } from './downward-api.ts';
 
 export interface PodSandboxOptions {
   /** When given, status.podIP(s), hostIP(s), startTime and phase are written through pods/status. */
   kc?: KubeConfig;
-  /** Phase written with kc (default Running; Pending is what a pod held by an init container shows). */
-  phase?: 'Pending' | 'Running';
   /** Kubelet cgroup driver layout (default systemd). */
   cgroupDriver?: CgroupDriver;
-  /** Default: derived from the pod's resources as the kubelet does. */
-  qosClass?: QosClass;
   /** Keep a downward-API `annotations` file (fieldRef metadata.annotations) in this directory. */
   annotationsDir?: string;
   /** Also give the sandbox IPv6 addresses (default true). */
@@ -296,6 +291,8 @@ class SimulatedSandbox implements PodSandbox {
   readonly #options: PodSandboxOptions;
   readonly #record: SandboxRecord;
   readonly #slot: number;
+  /** Name of the peer netns (under /run/netns), the node side of the veth. */
+  readonly #peerNetns: string;
   readonly #claimFile: string;
   readonly #cgroupRoot: string;
   readonly #qos: QosClass;
@@ -308,12 +305,13 @@ class SimulatedSandbox implements PodSandbox {
     this.#slot = slot;
     this.#claimFile = claimFile;
     this.#cgroupRoot = root;
-    this.#qos = options.qosClass ?? podQosClass(pod);
+    this.#qos = podQosClass(pod);
     const addresses = sandboxAddresses(slot);
     const ipv6 = options.ipv6 ?? true;
     this.podIPs = ipv6 ? [addresses.pod.ipv4, addresses.pod.ipv6] : [addresses.pod.ipv4];
     this.peerIPs = ipv6 ? [addresses.peer.ipv4, addresses.peer.ipv6] : [addresses.peer.ipv4];
-    this.peerNetnsPath = join(NETNS_DIR, `pnc-s${slot}-peer-${randomBytes(3).toString('hex')}`);
+    this.#peerNetns = `pnc-s${slot}-peer-${randomBytes(3).toString('hex')}`;
+    this.peerNetnsPath = join(NETNS_DIR, this.#peerNetns);
     if (options.annotationsDir) this.annotationsFile = join(options.annotationsDir, 'annotations');
   }
 
@@ -326,16 +324,15 @@ class SimulatedSandbox implements PodSandbox {
   }
 
   async #createPeer(): Promise<void> {
-    const name = this.peerNetnsPath.slice(NETNS_DIR.length + 1);
-    this.#record.netns.push(name);
+    this.#record.netns.push(this.#peerNetns);
     await this.#saveRecord();
-    await run('ip', ['netns', 'add', name]);
+    await run('ip', ['netns', 'add', this.#peerNetns]);
   }
 
   /** The pod netns, its veth to the peer, addresses and routes on both ends. */
   async #createPodNetwork(): Promise<void> {
     const podNetns = `pnc-s${this.#slot}-pod-${randomBytes(3).toString('hex')}`;
-    const peerNetns = this.peerNetnsPath.slice(NETNS_DIR.length + 1);
+    const peerNetns = this.#peerNetns;
     this.#record.netns.push(podNetns);
     await this.#saveRecord();
     await run('ip', ['-batch', '-'], `netns add ${podNetns}\nlink add ${POD_IFNAME} netns ${podNetns} type veth peer name ${PEER_IFNAME} netns ${peerNetns}\n`);
@@ -401,7 +398,7 @@ class SimulatedSandbox implements PodSandbox {
         fieldManager: 'pnc-pod-sandbox',
         body: {
           status: {
-            phase: this.#options.phase ?? 'Running',
+            phase: 'Running',
             podIP: this.podIPs[0],
             podIPs: this.podIPs.map((ip) => ({ ip })),
             hostIP: this.peerIPs[0],
@@ -435,7 +432,7 @@ class SimulatedSandbox implements PodSandbox {
     await killPause(this.pausePid, [oldContainerDir], this.#cgroupRoot);
     // The kernel frees a deleted netns (and the veth in it) later, in a work queue: delete the
     // veth now, or the new one with the same peer name can meet "File exists".
-    await run('ip', ['-n', this.peerNetnsPath.slice(NETNS_DIR.length + 1), 'link', 'del', PEER_IFNAME]);
+    await run('ip', ['-n', this.#peerNetns, 'link', 'del', PEER_IFNAME]);
     await deleteNetns([oldNetns]);
     await removeCgroupDir(oldContainerDir);
     this.#record.netns = this.#record.netns.filter((name) => name !== oldNetns);
