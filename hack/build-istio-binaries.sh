@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds (or reuses) Istio reference binaries the tests compare us with: every wrapper
+# main under hack/istio/cmd/<name>/main.go becomes the binary <name>, linked against
+# istio.io/istio from the Go module proxy (no Istio code in this repo: the wrapper
+# module is generated in a temp dir). Binaries live in a cache outside the repo keyed
+# by version; each is rebuilt when its main.go changes. Prints the directory.
+set -euo pipefail
+
+ISTIO_VERSION=${ISTIO_VERSION:-v0.0.0-20260827124520-eed52ebb66ad}
+CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
+BIN_DIR="$CACHE_ROOT/bin/istio-$ISTIO_VERSION"
+CMD_DIR="$(cd "$(dirname "$0")" && pwd)/istio/cmd"
+
+log() { echo "build-istio-binaries: $*" >&2; }
+
+names=()
+for main in "$CMD_DIR"/*/main.go; do
+  [[ -f "$main" ]] && names+=("$(basename "$(dirname "$main")")")
+done
+((${#names[@]} > 0)) || { log "no wrapper mains under $CMD_DIR"; exit 1; }
+
+# A binary is current when the stamp beside it holds its main.go's hash.
+stale=()
+for n in "${names[@]}"; do
+  sum=$(sha256sum "$CMD_DIR/$n/main.go" | cut -d' ' -f1)
+  [[ -x "$BIN_DIR/$n" && "$(cat "$BIN_DIR/.$n.sha256" 2>/dev/null)" == "$sum" ]] || stale+=("$n")
+done
+if ((${#stale[@]} == 0)); then
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+command -v go >/dev/null || { log "go is required to build ${stale[*]}"; exit 1; }
+mkdir -p "$BIN_DIR"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+start=$SECONDS
+log "building ${stale[*]} against istio.io/istio $ISTIO_VERSION (cold: many minutes)"
+cp -r "$CMD_DIR" "$work/cmd"
+cd "$work"
+go mod init pnc.local/istio-binaries >/dev/null 2>&1
+# An explicit version: a bare `go get` would take the newest commit.
+go get "istio.io/istio@$ISTIO_VERSION" >/dev/null 2>&1
+go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/" "${stale[@]/#/./cmd/}"
+for n in "${stale[@]}"; do
+  sha256sum "$CMD_DIR/$n/main.go" | cut -d' ' -f1 >"$BIN_DIR/.$n.sha256"
+done
+log "built ${stale[*]} in $((SECONDS - start)) s"
+echo "$BIN_DIR"
