@@ -12,8 +12,8 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubeApiError, KubeClient } from '../../controller/src/agent/kube-client.ts';
-import { PodStatusWriter } from '../../controller/src/agent/pod-status-writer.ts';
+import { KubeApiError, KubeClient } from '../../controller/src/kube/kube-client.ts';
+import { PodStatusWriter } from '../../controller/src/kube/pod-status-writer.ts';
 import { parseMark } from '../../controller/src/mark.ts';
 import { adminKubeConfig, createServiceAccountToken, ensureNode, freshNamespace, kubeConfigForToken } from '../support/cluster.ts';
 import {

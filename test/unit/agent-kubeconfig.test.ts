@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KubeconfigError, fromKubeconfigFile, loadCredentials } from '../../controller/src/agent/kubeconfig.ts';
-import { microTime } from '../../controller/src/agent/event-recorder.ts';
+import { KubeconfigError, fromKubeconfigFile, loadCredentials } from '../../controller/src/kube/kubeconfig.ts';
+import { microTime } from '../../controller/src/kube/event-recorder.ts';
 
 let dir: string;
 beforeEach(() => {

@@ -4,18 +4,18 @@ import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { IptablesMode, NodeRedirectConfig } from '../redirect/index.ts';
 import type { AgentConfig } from './config.ts';
-import { EventRecorder } from './event-recorder.ts';
+import { EventRecorder } from '../kube/event-recorder.ts';
 import { type HttpServer, startHttpServer } from './http-server.ts';
-import { KubeClient } from './kube-client.ts';
-import { type KubeCredentials, loadCredentials } from './kubeconfig.ts';
+import { KubeClient } from '../kube/kube-client.ts';
+import { type KubeCredentials, loadCredentials } from '../kube/kubeconfig.ts';
 import { type AgentMetrics, createMetrics } from './metrics.ts';
-import { createNamespaceInformer } from './namespace-informer.ts';
+import { createNamespaceInformer } from '../kube/namespace-informer.ts';
 import { NetnsFinder } from './netns-finder.ts';
-import { createPodInformer } from './pod-informer.ts';
-import { PodStatusWriter } from './pod-status-writer.ts';
+import { createPodInformer } from '../kube/pod-informer.ts';
+import { PodStatusWriter } from '../kube/pod-status-writer.ts';
 import { Reconciler } from './reconciler.ts';
 import { SandboxWatcher } from './sandbox-watcher.ts';
-import type { ResourceInformer } from './resource-informer.ts';
+import type { ResourceInformer } from '../kube/resource-informer.ts';
 import { WorkQueue } from './work-queue.ts';
 
 /** How often known sandboxes are checked for being replaced (a few readlinks per pod). */

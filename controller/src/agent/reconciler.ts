@@ -18,12 +18,12 @@ import {
 import { ERROR_BACKOFF, SANDBOX_BACKOFF } from './backoff.ts';
 import type { AgentConfig } from './config.ts';
 import { decideEligibility } from './eligibility.ts';
-import type { EventReason, EventRecorder } from './event-recorder.ts';
+import type { EventReason, EventRecorder } from '../kube/event-recorder.ts';
 import { describeViolations, findIdentityViolations } from './identity-policy.ts';
 import { decideMarkAction, handledToken, markIsCurrent, wasInitialized } from './mark-decision.ts';
 import type { AgentMetrics, Outcome } from './metrics.ts';
 import type { NetnsFinder, SandboxNetns } from './netns-finder.ts';
-import type { PodRef, PodStatusWriter } from './pod-status-writer.ts';
+import type { PodRef, PodStatusWriter } from '../kube/pod-status-writer.ts';
 import type { SandboxWatcher } from './sandbox-watcher.ts';
 import type { WorkResult } from './work-queue.ts';
 

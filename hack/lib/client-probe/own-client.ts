@@ -1,8 +1,8 @@
 // bench:client probe: the agent's own informers (controller/src/agent), same two resources.
-import { KubeClient } from '../../../controller/src/agent/kube-client.ts';
-import { fromKubeconfigFile } from '../../../controller/src/agent/kubeconfig.ts';
-import { createNamespaceInformer } from '../../../controller/src/agent/namespace-informer.ts';
-import { createPodInformer } from '../../../controller/src/agent/pod-informer.ts';
+import { KubeClient } from '../../../controller/src/kube/kube-client.ts';
+import { fromKubeconfigFile } from '../../../controller/src/kube/kubeconfig.ts';
+import { createNamespaceInformer } from '../../../controller/src/kube/namespace-informer.ts';
+import { createPodInformer } from '../../../controller/src/kube/pod-informer.ts';
 import { reportWhenSynced } from './report.ts';
 
 const started = performance.now();

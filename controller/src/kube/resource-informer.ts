@@ -2,7 +2,7 @@
 // watch bookmarks on (cheap resumption), restart after an error with jittered backoff
 // from the last resourceVersion, relist on 410 Gone, every LIST and WATCH counted.
 // "synced" once the first list has landed in the cache.
-import { WATCH_BACKOFF, backoffDelay } from './backoff.ts';
+import { WATCH_BACKOFF, backoffDelay } from '../agent/backoff.ts';
 import { KubeApiError, type KubeClient, type WatchEvent } from './kube-client.ts';
 
 export interface KubeObject {
