@@ -20,6 +20,7 @@ import type { AgentConfig } from './config.ts';
 import { decideEligibility } from './eligibility.ts';
 import type { EventReason, EventRecorder } from '../kube/event-recorder.ts';
 import { describeViolations, findIdentityViolations } from './identity-policy.ts';
+import { decideProxyIdentity } from './proxy-identity.ts';
 import { decideMarkAction, handledToken, markIsCurrent, wasInitialized } from './mark-decision.ts';
 import type { AgentMetrics, Outcome } from './metrics.ts';
 import type { NetnsFinder, SandboxNetns } from './netns-finder.ts';
@@ -145,21 +146,30 @@ export class Reconciler {
     const annotations = meta.annotations ?? {};
     const markText = annotations[STATUS_ANNOTATION];
 
+    const nodeIdentity = { uid: this.#deps.redirectConfig.proxyUid, gid: this.#deps.redirectConfig.proxyGid };
+    const namespaceAnnotations = this.#deps.getNamespaceAnnotations(ref.namespace);
+    const proxy = decideProxyIdentity(pod, config.proxyContainer, { name: ref.namespace, annotations: namespaceAnnotations }, nodeIdentity);
+    if (!proxy.ok) {
+      if (namespaceAnnotations === undefined) {
+        // Its namespace's UID range may still be on its way: the namespace event requeues the pod.
+        podLog.debug('namespace not known yet; proxy identity undecided');
+        return { kind: 'retry', policy: SANDBOX_BACKOFF };
+      }
+      return this.#fail(ref, podLog, markText, proxy.reason, 'refused', 'ProxyIdentityRefused');
+    }
+    const { uid: proxyUid, gid: proxyGid } = proxy.identity;
+
     if (!config.allowProxyUidApps) {
-      const violations = findIdentityViolations(pod, {
-        proxyContainer: config.proxyContainer,
-        proxyUid: this.#deps.redirectConfig.proxyUid,
-        proxyGid: this.#deps.redirectConfig.proxyGid,
-      });
+      const violations = findIdentityViolations(pod, { proxyContainer: config.proxyContainer, proxyUid, proxyGid, proxyImageIdentity: nodeIdentity });
       if (violations.length > 0) {
-        const reason = `refused: ${describeViolations(violations)} equals the proxy identity (uid ${this.#deps.redirectConfig.proxyUid}, gid ${this.#deps.redirectConfig.proxyGid}); its traffic would bypass the redirect`;
+        const reason = `refused: ${describeViolations(violations)} equals the proxy identity (uid ${proxyUid}, gid ${proxyGid}); its traffic would bypass the redirect`;
         return this.#fail(ref, podLog, markText, reason, 'refused', 'ProxyIdentityRefused');
       }
     }
 
     let plan: RedirectPlan;
     try {
-      plan = planFromPod(pod, this.#deps.redirectConfig);
+      plan = planFromPod(pod, { ...this.#deps.redirectConfig, proxyUid, proxyGid });
     } catch (error) {
       if (!(error instanceof AnnotationError)) throw error;
       // The message names the pod, the annotation and the bad value.
