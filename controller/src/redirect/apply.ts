@@ -3,7 +3,7 @@
 // an existing ruleset costs one save when it already matches, else save, restore, save.
 import { stat } from 'node:fs/promises';
 import { runInNetns } from './exec.ts';
-import { BackendMixError, RedirectError } from './errors.ts';
+import { BackendMixError, RedirectError, XtablesLockTimeout } from './errors.ts';
 import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
 import { renderPlan, rulesHash } from './render.ts';
 import { freshTransaction, isEmptyState, ownedState, removeTransaction, replaceTransaction, stateDiff, type OwnedState } from './ruleset.ts';
@@ -11,6 +11,11 @@ import { FAMILIES, type Family, type RedirectPlan } from './types.ts';
 
 export interface EngineOptions {
   mode?: IptablesMode;
+  /**
+   * How long iptables-restore waits for the xtables lock (legacy; nft takes none) before
+   * giving up with XtablesLockTimeout. Default: wait as long as it takes.
+   */
+  lockWaitSeconds?: number;
 }
 
 export interface ApplyOptions extends EngineOptions {
@@ -40,12 +45,22 @@ async function save(netnsPath: string, mode: IptablesMode, family: Family): Prom
   return { state: ownedState(result.stdout), otherBackendPresent: output.includes(LEGACY_TABLES_WARNING) };
 }
 
-function runRestore(netnsPath: string, mode: IptablesMode, family: Family, payload: string) {
-  return runInNetns(netnsPath, [iptablesBinary(mode, family, 'restore'), '--noflush', '--wait'], payload);
+/** iptables exits 4 (resource problem) with this when it stopped waiting for the lock. */
+const LOCK_BUSY = /holding the xtables lock/;
+
+/** Throws XtablesLockTimeout when the lock was the problem: never a refused transaction, so no fallback may follow. */
+async function runRestore(netnsPath: string, mode: IptablesMode, family: Family, payload: string, lockWaitSeconds?: number) {
+  const wait = lockWaitSeconds === undefined ? '--wait' : `--wait=${lockWaitSeconds}`;
+  const binary = iptablesBinary(mode, family, 'restore');
+  const result = await runInNetns(netnsPath, [binary, '--noflush', wait], payload);
+  if (result.code === 4 && LOCK_BUSY.test(result.stderr)) {
+    throw new XtablesLockTimeout(netnsPath, lockWaitSeconds ?? 0, `${binary}: the xtables lock stayed held by another program for ${lockWaitSeconds} s: ${result.stderr.trim()}`);
+  }
+  return result;
 }
 
-async function restore(netnsPath: string, mode: IptablesMode, family: Family, payload: string): Promise<void> {
-  const result = await runRestore(netnsPath, mode, family, payload);
+async function restore(netnsPath: string, mode: IptablesMode, family: Family, payload: string, lockWaitSeconds?: number): Promise<void> {
+  const result = await runRestore(netnsPath, mode, family, payload, lockWaitSeconds);
   if (result.code !== 0) {
     const binary = iptablesBinary(mode, family, 'restore');
     throw new RedirectError(netnsPath, `${binary} --noflush failed (exit ${result.code}): ${result.stderr.trim()}\npayload:\n${payload}`);
@@ -101,15 +116,15 @@ interface FamilyOutcome {
   drift: string;
 }
 
-async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family, payload: string, force: boolean): Promise<FamilyOutcome> {
+async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family, payload: string, force: boolean, lockWaitSeconds?: number): Promise<FamilyOutcome> {
   const desired = ownedState(payload);
   // A new pod's netns has none of our chains: "-N" creates them and the transaction needs no
   // prior read. If any exists, the restore fails as a whole (nothing changes) and we read and compare.
-  if ((await runRestore(netnsPath, mode, family, freshTransaction(payload))).code !== 0) {
+  if ((await runRestore(netnsPath, mode, family, freshTransaction(payload), lockWaitSeconds)).code !== 0) {
     const current = await save(netnsPath, mode, family);
     if (!force && stateDiff(desired, current.state) === '') return { family, changed: false, saved: current, drift: '' };
     if (current.otherBackendPresent) await assertNotInOtherBackend(netnsPath, mode, family);
-    await restore(netnsPath, mode, family, replaceTransaction(payload, current.state));
+    await restore(netnsPath, mode, family, replaceTransaction(payload, current.state), lockWaitSeconds);
   }
   const saved = await save(netnsPath, mode, family);
   return { family, changed: true, saved, drift: familyDrift(family, desired, saved.state) };
@@ -130,7 +145,7 @@ export async function applyRedirect(
   const rendered = renderPlan(plan);
   const hash = rulesHash(rendered);
   const [outcomes, guard, dropped] = await Promise.all([
-    Promise.allSettled(plan.families.map((family) => applyFamily(netnsPath, mode, family, rendered[family]!, opts.force === true))),
+    Promise.allSettled(plan.families.map((family) => applyFamily(netnsPath, mode, family, rendered[family]!, opts.force === true, opts.lockWaitSeconds))),
     // iptables-legacy-save says nothing about nft rules, so look at nft alongside (nft's save warns about legacy).
     Promise.allSettled(mode === 'legacy' ? plan.families.map((family) => assertNotInOtherBackend(netnsPath, mode, family)) : []),
     // A family the node no longer redirects (e.g. dual-stack -> IPv4 only) must not keep our old rules.

@@ -35,3 +35,14 @@ export class RedirectError extends Error {
 export class BackendMixError extends RedirectError {
   override name = 'BackendMixError';
 }
+
+/** iptables gave up waiting for the xtables lock another program holds (legacy backend); retrying later can succeed. */
+export class XtablesLockTimeout extends RedirectError {
+  override name = 'XtablesLockTimeout';
+  readonly waitedSeconds: number;
+
+  constructor(netns: string, waitedSeconds: number, message: string) {
+    super(netns, message);
+    this.waitedSeconds = waitedSeconds;
+  }
+}

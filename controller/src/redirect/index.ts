@@ -2,7 +2,7 @@
 // apply/verify/remove inside a netns (effects).
 export type { Family, NodeRedirectConfig, PodLike, RedirectPlan } from './types.ts';
 export { DEFAULT_NODE_CONFIG } from './types.ts';
-export { AnnotationError, NodeConfigError, RedirectError } from './errors.ts';
+export { AnnotationError, NodeConfigError, RedirectError, XtablesLockTimeout } from './errors.ts';
 export { planFromPod, validateNodeConfig } from './plan.ts';
 export { renderPlan, rulesHash } from './render.ts';
 export type { IptablesMode } from './mode.ts';
