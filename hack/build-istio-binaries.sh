@@ -4,6 +4,7 @@
 # istio.io/istio from the Go module proxy (no Istio code in this repo: the wrapper
 # module is generated in a temp dir). Binaries live in a cache outside the repo keyed
 # by version; each is rebuilt when its main.go changes. Prints the directory.
+# Usage: build-istio-binaries.sh [NAME...]   (no NAME: every wrapper; CI builds them all)
 set -euo pipefail
 
 ISTIO_VERSION=${ISTIO_VERSION:-v0.0.0-20260827124520-eed52ebb66ad}
@@ -13,11 +14,16 @@ CMD_DIR="$(cd "$(dirname "$0")" && pwd)/istio/cmd"
 
 log() { echo "build-istio-binaries: $*" >&2; }
 
-names=()
-for main in "$CMD_DIR"/*/main.go; do
-  [[ -f "$main" ]] && names+=("$(basename "$(dirname "$main")")")
-done
+names=("$@")
+if ((${#names[@]} == 0)); then
+  for main in "$CMD_DIR"/*/main.go; do
+    [[ -f "$main" ]] && names+=("$(basename "$(dirname "$main")")")
+  done
+fi
 ((${#names[@]} > 0)) || { log "no wrapper mains under $CMD_DIR"; exit 1; }
+for n in "${names[@]}"; do
+  [[ -f "$CMD_DIR/$n/main.go" ]] || { log "no wrapper main $CMD_DIR/$n/main.go"; exit 1; }
+done
 
 # A binary is current when the stamp beside it holds its main.go's hash.
 stale=()
