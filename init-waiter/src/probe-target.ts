@@ -6,7 +6,7 @@
 import { BlockList } from 'node:net';
 import { InvalidValue, type Cidr } from '../../controller/src/redirect/cidr.ts';
 import { parseCidrListOrAll, parsePortList } from '../../controller/src/redirect/lists.ts';
-import { ANNOTATIONS } from '../../controller/src/redirect/plan.ts';
+import { ANNOTATIONS } from '../../controller/src/redirect/annotations.ts';
 
 export type Family = 'ipv4' | 'ipv6';
 

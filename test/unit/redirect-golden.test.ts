@@ -28,7 +28,23 @@ const cases: { name: string; annotations: Record<string, string>; config?: Parti
   },
   { name: 'no-inbound-capture', annotations: { 'traffic.sidecar.istio.io/includeInboundPorts': '' } },
   { name: 'ipv6-only', annotations: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '2001:db8:0:0::1/64' }, config: { families: ['ipv6'] } },
-  { name: 'dns-capture', annotations: {}, config: { captureDns: true, families: ['ipv4'] } },
+  { name: 'dns-capture', annotations: {}, config: { captureDns: true } },
+  {
+    name: 'dns-capture-per-pod-exclude-53',
+    annotations: {
+      'proxy.istio.io/config': 'proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: "true"\n',
+      'traffic.sidecar.istio.io/excludeOutboundPorts': '53',
+    },
+    config: { families: ['ipv4'] },
+  },
+  {
+    name: 'include-inbound-list-ignores-exclusions',
+    annotations: { 'traffic.sidecar.istio.io/includeInboundPorts': '8080,15020', 'traffic.sidecar.istio.io/excludeInboundPorts': '8080' },
+    config: { families: ['ipv4'] },
+  },
+  { name: 'include-loopback-range', annotations: { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '127.1.2.3/32,2001:db8::/32' } },
+  { name: 'status-port', annotations: { 'status.sidecar.istio.io/port': '15999' }, config: { families: ['ipv4'] } },
+  { name: 'openshift-proxy-identity', annotations: {}, config: { proxyUid: 1000659999, proxyGid: 1000650000, captureDns: true } },
   { name: 'exclude-interfaces', annotations: { 'traffic.sidecar.istio.io/excludeInterfaces': 'net1, eth1.100' } },
 ];
 

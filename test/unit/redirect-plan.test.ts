@@ -20,6 +20,8 @@ const A = {
   outPorts: 'traffic.sidecar.istio.io/includeOutboundPorts',
   outExcludePorts: 'traffic.sidecar.istio.io/excludeOutboundPorts',
   excludeInterfaces: 'traffic.sidecar.istio.io/excludeInterfaces',
+  statusPort: 'status.sidecar.istio.io/port',
+  proxyConfig: 'proxy.istio.io/config',
 } as const;
 
 const pod = (annotations: Record<string, string>) => ({ metadata: { namespace: 'shop', name: 'cart-7d9', annotations } });
@@ -53,15 +55,19 @@ describe('planFromPod defaults', () => {
       dnsPort: 15053,
       captureDns: false,
       excludeInterfaces: [],
-      inbound: { includePorts: '*', excludePorts: [15008, 15020, 15021, 15090] },
-      outbound: { includeCidrs: '*', excludeCidrs: { ipv4: [], ipv6: [] }, includePorts: [], excludePorts: [] },
+      inbound: { includePorts: '*', excludePorts: [15020, 15021, 15090] },
+      outbound: { includeCidrs: '*', includesLoopback: false, excludeCidrs: { ipv4: [], ipv6: [] }, includePorts: [], excludePorts: [] },
     } satisfies RedirectPlan);
   });
 
   it('takes ports, identity, DNS capture and families from the node config', () => {
     const result = plan({}, { proxyUid: 2000, proxyGid: 2001, outboundPort: 16001, inboundPort: 16006, captureDns: true, families: ['ipv6'], excludeInboundPorts: [22] });
     expect(result).toMatchObject({ proxyUid: 2000, proxyGid: 2001, outboundPort: 16001, inboundPort: 16006, captureDns: true, families: ['ipv6'] });
-    expect(result.inbound.excludePorts).toEqual([22, 15008, 15020, 15021, 15090]);
+    expect(result.inbound.excludePorts).toEqual([22, 15020, 15021, 15090]);
+  });
+
+  it('accepts OpenShift-sized proxy UIDs and a GID different from the UID', () => {
+    expect(plan({}, { proxyUid: 1000659999, proxyGid: 1000650000 })).toMatchObject({ proxyUid: 1000659999, proxyGid: 1000650000 });
   });
 });
 
@@ -75,9 +81,11 @@ describe('planFromPod honours Istio annotations', () => {
       [A.outPorts]: '443,80',
       [A.outExcludePorts]: '5432',
     });
-    expect(result.inbound).toEqual({ includePorts: [8080, 9443], excludePorts: [22, 15008, 15020, 15021, 15090] });
+    // As in Istio, a list of inbound ports ignores the exclusions.
+    expect(result.inbound).toEqual({ includePorts: [8080, 9443], excludePorts: [] });
     expect(result.outbound).toEqual({
       includeCidrs: '*',
+      includesLoopback: false,
       excludeCidrs: { ipv4: ['10.0.0.0/8', '169.254.169.254/32'], ipv6: ['2001:db8::/48'] },
       includePorts: [80, 443],
       excludePorts: [5432],
@@ -94,6 +102,39 @@ describe('planFromPod honours Istio annotations', () => {
   it('takes excluded interfaces as a sorted unique list', () => {
     expect(plan({ [A.excludeInterfaces]: 'net2, net1,eth1.100,net1' }).excludeInterfaces).toEqual(['eth1.100', 'net1', 'net2']);
     expect(plan({}).excludeInterfaces).toEqual([]);
+  });
+
+  it('follows Istio where include and exclude meet: list mode ignores exclusions, empty includes keep no exclusion rules', () => {
+    expect(plan({ [A.inInclude]: '8080', [A.inExclude]: '8080' }).inbound).toEqual({ includePorts: [8080], excludePorts: [] });
+    expect(plan({ [A.inInclude]: '', [A.inExclude]: '8080' }).inbound).toEqual({ includePorts: [], excludePorts: [] });
+    expect(plan({ [A.outRanges]: ' ', [A.outExcludeRanges]: '10.0.0.0/8' }).outbound.excludeCidrs.ipv4).toEqual(['10.0.0.0/8']);
+  });
+
+  it('marks a loopback include range (any family, as written before masking)', () => {
+    for (const ranges of ['127.1.2.3/32', '127.0.0.0/8', '10.0.0.0/8,::1/128', '::1', '127.0.0.1/1']) {
+      expect(plan({ [A.outRanges]: ranges }).outbound.includesLoopback, ranges).toBe(true);
+    }
+    for (const ranges of ['*', '', '10.0.0.0/8', '0.0.0.0/0', '::/0', '::2/128', '128.0.0.1/32']) {
+      expect(plan({ [A.outRanges]: ranges }).outbound.includesLoopback, ranges).toBe(false);
+    }
+  });
+
+  it('excludes the status port of status.sidecar.istio.io/port instead of 15020; "0" or "" exclude none', () => {
+    expect(plan({ [A.statusPort]: '15999' }).inbound.excludePorts).toEqual([15021, 15090, 15999]);
+    expect(plan({ [A.statusPort]: '0' }).inbound.excludePorts).toEqual([15021, 15090]);
+    expect(plan({ [A.statusPort]: '' }).inbound.excludePorts).toEqual([15021, 15090]);
+    expect(plan({ [A.statusPort]: '15020', [A.inExclude]: '15020' }).inbound.excludePorts).toEqual([15020, 15021, 15090]);
+  });
+
+  it('takes DNS capture from the pod\'s proxy config, the node setting otherwise', () => {
+    const dns = (value: string) => `proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: "${value}"\n`;
+    expect(plan({ [A.proxyConfig]: dns('true') }).captureDns).toBe(true);
+    expect(plan({ [A.proxyConfig]: dns('True') }, { captureDns: false }).captureDns).toBe(true);
+    expect(plan({ [A.proxyConfig]: dns('false') }, { captureDns: true }).captureDns).toBe(false);
+    expect(plan({ [A.proxyConfig]: '{"proxyMetadata":{"ISTIO_META_DNS_CAPTURE":"true"}}' }).captureDns).toBe(true);
+    expect(plan({ [A.proxyConfig]: 'concurrency: 2\nproxyMetadata:\n  OTHER: x\n' }, { captureDns: true }).captureDns).toBe(true);
+    expect(plan({ [A.proxyConfig]: '' }, { captureDns: true }).captureDns).toBe(true);
+    expect(plan({ [A.proxyConfig]: 'interceptionMode: REDIRECT\nproxyMetadata: {INVALID_DROP: "false"}' }).captureDns).toBe(false);
   });
 
   it('never lets an annotation change the proxy identity', () => {
@@ -140,9 +181,25 @@ describe('planFromPod refuses bad values', () => {
     expectAnnotationError({ [A.outRanges]: '2001:db8::/32' }, A.outRanges, '2001:db8::/32', { families: ['ipv4'] });
   });
 
-  it('refuses an empty include with a non-empty exclude', () => {
-    expectAnnotationError({ [A.inInclude]: '', [A.inExclude]: '8080' }, A.inExclude, '8080');
-    expectAnnotationError({ [A.outRanges]: ' ', [A.outExcludeRanges]: '10.0.0.0/8' }, A.outExcludeRanges, '10.0.0.0/8');
+  it.each([
+    ['traffic.sidecar.istio.io/kubevirtInterfaces', 'net1'],
+    ['istio.io/reroute-virtual-interfaces', 'net1'],
+    [A.statusPort, '70000'],
+    [A.statusPort, 'abc'],
+    [A.proxyConfig, 'proxyMetadata: [unclosed'],
+    [A.proxyConfig, '- a list'],
+    [A.proxyConfig, 'proxyMetadata: {ISTIO_META_DNS_CAPTURE: "yes"}'],
+    [A.proxyConfig, 'proxyMetadata: ["ISTIO_META_DNS_CAPTURE"]'],
+    [A.proxyConfig, 'interceptionMode: TPROXY'],
+    [A.proxyConfig, 'proxyMetadata: {INVALID_DROP: "true"}'],
+  ])('refuses %s=%j, which would change redirection in a way not implemented', (annotation, value) => {
+    expectAnnotationError({ [annotation]: value }, annotation, value);
+  });
+
+  it('names the unsupported setting in the reason', () => {
+    expect(() => plan({ [A.mode]: 'NONE' })).toThrow(/NONE .*sidecar.istio.io\/inject/);
+    expect(() => plan({ 'istio.io/reroute-virtual-interfaces': 'net1' })).toThrow(/virtual-machine interfaces/);
+    expect(() => plan({ [A.proxyConfig]: 'proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: maybe' })).toThrow(/ISTIO_META_DNS_CAPTURE="maybe"/);
   });
 
   it('refuses a non-string annotation value (as an untyped client could send)', () => {
@@ -176,6 +233,7 @@ function assertValidPlan(result: RedirectPlan): void {
   for (const cidr of [...cidrs.ipv6, ...result.outbound.excludeCidrs.ipv6]) {
     expect(cidr).toMatch(/^[0-9a-f:.]+\/(\d|[1-9]\d|1[01]\d|12[0-8])$/);
   }
+  expect(typeof result.captureDns).toBe('boolean');
   expect([result.proxyUid, result.proxyGid]).toEqual([1337, 1337]);
 }
 

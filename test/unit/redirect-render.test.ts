@@ -25,7 +25,8 @@ describe('renderPlan', () => {
           const [nat, raw = ''] = payload.split('*raw\n');
           const rules = nat!.split('\n').filter((line) => line.startsWith('-A '));
           expect(rules.filter((rule) => / -j ISTIO_(INBOUND|OUTPUT)$/.test(rule) && /^-A (PREROUTING|OUTPUT) /.test(rule))).toHaveLength(2);
-          for (const rule of rules) expect(rule).toMatch(/^-A (PREROUTING|OUTPUT|ISTIO_INBOUND|ISTIO_IN_REDIRECT|ISTIO_OUTPUT|ISTIO_REDIRECT) /);
+          for (const rule of rules) expect(rule).toMatch(/^-A (PREROUTING|OUTPUT|ISTIO_INBOUND|ISTIO_IN_REDIRECT|ISTIO_OUTPUT|ISTIO_REDIRECT|ISTIO_OUTPUT_DNS) /);
+          expect(rules.some((rule) => rule.startsWith('-A ISTIO_OUTPUT_DNS '))).toBe(captureDns);
           // raw only with DNS capture, and only conntrack zones for UDP DNS
           const rawRules = raw.split('\n').filter((line) => line.startsWith('-A '));
           expect(rawRules.length > 0).toBe(captureDns);

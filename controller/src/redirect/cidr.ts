@@ -11,6 +11,11 @@ export interface Cidr {
   /** Canonical "address/prefix" with host bits cleared. */
   text: string;
   prefix: number;
+  /**
+   * The address as written (before masking) is a loopback address (127.0.0.0/8, ::1 or
+   * ::ffff:127.x.y.z), the test Istio uses to decide that a range means loopback traffic.
+   */
+  loopback: boolean;
 }
 
 const IPV4_OCTET = /^(0|[1-9]\d{0,2})$/;
@@ -115,9 +120,10 @@ export function parseCidr(input: string): Cidr {
     prefix = Number(prefixText);
   }
   if (family === 'ipv4') {
-    const octets = maskBits(parseIpv4(address), 8, prefix);
-    return { family, prefix, text: `${octets.join('.')}/${prefix}` };
+    const given = parseIpv4(address);
+    return { family, prefix, text: `${maskBits(given, 8, prefix).join('.')}/${prefix}`, loopback: given[0] === 127 };
   }
-  const words = maskBits(parseIpv6(address), 16, prefix);
-  return { family, prefix, text: `${formatIpv6(words)}/${prefix}` };
+  const given = parseIpv6(address);
+  const loopback = given.slice(0, 7).every((word) => word === 0) ? given[7] === 1 : given.slice(0, 5).every((word) => word === 0) && given[5] === 0xffff && given[6]! >> 8 === 127;
+  return { family, prefix, text: `${formatIpv6(maskBits(given, 16, prefix))}/${prefix}`, loopback };
 }

@@ -1,11 +1,14 @@
 // Pod + node configuration -> RedirectPlan (pure). Every annotation value is validated;
 // any bad value throws AnnotationError and no plan exists, so nothing half-applies.
+import { parseDocument } from 'yaml';
+import { ANNOTATIONS, UNSUPPORTED_ANNOTATIONS } from './annotations.ts';
 import { InvalidValue, parseCidr, type Cidr } from './cidr.ts';
 import { AnnotationError, NodeConfigError } from './errors.ts';
-import { parseCidrList, parseCidrListOrAll, parseInterfaceList, parsePortList, parsePortListOrAll, sortedUnique } from './lists.ts';
+import { parseCidrList, parseCidrListOrAll, parseInterfaceList, parsePort, parsePortList, parsePortListOrAll, sortedUnique } from './lists.ts';
 import {
   BUILTIN_EXCLUDED_INBOUND_PORTS,
   DEFAULT_NODE_CONFIG,
+  DEFAULT_STATUS_PORT,
   FAMILIES,
   type CidrsByFamily,
   type Family,
@@ -13,17 +16,6 @@ import {
   type PodLike,
   type RedirectPlan,
 } from './types.ts';
-
-export const ANNOTATIONS = {
-  interceptionMode: 'sidecar.istio.io/interceptionMode',
-  includeInboundPorts: 'traffic.sidecar.istio.io/includeInboundPorts',
-  excludeInboundPorts: 'traffic.sidecar.istio.io/excludeInboundPorts',
-  includeOutboundIPRanges: 'traffic.sidecar.istio.io/includeOutboundIPRanges',
-  excludeOutboundIPRanges: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
-  includeOutboundPorts: 'traffic.sidecar.istio.io/includeOutboundPorts',
-  excludeOutboundPorts: 'traffic.sidecar.istio.io/excludeOutboundPorts',
-  excludeInterfaces: 'traffic.sidecar.istio.io/excludeInterfaces',
-} as const;
 
 /** Longer values are refused before parsing (a list of 256 IPv6 CIDRs fits easily). */
 const MAX_ANNOTATION_LENGTH = 16_384;
@@ -83,7 +75,8 @@ function byFamily(cidrs: Cidr[]): CidrsByFamily {
 /**
  * Computes the pod's plan. Pure: reads only the pod's annotations and the node config.
  * Throws AnnotationError for any bad annotation value, NodeConfigError for a bad config.
- * No annotation can change the proxy UID/GID or ports: those come from the node only.
+ * No annotation can change the proxy UID/GID or ports: those come from the node config (which
+ * the agent makes per pod from the proxy container's identity).
  */
 export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_NODE_CONFIG): RedirectPlan {
   validateNodeConfig(config);
@@ -116,26 +109,24 @@ export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_N
     }
   };
 
-  const mode = read(ANNOTATIONS.interceptionMode);
-  if (mode !== undefined && mode !== 'REDIRECT') {
-    throw new AnnotationError(key, ANNOTATIONS.interceptionMode, mode, 'only REDIRECT is supported');
+  for (const [name, reason] of Object.entries(UNSUPPORTED_ANNOTATIONS)) {
+    const value = read(name);
+    if (value !== undefined) throw new AnnotationError(key, name, value, reason);
   }
+  const mode = read(ANNOTATIONS.interceptionMode);
+  if (mode !== undefined) checkInterceptionMode(key, ANNOTATIONS.interceptionMode, mode, mode);
+  const proxyConfigText = read(ANNOTATIONS.proxyConfig);
+  const captureDns = proxyConfigText === undefined ? config.captureDns : readProxyConfig(key, proxyConfigText, config.captureDns);
 
   const includeInbound = parse(ANNOTATIONS.includeInboundPorts, parsePortListOrAll, '*' as const);
+  // As in Istio, exclusions apply only to "*": a list captures exactly its ports (but never 15008).
   const excludeInbound = parse(ANNOTATIONS.excludeInboundPorts, parsePortList, []);
-  if (Array.isArray(includeInbound) && includeInbound.length === 0 && excludeInbound.length > 0) {
-    throw new AnnotationError(key, ANNOTATIONS.excludeInboundPorts, read(ANNOTATIONS.excludeInboundPorts) ?? '',
-      `excludes ports while ${ANNOTATIONS.includeInboundPorts} is empty (captures nothing)`);
-  }
+  const statusPort = parse(ANNOTATIONS.statusPort, parseStatusPort, DEFAULT_STATUS_PORT);
 
   const includeCidrs = parse(ANNOTATIONS.includeOutboundIPRanges, parseCidrListOrAll, '*' as const);
   const excludeCidrs = parse(ANNOTATIONS.excludeOutboundIPRanges, parseCidrList, []);
   if (includeCidrs !== '*') checkFamilies(ANNOTATIONS.includeOutboundIPRanges, includeCidrs);
   checkFamilies(ANNOTATIONS.excludeOutboundIPRanges, excludeCidrs);
-  if (Array.isArray(includeCidrs) && includeCidrs.length === 0 && excludeCidrs.length > 0) {
-    throw new AnnotationError(key, ANNOTATIONS.excludeOutboundIPRanges, read(ANNOTATIONS.excludeOutboundIPRanges) ?? '',
-      `excludes ranges while ${ANNOTATIONS.includeOutboundIPRanges} is empty (captures nothing)`);
-  }
   const includeOutboundPorts = parse(ANNOTATIONS.includeOutboundPorts, parsePortList, []);
   const excludeOutboundPorts = parse(ANNOTATIONS.excludeOutboundPorts, parsePortList, []);
   const excludeInterfaces = parse(ANNOTATIONS.excludeInterfaces, parseInterfaceList, []);
@@ -149,17 +140,84 @@ export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_N
     outboundPort: config.outboundPort,
     inboundPort: config.inboundPort,
     dnsPort: config.dnsPort,
-    captureDns: config.captureDns,
+    captureDns,
     excludeInterfaces,
     inbound: {
       includePorts: includeInbound,
-      excludePorts: sortedUnique([...BUILTIN_EXCLUDED_INBOUND_PORTS, ...config.excludeInboundPorts, ...excludeInbound]),
+      excludePorts:
+        includeInbound === '*'
+          ? sortedUnique([...BUILTIN_EXCLUDED_INBOUND_PORTS, ...(statusPort === undefined ? [] : [statusPort]), ...config.excludeInboundPorts, ...excludeInbound])
+          : [],
     },
     outbound: {
       includeCidrs: includeCidrs === '*' ? '*' : byFamily(includeCidrs),
+      includesLoopback: includeCidrs !== '*' && includeCidrs.some((cidr) => cidr.loopback),
       excludeCidrs: byFamily([...nodeExcludedCidrs, ...excludeCidrs]),
       includePorts: includeOutboundPorts,
       excludePorts: sortedUnique([...config.excludeOutboundPorts, ...excludeOutboundPorts]),
     },
   };
+}
+
+/** "" or "0" mean no status port (Istio's injector then excludes none); else a port. */
+function parseStatusPort(text: string): number | undefined {
+  const trimmed = text.trim();
+  return trimmed === '' || trimmed === '0' ? undefined : parsePort(trimmed);
+}
+
+function checkInterceptionMode(pod: string, annotation: string, value: string, mode: unknown): void {
+  if (mode === 'REDIRECT') return;
+  const reason =
+    mode === 'TPROXY'
+      ? 'TPROXY interception is not supported, only REDIRECT (remove the annotation or set REDIRECT)'
+      : mode === 'NONE'
+        ? 'NONE (no redirection) is not supported: every pod this controller handles is redirected (opt the pod out of the mesh with sidecar.istio.io/inject: "false")'
+        : 'only REDIRECT is supported';
+  throw new AnnotationError(pod, annotation, value, reason);
+}
+
+/** Go's strconv.ParseBool, which Istio uses for proxyMetadata switches. */
+const TRUE_WORDS = ['1', 't', 'T', 'TRUE', 'true', 'True'];
+const FALSE_WORDS = ['0', 'f', 'F', 'FALSE', 'false', 'False'];
+
+function proxyBool(value: unknown): boolean | undefined {
+  const text = typeof value === 'boolean' ? String(value) : value;
+  if (typeof text !== 'string') return undefined;
+  if (TRUE_WORDS.includes(text)) return true;
+  if (FALSE_WORDS.includes(text)) return false;
+  return undefined;
+}
+
+/**
+ * Reads the pod's proxy.istio.io/config (Istio's ProxyConfig, YAML or JSON): DNS capture from
+ * proxyMetadata.ISTIO_META_DNS_CAPTURE (else the node's default); settings that would change
+ * redirection in ways not implemented here are refused rather than ignored.
+ */
+function readProxyConfig(pod: string, text: string, nodeCaptureDns: boolean): boolean {
+  const name = ANNOTATIONS.proxyConfig;
+  const fail = (reason: string): never => {
+    throw new AnnotationError(pod, name, text, reason);
+  };
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) fail(`is not valid YAML/JSON: ${doc.errors[0]!.message.split('\n')[0]}`);
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 10 });
+  } catch (error) {
+    return fail(`is not valid YAML/JSON: ${(error as Error).message}`);
+  }
+  if (value === null || value === undefined) return nodeCaptureDns;
+  if (typeof value !== 'object' || Array.isArray(value)) return fail('is not a ProxyConfig object');
+  const proxyConfig = value as Record<string, unknown>;
+  if (proxyConfig.interceptionMode !== undefined) checkInterceptionMode(pod, name, text, proxyConfig.interceptionMode);
+  const metadata = proxyConfig.proxyMetadata;
+  if (metadata === undefined || metadata === null) return nodeCaptureDns;
+  if (typeof metadata !== 'object' || Array.isArray(metadata)) return fail('proxyMetadata is not a map of strings');
+  const env = metadata as Record<string, unknown>;
+  if (env.INVALID_DROP !== undefined && proxyBool(env.INVALID_DROP) !== false) {
+    fail('proxyMetadata.INVALID_DROP (dropping invalid packets in the mangle table) is not supported');
+  }
+  const dns = env.ISTIO_META_DNS_CAPTURE;
+  if (dns === undefined) return nodeCaptureDns;
+  return proxyBool(dns) ?? fail(`proxyMetadata.ISTIO_META_DNS_CAPTURE=${JSON.stringify(dns)} is not "true" or "false"`);
 }

@@ -1,7 +1,7 @@
 // RedirectPlan -> one iptables-restore payload per family (pure). Rules are written
 // exactly as iptables-save prints them back, so verify can compare text with text.
 import { createHash } from 'node:crypto';
-import type { Family, RedirectPlan } from './types.ts';
+import { TUNNEL_PORT, type Family, type RedirectPlan } from './types.ts';
 
 /** Comment on our jumps from the built-in chains: how replace/remove find exactly ours. */
 export const OWNER_COMMENT = 'pod-network-controller';
@@ -9,12 +9,12 @@ export const OWNER_COMMENT = 'pod-network-controller';
 export const TABLES = ['nat', 'raw'] as const;
 export type Table = (typeof TABLES)[number];
 
-const NAT_CHAINS = ['ISTIO_INBOUND', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT', 'ISTIO_REDIRECT'] as const;
+const NAT_CHAINS = ['ISTIO_INBOUND', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT', 'ISTIO_OUTPUT_DNS', 'ISTIO_REDIRECT'] as const;
 const RAW_CHAINS = ['ISTIO_INBOUND', 'ISTIO_OUTPUT_DNS'] as const;
 
 /**
  * Chains this project owns, per table (Istio's names, so an unchanged istio-proxy works
- * behind them). raw is used only with DNS capture, for its conntrack zones.
+ * behind them). ISTIO_OUTPUT_DNS (both tables) and raw's ISTIO_INBOUND exist only with DNS capture.
  */
 export const OWNED_CHAINS: Record<Table, readonly string[]> = { nat: NAT_CHAINS, raw: RAW_CHAINS };
 
@@ -34,48 +34,50 @@ function destination(cidr: string): string {
   return cidr.endsWith('/0') ? '' : `-d ${cidr} `;
 }
 
-function tcpPort(port: number): string {
-  return `-p tcp -m tcp --dport ${port}`;
+function port(proto: 'tcp' | 'udp', value: number): string {
+  return `-p ${proto} -m ${proto} --dport ${value}`;
 }
 
-/** The rules of one family, grouped by chain, in rule order. */
-export function renderChains(plan: RedirectPlan, family: Family): Record<(typeof NAT_CHAINS)[number], string[]> {
+/**
+ * The nat rules of one family, per chain, in rule order: Istio's istio-iptables layout
+ * (tools/istio-iptables/pkg/capture/run.go, REDIRECT mode, DNS capture as istio-cni does it),
+ * each rule written the way iptables-save prints it back.
+ */
+export function renderChains(plan: RedirectPlan, family: Family): Partial<Record<(typeof NAT_CHAINS)[number], string[]>> {
   const { inbound, outbound } = plan;
   const loop = LOOPBACK[family];
 
+  // Istio puts the interface RETURNs in PREROUTING/OUTPUT before its jumps; first in our chains is the same flow.
   const inboundRules = plan.excludeInterfaces.map((name) => `-i ${name} -j RETURN`);
-  inboundRules.push(...inbound.excludePorts.map((port) => `${tcpPort(port)} -j RETURN`));
-  if (inbound.includePorts === '*') inboundRules.push('-p tcp -j ISTIO_IN_REDIRECT');
-  else inboundRules.push(...inbound.includePorts.map((port) => `${tcpPort(port)} -j ISTIO_IN_REDIRECT`));
+  inboundRules.push(`${port('tcp', TUNNEL_PORT)} -j RETURN`);
+  if (inbound.includePorts === '*') {
+    inboundRules.push(...inbound.excludePorts.filter((p) => p !== TUNNEL_PORT).map((p) => `${port('tcp', p)} -j RETURN`));
+    inboundRules.push('-p tcp -j ISTIO_IN_REDIRECT');
+  } else {
+    inboundRules.push(...inbound.includePorts.map((p) => `${port('tcp', p)} -j ISTIO_IN_REDIRECT`));
+  }
 
   const outputRules = plan.excludeInterfaces.map((name) => `-o ${name} -j RETURN`);
-  outputRules.push(...outbound.excludePorts.map((port) => `${tcpPort(port)} -j RETURN`));
-  if (plan.captureDns) {
-    // The proxy's own DNS queries go out; everyone else's go to the proxy's DNS port.
-    for (const proto of ['udp', 'tcp']) {
-      outputRules.push(
-        `-p ${proto} -m ${proto} --dport 53 -m owner --uid-owner ${plan.proxyUid} -j RETURN`,
-        `-p ${proto} -m ${proto} --dport 53 -m owner --gid-owner ${plan.proxyGid} -j RETURN`,
-      );
-    }
-    outputRules.push(
-      `-p udp -m udp --dport 53 -j REDIRECT --to-ports ${plan.dnsPort}`,
-      `-p tcp -m tcp --dport 53 -j REDIRECT --to-ports ${plan.dnsPort}`,
-    );
-  }
+  for (const p of outbound.excludePorts) outputRules.push(`${port('tcp', p)} -j RETURN`, `${port('udp', p)} -j RETURN`);
   // Inbound passthrough: the proxy forwards inbound traffic to the app from this source.
   outputRules.push(`-s ${loop.passthroughSource} -o lo -j RETURN`);
+  const dns = plan.captureDns;
   for (const [match, id] of [['--uid-owner', plan.proxyUid], ['--gid-owner', plan.proxyGid]] as const) {
-    outputRules.push(
-      // Proxy -> own pod IP over lo (app -> service VIP -> itself): treat as inbound.
-      `! -d ${loop.host} -o lo -m owner ${match} ${id} -j ISTIO_IN_REDIRECT`,
-      `-o lo -m owner ! ${match} ${id} -j RETURN`,
-      `-m owner ${match} ${id} -j RETURN`,
-    );
+    // Proxy -> own pod IP over lo (app -> service VIP -> itself): treat as inbound, except
+    // HBONE and (for the UID only, as in Istio) DNS, which the proxy's DNS server sends itself.
+    const notTo = dns && match === '--uid-owner' ? `-m multiport ! --dports 53,${TUNNEL_PORT}` : `-m tcp ! --dport ${TUNNEL_PORT}`;
+    outputRules.push(`! -d ${loop.host} -o lo -p tcp ${notTo} -m owner ${match} ${id} -j ISTIO_IN_REDIRECT`);
+    // App -> itself over lo stays uncaptured, unless an include range asks for loopback; with
+    // DNS capture, TCP DNS to a resolver on lo still goes to the proxy.
+    if (!outbound.includesLoopback) {
+      outputRules.push(dns ? `-o lo -p tcp -m tcp ! --dport 53 -m owner ! ${match} ${id} -j RETURN` : `-o lo -m owner ! ${match} ${id} -j RETURN`);
+    }
+    outputRules.push(`-m owner ${match} ${id} -j RETURN`);
   }
+  if (dns) outputRules.push('-j ISTIO_OUTPUT_DNS');
   outputRules.push(`-d ${loop.host} -j RETURN`);
   outputRules.push(...outbound.excludeCidrs[family].map((cidr) => `${destination(cidr)}-j RETURN`));
-  outputRules.push(...outbound.includePorts.map((port) => `${tcpPort(port)} -j ISTIO_REDIRECT`));
+  outputRules.push(...outbound.includePorts.map((p) => `${port('tcp', p)} -j ISTIO_REDIRECT`));
   if (outbound.includeCidrs === '*') outputRules.push('-j ISTIO_REDIRECT');
   else outputRules.push(...outbound.includeCidrs[family].map((cidr) => `${destination(cidr)}-j ISTIO_REDIRECT`));
 
@@ -83,6 +85,8 @@ export function renderChains(plan: RedirectPlan, family: Family): Record<(typeof
     ISTIO_INBOUND: inboundRules,
     ISTIO_IN_REDIRECT: [`-p tcp -j REDIRECT --to-ports ${plan.inboundPort}`],
     ISTIO_OUTPUT: outputRules,
+    // Every port-53 query of the app (istio-cni's capture-all, not istio-init's resolv.conf servers).
+    ...(dns ? { ISTIO_OUTPUT_DNS: [`${port('tcp', 53)} -j REDIRECT --to-ports ${plan.dnsPort}`, `${port('udp', 53)} -j REDIRECT --to-ports ${plan.dnsPort}`] } : {}),
     ISTIO_REDIRECT: [`-p tcp -j REDIRECT --to-ports ${plan.outboundPort}`],
   };
 }
@@ -101,10 +105,11 @@ function renderDnsZoneChains(plan: RedirectPlan): Record<(typeof RAW_CHAINS)[num
   return { ISTIO_INBOUND: ['-p udp -m udp --sport 53 -j CT --zone 1'], ISTIO_OUTPUT_DNS: output };
 }
 
-function tableSection(table: Table, chains: Record<string, string[]>): string[] {
-  const names = OWNED_CHAINS[table];
+/** The table's section: its chains that have rules (in OWNED_CHAINS order), our jumps, the rules. */
+function tableSection(table: Table, chains: Partial<Record<string, string[]>>): string[] {
+  const names = OWNED_CHAINS[table].filter((chain) => chains[chain] !== undefined);
   const lines = [`*${table}`, ...names.map((chain) => `:${chain} - [0:0]`), ...OWNED_JUMPS[table]];
-  for (const chain of names) lines.push(...(chains[chain] ?? []).map((rule) => `-A ${chain} ${rule}`));
+  for (const chain of names) lines.push(...chains[chain]!.map((rule) => `-A ${chain} ${rule}`));
   lines.push('COMMIT');
   return lines;
 }

@@ -20,9 +20,10 @@ export interface NodeRedirectConfig {
   inboundPort: number;
   /** Port of the proxy's DNS server, used only when captureDns is on. */
   dnsPort: number;
+  /** Default for pods whose proxy config does not say (proxyMetadata.ISTIO_META_DNS_CAPTURE). */
   captureDns: boolean;
   families: Family[];
-  /** Inbound ports never redirected, added to the built-in ones (15008, 15020, 15021, 15090). */
+  /** Inbound ports never redirected, added to the built-in ones (15008, 15021, 15090, the status port). */
   excludeInboundPorts: number[];
   /** Outbound ports never redirected, on every pod of the node. */
   excludeOutboundPorts: number[];
@@ -49,25 +50,38 @@ export interface RedirectPlan {
   outboundPort: number;
   inboundPort: number;
   dnsPort: number;
+  /** The pod's own DNS capture setting, else the node's. */
   captureDns: boolean;
   /** Interfaces whose traffic is never captured, in or out (e.g. a Multus secondary network). */
   excludeInterfaces: string[];
   inbound: {
     /** '*' = every port not excluded; a list = only these; [] = no inbound capture. */
     includePorts: '*' | number[];
+    /** RETURNed before the catch-all in '*' mode; as in Istio, empty for a list (the list alone decides). */
     excludePorts: number[];
   };
   outbound: {
     /** '*' = every destination not excluded; per-family lists otherwise (empty = none). */
     includeCidrs: '*' | CidrsByFamily;
+    /**
+     * An include range is a loopback range (Istio's special case): then app traffic out of lo
+     * is not exempted, so that range is really captured (in both families, as Istio does).
+     */
+    includesLoopback: boolean;
     excludeCidrs: CidrsByFamily;
     includePorts: number[];
     excludePorts: number[];
   };
 }
 
-/** Ports Istio's sidecar uses itself and that are never captured inbound. */
-export const BUILTIN_EXCLUDED_INBOUND_PORTS: readonly number[] = [15008, 15020, 15021, 15090];
+/** Istio's HBONE tunnel port: RETURNed first in ISTIO_INBOUND, before any include list. */
+export const TUNNEL_PORT = 15008;
+
+/** Envoy's Prometheus and health ports: never captured inbound with includeInboundPorts "*". */
+export const BUILTIN_EXCLUDED_INBOUND_PORTS: readonly number[] = [15021, 15090];
+
+/** The pilot-agent status port, excluded like the built-in ones unless status.sidecar.istio.io/port says otherwise. */
+export const DEFAULT_STATUS_PORT = 15020;
 
 export const DEFAULT_NODE_CONFIG: NodeRedirectConfig = Object.freeze({
   proxyUid: 1337,
