@@ -122,9 +122,11 @@ function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-/** Istio's rules never redirect the proxy's own UID/GID, so a waiter running as 1337 cannot pass. */
+/**
+ * The rules never redirect the proxy's own UID/GID, so a waiter running as it cannot pass.
+ * The waiter cannot see which identity that is (1337, or the top of an OpenShift
+ * namespace's range), so it always says what it runs as.
+ */
 function uidHint(): string {
-  const uid = process.getuid?.();
-  const gid = process.getgid?.();
-  return uid === 1337 || gid === 1337 ? ` (this container runs as UID/GID ${uid}/${gid}; 1337 is the proxy's, whose traffic is never redirected)` : '';
+  return ` (this container runs as UID/GID ${process.getuid?.()}/${process.getgid?.()}; traffic of the proxy's identity, 1337 or on OpenShift the top of the namespace's UID range, is never redirected)`;
 }

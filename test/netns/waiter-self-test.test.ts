@@ -103,7 +103,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     const run = start(['--annotations-file', file, '--timeout', '2.5'], { uid: 1337, gid: 1337 });
     const exit = await run.exited;
     expect(exit.code).toBe(6);
-    expect(run.output()).toContain("1337 is the proxy's, whose traffic is never redirected");
+    expect(run.output()).toContain("this container runs as UID/GID 1337/1337; traffic of the proxy's identity");
   });
 
   it('passes when the rules arrive after the mark (a repair), retrying the self-test', async () => {

@@ -51,8 +51,7 @@ describe('proxy identity policy', () => {
   });
 });
 
-// istio-validation exactly as Istio's injection template writes it with pilot.cni.enabled
-// (manifests/charts/istio-control/istio-discovery/files/injection-template.yaml).
+// istio-validation exactly as Istio's sidecar injection template writes it with pilot.cni.enabled.
 const PROXY_IMAGE = 'docker.io/istio/proxyv2:1.28.0';
 function istioValidation(uid: number, gid: number): V1Container {
   return {
