@@ -154,7 +154,9 @@ function main(): void {
 
   setInterval(() => log(`still waiting: ${current.message}`), STILL_WAITING_LOG_MS).unref();
   setTimeout(() => {
-    exit(exitCodeForTimeout(current.code), `timed out after ${options.timeoutMs / 1000} s: ${current.message}`);
+    // The controller's Warning Events say why a mark never came (e.g. MarkWriteFailed: no room left for it in the annotations).
+    const hint = current.code === 'no-mark' ? "; the controller's Events on this pod (kubectl describe pod) say why, e.g. MarkWriteFailed" : '';
+    exit(exitCodeForTimeout(current.code), `timed out after ${options.timeoutMs / 1000} s: ${current.message}${hint}`);
   }, options.timeoutMs);
 }
 

@@ -58,6 +58,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
     const exit = await run.exited;
     expect(exit.code).toBe(3);
     expect(run.output()).toMatch(/timed out after 1\.5 s: no pod-network-controller\.io\/status annotation yet/);
+    expect(run.output()).toContain("the controller's Events on this pod (kubectl describe pod) say why, e.g. MarkWriteFailed");
     expect(run.output()).toMatch(/uid 65534/);
   });
 

@@ -23,6 +23,7 @@ describe('agent config', () => {
       waiterContainer: 'pnc-init-waiter',
       allowProxyUidApps: false,
       iptablesMode: 'auto',
+      iptablesLockTimeout: 10,
       httpPort: 9102,
       httpAddress: '0.0.0.0',
       concurrency: 4,

@@ -1,12 +1,12 @@
 // Wiring: informers -> work queue -> reconciler, plus the HTTP server, the sandbox
-// liveness check, a periodic resync and the SIGTERM drain.
+// liveness check, a periodic resync, recovery from API outages and the SIGTERM drain.
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { IptablesMode, NodeRedirectConfig } from '../redirect/index.ts';
 import type { AgentConfig } from './config.ts';
 import { EventRecorder } from '../kube/event-recorder.ts';
 import { type HttpServer, startHttpServer } from './http-server.ts';
-import { KubeClient } from '../kube/kube-client.ts';
+import { KubeClient, isConnectionError } from '../kube/kube-client.ts';
 import { type KubeCredentials, loadCredentials } from '../kube/kubeconfig.ts';
 import { type AgentMetrics, createMetrics } from './metrics.ts';
 import { createNamespaceInformer } from '../kube/namespace-informer.ts';
@@ -22,6 +22,14 @@ import { WorkQueue } from './work-queue.ts';
 const SANDBOX_CHECK_MS = 1_000;
 /** Every pod is verified again this often, so rules flushed behind our back come back. */
 const RESYNC_MS = 5 * 60_000;
+/**
+ * While the API server does not answer, it is probed this often, so watches restart (and
+ * writes that failed are retried) within about this long of it answering again, however
+ * far their backoff had grown.
+ */
+const API_PROBE_MS = 1_000;
+/** A watch down this long makes /readyz fail; shorter gaps are the normal reconnects every 5-10 minutes. */
+const WATCH_DOWN_UNREADY_MS = 5_000;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -43,9 +51,12 @@ export class Agent {
   readonly #finder: NetnsFinder;
   readonly #client: KubeClient;
   readonly #watcher: SandboxWatcher;
-  /** uid -> namespace/name, to find a queued pod in the informer cache. */
-  readonly #podNames = new Map<string, { namespace: string; name: string }>();
+  /** Pods whose last pass failed for want of an answer from the API: retried the moment it answers. */
+  readonly #waitingForApi = new Set<string>();
+  /** When each watch went down; absent while it is up. */
+  readonly #watchDownSince = new Map<'pods' | 'namespaces', number>();
   readonly #timers: NodeJS.Timeout[] = [];
+  #probing = false;
   #http: HttpServer | undefined;
   #ready = false;
   #stopping = false;
@@ -66,6 +77,7 @@ export class Agent {
       onUpdate: (ns) => this.#namespaceChanged(ns),
       onRequest: () => metrics.watchRequests.inc({ resource: 'namespaces' }),
       onRestart: (error, delayMs) => this.#watchRestart('namespaces', error, delayMs),
+      onWatching: (up) => this.#watchState('namespaces', up),
     });
     this.#pods = createPodInformer(client, config.nodeName, {
       onAdd: (pod) => this.#podChanged(pod),
@@ -73,12 +85,16 @@ export class Agent {
       onDelete: (pod) => this.#podDeleted(pod),
       onRequest: () => metrics.watchRequests.inc({ resource: 'pods' }),
       onRestart: (error, delayMs) => this.#watchRestart('pods', error, delayMs),
+      onWatching: (up) => this.#watchState('pods', up),
     });
+    this.#watchDownSince.set('pods', performance.now());
+    this.#watchDownSince.set('namespaces', performance.now());
+    client.onReachable(() => this.#apiAnswers());
     this.#reconciler = new Reconciler({
       config,
       redirectConfig: options.redirectConfig,
       iptablesMode: options.iptablesMode,
-      getPod: (uid) => this.#podByUid(uid),
+      getPod: (uid) => this.#pods.get(uid),
       getNamespaceAnnotations: (namespace) => {
         const ns = this.#namespaces.get(namespace);
         return ns ? (ns.metadata?.annotations ?? {}) : undefined;
@@ -92,10 +108,11 @@ export class Agent {
     });
     this.#queue = new WorkQueue({
       concurrency: config.concurrency,
-      handler: (uid) => this.#reconciler.reconcile(uid),
+      handler: (uid, _attempt, queuedAt) => this.#reconciler.reconcile(uid, queuedAt),
       onError: (uid, error) => {
         metrics.podResults.inc({ outcome: 'error' });
-        const where = this.#podNames.get(uid);
+        if (isConnectionError(error)) this.#waitingForApi.add(uid);
+        const where = this.#pods.get(uid)?.metadata;
         const message = error instanceof Error ? error.message : String(error);
         log.warn({ namespace: where?.namespace, pod: where?.name, uid, error: message.slice(0, 1000) }, 'reconcile failed; will retry');
       },
@@ -112,7 +129,7 @@ export class Agent {
     const { config, log } = this.#options;
     this.#http = await startHttpServer(config.httpAddress, config.httpPort, this.metrics.registry, {
       healthy: () => !this.#stopping,
-      ready: () => this.#ready,
+      notReady: () => this.#notReady(),
     });
     log.info({ address: config.httpAddress, port: this.#http.port, iptablesMode: this.#options.iptablesMode }, 'serving /healthz /readyz /metrics');
     // Namespaces first: pods that opt in through their namespace need it to be known.
@@ -124,13 +141,14 @@ export class Agent {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.#ready = true;
-    log.info({ pods: this.#podNames.size }, 'ready');
+    log.info({ pods: this.#pods.size }, 'ready');
     this.#timers.push(
+      setInterval(() => void this.#probeApi(), API_PROBE_MS),
       setInterval(() => {
         for (const uid of this.#reconciler.podsWithChangedSandbox()) this.#queue.add(uid);
       }, SANDBOX_CHECK_MS),
       setInterval(() => {
-        for (const uid of this.#podNames.keys()) this.#queue.add(uid);
+        for (const uid of this.#pods.keys()) this.#queue.add(uid);
       }, RESYNC_MS),
     );
   }
@@ -152,7 +170,6 @@ export class Agent {
   #podChanged(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
     if (!uid || this.#stopping) return;
-    this.#podNames.set(uid, { namespace: pod.metadata!.namespace!, name: pod.metadata!.name! });
     this.#reconciler.observe(uid, pod.metadata?.resourceVersion);
     this.#queue.add(uid);
   }
@@ -160,18 +177,11 @@ export class Agent {
   #podDeleted(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
     if (!uid) return;
-    this.#podNames.delete(uid);
+    this.#waitingForApi.delete(uid);
     this.#queue.forget(uid);
     this.#reconciler.forget(uid);
     this.#finder.forget(uid);
     this.#events.forget(uid);
-  }
-
-  #podByUid(uid: string): V1Pod | undefined {
-    const where = this.#podNames.get(uid);
-    if (!where) return undefined;
-    const pod = this.#pods.get(where.name, where.namespace);
-    return pod?.metadata?.uid === uid ? pod : undefined;
   }
 
   #namespaceChanged(ns: V1Namespace): void {
@@ -184,6 +194,58 @@ export class Agent {
   #watchRestart(resource: 'pods' | 'namespaces', error: unknown, delayMs: number): void {
     this.metrics.watchRestarts.inc({ resource });
     const message = error instanceof Error ? error.message : String(error);
-    this.#options.log.warn({ resource, delayMs, error: message.slice(0, 500) }, 'list/watch failed; restarting');
+    const since = this.#watchDownSince.get(resource);
+    const downMs = since === undefined ? 0 : Math.round(performance.now() - since);
+    this.#options.log.warn({ resource, delayMs, downMs, error: message.slice(0, 500) }, 'list/watch failed; restarting');
+  }
+
+  #watchState(resource: 'pods' | 'namespaces', up: boolean): void {
+    this.metrics.watchUp.set({ resource }, up ? 1 : 0);
+    if (!up) {
+      if (!this.#stopping) this.#watchDownSince.set(resource, performance.now());
+      return;
+    }
+    const since = this.#watchDownSince.get(resource);
+    this.#watchDownSince.delete(resource);
+    // Reconnects after the server's watch timeout are routine; say so only after a real gap.
+    if (this.#ready && since !== undefined && performance.now() - since >= WATCH_DOWN_UNREADY_MS) {
+      this.#options.log.info({ resource, downMs: Math.round(performance.now() - since) }, 'watching again');
+    }
+  }
+
+  #notReady(): string | undefined {
+    if (!this.#ready) return 'initial lists not synced';
+    const now = performance.now();
+    for (const [resource, since] of this.#watchDownSince) {
+      if (now - since < WATCH_DOWN_UNREADY_MS) continue;
+      const informer = resource === 'pods' ? this.#pods : this.#namespaces;
+      const error = informer.lastError instanceof Error ? `: ${informer.lastError.message.slice(0, 300)}` : '';
+      return `${resource} watch down for ${Math.round((now - since) / 1000)} s${error}`;
+    }
+    return undefined;
+  }
+
+  /** While the API server does not answer, a cheap request each second notices the moment it does. */
+  async #probeApi(): Promise<void> {
+    if (this.#probing || this.#stopping) return;
+    const unreachable = !this.#client.reachable || [this.#pods, this.#namespaces].some((informer) => !informer.watching && isConnectionError(informer.lastError));
+    if (!unreachable) return;
+    this.#probing = true;
+    try {
+      // An answer marks the client reachable, which calls #apiAnswers; the informers need the nudge either way.
+      if (await this.#client.probe()) this.#apiAnswers();
+    } finally {
+      this.#probing = false;
+    }
+  }
+
+  /** The API server answers again: restart watches now and retry what failed for want of it. */
+  #apiAnswers(): void {
+    if (this.#stopping) return;
+    const restarted = [this.#pods, this.#namespaces].filter((informer) => informer.retryNow()).length;
+    const retried = this.#waitingForApi.size;
+    for (const uid of this.#waitingForApi) this.#queue.add(uid);
+    this.#waitingForApi.clear();
+    if (restarted > 0 || retried > 0) this.#options.log.info({ watchesRestarted: restarted, podsRetried: retried }, 'API server answers again');
   }
 }

@@ -16,6 +16,8 @@ export interface AgentConfig {
   excludedNamespaces: ReadonlySet<string>;
   allowProxyUidApps: boolean;
   iptablesMode: IptablesMode | 'auto';
+  /** Seconds iptables-restore waits for the xtables lock before the pod is retried later. */
+  iptablesLockTimeout: number;
   httpPort: number;
   httpAddress: string;
   concurrency: number;
@@ -55,6 +57,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'PNC_EXCLUDED_NAMESPACES', help: 'comma list of namespaces never touched', defaultValue: 'kube-system' },
   { env: 'PNC_ALLOW_PROXY_UID_APPS', help: 'allow app containers running as the proxy UID/GID', defaultValue: 'false', boolean: true },
   { env: 'PNC_IPTABLES_MODE', help: 'auto | legacy | nft', defaultValue: 'auto' },
+  { env: 'PNC_IPTABLES_LOCK_TIMEOUT', help: 'seconds to wait for the xtables lock (legacy) before retrying the pod later (1-300)', defaultValue: '10' },
   { env: 'PNC_HTTP_PORT', help: 'port of /healthz, /readyz, /metrics (0 = pick a free one)', defaultValue: '9102' },
   { env: 'PNC_HTTP_ADDRESS', help: 'address the HTTP server listens on', defaultValue: '0.0.0.0' },
   { env: 'PNC_CONCURRENCY', help: 'pods programmed at the same time (1-64)', defaultValue: '4' },
@@ -127,6 +130,7 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
     excludedNamespaces: new Set(excluded),
     allowProxyUidApps: bool('PNC_ALLOW_PROXY_UID_APPS', get('PNC_ALLOW_PROXY_UID_APPS')),
     iptablesMode: iptablesMode as IptablesMode | 'auto',
+    iptablesLockTimeout: integer('PNC_IPTABLES_LOCK_TIMEOUT', get('PNC_IPTABLES_LOCK_TIMEOUT'), 1, 300),
     httpPort: integer('PNC_HTTP_PORT', get('PNC_HTTP_PORT'), 0, 65535),
     httpAddress,
     concurrency: integer('PNC_CONCURRENCY', get('PNC_CONCURRENCY'), 1, 64),

@@ -6,8 +6,8 @@ import type { Registry } from 'prom-client';
 export interface HealthSource {
   /** The process loop is alive (it answers at all) and not shutting down. */
   healthy(): boolean;
-  /** The initial pod and namespace lists have synced. */
-  ready(): boolean;
+  /** undefined when ready, else why not (the body of the 503). */
+  notReady(): string | undefined;
 }
 
 export interface HttpServer {
@@ -24,7 +24,10 @@ export async function startHttpServer(address: string, port: number, registry: R
     };
     if (request.method !== 'GET' && request.method !== 'HEAD') return text(405, 'method not allowed\n');
     if (path === '/healthz') return health.healthy() ? text(200, 'ok\n') : text(503, 'shutting down\n');
-    if (path === '/readyz') return health.ready() ? text(200, 'ok\n') : text(503, 'initial lists not synced\n');
+    if (path === '/readyz') {
+      const why = health.notReady();
+      return why === undefined ? text(200, 'ok\n') : text(503, `${why}\n`);
+    }
     if (path === '/metrics') {
       registry.metrics().then(
         (body) => {

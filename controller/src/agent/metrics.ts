@@ -13,6 +13,10 @@ export interface AgentMetrics {
   queueDepth: Gauge;
   watchRestarts: Counter<'resource'>;
   watchRequests: Counter<'resource'>;
+  watchUp: Gauge<'resource'>;
+  iptablesLockWaits: Counter;
+  iptablesLockTimeouts: Counter;
+  markWriteRefusals: Counter<'status'>;
 }
 
 export function createMetrics(): AgentMetrics {
@@ -39,21 +43,45 @@ export function createMetrics(): AgentMetrics {
     labelNames: ['resource'],
     registers: [registry],
   });
+  const watchUp = new Gauge({
+    name: 'pnc_watch_up',
+    help: '1 while the watch of this resource is open (changes arrive as they happen), else 0.',
+    labelNames: ['resource'],
+    registers: [registry],
+  });
   for (const resource of ['pods', 'namespaces']) {
     watchRestarts.inc({ resource }, 0);
     watchRequests.inc({ resource }, 0);
+    watchUp.set({ resource }, 0);
   }
   return {
     registry,
     podResults,
     markLatency: new Histogram({
       name: 'pnc_mark_latency_seconds',
-      help: 'From the pod sandbox netns being found to the mark being written.',
+      help: 'From the pod sandbox netns being found (queue wait included) to the mark being written.',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
     queueDepth: new Gauge({ name: 'pnc_queue_depth', help: 'Pods waiting in the work queue.', registers: [registry] }),
     watchRestarts,
     watchRequests,
+    watchUp,
+    iptablesLockWaits: new Counter({
+      name: 'pnc_iptables_lock_waits_total',
+      help: 'Programming or verifying a pod that was still waiting on iptables after 3 s (the xtables lock held by another program, usually).',
+      registers: [registry],
+    }),
+    iptablesLockTimeouts: new Counter({
+      name: 'pnc_iptables_lock_timeouts_total',
+      help: 'iptables gave up waiting for the xtables lock (PNC_IPTABLES_LOCK_TIMEOUT); the pod is retried.',
+      registers: [registry],
+    }),
+    markWriteRefusals: new Counter({
+      name: 'pnc_mark_write_refusals_total',
+      help: 'Mark writes the API server refused for a reason retrying cannot fix (e.g. 422: annotations too large), by HTTP status.',
+      labelNames: ['status'],
+      registers: [registry],
+    }),
   };
 }

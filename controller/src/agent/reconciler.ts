@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { type Mark, REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../mark.ts';
 import {
   AnnotationError,
+  type EngineOptions,
   type IptablesMode,
   type NodeRedirectConfig,
   type RedirectPlan,
@@ -14,17 +15,19 @@ import {
   renderPlan,
   rulesHash,
   verifyRedirect,
+  XtablesLockTimeout,
 } from '../redirect/index.ts';
 import { ERROR_BACKOFF, SANDBOX_BACKOFF } from './backoff.ts';
 import type { AgentConfig } from './config.ts';
 import { decideEligibility } from './eligibility.ts';
-import type { EventReason, EventRecorder } from '../kube/event-recorder.ts';
+import { type EventReason, type EventRecorder, eventNameFor } from '../kube/event-recorder.ts';
+import { isConnectionError } from '../kube/kube-client.ts';
 import { describeViolations, findIdentityViolations } from './identity-policy.ts';
 import { decideProxyIdentity } from './proxy-identity.ts';
-import { decideMarkAction, handledToken, markIsCurrent, wasInitialized } from './mark-decision.ts';
+import { decideMarkAction, handledToken, markIsCurrent, readMark, wasInitialized } from './mark-decision.ts';
 import type { AgentMetrics, Outcome } from './metrics.ts';
 import type { NetnsFinder, SandboxNetns } from './netns-finder.ts';
-import type { PodRef, PodStatusWriter } from '../kube/pod-status-writer.ts';
+import { type PodRef, type PodStatusWriter, type WriteResult, isPermanentRefusal, resourceVersionAtLeast } from '../kube/pod-status-writer.ts';
 import type { SandboxWatcher } from './sandbox-watcher.ts';
 import type { WorkResult } from './work-queue.ts';
 
@@ -35,6 +38,21 @@ export const SANDBOX_REPORT_AFTER_MS = 60_000;
  * same netns with the same hash are not read back again for it.
  */
 const VERIFIED_FRESH_MS = 30_000;
+/**
+ * A mark the API server refuses for good (422: no room left under the annotation size
+ * limit) is retried this slowly: the pod owner has to act, and the Warning says so.
+ */
+const MARK_REFUSED_BACKOFF = { initialMs: 60_000, maxMs: 600_000, factor: 2, jitter: 0.2 };
+/** The xtables lock held elsewhere: try again soon, but do not pile up on it. */
+const LOCK_BACKOFF = { initialMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.2 };
+/** An iptables run still going after this long is waiting for the lock (legacy); say so. */
+const LOCK_WARN_MS = 3_000;
+/**
+ * After a restart, an initialized mark this recent may have lost its Event (the agent
+ * died between the mark write and the Event); older ones would have outlived the
+ * apiserver's Event TTL (1 h by default) anyway.
+ */
+const EVENT_RECOVERY_WINDOW_MS = 10 * 60_000;
 
 export interface ReconcilerDeps {
   config: AgentConfig;
@@ -83,6 +101,10 @@ interface PodMemory {
   sandboxFoundAt?: number;
   /** Last successful verification: what the mark said and what was verified. */
   verified?: { markText: string; inode: number; hash: string; at: number };
+  /** This process has made sure the current mark's Event exists (written it, or checked after a restart). */
+  markEventKnown?: boolean;
+  /** A mark write got no answer: it may have landed, and the cache cannot say until the watch delivers it. */
+  writeUncertain?: boolean;
 }
 
 export class Reconciler {
@@ -104,7 +126,7 @@ export class Reconciler {
    */
   observe(uid: string, resourceVersion: string | undefined): void {
     const memory = this.#memory.get(uid);
-    if (memory?.awaitingEcho && memory.awaitingEcho.resourceVersion === resourceVersion) memory.awaitingEcho = undefined;
+    if (memory?.awaitingEcho && resourceVersionAtLeast(resourceVersion, memory.awaitingEcho.resourceVersion)) memory.awaitingEcho = undefined;
   }
 
   /** UIDs of pods whose last known sandbox process is gone or changed netns. */
@@ -116,14 +138,15 @@ export class Reconciler {
     return changed;
   }
 
-  async reconcile(uid: string): Promise<WorkResult> {
+  /** `queuedAt`: when the pod was queued for this pass; a sandbox found in it counts as found then. */
+  async reconcile(uid: string, queuedAt = performance.now()): Promise<WorkResult> {
     const { config, log } = this.#deps;
-    const pod = this.#deps.getPod(uid);
+    let pod = this.#deps.getPod(uid);
     if (!pod) {
       this.forget(uid);
       return { kind: 'done' };
     }
-    const meta = pod.metadata!;
+    let meta = pod.metadata!;
     const ref: PodRef = { namespace: meta.namespace!, name: meta.name!, uid };
     const podLog = log.child({ namespace: ref.namespace, pod: ref.name, uid });
     const eligibility = decideEligibility(pod, this.#deps.getNamespaceAnnotations(ref.namespace), config);
@@ -135,13 +158,24 @@ export class Reconciler {
     podLog.debug({ reason: eligibility.reason }, 'eligible');
     const memory = this.#memoryOf(uid);
     this.observe(uid, meta.resourceVersion);
-    if (memory.awaitingEcho) {
-      if (performance.now() - memory.awaitingEcho.at < ECHO_WAIT_MS) {
+    if (memory.awaitingEcho || memory.writeUncertain) {
+      if (memory.awaitingEcho && performance.now() - memory.awaitingEcho.at < ECHO_WAIT_MS) {
         podLog.debug({ resourceVersion: meta.resourceVersion }, 'older than our last mark write; waiting for its echo');
         // The echo's own event queues the pod again; this retry only covers a lost echo.
         return { kind: 'retry', policy: ECHO_BACKSTOP };
       }
-      memory.awaitingEcho = undefined;
+      // The watch is late (down, or replaying from before our write): the cached copy cannot
+      // be trusted, so read the pod itself. The wait for the echo stays until the watch has
+      // caught up, so older copies it still delivers are never acted on.
+      const fresh = await this.#deps.writer.readPod(ref);
+      memory.writeUncertain = false;
+      if (fresh === 'gone') {
+        this.forget(uid);
+        return { kind: 'done' };
+      }
+      podLog.debug({ cached: meta.resourceVersion, fresh: fresh.metadata?.resourceVersion }, 'echo of our mark write is late; acting on a fresh read');
+      pod = fresh;
+      meta = fresh.metadata!;
     }
     const annotations = meta.annotations ?? {};
     const markText = annotations[STATUS_ANNOTATION];
@@ -198,10 +232,11 @@ export class Reconciler {
     memory.sandbox = sandbox;
     // The latency clock starts when this sandbox is found for the programming to come; it
     // runs on through retries of that programming and stops when the pass is done.
-    memory.sandboxFoundAt ??= performance.now();
+    memory.sandboxFoundAt ??= queuedAt;
 
     const action = decideMarkAction({ markText, reinitToken: annotations[REINIT_ANNOTATION], netnsInode: sandbox.inode, rulesHash: hash });
-    const mode = { mode: this.#deps.iptablesMode };
+    const mode: EngineOptions = { mode: this.#deps.iptablesMode, lockWaitSeconds: config.iptablesLockTimeout };
+    const inNetns = <T>(operation: () => Promise<T>) => this.#inNetns(podLog, operation);
     try {
       if (action.kind === 'verify') {
         const fresh = memory.verified;
@@ -215,6 +250,7 @@ export class Reconciler {
           memory.verified = { markText: markText!, inode: sandbox.inode, hash, at: performance.now() };
           this.#deps.metrics.podResults.inc({ outcome: 'verified' });
           podLog.debug({ netns: sandbox.inode }, 'mark and rules verified');
+          this.#ensureMarkEvent(ref, memory, markText!);
           return { kind: 'done' };
         }
         podLog.warn({ netns: sandbox.inode, diff: check.diff }, 'rules drifted from the mark; repairing');
@@ -242,6 +278,14 @@ export class Reconciler {
         return { kind: 'retry', policy: SANDBOX_BACKOFF };
       }
       if (!(error instanceof NetnsOperationError)) throw error; // API failures: the queue logs, counts and retries
+      if (error.cause instanceof XtablesLockTimeout) {
+        // Another program holds the lock: nothing wrong with the pod, so no error mark; it waits, told why.
+        const note = `the xtables lock stayed held by another program for ${config.iptablesLockTimeout} s (PNC_IPTABLES_LOCK_TIMEOUT); retrying`;
+        this.#deps.metrics.iptablesLockTimeouts.inc();
+        this.#deps.events.record(ref, 'IptablesLockTimeout', note);
+        podLog.warn({ netns: sandbox.inode }, note);
+        return { kind: 'retry', policy: LOCK_BACKOFF };
+      }
       const reason = `redirect failed in netns ${sandbox.inode}: ${error.message}`;
       this.#deps.metrics.podResults.inc({ outcome: 'error' });
       this.#deps.events.record(ref, 'RedirectFailed', reason);
@@ -262,10 +306,12 @@ export class Reconciler {
     const mark: Mark = { state: 'initialized', netns: sandbox.inode, rules: hash, at: new Date().toISOString() };
     const token = handledToken(markText, reinitToken);
     if (token !== undefined) mark.reinit = token;
-    const written = await this.#deps.writer.writeMark(ref, mark);
+    const written = await this.#writeMark(ref, podLog, mark);
     if (written === 'gone') return { kind: 'done' };
+    if ('refused' in written) return written.refused;
     const memory = this.#memoryOf(ref.uid);
-    memory.awaitingEcho = { resourceVersion: written.resourceVersion, at: performance.now() };
+    memory.awaitingEcho = written.resourceVersion ? { resourceVersion: written.resourceVersion, at: performance.now() } : undefined;
+    memory.markEventKnown = true;
     const latencyMs = performance.now() - (memory.sandboxFoundAt ?? performance.now());
     memory.sandboxFoundAt = undefined;
     this.#deps.metrics.markLatency.observe(latencyMs / 1000);
@@ -274,8 +320,58 @@ export class Reconciler {
     const ms = Math.round(latencyMs);
     podLog.info({ netns: sandbox.inode, rules: hash, outcome, latencyMs: ms }, `pod ${outcome}`);
     const detail = note ? `${note}; ` : '';
-    this.#deps.events.record(ref, event, `${detail}redirect programmed and verified in netns ${sandbox.inode} (rules ${hash}) in ${ms} ms from sandbox found to mark written`);
+    const eventNote = `${detail}redirect programmed and verified in netns ${sandbox.inode} (rules ${hash}) in ${ms} ms from sandbox found to mark written`;
+    this.#deps.events.record(ref, event, eventNote, eventNameFor(ref, mark.at));
     return { kind: 'done' };
+  }
+
+  /**
+   * After a restart, an initialized mark whose Event may have been lost with the previous
+   * process (killed between the two writes) gets it now. The Event's name comes from the
+   * mark, so one recorded before is found (409) and nothing doubles. Once per pod and process.
+   */
+  #ensureMarkEvent(ref: PodRef, memory: PodMemory, markText: string): void {
+    if (memory.markEventKnown) return;
+    memory.markEventKnown = true;
+    const mark = readMark(markText);
+    if (mark?.state !== 'initialized' || !(Date.now() - Date.parse(mark.at) < EVENT_RECOVERY_WINDOW_MS)) return;
+    const note = `redirect programmed and verified in netns ${mark.netns} (rules ${mark.rules}); mark written at ${mark.at} (recorded after an agent restart)`;
+    this.#deps.events.record(ref, 'Initialized', note, eventNameFor(ref, mark.at));
+  }
+
+  /**
+   * Writes a mark. A refusal retrying cannot fix (the annotations have no room left, RBAC)
+   * becomes a Warning Event naming the cause and a slow retry: the init-waiter keeps the pod
+   * waiting (fail closed), and `kubectl describe pod` says why.
+   */
+  async #writeMark(ref: PodRef, podLog: Logger, mark: Mark): Promise<WriteResult | { refused: WorkResult }> {
+    try {
+      return await this.#deps.writer.writeMark(ref, mark);
+    } catch (error) {
+      if (isConnectionError(error)) this.#memoryOf(ref.uid).writeUncertain = true;
+      if (!isPermanentRefusal(error)) throw error;
+      this.#deps.metrics.markWriteRefusals.inc({ status: String(error.status) });
+      const note = `the API server refused the mark annotation ${STATUS_ANNOTATION} (${mark.state}): ${error.message}; the pod stays held by its init-waiter until the mark can be written (retried every few minutes)`;
+      podLog.warn({ status: error.status }, note);
+      this.#deps.events.record(ref, 'MarkWriteFailed', note);
+      return { refused: { kind: 'retry', policy: MARK_REFUSED_BACKOFF } };
+    }
+  }
+
+  /** Runs an engine call; one still running after LOCK_WARN_MS is waiting for the xtables lock: warned and counted. */
+  async #inNetns<T>(podLog: Logger, operation: () => Promise<T>): Promise<T> {
+    const startedAt = performance.now();
+    const slow = setTimeout(() => {
+      this.#deps.metrics.iptablesLockWaits.inc();
+      podLog.warn({ waitedMs: LOCK_WARN_MS }, `iptables still running after ${LOCK_WARN_MS / 1000} s: most likely waiting for the xtables lock another program holds (up to ${this.#deps.config.iptablesLockTimeout} s)`);
+    }, LOCK_WARN_MS);
+    try {
+      return await inNetns(operation);
+    } finally {
+      clearTimeout(slow);
+      const tookMs = performance.now() - startedAt;
+      if (tookMs >= LOCK_WARN_MS) podLog.info({ tookMs: Math.round(tookMs) }, 'iptables done after a wait');
+    }
   }
 
   /** A pod that cannot be programmed until it changes: mark `error` (once), Warning, count. */
@@ -296,8 +392,9 @@ export class Reconciler {
     if (netns !== undefined) mark.netns = netns;
     const token = handledToken(markText);
     if (token !== undefined) mark.reinit = token;
-    const written = await this.#deps.writer.writeMark(ref, mark);
-    if (written !== 'gone') this.#memoryOf(ref.uid).awaitingEcho = { resourceVersion: written.resourceVersion, at: performance.now() };
+    const written = await this.#writeMark(ref, this.#deps.log.child({ namespace: ref.namespace, pod: ref.name, uid: ref.uid }), mark);
+    if (written === 'gone' || 'refused' in written) return;
+    if (written.resourceVersion) this.#memoryOf(ref.uid).awaitingEcho = { resourceVersion: written.resourceVersion, at: performance.now() };
   }
 
   #memoryOf(uid: string): PodMemory {

@@ -1,6 +1,7 @@
 // A keyed work queue on p-queue: bounded concurrency, at most one run per key at a
 // time, coalescing (a key added while queued runs once; added while running runs
-// again after, so the latest state wins), retries with backoff + jitter. Memory is
+// again after, so the latest state wins), retries with backoff + jitter (never sooner than
+// an error's `retryAfterMs`, e.g. from a 429's Retry-After). Memory is
 // bounded by the number of distinct live keys: each key has at most one entry.
 import PQueue from 'p-queue';
 import { type BackoffPolicy, ERROR_BACKOFF, backoffDelay } from './backoff.ts';
@@ -9,7 +10,8 @@ export type WorkResult = { kind: 'done' } | { kind: 'retry'; policy: BackoffPoli
 
 export interface WorkQueueOptions {
   concurrency: number;
-  handler: (key: string, attempt: number) => Promise<WorkResult>;
+  /** `queuedAt`: performance.now() when the key was queued for this run (queue wait counts in latencies). */
+  handler: (key: string, attempt: number, queuedAt: number) => Promise<WorkResult>;
   /** Called when the handler throws; the key is then retried with ERROR_BACKOFF. */
   onError?: (key: string, error: unknown) => void;
   onDepthChange?: (depth: number) => void;
@@ -25,6 +27,7 @@ export class WorkQueue {
   readonly #dirty = new Set<string>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #attempts = new Map<string, number>();
+  readonly #queuedAt = new Map<string, number>();
   #closed = false;
 
   constructor(options: WorkQueueOptions) {
@@ -56,6 +59,7 @@ export class WorkQueue {
       this.#timers.delete(key);
     }
     this.#queued.add(key);
+    this.#queuedAt.set(key, performance.now());
     this.#depthChanged();
     void this.#queue.add(() => this.#run(key));
   }
@@ -83,12 +87,17 @@ export class WorkQueue {
     this.#running.add(key);
     this.#depthChanged();
     const attempt = this.#attempts.get(key) ?? 0;
+    const queuedAt = this.#queuedAt.get(key) ?? performance.now();
+    this.#queuedAt.delete(key);
     let result: WorkResult;
+    let notBeforeMs = 0;
     try {
-      result = await this.#options.handler(key, attempt);
+      result = await this.#options.handler(key, attempt, queuedAt);
     } catch (error) {
       this.#options.onError?.(key, error);
       result = { kind: 'retry', policy: ERROR_BACKOFF };
+      const retryAfter = (error as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+      if (typeof retryAfter === 'number') notBeforeMs = retryAfter;
     }
     this.#running.delete(key);
     if (result.kind === 'done') this.#attempts.delete(key);
@@ -97,7 +106,7 @@ export class WorkQueue {
     if (this.#dirty.delete(key)) {
       this.add(key);
     } else if (result.kind === 'retry') {
-      const delay = backoffDelay(attempt, result.policy, this.#options.random);
+      const delay = Math.max(notBeforeMs, backoffDelay(attempt, result.policy, this.#options.random));
       const timer = setTimeout(() => {
         this.#timers.delete(key);
         this.add(key);

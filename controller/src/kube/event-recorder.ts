@@ -2,8 +2,11 @@
 // for the same pod does not create a new Event: it bumps the first one's series (count
 // and lastObservedTime) with a merge patch (an Event's note is immutable, so a new note
 // is a new Event). Best effort: a failed Event is logged, never fails the pod's reconcile.
+// An Event given its own name is created at most once: its name is derived from what it
+// reports (a mark), so recording it again after a restart finds it already there (409).
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { KubeClient } from './kube-client.ts';
+import { KubeApiError, type KubeClient } from './kube-client.ts';
 import type { PodRef } from './pod-status-writer.ts';
 
 export const REPORTING_CONTROLLER = 'pod-network-controller.io/controller';
@@ -15,9 +18,18 @@ export type EventReason =
   | 'InvalidAnnotation'
   | 'ProxyIdentityRefused'
   | 'RedirectFailed'
-  | 'SandboxNotFound';
+  | 'SandboxNotFound'
+  | 'MarkWriteFailed'
+  | 'IptablesLockTimeout';
 
-const WARNINGS: ReadonlySet<EventReason> = new Set(['InvalidAnnotation', 'ProxyIdentityRefused', 'RedirectFailed', 'SandboxNotFound']);
+const WARNINGS: ReadonlySet<EventReason> = new Set([
+  'InvalidAnnotation',
+  'ProxyIdentityRefused',
+  'RedirectFailed',
+  'SandboxNotFound',
+  'MarkWriteFailed',
+  'IptablesLockTimeout',
+]);
 const ACTIONS: Record<EventReason, string> = {
   Initialized: 'ProgramRedirect',
   Reinitialized: 'ProgramRedirect',
@@ -26,6 +38,8 @@ const ACTIONS: Record<EventReason, string> = {
   ProxyIdentityRefused: 'CheckProxyIdentity',
   RedirectFailed: 'ProgramRedirect',
   SandboxNotFound: 'FindSandbox',
+  MarkWriteFailed: 'WriteMark',
+  IptablesLockTimeout: 'ProgramRedirect',
 };
 
 interface SeriesState {
@@ -48,8 +62,9 @@ export class EventRecorder {
     this.#log = log;
   }
 
-  record(pod: PodRef, reason: EventReason, note: string): void {
-    const promise = this.#send(pod, reason, note.slice(0, 1000)).catch((error: unknown) => {
+  /** `name`: an Event name of its own (see eventNameFor): created once, never a series. */
+  record(pod: PodRef, reason: EventReason, note: string, name?: string): void {
+    const promise = this.#send(pod, reason, note.slice(0, 1000), name).catch((error: unknown) => {
       const message = error instanceof Error ? error.message : String(error);
       this.#log.warn({ namespace: pod.namespace, pod: pod.name, uid: pod.uid, reason, error: message.slice(0, 500) }, 'could not record event');
     });
@@ -66,11 +81,11 @@ export class EventRecorder {
     await Promise.allSettled([...this.#inFlight]);
   }
 
-  async #send(pod: PodRef, reason: EventReason, note: string): Promise<void> {
+  async #send(pod: PodRef, reason: EventReason, note: string, ownName?: string): Promise<void> {
     const key = `${pod.uid}/${reason}`;
     const now = microTime(new Date());
     const events = `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(pod.namespace)}/events`;
-    const existing = this.#series.get(key);
+    const existing = ownName === undefined ? this.#series.get(key) : undefined;
     if (existing?.note === note) {
       existing.count++;
       const series = { series: { count: existing.count, lastObservedTime: now } };
@@ -78,8 +93,8 @@ export class EventRecorder {
       return;
     }
     // Kubelet-style name: the pod's name and a hex timestamp, unique enough per pod.
-    const name = `${pod.name.slice(0, 200)}.${(Date.now() * 1000 + Math.floor(Math.random() * 1000)).toString(16)}`;
-    this.#series.set(key, { name, note, count: 1 });
+    const name = ownName ?? `${pod.name.slice(0, 200)}.${(Date.now() * 1000 + Math.floor(Math.random() * 1000)).toString(16)}`;
+    if (ownName === undefined) this.#series.set(key, { name, note, count: 1 });
     try {
       await this.#client.request('POST', events, {
         apiVersion: 'events.k8s.io/v1',
@@ -95,10 +110,16 @@ export class EventRecorder {
         regarding: { apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
       });
     } catch (error) {
-      this.#series.delete(key); // the next repeat creates it afresh
+      if (ownName !== undefined && error instanceof KubeApiError && error.status === 409) return; // recorded before
+      if (ownName === undefined) this.#series.delete(key); // the next repeat creates it afresh
       throw error;
     }
   }
+}
+
+/** The name of the one Event about `what` (e.g. a mark's timestamp) for this pod: same inputs, same name. */
+export function eventNameFor(pod: PodRef, what: string): string {
+  return `${pod.name.slice(0, 200)}.${createHash('sha256').update(`${pod.uid}/${what}`).digest('hex').slice(0, 16)}`;
 }
 
 /** events.k8s.io wants MicroTime: RFC 3339 with exactly six fractional digits. */

@@ -1,6 +1,8 @@
-// A small Kubernetes API client: the few requests the agent makes (list, watch, merge
-// patch, create) over one keep-alive HTTPS agent. Not client-node: with it the same two
-// informers take ~57 MB more RSS, past the agent's 100 MB budget (`npm run bench:client`).
+// A small Kubernetes API client: the few requests the agent makes (list, watch, get,
+// merge patch, create) over one keep-alive HTTPS agent. Not client-node: with it the same
+// two informers take ~57 MB more RSS, past the agent's 100 MB budget (`npm run bench:client`).
+// It also tracks whether the API server answers at all, so callers can act the moment an
+// outage ends instead of when their backoff happens to expire.
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeCredentials } from './kubeconfig.ts';
@@ -10,7 +12,9 @@ export class KubeApiError extends Error {
   readonly status: number;
   /** The Status reason (`NotFound`, `Conflict`, `Expired`, ...) when the server sent one. */
   readonly reason: string;
-  constructor(method: string, path: string, status: number, body: string) {
+  /** From a Retry-After header (429, 503): the server asks us to wait at least this long. */
+  readonly retryAfterMs: number | undefined;
+  constructor(method: string, path: string, status: number, body: string, retryAfter?: string) {
     let message = body.slice(0, 300);
     let reason = '';
     try {
@@ -23,7 +27,19 @@ export class KubeApiError extends Error {
     super(`${method} ${path.split('?')[0]}: HTTP ${status}: ${message}`);
     this.status = status;
     this.reason = reason;
+    this.retryAfterMs = parseRetryAfter(retryAfter);
   }
+}
+
+/** Retry-After in seconds (an HTTP date is not what the apiserver sends); capped so a bad header cannot park us. */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
+  return Math.min(Number(value.trim()), 300) * 1000;
+}
+
+/** No HTTP answer at all (refused, reset, timed out): the API server is unreachable, not refusing. */
+export function isConnectionError(error: unknown): boolean {
+  return error instanceof Error && !(error instanceof KubeApiError) && error.name !== 'AbortError';
 }
 
 export interface WatchEvent<T> {
@@ -31,12 +47,27 @@ export interface WatchEvent<T> {
   object: T;
 }
 
+export interface WatchHandlers<T> {
+  /** The server accepted the watch (HTTP 200): events may follow. */
+  onOpen?: () => void;
+  onEvent: (event: WatchEvent<T>) => void;
+}
+
+/** What an informer needs from the API: a list and a watch stream. */
+export interface ListWatchTransport {
+  list<L>(path: string): Promise<L>;
+  /** Resolves when the server ends the stream; rejects on a connection or HTTP error. */
+  watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal): Promise<void>;
+}
+
 /** Requests without a body answer within this; a watch has its own (server-side) timeout. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
-export class KubeClient {
+export class KubeClient implements ListWatchTransport {
   readonly #credentials: KubeCredentials;
   readonly #agent: http.Agent;
+  #reachable = true;
+  readonly #onReachable = new Set<() => void>();
 
   constructor(credentials: KubeCredentials) {
     this.#credentials = credentials;
@@ -54,17 +85,47 @@ export class KubeClient {
     if (payload !== undefined) headers['content-type'] = contentType;
     const response = await this.#send(method, path, headers, payload, REQUEST_TIMEOUT_MS);
     const text = await readAll(response);
-    if ((response.statusCode ?? 0) >= 300) throw new KubeApiError(method, path, response.statusCode ?? 0, text);
+    if ((response.statusCode ?? 0) >= 300) throw apiError(method, path, response, text);
     return JSON.parse(text) as T;
+  }
+
+  async list<L>(path: string): Promise<L> {
+    return this.request<L>('GET', path);
+  }
+
+  /** False from a request that got no answer until the next one that got any. */
+  get reachable(): boolean {
+    return this.#reachable;
+  }
+
+  /** Called each time the API server answers again after being unreachable. */
+  onReachable(listener: () => void): void {
+    this.#onReachable.add(listener);
+  }
+
+  /**
+   * A cheap request to learn whether the API server answers (`/readyz` is readable by
+   * everyone, authenticated or not); true on HTTP 200.
+   */
+  async probe(): Promise<boolean> {
+    try {
+      const response = await this.#send('GET', '/readyz', { accept: 'text/plain' }, undefined, 2_000);
+      await readAll(response);
+      return response.statusCode === 200;
+    } catch {
+      return false;
+    }
   }
 
   /**
    * A watch stream: calls onEvent per event line; resolves when the server ends the
    * stream, rejects on a connection error or an HTTP error status. `signal` aborts it.
    */
-  async watch<T>(path: string, onEvent: (event: WatchEvent<T>) => void, signal: AbortSignal): Promise<void> {
+  async watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal): Promise<void> {
+    const { onEvent } = handlers;
     const response = await this.#send('GET', path, { accept: 'application/json' }, undefined, 0, signal);
-    if ((response.statusCode ?? 0) >= 300) throw new KubeApiError('GET', path, response.statusCode ?? 0, await readAll(response));
+    if ((response.statusCode ?? 0) >= 300) throw apiError('GET', path, response, await readAll(response));
+    handlers.onOpen?.();
     response.setEncoding('utf8');
     let partial = '';
     await new Promise<void>((resolve, reject) => {
@@ -94,8 +155,14 @@ export class KubeClient {
     if (payload !== undefined) allHeaders['content-length'] = String(Buffer.byteLength(payload));
     return await new Promise<http.IncomingMessage>((resolve, reject) => {
       const transport = url.protocol === 'https:' ? https : http;
-      const request = transport.request(url, { method, agent: this.#agent, headers: allHeaders, signal }, resolve);
-      request.on('error', reject);
+      const request = transport.request(url, { method, agent: this.#agent, headers: allHeaders, signal }, (response) => {
+        this.#answered();
+        resolve(response);
+      });
+      request.on('error', (error) => {
+        if (isConnectionError(error)) this.#reachable = false;
+        reject(error);
+      });
       if (timeoutMs > 0) request.setTimeout(timeoutMs, () => request.destroy(new Error(`${method} ${url.pathname}: no answer within ${timeoutMs} ms`)));
       request.end(payload);
     });
@@ -104,6 +171,17 @@ export class KubeClient {
   close(): void {
     this.#agent.destroy();
   }
+
+  #answered(): void {
+    if (this.#reachable) return;
+    this.#reachable = true;
+    for (const listener of this.#onReachable) listener();
+  }
+}
+
+function apiError(method: string, path: string, response: http.IncomingMessage, body: string): KubeApiError {
+  const retryAfter = response.headers['retry-after'];
+  return new KubeApiError(method, path, response.statusCode ?? 0, body, Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
 }
 
 async function readAll(response: http.IncomingMessage): Promise<string> {

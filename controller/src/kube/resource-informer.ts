@@ -1,9 +1,11 @@
 // List, then watch from the list's resourceVersion, keeping a cache of the objects:
 // watch bookmarks on (cheap resumption), restart after an error with jittered backoff
-// from the last resourceVersion, relist on 410 Gone, every LIST and WATCH counted.
-// "synced" once the first list has landed in the cache.
-import { WATCH_BACKOFF, backoffDelay } from '../agent/backoff.ts';
-import { KubeApiError, type KubeClient, type WatchEvent } from './kube-client.ts';
+// from the last resourceVersion (at least what a 429's Retry-After asks), relist on
+// 410 Gone, every LIST and WATCH counted. "synced" once the first list has landed in
+// the cache; "watching" while a watch stream is open. After a connection failure,
+// retryNow() ends the backoff: the agent calls it the moment the API server answers again.
+import { type BackoffPolicy, WATCH_BACKOFF, backoffDelay } from '../agent/backoff.ts';
+import { KubeApiError, type ListWatchTransport, type WatchEvent, isConnectionError } from './kube-client.ts';
 
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; uid?: string; resourceVersion?: string };
@@ -16,23 +18,32 @@ export interface InformerHandlers<T> {
   onRequest?: (verb: 'list' | 'watch') => void;
   /** A list or watch failed; it restarts after `delayMs`. */
   onRestart?: (error: unknown, delayMs: number) => void;
+  /** A watch stream opened (true) or ended (false). */
+  onWatching?: (watching: boolean) => void;
 }
 
 export interface ResourceInformerOptions<T> {
-  client: KubeClient;
+  transport: ListWatchTransport;
   /** Collection path, e.g. `/api/v1/pods`. */
   path: string;
   fieldSelector?: string;
+  /** The cache key: `uid` for objects that can be replaced under the same name (pods). Default `name`. */
+  keyBy?: 'uid' | 'name';
   handlers: InformerHandlers<T>;
+  /** Ingest hook: keep only what the agent reads (memory scales with the objects cached). */
+  trim?: (object: T) => T;
+  backoff?: BackoffPolicy;
+  /** Silence this long on an open watch means a dead connection (the apiserver bookmarks about once a minute). */
+  watchIdleMs?: number;
+  /** A watch that ends this soon with no event counts as a failure (a server closing every watch must not make us spin). */
+  minWatchMs?: number;
+  random?: () => number;
 }
 
 interface ListResponse<T> {
   metadata?: { resourceVersion?: string };
   items?: T[];
 }
-
-/** The apiserver sends a bookmark about once a minute: silence this long means a dead connection. */
-const WATCH_IDLE_MS = 150_000;
 
 class Expired extends Error {
   override name = 'Expired';
@@ -41,24 +52,47 @@ class Expired extends Error {
 export class ResourceInformer<T extends KubeObject> {
   readonly #options: ResourceInformerOptions<T>;
   readonly #objects = new Map<string, T>();
+  readonly #keyOf: (object: KubeObject) => string;
   #resourceVersion = '';
   #synced = false;
+  #watching = false;
   #stopped = false;
   #failures = 0;
+  #lastError: unknown;
   #abort: AbortController | undefined;
   #sleep: { timer: NodeJS.Timeout; wake: () => void } | undefined;
   #loop: Promise<void> | undefined;
 
   constructor(options: ResourceInformerOptions<T>) {
     this.#options = options;
+    this.#keyOf = options.keyBy === 'uid' ? (object) => object.metadata?.uid ?? '' : (object) => `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
   }
 
   get synced(): boolean {
     return this.#synced;
   }
 
-  get(name: string, namespace?: string): T | undefined {
-    return this.#objects.get(`${namespace ?? ''}/${name}`);
+  /** A watch stream is open: changes reach the cache as they happen. */
+  get watching(): boolean {
+    return this.#watching;
+  }
+
+  /** Why the last list or watch failed, while it is not watching. */
+  get lastError(): unknown {
+    return this.#watching ? undefined : this.#lastError;
+  }
+
+  /** By UID (keyBy 'uid') or by name (and namespace, for namespaced objects). */
+  get(key: string, namespace?: string): T | undefined {
+    return this.#objects.get(this.#options.keyBy === 'uid' ? key : `${namespace ?? ''}/${key}`);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#objects.keys();
+  }
+
+  get size(): number {
+    return this.#objects.size;
   }
 
   list(namespace?: string): T[] {
@@ -77,11 +111,26 @@ export class ResourceInformer<T extends KubeObject> {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#abort?.abort();
-    if (this.#sleep) {
-      clearTimeout(this.#sleep.timer);
-      this.#sleep.wake();
-    }
+    this.#wake();
     await this.#loop;
+  }
+
+  /**
+   * The API server answers again: a list/watch waiting out its backoff after a connection
+   * failure restarts now, with the backoff reset. One that failed with an HTTP error (403,
+   * 429, 500) keeps its delay: the server is up and said to wait.
+   */
+  retryNow(): boolean {
+    if (!this.#sleep || !isConnectionError(this.#lastError)) return false;
+    this.#failures = 0;
+    this.#wake();
+    return true;
+  }
+
+  #wake(): void {
+    if (!this.#sleep) return;
+    clearTimeout(this.#sleep.timer);
+    this.#sleep.wake();
   }
 
   async #run(firstAttempt: () => void): Promise<void> {
@@ -97,7 +146,9 @@ export class ResourceInformer<T extends KubeObject> {
           this.#resourceVersion = ''; // too old to resume: relist at once
           continue;
         }
-        const delay = backoffDelay(this.#failures++, WATCH_BACKOFF);
+        this.#lastError = error;
+        const backoff = backoffDelay(this.#failures++, this.#options.backoff ?? WATCH_BACKOFF, this.#options.random);
+        const delay = Math.max(backoff, error instanceof KubeApiError ? (error.retryAfterMs ?? 0) : 0);
         this.#options.handlers.onRestart?.(error, delay);
         await new Promise<void>((wake) => (this.#sleep = { timer: setTimeout(wake, delay), wake }));
         this.#sleep = undefined;
@@ -106,14 +157,15 @@ export class ResourceInformer<T extends KubeObject> {
   }
 
   async #list(): Promise<void> {
-    const { client, path, fieldSelector, handlers } = this.#options;
+    const { transport, path, fieldSelector, handlers, trim } = this.#options;
     handlers.onRequest?.('list');
     const query = new URLSearchParams();
     if (fieldSelector) query.set('fieldSelector', fieldSelector);
-    const list = await client.request<ListResponse<T>>('GET', `${path}?${query}`);
+    const list = await transport.list<ListResponse<T>>(`${path}?${query}`);
     const seen = new Set<string>();
-    for (const object of list.items ?? []) {
-      const key = keyOf(object);
+    for (const item of list.items ?? []) {
+      const object = trim ? trim(item) : item;
+      const key = this.#keyOf(object);
       seen.add(key);
       const known = this.#objects.has(key);
       this.#objects.set(key, object);
@@ -132,7 +184,8 @@ export class ResourceInformer<T extends KubeObject> {
   }
 
   async #watch(): Promise<void> {
-    const { client, path, fieldSelector, handlers } = this.#options;
+    const { transport, path, fieldSelector, handlers } = this.#options;
+    const idleMs = this.#options.watchIdleMs ?? 150_000;
     handlers.onRequest?.('watch');
     // Server-side timeout spread over 5-10 minutes (as client-go does), so watches do not all reconnect at once.
     const query = new URLSearchParams({
@@ -144,22 +197,26 @@ export class ResourceInformer<T extends KubeObject> {
     if (fieldSelector) query.set('fieldSelector', fieldSelector);
     const abort = new AbortController();
     this.#abort = abort;
-    let idle = setTimeout(() => abort.abort(new Error(`watch ${path}: no event or bookmark for ${WATCH_IDLE_MS / 1000} s`)), WATCH_IDLE_MS);
+    const idleError = () => new Error(`watch ${path}: no event or bookmark for ${idleMs / 1000} s`);
+    let idle = setTimeout(() => abort.abort(idleError()), idleMs);
     let expired = false;
     let events = 0;
     const startedAt = performance.now();
     try {
-      await client.watch<T>(
+      await transport.watch<T>(
         `${path}?${query}`,
-        (event) => {
-          clearTimeout(idle);
-          idle = setTimeout(() => abort.abort(new Error(`watch ${path}: no event or bookmark for ${WATCH_IDLE_MS / 1000} s`)), WATCH_IDLE_MS);
-          this.#failures = 0;
-          events++;
-          if (!expired && !this.#apply(event)) {
-            expired = true;
-            abort.abort(new Expired());
-          }
+        {
+          onOpen: () => this.#setWatching(true),
+          onEvent: (event) => {
+            clearTimeout(idle);
+            idle = setTimeout(() => abort.abort(idleError()), idleMs);
+            this.#failures = 0;
+            events++;
+            if (!expired && !this.#apply(event)) {
+              expired = true;
+              abort.abort(new Expired());
+            }
+          },
         },
         abort.signal,
       );
@@ -169,14 +226,20 @@ export class ResourceInformer<T extends KubeObject> {
     } finally {
       clearTimeout(idle);
       this.#abort = undefined;
+      this.#setWatching(false);
     }
-    // A server that closes every watch at once must not make us spin.
-    if (events === 0 && performance.now() - startedAt < 1_000) throw new Error(`watch ${path}: closed at once by the server`);
+    if (events === 0 && performance.now() - startedAt < (this.#options.minWatchMs ?? 1_000)) throw new Error(`watch ${path}: closed at once by the server`);
+  }
+
+  #setWatching(watching: boolean): void {
+    if (this.#watching === watching) return;
+    this.#watching = watching;
+    this.#options.handlers.onWatching?.(watching);
   }
 
   /** Applies one watch event to the cache; false when the server says our resourceVersion expired. */
   #apply(event: WatchEvent<T>): boolean {
-    const { handlers } = this.#options;
+    const { handlers, trim } = this.#options;
     if (event.type === 'ERROR') {
       const status = event.object as { code?: number };
       if (status.code === 410) return false;
@@ -185,21 +248,18 @@ export class ResourceInformer<T extends KubeObject> {
     const resourceVersion = event.object.metadata?.resourceVersion;
     if (resourceVersion) this.#resourceVersion = resourceVersion;
     if (event.type === 'BOOKMARK') return true;
-    const key = keyOf(event.object);
+    const object = trim ? trim(event.object) : event.object;
+    const key = this.#keyOf(object);
     if (event.type === 'DELETED') {
       this.#objects.delete(key);
-      handlers.onDelete?.(event.object);
+      handlers.onDelete?.(object);
     } else if (this.#objects.has(key)) {
-      this.#objects.set(key, event.object);
-      handlers.onUpdate?.(event.object);
+      this.#objects.set(key, object);
+      handlers.onUpdate?.(object);
     } else {
-      this.#objects.set(key, event.object);
-      handlers.onAdd?.(event.object);
+      this.#objects.set(key, object);
+      handlers.onAdd?.(object);
     }
     return true;
   }
-}
-
-function keyOf(object: KubeObject): string {
-  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 }

@@ -1,4 +1,4 @@
-// bench:client probe: the agent's own informers (controller/src/agent), same two resources.
+// bench:client probe: the agent's own informers (controller/src/kube), same two resources.
 import { KubeClient } from '../../../controller/src/kube/kube-client.ts';
 import { fromKubeconfigFile } from '../../../controller/src/kube/kubeconfig.ts';
 import { createNamespaceInformer } from '../../../controller/src/kube/namespace-informer.ts';
