@@ -157,6 +157,45 @@ describe('work queue', () => {
     await queue.drain();
   });
 
+  it("waits at least an error's retryAfterMs (a 429's Retry-After) before the retry", async () => {
+    const runs: number[] = [];
+    const queue = new WorkQueue({
+      concurrency: 1,
+      random: () => 0.5,
+      handler: async () => {
+        runs.push(performance.now());
+        if (runs.length === 1) throw Object.assign(new Error('HTTP 429'), { retryAfterMs: 300 });
+        return done;
+      },
+    });
+    queue.add('pod');
+    await until(() => runs.length === 2, 5_000);
+    // ERROR_BACKOFF alone would retry after 250 ms.
+    expect(runs[1]! - runs[0]!).toBeGreaterThanOrEqual(295);
+    await queue.drain();
+  });
+
+  it('hands the handler when the key was queued, so time spent waiting in the queue counts', async () => {
+    const gate = deferred();
+    const seen: { key: string; waitedMs: number }[] = [];
+    const queue = new WorkQueue({
+      concurrency: 1,
+      handler: async (key, _attempt, queuedAt) => {
+        seen.push({ key, waitedMs: performance.now() - queuedAt });
+        if (key === 'first') await gate.promise;
+        return done;
+      },
+    });
+    queue.add('first');
+    queue.add('second');
+    await sleep(100);
+    gate.resolve();
+    await until(() => seen.length === 2);
+    expect(seen[1]!.key).toBe('second');
+    expect(seen[1]!.waitedMs).toBeGreaterThanOrEqual(95);
+    await queue.drain();
+  });
+
   it('drain waits for runs in progress, drops retries and takes no new work', async () => {
     const gate = deferred();
     let finished = false;
