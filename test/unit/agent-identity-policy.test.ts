@@ -1,6 +1,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { describeViolations, findIdentityViolations } from '../../controller/src/agent/identity-policy.ts';
+import { trimPod } from '../../controller/src/kube/pod-informer.ts';
 
 const policy = { proxyContainer: 'istio-proxy', proxyUid: 1337, proxyGid: 1337, proxyImageIdentity: { uid: 1337, gid: 1337 } };
 
@@ -81,6 +82,13 @@ describe("Istio's istio-validation init container", () => {
     expect(findIdentityViolations(istioPod(istioValidation(1337, 1337), 1337, 1337, true), policy)).toEqual([]);
     const openshift = { ...policy, proxyUid: 1000659999, proxyGid: 1000659999 };
     expect(findIdentityViolations(istioPod(istioValidation(1000659999, 1000659999), 1000659999, 1000659999), openshift)).toEqual([]);
+  });
+
+  it("decides the same on the agent's trimmed cache copy of the pod", () => {
+    expect(findIdentityViolations(trimPod(istioPod(istioValidation(1337, 1337), 1337, 1337, true)), policy)).toEqual([]);
+    const fake = istioPod(forged((c) => (c.image = 'evil/tool:1')));
+    expect(findIdentityViolations(trimPod(fake), policy)).toEqual(findIdentityViolations(fake, policy));
+    expect(findIdentityViolations(fake, policy)).not.toEqual([]);
   });
 
   it('is exempt when its identity comes from the pod securityContext', () => {
