@@ -19,10 +19,11 @@ RUN node hack/build.ts
 
 # The node agent: runs as root with a few capabilities (see manifests/base/daemonset.yaml).
 # iptables ships both back ends (iptables-legacy-restore and iptables-nft-restore): the
-# agent uses whichever the node's pods already use. util-linux provides nsenter.
+# agent uses whichever the node's pods already use. util-linux provides nsenter; iproute2
+# the `ip` that puts ::6/128 on a pod's lo for IPv6 inbound passthrough.
 FROM ${NODE_IMAGE} AS controller
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables util-linux \
+ && apt-get install -y --no-install-recommends iptables util-linux iproute2 \
  && rm -rf /var/lib/apt/lists/* \
  # Nothing here installs packages at run time: drop npm, npx, corepack and yarn.
  && rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-*

@@ -140,6 +140,33 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('traffic thro
     expect(await observe(family)).toEqual(UNREDIRECTED);
   });
 
+  it('ipv6: the proxy\'s inbound passthrough from ::6 reaches the app (apply adds ::6/128 to lo; verify misses it)', async () => {
+    const passthrough = () => clients.proxy!.connect(ADDRESSES.ipv6.pod, 8080, '::6');
+    must(['ip', '-n', podNs!.name, '-6', 'addr', 'flush', 'dev', 'lo', 'to', '::6/128']);
+    // Without the address the proxy cannot even bind its passthrough source.
+    expect(await passthrough()).toBe('ERR:EADDRNOTAVAIL');
+    expect(await applyRedirect(podNs!.path, plan, { mode })).toMatchObject({ changed: true });
+    expect(await passthrough()).toBe('pod:8080');
+    expect(await clients.proxy!.connect(ADDRESSES.ipv4.pod, 8080, '127.0.0.6')).toBe('pod:8080');
+    expect(await verifyRedirect(podNs!.path, plan, { mode })).toEqual({ ok: true, diff: '' });
+    // Already there: a second apply changes nothing.
+    expect(await applyRedirect(podNs!.path, plan, { mode })).toMatchObject({ changed: false });
+    must(['ip', '-n', podNs!.name, '-6', 'addr', 'del', '::6/128', 'dev', 'lo']);
+    const drift = await verifyRedirect(podNs!.path, plan, { mode });
+    expect(drift.ok).toBe(false);
+    expect(drift.diff).toContain('::6/128 is missing from lo');
+    // An IPv4-only plan neither needs nor checks it.
+    const v4only = planFromPod(pod, { ...DEFAULT_NODE_CONFIG, families: ['ipv4'] });
+    await applyRedirect(podNs!.path, v4only, { mode });
+    expect(await verifyRedirect(podNs!.path, v4only, { mode })).toEqual({ ok: true, diff: '' });
+    expect(await passthrough()).toBe('ERR:EADDRNOTAVAIL');
+    await applyRedirect(podNs!.path, plan, { mode });
+    expect(await passthrough()).toBe('pod:8080');
+    // remove() leaves the address: a proxy still running needs it, and it may not be ours.
+    await removeRedirect(podNs!.path, { mode });
+    expect(must(['ip', '-n', podNs!.name, '-6', '-o', 'addr', 'show', 'dev', 'lo'])).toContain('inet6 ::6/128');
+  });
+
   it.each(['ipv4', 'ipv6'] as const)('%s: traffic in and out of an excluded interface is not captured', async (family) => {
     const excluding = planFromPod({
       metadata: { ...pod.metadata, annotations: { ...pod.metadata.annotations, 'traffic.sidecar.istio.io/excludeInterfaces': podInterface } },

@@ -176,9 +176,10 @@ describe('planFromPod refuses bad values', () => {
     expectAnnotationError({ [annotation]: value }, annotation, value);
   });
 
-  it('refuses an IPv4 range in an IPv6-only plan and an IPv6 range in an IPv4-only plan', () => {
-    expectAnnotationError({ [A.outExcludeRanges]: '2001:db8::/32,10.0.0.0/8' }, A.outExcludeRanges, '2001:db8::/32,10.0.0.0/8', { families: ['ipv6'] });
+  it('refuses to capture a range of a family the node does not redirect; excluding one changes nothing', () => {
+    expectAnnotationError({ [A.outRanges]: '10.0.0.0/8' }, A.outRanges, '10.0.0.0/8', { families: ['ipv6'] });
     expectAnnotationError({ [A.outRanges]: '2001:db8::/32' }, A.outRanges, '2001:db8::/32', { families: ['ipv4'] });
+    expect(plan({ [A.outExcludeRanges]: '2001:db8::/32,10.0.0.0/8' }, { families: ['ipv6'] }).outbound.excludeCidrs).toEqual({ ipv4: [], ipv6: ['2001:db8::/32'] });
   });
 
   it.each([

@@ -4,6 +4,7 @@
 import { stat } from 'node:fs/promises';
 import { runInNetns } from './exec.ts';
 import { BackendMixError, RedirectError, XtablesLockTimeout } from './errors.ts';
+import { ensureLoopbackV6, PASSTHROUGH_V6, readLoopbackV6 } from './loopback.ts';
 import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
 import { renderPlan, rulesHash } from './render.ts';
 import { freshTransaction, isEmptyState, ownedState, removeTransaction, replaceTransaction, stateDiff, type OwnedState } from './ruleset.ts';
@@ -144,19 +145,21 @@ export async function applyRedirect(
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
   const hash = rulesHash(rendered);
-  const [outcomes, guard, dropped] = await Promise.all([
+  const [outcomes, guard, dropped, address] = await Promise.all([
     Promise.allSettled(plan.families.map((family) => applyFamily(netnsPath, mode, family, rendered[family]!, opts.force === true, opts.lockWaitSeconds))),
     // iptables-legacy-save says nothing about nft rules, so look at nft alongside (nft's save warns about legacy).
     Promise.allSettled(mode === 'legacy' ? plan.families.map((family) => assertNotInOtherBackend(netnsPath, mode, family)) : []),
     // A family the node no longer redirects (e.g. dual-stack -> IPv4 only) must not keep our old rules.
     Promise.allSettled(droppedFamilies(plan).map((family) => removeFamily(netnsPath, mode, family, { unreadableIsEmpty: true }))),
+    // Alongside the restores: IPv6 inbound passthrough needs ::6 on lo (no address is removed with a family).
+    Promise.allSettled(plan.families.includes('ipv6') ? [ensureLoopbackV6(netnsPath)] : []),
   ]);
   const changed = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' && outcome.value.changed ? [outcome.value] : []));
   // nft's save (already done) warns when legacy tables exist: only then look at them.
   const lateGuard = await Promise.allSettled(
     changed.filter(({ saved }) => saved.otherBackendPresent).map(({ family }) => assertNotInOtherBackend(netnsPath, mode, family)),
   );
-  const errors = [...outcomes, ...guard, ...dropped, ...lateGuard].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
+  const errors = [...outcomes, ...guard, ...dropped, ...lateGuard, ...address].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
   if (errors.some((error) => error instanceof BackendMixError)) {
     // Never leave our rules in two backends: undo what this call programmed, then report.
     await Promise.allSettled(changed.map(({ family }) => removeFamily(netnsPath, mode, family)));
@@ -167,7 +170,8 @@ export async function applyRedirect(
     throw new RedirectError(netnsPath, `rules differ from the plan right after applying (pod ${plan.pod}):\n${drift.join('\n')}`);
   }
   const removedDropped = dropped.some((outcome) => outcome.status === 'fulfilled' && outcome.value);
-  return { hash, changed: changed.length > 0 || removedDropped };
+  const addedAddress = address.some((outcome) => outcome.status === 'fulfilled' && outcome.value);
+  return { hash, changed: changed.length > 0 || removedDropped || addedAddress };
 }
 
 /** Reads the netns's rules back; ok when our part equals the plan, else a readable diff. */
@@ -178,9 +182,10 @@ export async function verifyRedirect(
 ): Promise<{ ok: boolean; diff: string }> {
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
-  const [saved, leftovers] = await Promise.all([
+  const [saved, leftovers, address] = await Promise.all([
     Promise.all(plan.families.map((family) => save(netnsPath, mode, family))),
     Promise.all(droppedFamilies(plan).map(async (family) => ({ family, state: await readOwnedOrEmpty(netnsPath, mode, family) }))),
+    plan.families.includes('ipv6') ? readLoopbackV6(netnsPath) : undefined,
   ]);
   const diffs = plan.families
     .map((family, index) => familyDrift(family, ownedState(rendered[family]!), saved[index]!.state))
@@ -188,6 +193,7 @@ export async function verifyRedirect(
   for (const { family, state } of leftovers) {
     if (!isEmptyState(state)) diffs.push(`--- ${family}: not in the plan, yet this project's chains or jumps are present`);
   }
+  if (address === 'absent') diffs.push(`--- ipv6: address ${PASSTHROUGH_V6} is missing from lo (the proxy binds inbound passthrough connections to it)`);
   return { ok: diffs.length === 0, diff: diffs.join('\n') };
 }
 
@@ -204,7 +210,11 @@ async function readOwnedOrEmpty(netnsPath: string, mode: IptablesMode, family: F
   }
 }
 
-/** Deletes our jumps and chains in both families (one transaction each); others' rules stay. */
+/**
+ * Deletes our jumps and chains in both families (one transaction each); others' rules stay.
+ * ::6 stays on lo: it is harmless (reachable only inside the pod), a proxy that is still
+ * running needs it, and nothing tells ours from one Istio's own tooling added.
+ */
 export async function removeRedirect(netnsPath: string, opts: EngineOptions = {}): Promise<void> {
   await assertNotOwnNetns(netnsPath);
   const mode = opts.mode ?? (await detectIptablesMode());

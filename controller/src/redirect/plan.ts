@@ -126,7 +126,8 @@ export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_N
   const includeCidrs = parse(ANNOTATIONS.includeOutboundIPRanges, parseCidrListOrAll, '*' as const);
   const excludeCidrs = parse(ANNOTATIONS.excludeOutboundIPRanges, parseCidrList, []);
   if (includeCidrs !== '*') checkFamilies(ANNOTATIONS.includeOutboundIPRanges, includeCidrs);
-  checkFamilies(ANNOTATIONS.excludeOutboundIPRanges, excludeCidrs);
+  // Excluding a family this node does not redirect changes nothing (Istio's injector writes
+  // mesh-wide lists of both families); capturing one it cannot is refused above.
   const includeOutboundPorts = parse(ANNOTATIONS.includeOutboundPorts, parsePortList, []);
   const excludeOutboundPorts = parse(ANNOTATIONS.excludeOutboundPorts, parsePortList, []);
   const excludeInterfaces = parse(ANNOTATIONS.excludeInterfaces, parseInterfaceList, []);
@@ -152,7 +153,7 @@ export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_N
     outbound: {
       includeCidrs: includeCidrs === '*' ? '*' : byFamily(includeCidrs),
       includesLoopback: includeCidrs !== '*' && includeCidrs.some((cidr) => cidr.loopback),
-      excludeCidrs: byFamily([...nodeExcludedCidrs, ...excludeCidrs]),
+      excludeCidrs: byFamily([...nodeExcludedCidrs, ...excludeCidrs.filter((cidr) => config.families.includes(cidr.family))]),
       includePorts: includeOutboundPorts,
       excludePorts: sortedUnique([...config.excludeOutboundPorts, ...excludeOutboundPorts]),
     },

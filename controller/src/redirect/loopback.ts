@@ -1,0 +1,65 @@
+// The address ::6/128 on the pod's lo, which IPv6 redirection needs besides the rules: the
+// proxy binds its inbound passthrough connections to ::6 (IPv4 uses 127.0.0.6, which lo's
+// 127.0.0.0/8 already covers; IPv6 lo has only ::1/128), and ISTIO_OUTPUT RETURNs traffic from
+// it. Without the address, bind() fails with EADDRNOTAVAIL and every IPv6 inbound request
+// through the proxy fails. Istio's istio-iptables adds it the same way; nobody removes it.
+import { readFile } from 'node:fs/promises';
+import { RedirectError } from './errors.ts';
+import { runInNetns } from './exec.ts';
+
+export const PASSTHROUGH_V6 = '::6/128';
+
+/** present; absent; or off: lo has no IPv6 address at all (IPv6 disabled in the netns), so nothing can bind ::6 and nothing is needed. */
+export type LoopbackV6State = 'present' | 'absent' | 'off';
+
+/** Parses /proc/net/if_inet6 ("<32 hex address> <ifindex> <prefix hex> <scope> <flags> <name>"). */
+export function loopbackStateFromIfInet6(text: string): LoopbackV6State {
+  const lo = text.split('\n').map((line) => line.trim().split(/\s+/)).filter((fields) => fields[5] === 'lo');
+  if (lo.length === 0) return 'off';
+  return lo.some((fields) => fields[0] === '00000000000000000000000000000006' && fields[2] === '80') ? 'present' : 'absent';
+}
+
+/** Parses `ip -6 -o addr show dev lo`. */
+export function loopbackStateFromIp(text: string): LoopbackV6State {
+  const lines = text.split('\n').filter((line) => / inet6 /.test(line));
+  if (lines.length === 0) return 'off';
+  return lines.some((line) => line.includes(` inet6 ${PASSTHROUGH_V6} `)) ? 'present' : 'absent';
+}
+
+/** /proc/PID/net of a /proc/PID/ns/net path: that process's netns, readable without entering it. */
+function procNetDir(netnsPath: string): string | undefined {
+  const match = /^(.*\/\d+)\/ns\/net$/.exec(netnsPath);
+  return match ? `${match[1]}/net` : undefined;
+}
+
+/** Reads the state without starting a process when the netns is a process's; else one `ip` process. */
+export async function readLoopbackV6(netnsPath: string): Promise<LoopbackV6State> {
+  const dir = procNetDir(netnsPath);
+  if (dir !== undefined) {
+    try {
+      return loopbackStateFromIfInet6(await readFile(`${dir}/if_inet6`, 'utf8'));
+    } catch {
+      // no IPv6 in the kernel, or the process is gone: ask inside the netns instead
+    }
+  }
+  const result = await runInNetns(netnsPath, ['ip', '-6', '-o', 'addr', 'show', 'dev', 'lo']);
+  if (result.code !== 0) throw new RedirectError(netnsPath, `ip -6 addr show dev lo failed (exit ${result.code}): ${result.stderr.trim()}`);
+  return loopbackStateFromIp(result.stdout);
+}
+
+/**
+ * Makes sure ::6/128 is on lo; true when this call added it. `known` skips the read when the
+ * caller already has the state. The kernel's netlink acknowledgement of the add is the proof;
+ * EEXIST means it was there already.
+ */
+export async function ensureLoopbackV6(netnsPath: string, known?: LoopbackV6State): Promise<boolean> {
+  const state = known ?? (procNetDir(netnsPath) === undefined ? undefined : await readLoopbackV6(netnsPath));
+  if (state === 'present' || state === 'off') return false;
+  const result = await runInNetns(netnsPath, ['ip', '-6', 'addr', 'add', PASSTHROUGH_V6, 'dev', 'lo']);
+  if (result.code === 0) return true;
+  // EEXIST, worded by iproute2 or (with extended acks) by the kernel.
+  if (/File exists|already assigned/i.test(result.stderr)) return false;
+  // IPv6 disabled on lo (EACCES): then no one can bind ::6 and nothing needs it.
+  if ((await readLoopbackV6(netnsPath)) === 'off') return false;
+  throw new RedirectError(netnsPath, `ip -6 addr add ${PASSTHROUGH_V6} dev lo failed (exit ${result.code}): ${result.stderr.trim()}`);
+}
