@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # A real local control plane (etcd + kube-apiserver, optionally kube-controller-manager)
-# run straight from the binaries, envtest style: no Docker, no images, no kubelet.
+# run straight from the binaries, envtest style: no Docker, no images; optionally one real node.
 #
-#   hack/local-cluster.sh up [--with-controller-manager]   start, or reuse a running one; prints the kubeconfig path
-#   hack/local-cluster.sh down                             stop what `up` started (recorded pids only), remove the state dir
-#   hack/local-cluster.sh env                              print `export KUBECONFIG=...` (and PATH when kubectl is too old)
-#   hack/local-cluster.sh status                           exit 0 when running and ready
+#   hack/local-cluster.sh up [--with-controller-manager|--with-node]   start, or reuse a running one; prints the kubeconfig path
+#   hack/local-cluster.sh down          stop what `up` started (recorded pids only), remove the state dir and the node's host traces
+#   hack/local-cluster.sh env           print `export KUBECONFIG=...` (PATH when kubectl is too old, CONTAINERD_ADDRESS with a node)
+#   hack/local-cluster.sh status        exit 0 when running and ready
+#   hack/local-cluster.sh node-reboot   kill every pod sandbox, restart containerd and the kubelet
 #
 # State lives outside the repo in ${PNC_CLUSTER_DIR:-/tmp/pod-network-controller-cluster}.
 # `--with-controller-manager` (or PNC_CLUSTER_KCM=1) adds the serviceaccount, namespace and
 # garbagecollector controllers, so namespaces finish deleting and `default` ServiceAccounts appear.
+# `--with-node` (or PNC_CLUSTER_NODE=1) adds what workloads need (kube-scheduler; the workload,
+# token, root-CA, node-lifecycle controllers) and one real node: kubelet + containerd
+# (hack/local-node.sh). Needs root and Debian's containerd, runc and containernetworking-plugins.
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,14 +29,18 @@ CLUSTER_ENV="$STATE_DIR/cluster.env"
 # 198.51.100.0/24 and 203.0.113.0/24, so the control plane keeps to 192.0.2.0/24.
 ADVERTISE_ADDRESS=192.0.2.1
 SERVICE_CIDR=192.0.2.128/25
-COMPONENTS=(etcd kube-apiserver kube-controller-manager)
+KUBERNETES_SERVICE_IP=192.0.2.129
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+KCM_CONTROLLERS=serviceaccount,namespace,garbagecollector
+# What a node and its DaemonSets and Deployments need besides.
+KCM_NODE_CONTROLLERS=$KCM_CONTROLLERS,serviceaccount-token,root-ca-cert-publisher,daemonset,replicaset,deployment,nodelifecycle,podgc
 MIN_KUBECTL_MINOR=30
 
 log() { echo "local-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-  sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -92,7 +100,7 @@ free_port() {
 }
 
 make_pki() {
-  [[ -f "$PKI/complete" ]] && return 0
+  [[ -f "$PKI/complete" ]] && { make_kubelet_client_cert; return 0; }
   rm -rf "$PKI"
   mkdir -p "$PKI"
   (
@@ -101,7 +109,7 @@ make_pki() {
       -subj "/CN=pod-network-controller-local-ca" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
     printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' \
-      "$ADVERTISE_ADDRESS" "${SERVICE_CIDR%.*}.129" >apiserver.ext
+      "$ADVERTISE_ADDRESS" "$KUBERNETES_SERVICE_IP" >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile apiserver.ext -out apiserver.crt 2>/dev/null
     # O=system:masters bypasses RBAC: tests that exercise RBAC use ServiceAccount tokens instead.
@@ -113,7 +121,23 @@ make_pki() {
     openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
     rm -f ./*.csr ./*.ext
     chmod 600 ./*.key
-    touch complete
+  )
+  make_kubelet_client_cert
+  touch "$PKI/complete"
+}
+
+# How the apiserver authenticates to kubelets (logs, exec, port-forward).
+make_kubelet_client_cert() {
+  [[ -f "$PKI/apiserver-kubelet-client.crt" ]] && return 0
+  (
+    cd "$PKI"
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver-kubelet-client.key -out apiserver-kubelet-client.csr \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >apiserver-kubelet-client.ext
+    openssl x509 -req -in apiserver-kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile apiserver-kubelet-client.ext -out apiserver-kubelet-client.crt 2>/dev/null
+    rm -f apiserver-kubelet-client.csr apiserver-kubelet-client.ext
+    chmod 600 apiserver-kubelet-client.key
   )
 }
 
@@ -171,18 +195,45 @@ wait_ready() {
   return 1
 }
 
+# Starts kube-controller-manager with CONTROLLERS, or keeps a running one that has them all.
 start_controller_manager() {
-  recorded_pid kube-controller-manager >/dev/null && return 0
+  local controllers=$1 running
+  if recorded_pid kube-controller-manager >/dev/null; then
+    running=$(cat "$STATE_DIR/kube-controller-manager.controllers" 2>/dev/null || echo "$KCM_CONTROLLERS")
+    # The node's list includes the plain one.
+    [[ "$running" == "$controllers" || "$running" == "$KCM_NODE_CONTROLLERS" ]] && return 0
+    log "restarting kube-controller-manager with the controllers $controllers"
+    stop_component kube-controller-manager
+  fi
   [[ -x "$BIN_DIR/kube-controller-manager" ]] || die "no kube-controller-manager in $BIN_DIR"
+  echo "$controllers" >"$STATE_DIR/kube-controller-manager.controllers"
   launch kube-controller-manager "$BIN_DIR/kube-controller-manager" \
     --kubeconfig="$KUBECONFIG_FILE" \
-    --controllers=serviceaccount,namespace,garbagecollector \
+    --controllers="$controllers" \
     --leader-elect=false \
     --secure-port=0 \
     --service-account-private-key-file="$PKI/sa.key" \
     --root-ca-file="$PKI/ca.crt" \
     --use-service-account-credentials=false
   log "kube-controller-manager started (pid $(<"$(pid_file kube-controller-manager)"))"
+}
+
+start_scheduler() {
+  recorded_pid kube-scheduler >/dev/null && return 0
+  [[ -x "$BIN_DIR/kube-scheduler" ]] || die "no kube-scheduler in $BIN_DIR"
+  launch kube-scheduler "$BIN_DIR/kube-scheduler" \
+    --kubeconfig="$KUBECONFIG_FILE" \
+    --leader-elect=false \
+    --secure-port=0
+  log "kube-scheduler started (pid $(<"$(pid_file kube-scheduler)"))"
+}
+
+# hack/local-node.sh with what it needs to know about this control plane.
+local_node() {
+  STATE_DIR=$STATE_DIR BIN_DIR=${BIN_DIR:-} PKI=$PKI ADMIN_KUBECONFIG=$KUBECONFIG_FILE \
+    APISERVER_URL="https://127.0.0.1:$(cat "$STATE_DIR/apiserver.port" 2>/dev/null)" \
+    KUBERNETES_SERVICE_IP="$KUBERNETES_SERVICE_IP" \
+    bash "$HACK_DIR/local-node.sh" "$@"
 }
 
 # Starts etcd and kube-apiserver on fresh free ports and waits until the apiserver is ready.
@@ -218,7 +269,12 @@ start_control_plane() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" \
     --service-account-signing-key-file="$PKI/sa.key" \
-    --authorization-mode=RBAC \
+    --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NodeRestriction \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$PKI/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP \
     --allow-privileged=true \
     --feature-gates=MutatingAdmissionPolicy=true \
     --runtime-config=admissionregistration.k8s.io/v1beta1=true \
@@ -226,25 +282,42 @@ start_control_plane() {
     --profiling=false
 
   echo "$api_port" >"$STATE_DIR/apiserver.port"
+  touch "$STATE_DIR/apiserver.node-ready"
   echo "$etcd_port" >"$STATE_DIR/etcd.port"
   write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$api_port"
   wait_ready
 }
 
+# The controllers and the node that `up`'s flags ask for, on a running control plane.
+start_extras() {
+  if [[ "$with_node" == 1 ]]; then
+    start_controller_manager "$KCM_NODE_CONTROLLERS"
+    start_scheduler
+    local_node up
+  elif [[ "$with_kcm" == 1 ]]; then
+    start_controller_manager "$KCM_CONTROLLERS"
+  fi
+}
+
 cmd_up() {
-  local with_kcm=${PNC_CLUSTER_KCM:-0} arg
+  local with_kcm=${PNC_CLUSTER_KCM:-0} with_node=${PNC_CLUSTER_NODE:-0} arg
   for arg in "$@"; do
     case $arg in
       --with-controller-manager) with_kcm=1 ;;
+      --with-node) with_node=1 ;;
       *) usage ;;
     esac
   done
   local start=$SECONDS
+  # Before anything starts: a machine that cannot run a node says so in one line.
+  if [[ "$with_node" == 1 ]]; then local_node check; fi
   BIN_DIR=$(bash "$HACK_DIR/build-k8s-binaries.sh")
   mkdir -p "$STATE_DIR/logs"
 
-  if recorded_pid etcd >/dev/null && recorded_pid kube-apiserver >/dev/null && is_ready; then
-    if [[ "$with_kcm" == 1 ]]; then start_controller_manager; fi
+  # A control plane started by an older version of this script lacks the node's flags.
+  if recorded_pid etcd >/dev/null && recorded_pid kube-apiserver >/dev/null && is_ready &&
+    [[ "$with_node" == 0 || -f "$STATE_DIR/apiserver.node-ready" ]]; then
+    start_extras
     log "reusing the running control plane in $STATE_DIR"
     echo "$KUBECONFIG_FILE"
     return 0
@@ -265,15 +338,23 @@ cmd_up() {
   done
   api_port=$(<"$STATE_DIR/apiserver.port")
   etcd_port=$(<"$STATE_DIR/etcd.port")
-  if [[ "$with_kcm" == 1 ]]; then start_controller_manager; fi
   printf 'BIN_DIR=%s\nAPISERVER_URL=%s\nETCD_URL=%s\nKUBECONFIG=%s\n' \
     "$BIN_DIR" "https://127.0.0.1:$api_port" "http://127.0.0.1:$etcd_port" "$KUBECONFIG_FILE" >"$CLUSTER_ENV"
+  # Nothing half-started: a node that fails to come up takes the control plane it came with.
+  if ! (start_extras); then
+    local_node down || true
+    stop_all
+    rm -rf "$STATE_DIR/etcd" "$KUBECONFIG_FILE" "$CLUSTER_ENV"
+    die "stopped the control plane started for it; logs in $STATE_DIR/logs"
+  fi
   log "control plane ready in $((SECONDS - start)) s (apiserver https://127.0.0.1:$api_port, state $STATE_DIR)"
   echo "$KUBECONFIG_FILE"
 }
 
 cmd_down() {
   [[ -d "$STATE_DIR" ]] || { log "nothing to stop in $STATE_DIR"; return 0; }
+  # The node first: its kubelet talks to the apiserver until it stops.
+  if [[ -d "$STATE_DIR/node" ]]; then local_node down; fi
   stop_all
   rm -rf "$STATE_DIR"
   log "stopped and removed $STATE_DIR"
@@ -293,6 +374,9 @@ cmd_env() {
   if [[ -z "$machine" || -z "${minor:-}" || "$minor" -lt "$MIN_KUBECTL_MINOR" ]] && [[ -x "$BIN_DIR/kubectl" ]]; then
     # shellcheck disable=SC2016 # $PATH must expand in the caller's shell, not here
     printf 'export PATH=%q:"$PATH"\n' "$BIN_DIR"
+  fi
+  if [[ -f "$STATE_DIR/node/node.env" ]]; then
+    printf 'export CONTAINERD_ADDRESS=%q CONTAINERD_NAMESPACE=k8s.io\n' "$(sed -n 's/^CONTAINERD_ADDRESS=//p' "$STATE_DIR/node/node.env")"
   fi
 }
 
@@ -315,7 +399,9 @@ lock() {
 case $command in
   up) lock; cmd_up "$@" ;;
   down) lock; cmd_down ;;
+  node-reboot) lock; BIN_DIR=$(sed -n 's/^BIN_DIR=//p' "$CLUSTER_ENV"); local_node reboot ;;
   env) cmd_env ;;
   status) cmd_status ;;
+  deploy) PNC_CLUSTER_DIR=$STATE_DIR bash "$HACK_DIR/deploy-local.sh" "$@" ;;
   *) usage ;;
 esac
