@@ -91,6 +91,24 @@ describe("Istio's istio-validation init container", () => {
     expect(findIdentityViolations(fake, policy)).not.toEqual([]);
   });
 
+  it("is exempt when only the proxy's image carries Istio's image type (ProxyConfig image.imageType)", () => {
+    for (const type of ['distroless', 'debug']) {
+      const p = istioPod(istioValidation(1337, 1337));
+      p.spec!.containers.find((c) => c.name === 'istio-proxy')!.image = `${PROXY_IMAGE}-${type}`;
+      expect(findIdentityViolations(p, policy), type).toEqual([]);
+    }
+    for (const [validation, proxy] of [
+      ['docker.io/istio/proxyv2:1.28.0', 'docker.io/istio/proxyv2:1.28.0-evil'],
+      ['docker.io/istio/proxyv2:1.28.1', 'docker.io/istio/proxyv2:1.28.0-distroless'],
+      ['docker.io/evil/proxyv2:1.28.0', 'docker.io/istio/proxyv2:1.28.0-distroless'],
+      ['docker.io/istio/proxyv2@sha256:aa', 'docker.io/istio/proxyv2@sha256:aa-distroless'],
+    ]) {
+      const p = istioPod(forged((c) => (c.image = validation)));
+      p.spec!.containers.find((c) => c.name === 'istio-proxy')!.image = proxy;
+      expect(describeViolations(findIdentityViolations(p, policy)), `${validation} beside ${proxy}`).toMatch(/its image .* is not "istio-proxy"'s/);
+    }
+  });
+
   it('is exempt when its identity comes from the pod securityContext', () => {
     const validation = forged((c) => {
       delete c.securityContext!.runAsUser;

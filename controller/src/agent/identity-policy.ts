@@ -70,7 +70,7 @@ export function istioValidationMismatch(container: V1Container, pod: V1Pod, prox
   if (!(pod.spec?.initContainers ?? []).includes(container)) return 'not an init container';
   if (container.restartPolicy === 'Always') return 'a sidecar (restartPolicy Always), not a run-once init container';
   if (!proxy?.image) return `${JSON.stringify(policy.proxyContainer)} names no image`;
-  if (container.image !== proxy.image) return `its image ${JSON.stringify(container.image ?? '')} is not ${JSON.stringify(policy.proxyContainer)}'s ${JSON.stringify(proxy.image)}`;
+  if (!sameIstioImage(container.image, proxy.image)) return `its image ${JSON.stringify(container.image ?? '')} is not ${JSON.stringify(policy.proxyContainer)}'s ${JSON.stringify(proxy.image)}`;
   if ((container.command ?? []).length > 0) return "it sets a command (Istio's runs the image's entrypoint)";
   const args = container.args ?? [];
   if (args[0] !== 'istio-iptables' || !args.includes('--run-validation') || !args.includes('--skip-rule-apply')) {
@@ -84,6 +84,18 @@ export function istioValidationMismatch(container: V1Container, pod: V1Pod, prox
   if ((context.capabilities?.add ?? []).length > 0) return `it adds capabilities ${context.capabilities!.add!.join(',')}`;
   if (!(context.capabilities?.drop ?? []).includes('ALL')) return 'it does not drop ALL capabilities';
   return undefined;
+}
+
+/**
+ * The same image, or the same repository and tag but for Istio's image-type suffix: a
+ * ProxyConfig image type (e.g. distroless) reaches the proxy's image only, not
+ * istio-validation's (`proxyv2:1.28.0-distroless` beside `proxyv2:1.28.0`).
+ */
+function sameIstioImage(image: string | undefined, proxyImage: string): boolean {
+  if (image === proxyImage) return true;
+  if (image === undefined || image.includes('@') || proxyImage.includes('@')) return false;
+  const base = (ref: string) => ref.replace(/^(.*\/[^/:]+:[^/:]+?)-(distroless|debug)$/, '$1');
+  return base(image) === base(proxyImage);
 }
 
 export function describeViolations(violations: readonly IdentityViolation[]): string {
