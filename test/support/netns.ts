@@ -65,12 +65,14 @@ export interface LinkEnd {
   netns: TestNetns;
   /** Addresses with prefix, e.g. 192.0.2.1/24 and 2001:db8::1/64 (IPv6 ones get nodad: usable at once). */
   addresses: string[];
+  /** A fixed interface name (e.g. one an annotation names); else a unique one. */
+  ifname?: string;
 }
 
 /** A veth pair between two netns with the given addresses, both ends up. Returns the interface names. */
 export function connectNetns(a: LinkEnd, b: LinkEnd): [string, string] {
-  const nameA = uniqueName('va');
-  const nameB = uniqueName('vb');
+  const nameA = a.ifname ?? uniqueName('va');
+  const nameB = b.ifname ?? uniqueName('vb');
   must(['ip', '-n', a.netns.name, 'link', 'add', nameA, 'type', 'veth', 'peer', 'name', nameB, 'netns', b.netns.name]);
   for (const [end, ifname] of [[a, nameA], [b, nameB]] as const) {
     for (const address of end.addresses) {
@@ -116,30 +118,69 @@ export function nodeForAnyUser(): string {
 
 // Each listener accepts on :: (IPv4 and IPv6) and answers "<name>:<port>" (TCP) or
 // "<name>:udp:<port>" (UDP, port given as "udp:N"), so the client learns which socket got it.
+// With PNC_ORIGINAL_DST=1 it appends " orig=<address>:<port>", the destination the client
+// dialled: what SO_ORIGINAL_DST returns, which Node cannot call, so it is read from the same
+// conntrack entry in /proc/net/nf_conntrack (this netns's; needs root). No entry means no
+// translation: the local address (unknown for UDP on ::, shown as *).
 const LISTENER = `
 const net = require('node:net');
 const dgram = require('node:dgram');
+const { readFileSync } = require('node:fs');
 const [name, ...ports] = process.argv.slice(1);
+const withOriginal = process.env.PNC_ORIGINAL_DST === '1';
+const show = (address) => {
+  const plain = address.replace(/^::ffff:(?=[0-9]+[.])/, '');
+  return plain.includes(':') ? new URL('http://[' + plain + ']').hostname : plain;
+};
+function original(proto, local, localPort, peer, peerPort) {
+  let table = '';
+  try { table = readFileSync('/proc/net/nf_conntrack', 'utf8'); } catch {}
+  for (const line of table.split('\\n')) {
+    if (!line.includes(' dport=' + peerPort + ' ')) continue;
+    const fields = line.trim().split(/ +/);
+    if (fields[2] !== proto) continue;
+    const tuples = [];
+    for (const field of fields) {
+      const [key, value] = field.split('=');
+      if (key === 'src') tuples.push({});
+      if (['src', 'dst', 'sport', 'dport'].includes(key) && tuples.length) tuples[tuples.length - 1][key] = value;
+    }
+    const [dialled, reply] = tuples;
+    if (reply && Number(reply.sport) === localPort && show(reply.dst) === peer && Number(reply.dport) === peerPort &&
+        (local === '*' || show(reply.src) === local)) return show(dialled.dst) + ':' + dialled.dport;
+  }
+  return local + ':' + localPort;
+}
 let ready = 0;
 const up = () => { if (++ready === ports.length) console.log('ready'); };
 for (const port of ports) {
   if (port.startsWith('udp:')) {
     const socket = dgram.createSocket({ type: 'udp6', ipv6Only: false });
-    socket.on('message', (_msg, from) => socket.send(name + ':' + port, from.port, from.address));
-    socket.bind(Number(port.slice(4)), '::', up);
+    const number = Number(port.slice(4));
+    socket.on('message', (_msg, from) => {
+      const suffix = withOriginal ? ' orig=' + original('udp', '*', number, show(from.address), from.port) : '';
+      socket.send(name + ':' + port + suffix, from.port, from.address);
+    });
+    socket.bind(number, '::', up);
   } else {
-    net.createServer((socket) => socket.end(name + ':' + port + '\\n'))
-      .listen({ port: Number(port), host: '::', ipv6Only: false }, up);
+    net.createServer((socket) => {
+      const suffix = withOriginal
+        ? ' orig=' + original('tcp', show(socket.localAddress), socket.localPort, show(socket.remoteAddress), socket.remotePort)
+        : '';
+      socket.on('error', () => {});
+      socket.end(name + ':' + port + suffix + '\\n');
+    }).listen({ port: Number(port), host: '::', ipv6Only: false }, up);
   }
 }
 `;
 
-// Reads {"id","host","port","udp"} lines and answers {"id","reply"} with what the server said, or ERR:<code>.
+// Reads {"id","host","port","udp","local"} lines (local: TCP source address) and answers
+// {"id","reply"} with what the server said, or ERR:<code>.
 const CLIENT = `
 const net = require('node:net');
 const dgram = require('node:dgram');
 require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
-  const { id, host, port, udp } = JSON.parse(line);
+  const { id, host, port, udp, local } = JSON.parse(line);
   let done = false;
   const finish = (reply) => { if (!done) { done = true; process.stdout.write(JSON.stringify({ id, reply }) + '\\n'); } };
   if (udp) {
@@ -151,7 +192,7 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (l
     return;
   }
   let data = '';
-  const socket = net.connect({ host, port });
+  const socket = net.connect({ host, port, localAddress: local });
   socket.setTimeout(3000, () => { socket.destroy(); finish('ERR:timeout'); });
   socket.on('data', (chunk) => { data += chunk; });
   socket.on('end', () => finish(data.trim()));
@@ -160,9 +201,15 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (l
 console.log(JSON.stringify({ ready: true }));
 `;
 
-function startNodeInNetns(netnsPath: string, code: string, args: string[], identity?: { uid: number; gid: number }): ChildProcessWithoutNullStreams {
+function startNodeInNetns(
+  netnsPath: string,
+  code: string,
+  args: string[],
+  identity?: { uid: number; gid: number },
+  env: Record<string, string> = {},
+): ChildProcessWithoutNullStreams {
   const ids = identity ? ['--setuid', String(identity.uid), '--setgid', String(identity.gid)] : [];
-  return spawn('nsenter', [`--net=${netnsPath}`, ...ids, '--', nodeForAnyUser(), '-e', code, ...args], { stdio: 'pipe' });
+  return spawn('nsenter', [`--net=${netnsPath}`, ...ids, '--', nodeForAnyUser(), '-e', code, ...args], { stdio: 'pipe', env: { ...process.env, ...env } });
 }
 
 function firstLine(child: ChildProcessWithoutNullStreams, what: string): Promise<void> {
@@ -178,21 +225,26 @@ export interface Listeners {
   stop(): void;
 }
 
-/** Listeners on the given ports (all addresses; "udp:N" for UDP) inside the netns, answering "<name>:<port>". */
+/**
+ * Listeners on the given ports (all addresses; "udp:N" for UDP) inside the netns, answering
+ * "<name>:<port>", plus " orig=<address>:<port>" (the dialled destination) with originalDst.
+ */
 export async function startListeners(
   netnsPath: string,
   name: string,
   ports: (number | `udp:${number}`)[],
   identity?: { uid: number; gid: number },
+  opts: { originalDst?: boolean } = {},
 ): Promise<Listeners> {
-  const child = startNodeInNetns(netnsPath, LISTENER, [name, ...ports.map(String)], identity);
+  const env: Record<string, string> = opts.originalDst ? { PNC_ORIGINAL_DST: '1' } : {};
+  const child = startNodeInNetns(netnsPath, LISTENER, [name, ...ports.map(String)], identity, env);
   await firstLine(child, `listeners ${name}`);
   return { stop: () => child.kill('SIGKILL') };
 }
 
 export interface TcpClient {
-  /** Connects to host:port and resolves with the server's answer ("<name>:<port>") or "ERR:<code>". */
-  connect(host: string, port: number): Promise<string>;
+  /** Connects to host:port (from localAddress if given) and resolves with the server's answer ("<name>:<port>") or "ERR:<code>". */
+  connect(host: string, port: number, localAddress?: string): Promise<string>;
   /** Sends one UDP datagram to host:port and resolves with the answer ("<name>:udp:<port>") or "ERR:<code>". */
   udp(host: string, port: number): Promise<string>;
   stop(): void;
@@ -209,14 +261,14 @@ export async function startClient(netnsPath: string, identity: { uid: number; gi
     pending.get(id)?.(reply);
     pending.delete(id);
   });
-  const request = (host: string, port: number, udp: boolean) =>
+  const request = (host: string, port: number, udp: boolean, local?: string) =>
     new Promise<string>((resolve) => {
       const id = nextId++;
       pending.set(id, resolve);
-      child.stdin.write(JSON.stringify({ id, host, port, udp }) + '\n');
+      child.stdin.write(JSON.stringify({ id, host, port, udp, local }) + '\n');
     });
   return {
-    connect: (host, port) => request(host, port, false),
+    connect: (host, port, localAddress) => request(host, port, false, localAddress),
     udp: (host, port) => request(host, port, true),
     stop: () => child.kill('SIGKILL'),
   };
