@@ -3,7 +3,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidValue, parseCidr } from '../redirect/cidr.ts';
 import { IPTABLES_MODES, type IptablesMode } from '../redirect/mode.ts';
-import type { Family } from '../redirect/types.ts';
+import { DEFAULT_NODE_CONFIG, type Family, type NodeRedirectConfig } from '../redirect/types.ts';
 
 
 export interface AgentConfig {
@@ -78,14 +78,16 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
-/** Reads flags (`--x v`, `--x=v`, booleans also bare `--x`) over the environment. */
-export function parseConfig(env: Record<string, string | undefined>, args: readonly string[]): AgentConfig {
+type Get = (name: string) => string;
+
+/** Reads flags (`--x v`, `--x=v`, booleans also bare `--x`) of `settings` over the environment. */
+function readSettings(env: Record<string, string | undefined>, args: readonly string[], settings: readonly Setting[]): Get {
   const values = new Map<string, string>();
-  for (const setting of SETTINGS) {
+  for (const setting of settings) {
     const value = env[setting.env];
     if (value !== undefined) values.set(setting.env, value);
   }
-  const byFlag = new Map(SETTINGS.map((s) => [flagName(s.env), s]));
+  const byFlag = new Map(settings.map((s) => [flagName(s.env), s]));
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const eq = arg.indexOf('=');
@@ -97,7 +99,65 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
     else if (args[i + 1] === undefined) throw new ConfigError(flag, '', 'missing value');
     else values.set(setting.env, args[++i]!);
   }
-  const get = (name: string) => (values.get(name) ?? SETTINGS.find((s) => s.env === name)!.defaultValue).trim();
+  return (name) => (values.get(name) ?? settings.find((s) => s.env === name)!.defaultValue).trim();
+}
+
+/**
+ * The settings that decide a pod's rules and how they are programmed. The operator CLI
+ * (render/apply/verify) reads exactly these, from the same environment and flags as `run`,
+ * so on an agent's node it plans what the agent plans.
+ */
+export const REDIRECT_SETTINGS: readonly string[] = [
+  'PNC_PROXY_CONTAINER',
+  'PNC_IPTABLES_MODE',
+  'PNC_IPTABLES_LOCK_TIMEOUT',
+  'PNC_FAMILIES',
+  'PNC_CAPTURE_DNS',
+  'PNC_EXCLUDE_INBOUND_PORTS',
+  'PNC_EXCLUDE_OUTBOUND_PORTS',
+  'PNC_EXCLUDE_OUTBOUND_CIDRS',
+];
+
+export type RedirectSettings = Pick<
+  AgentConfig,
+  'proxyContainer' | 'iptablesMode' | 'iptablesLockTimeout' | 'families' | 'captureDns' | 'excludeInboundPorts' | 'excludeOutboundPorts' | 'excludeOutboundCidrs'
+>;
+
+function redirectSettings(get: Get): RedirectSettings {
+  const iptablesMode = get('PNC_IPTABLES_MODE');
+  if (iptablesMode !== 'auto' && !(IPTABLES_MODES as readonly string[]).includes(iptablesMode)) {
+    throw new ConfigError('PNC_IPTABLES_MODE', iptablesMode, `expected auto, ${IPTABLES_MODES.join(' or ')}`);
+  }
+  const families = list(get('PNC_FAMILIES'));
+  if (families.length === 0 || families.some((f) => f !== 'ipv4' && f !== 'ipv6') || new Set(families).size !== families.length) {
+    throw new ConfigError('PNC_FAMILIES', get('PNC_FAMILIES'), 'expected ipv4, ipv6 or ipv4,ipv6');
+  }
+  return {
+    proxyContainer: containerName('PNC_PROXY_CONTAINER', get('PNC_PROXY_CONTAINER')),
+    iptablesMode: iptablesMode as IptablesMode | 'auto',
+    iptablesLockTimeout: integer('PNC_IPTABLES_LOCK_TIMEOUT', get('PNC_IPTABLES_LOCK_TIMEOUT'), 1, 300),
+    families: families as Family[],
+    captureDns: bool('PNC_CAPTURE_DNS', get('PNC_CAPTURE_DNS')),
+    excludeInboundPorts: list(get('PNC_EXCLUDE_INBOUND_PORTS')).map((p) => integer('PNC_EXCLUDE_INBOUND_PORTS', p, 1, 65535)),
+    excludeOutboundPorts: list(get('PNC_EXCLUDE_OUTBOUND_PORTS')).map((p) => integer('PNC_EXCLUDE_OUTBOUND_PORTS', p, 1, 65535)),
+    excludeOutboundCidrs: list(get('PNC_EXCLUDE_OUTBOUND_CIDRS')).map((c) => cidr('PNC_EXCLUDE_OUTBOUND_CIDRS', c)),
+  };
+}
+
+/** REDIRECT_SETTINGS from the environment and flags (any other flag is refused). */
+export function parseRedirectSettings(env: Record<string, string | undefined>, args: readonly string[]): RedirectSettings {
+  return redirectSettings(readSettings(env, args, SETTINGS.filter((s) => REDIRECT_SETTINGS.includes(s.env))));
+}
+
+/** The engine's node config from those settings: what every pod's plan starts from. */
+export function nodeRedirectConfig(settings: RedirectSettings): NodeRedirectConfig {
+  const { families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs } = settings;
+  return { ...DEFAULT_NODE_CONFIG, families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs };
+}
+
+/** Reads flags (`--x v`, `--x=v`, booleans also bare `--x`) over the environment. */
+export function parseConfig(env: Record<string, string | undefined>, args: readonly string[]): AgentConfig {
+  const get = readSettings(env, args, SETTINGS);
 
   const nodeName = get('NODE_NAME');
   if (!nodeName) throw new ConfigError('NODE_NAME', '', 'required (set it from the downward API: spec.nodeName)');
@@ -107,14 +167,7 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
   const excluded = list(get('PNC_EXCLUDED_NAMESPACES')).map((ns) => namespaceName('PNC_EXCLUDED_NAMESPACES', ns));
   if (podNamespace) excluded.push(podNamespace);
 
-  const iptablesMode = get('PNC_IPTABLES_MODE');
-  if (iptablesMode !== 'auto' && !(IPTABLES_MODES as readonly string[]).includes(iptablesMode)) {
-    throw new ConfigError('PNC_IPTABLES_MODE', iptablesMode, `expected auto, ${IPTABLES_MODES.join(' or ')}`);
-  }
-  const families = list(get('PNC_FAMILIES'));
-  if (families.length === 0 || families.some((f) => f !== 'ipv4' && f !== 'ipv6') || new Set(families).size !== families.length) {
-    throw new ConfigError('PNC_FAMILIES', get('PNC_FAMILIES'), 'expected ipv4, ipv6 or ipv4,ipv6');
-  }
+  const redirect = redirectSettings(get);
   const logLevel = get('LOG_LEVEL');
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', logLevel, `expected one of ${LOG_LEVELS.join(', ')}`);
   const httpAddress = get('PNC_HTTP_ADDRESS');
@@ -123,23 +176,16 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
   if (!procRoot.startsWith('/')) throw new ConfigError('PNC_PROC_ROOT', procRoot, 'expected an absolute path');
 
   return {
+    ...redirect,
     nodeName,
     podNamespace,
-    proxyContainer: containerName('PNC_PROXY_CONTAINER', get('PNC_PROXY_CONTAINER')),
     waiterContainer: containerName('PNC_WAITER_CONTAINER', get('PNC_WAITER_CONTAINER')),
     excludedNamespaces: new Set(excluded),
     allowProxyUidApps: bool('PNC_ALLOW_PROXY_UID_APPS', get('PNC_ALLOW_PROXY_UID_APPS')),
-    iptablesMode: iptablesMode as IptablesMode | 'auto',
-    iptablesLockTimeout: integer('PNC_IPTABLES_LOCK_TIMEOUT', get('PNC_IPTABLES_LOCK_TIMEOUT'), 1, 300),
     httpPort: integer('PNC_HTTP_PORT', get('PNC_HTTP_PORT'), 0, 65535),
     httpAddress,
     concurrency: integer('PNC_CONCURRENCY', get('PNC_CONCURRENCY'), 1, 64),
     procRoot: procRoot.length > 1 ? procRoot.replace(/\/+$/, '') : procRoot,
-    families: families as Family[],
-    captureDns: bool('PNC_CAPTURE_DNS', get('PNC_CAPTURE_DNS')),
-    excludeInboundPorts: list(get('PNC_EXCLUDE_INBOUND_PORTS')).map((p) => integer('PNC_EXCLUDE_INBOUND_PORTS', p, 1, 65535)),
-    excludeOutboundPorts: list(get('PNC_EXCLUDE_OUTBOUND_PORTS')).map((p) => integer('PNC_EXCLUDE_OUTBOUND_PORTS', p, 1, 65535)),
-    excludeOutboundCidrs: list(get('PNC_EXCLUDE_OUTBOUND_CIDRS')).map((c) => cidr('PNC_EXCLUDE_OUTBOUND_CIDRS', c)),
     logLevel,
   };
 }
@@ -181,9 +227,11 @@ function cidr(variable: string, value: string): string {
   }
 }
 
-export function configHelp(): string {
-  const width = Math.max(...SETTINGS.map((s) => flagName(s.env).length + s.env.length + 3));
-  return SETTINGS.map((s) => {
+/** Help lines of every setting, or of the named ones. */
+export function configHelp(only?: readonly string[]): string {
+  const settings = only ? SETTINGS.filter((s) => only.includes(s.env)) : SETTINGS;
+  const width = Math.max(...settings.map((s) => flagName(s.env).length + s.env.length + 3));
+  return settings.map((s) => {
     const left = `${flagName(s.env)} / ${s.env}`;
     const def = s.defaultValue ? ` (default ${s.defaultValue})` : '';
     return `    ${left.padEnd(width)}  ${s.help}${def}`;

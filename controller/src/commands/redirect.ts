@@ -1,14 +1,19 @@
 // Operator tools of dist/controller.js: render, apply, verify, remove (debugging one pod on a node).
+// They plan with the agent's own node settings (the same PNC_* environment and flags), so
+// on an agent's node (`kubectl exec AGENT -- node /app/controller.js verify ...`) they see
+// the rules the agent programmed as correct.
 import { stat } from 'node:fs/promises';
+import type { V1Pod } from '@kubernetes/client-node';
+import { ConfigError, configHelp, flagName, nodeRedirectConfig, parseRedirectSettings, REDIRECT_SETTINGS, type RedirectSettings } from '../agent/config.ts';
+import { effectiveIdentity, findProxyContainer } from '../agent/proxy-identity.ts';
 import { PodManifestError, readPodManifest } from '../pod-manifest.ts';
 import {
   AnnotationError,
   applyRedirect,
-  DEFAULT_NODE_CONFIG,
   detectIptablesMode,
   NodeConfigError,
-  parseIptablesMode,
   planFromPod,
+  podKey,
   removeRedirect,
   renderPlan,
   rulesHash,
@@ -19,17 +24,20 @@ import {
 } from '../redirect/index.ts';
 
 export const redirectHelp = `Redirect tools (debug one pod's rules on a node; run as root on the node):
-  render --pod FILE [--family 4|6]
+  render --pod FILE [--family 4|6] [node settings]
       Print the iptables-restore payload(s) for the Pod manifest FILE (YAML or JSON). Touches nothing.
-  apply  --netns PATH --pod FILE [--family 4|6] [--iptables-mode legacy|nft]
+  apply  --netns PATH --pod FILE [--family 4|6] [node settings]
       Program the rules in the network namespace PATH (/run/netns/NAME or /proc/PID/ns/net):
       atomic per family, a no-op when they are already in place, verified after applying.
-  verify --netns PATH --pod FILE [--family 4|6] [--iptables-mode legacy|nft]
+  verify --netns PATH --pod FILE [--family 4|6] [node settings]
       Exit 0 when the rules in PATH match the plan, 3 and a diff (- wanted, + found) when not.
   remove --netns PATH [--iptables-mode legacy|nft]
       Delete this project's chains and jumps from PATH (both families); other rules stay.
-  --family limits the plan to IPv4 or IPv6 (as on a single-stack node); default both.
-  --iptables-mode overrides the backend detected from the host (also env PNC_IPTABLES_MODE).
+  --family limits the plan to IPv4 or IPv6 (as on a single-stack node).
+  The proxy UID/GID are what the manifest's proxy container runs as (else 1337), as the agent
+  takes them. Node settings: the agent's own environment variables and flags, so inside the
+  agent's container the plan is the agent's:
+${configHelp(REDIRECT_SETTINGS)}
 `;
 
 class UsageError extends Error {
@@ -38,20 +46,28 @@ class UsageError extends Error {
 
 type Flags = Map<string, string>;
 
-function parseFlags(args: string[], allowed: readonly string[]): Flags {
+/** This command's own flags; every other argument goes to the node settings (parseRedirectSettings). */
+function parseFlags(args: string[], allowed: readonly string[]): { flags: Flags; settings: RedirectSettings } {
   const flags: Flags = new Map();
+  const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (!arg.startsWith('--')) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (!allowed.includes(name)) throw new UsageError(`unknown flag --${name} (allowed: ${allowed.map((f) => `--${f}`).join(' ')})`);
+    if (!allowed.includes(name)) {
+      const setting = REDIRECT_SETTINGS.find((env) => flagName(env) === `--${name}`);
+      if (setting === undefined) throw new UsageError(`unknown flag --${name} (allowed: ${[...allowed.map((f) => `--${f}`), ...REDIRECT_SETTINGS.map(flagName)].join(' ')})`);
+      rest.push(arg);
+      if (eq === -1 && args[i + 1] !== undefined && !args[i + 1]!.startsWith('--')) rest.push(args[++i]!);
+      continue;
+    }
     const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined || value === '') throw new UsageError(`flag --${name} needs a value`);
     if (flags.has(name)) throw new UsageError(`flag --${name} given twice`);
     flags.set(name, value);
   }
-  return flags;
+  return { flags, settings: parseRedirectSettings(process.env, rest) };
 }
 
 function required(flags: Flags, name: string): string {
@@ -60,17 +76,24 @@ function required(flags: Flags, name: string): string {
   return value;
 }
 
-function families(flags: Flags): Family[] {
+function families(flags: Flags, settings: RedirectSettings): Family[] {
   const value = flags.get('family');
-  if (value === undefined) return ['ipv4', 'ipv6'];
+  if (value === undefined) return settings.families;
   if (value === '4' || value === 'ipv4') return ['ipv4'];
   if (value === '6' || value === 'ipv6') return ['ipv6'];
   throw new UsageError(`--family ${JSON.stringify(value)}: must be 4 or 6`);
 }
 
-async function plan(flags: Flags): Promise<RedirectPlan> {
+async function plan(flags: Flags, settings: RedirectSettings): Promise<RedirectPlan> {
   const pod = await readPodManifest(required(flags, 'pod'));
-  return planFromPod(pod, { ...DEFAULT_NODE_CONFIG, families: families(flags) });
+  const node = nodeRedirectConfig(settings);
+  const proxy = findProxyContainer(pod as V1Pod, settings.proxyContainer);
+  const identity = proxy ? effectiveIdentity(proxy, pod as V1Pod, { uid: node.proxyUid, gid: node.proxyGid }) : { uid: node.proxyUid, gid: node.proxyGid };
+  // Root would exempt every root process of the pod from the redirect.
+  if (proxy && (identity.uid === 0 || identity.gid === 0)) {
+    throw new PodManifestError(`pod ${podKey(pod)}: container ${JSON.stringify(proxy.name)} runs with runAsUser=${identity.uid} runAsGroup=${identity.gid}; the proxy identity must not be root`);
+  }
+  return planFromPod(pod, { ...node, families: families(flags, settings), proxyUid: identity.uid, proxyGid: identity.gid });
 }
 
 async function netns(flags: Flags): Promise<string> {
@@ -83,17 +106,15 @@ async function netns(flags: Flags): Promise<string> {
   return path;
 }
 
-async function mode(flags: Flags): Promise<IptablesMode> {
-  const flag = flags.get('iptables-mode');
-  const chosen = flag !== undefined ? parseIptablesMode(flag, '--iptables-mode') : parseIptablesMode(process.env.PNC_IPTABLES_MODE, 'PNC_IPTABLES_MODE');
-  return chosen ?? (await detectIptablesMode());
+async function mode(settings: RedirectSettings): Promise<IptablesMode> {
+  return settings.iptablesMode === 'auto' ? await detectIptablesMode() : settings.iptablesMode;
 }
 
 /** The netns, the pod's plan and the backend that apply and verify act on. */
-async function target(args: string[]): Promise<{ path: string; redirectPlan: RedirectPlan; iptablesMode: IptablesMode }> {
-  const flags = parseFlags(args, ['netns', 'pod', 'family', 'iptables-mode']);
-  const [path, redirectPlan, iptablesMode] = await Promise.all([netns(flags), plan(flags), mode(flags)]);
-  return { path, redirectPlan, iptablesMode };
+async function target(args: string[]) {
+  const { flags, settings } = parseFlags(args, ['netns', 'pod', 'family']);
+  const [path, redirectPlan, iptablesMode] = await Promise.all([netns(flags), plan(flags, settings), mode(settings)]);
+  return { path, redirectPlan, iptablesMode, lockWaitSeconds: settings.iptablesLockTimeout };
 }
 
 /** Maps errors to the exit codes of the help text: 2 = bad usage or input, 1 = failure while acting. */
@@ -106,7 +127,8 @@ function handle(command: (args: string[]) => Promise<number>): (args: string[]) 
         error instanceof UsageError ||
         error instanceof PodManifestError ||
         error instanceof AnnotationError ||
-        error instanceof NodeConfigError;
+        error instanceof NodeConfigError ||
+        error instanceof ConfigError;
       process.stderr.write(`error: ${(error as Error).message}\n`);
       if (error instanceof UsageError) process.stderr.write(`\n${redirectHelp}`);
       return bad ? 2 : 1;
@@ -116,8 +138,8 @@ function handle(command: (args: string[]) => Promise<number>): (args: string[]) 
 
 export const redirectCommands: Record<string, (args: string[]) => Promise<number>> = {
   render: handle(async (args) => {
-    const flags = parseFlags(args, ['pod', 'family']);
-    const rendered = renderPlan(await plan(flags));
+    const { flags, settings } = parseFlags(args, ['pod', 'family']);
+    const rendered = renderPlan(await plan(flags, settings));
     process.stdout.write(`# pod-network-controller rules hash ${rulesHash(rendered)}\n`);
     for (const [family, payload] of Object.entries(rendered)) {
       process.stdout.write(`# ${family}: ${family === 'ipv4' ? 'iptables' : 'ip6tables'}-restore --noflush\n${payload}`);
@@ -125,8 +147,8 @@ export const redirectCommands: Record<string, (args: string[]) => Promise<number
     return 0;
   }),
   apply: handle(async (args) => {
-    const { path, redirectPlan, iptablesMode } = await target(args);
-    const result = await applyRedirect(path, redirectPlan, { mode: iptablesMode });
+    const { path, redirectPlan, iptablesMode, lockWaitSeconds } = await target(args);
+    const result = await applyRedirect(path, redirectPlan, { mode: iptablesMode, lockWaitSeconds });
     process.stdout.write(
       `${result.changed ? 'applied' : 'unchanged'}: pod ${redirectPlan.pod} in ${path} (iptables-${iptablesMode}, rules ${result.hash})\n`,
     );
@@ -143,9 +165,9 @@ export const redirectCommands: Record<string, (args: string[]) => Promise<number
     return 3;
   }),
   remove: handle(async (args) => {
-    const flags = parseFlags(args, ['netns', 'iptables-mode']);
+    const { flags, settings } = parseFlags(args, ['netns']);
     const path = await netns(flags);
-    const iptablesMode = await mode(flags);
+    const iptablesMode = await mode(settings);
     await removeRedirect(path, { mode: iptablesMode });
     process.stdout.write(`removed: pod-network-controller rules from ${path} (iptables-${iptablesMode})\n`);
     return 0;

@@ -1,8 +1,8 @@
 // `run`: the node agent, the DaemonSet's main process.
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
-import { type AgentConfig, ConfigError, configHelp, parseConfig } from '../agent/config.ts';
-import { DEFAULT_NODE_CONFIG, type IptablesMode, NodeConfigError, type NodeRedirectConfig, detectIptablesMode, validateNodeConfig } from '../redirect/index.ts';
+import { type AgentConfig, ConfigError, configHelp, nodeRedirectConfig, parseConfig } from '../agent/config.ts';
+import { type IptablesMode, NodeConfigError, type NodeRedirectConfig, detectIptablesMode, validateNodeConfig } from '../redirect/index.ts';
 
 export const runHelp = `  run [flags]
     The node agent: watches this node's pods, programs and verifies the redirect in each
@@ -10,11 +10,6 @@ export const runHelp = `  run [flags]
     KUBECONFIG, ~/.kube/config or in-cluster. Every setting is an environment variable and a flag (flags win):
 ${configHelp()}
 `;
-
-function redirectConfigFrom(config: AgentConfig): NodeRedirectConfig {
-  const { families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs } = config;
-  return { ...DEFAULT_NODE_CONFIG, families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs };
-}
 
 /**
  * V8 lets its young generation grow to tens of MB during a pod burst. With 1 MB
@@ -41,7 +36,7 @@ export async function runCommand(args: string[]): Promise<number> {
   let redirectConfig: NodeRedirectConfig;
   try {
     config = parseConfig(process.env, args);
-    redirectConfig = redirectConfigFrom(config);
+    redirectConfig = nodeRedirectConfig(config);
     validateNodeConfig(redirectConfig);
   } catch (error) {
     if (error instanceof ConfigError || error instanceof NodeConfigError) {

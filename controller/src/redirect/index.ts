@@ -3,7 +3,7 @@
 export type { Family, NodeRedirectConfig, PodLike, RedirectPlan } from './types.ts';
 export { DEFAULT_NODE_CONFIG } from './types.ts';
 export { AnnotationError, NodeConfigError, RedirectError, XtablesLockTimeout } from './errors.ts';
-export { planFromPod, validateNodeConfig } from './plan.ts';
+export { planFromPod, podKey, validateNodeConfig } from './plan.ts';
 export { renderPlan, rulesHash } from './render.ts';
 export type { IptablesMode } from './mode.ts';
 export { chooseIptablesMode, detectIptablesMode, IptablesModeError, parseIptablesMode } from './mode.ts';
