@@ -1,6 +1,8 @@
 // A TCP pass-through in front of the kube-apiserver that holds every connection until
 // it is opened: lets a test see the controller before its initial list has synced
-// (/readyz must say 503 then) without disturbing the shared control plane.
+// (/readyz must say 503 then) without disturbing the shared control plane. It can also
+// cut the controller off (an API outage as the node sees it) while the test itself
+// keeps using the apiserver.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import type { Socket } from 'node:net';
@@ -17,6 +19,8 @@ export interface ApiGate {
   kubeconfig: string;
   /** From now on, held and new connections pass through to the apiserver. */
   open(): void;
+  /** An outage: every open connection is reset and new ones are refused until open(). */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -27,6 +31,7 @@ export async function startApiGate(kubeconfigPath: string): Promise<ApiGate> {
   const upstream = new URL(server);
 
   let isOpen = false;
+  let isCut = false;
   const held: Socket[] = [];
   const sockets = new Set<Socket>();
   const pass = (client: Socket) => {
@@ -41,7 +46,8 @@ export async function startApiGate(kubeconfigPath: string): Promise<ApiGate> {
   const gate = createServer((client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
-    if (isOpen) pass(client);
+    if (isCut) client.resetAndDestroy();
+    else if (isOpen) pass(client);
     else {
       client.pause();
       held.push(client);
@@ -61,7 +67,12 @@ export async function startApiGate(kubeconfigPath: string): Promise<ApiGate> {
     kubeconfig,
     open() {
       isOpen = true;
+      isCut = false;
       for (const client of held.splice(0)) pass(client);
+    },
+    cut() {
+      isCut = true;
+      for (const socket of sockets) socket.resetAndDestroy();
     },
     async close() {
       for (const socket of sockets) socket.destroy();

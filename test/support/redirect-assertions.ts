@@ -2,7 +2,7 @@
 // the engine's own verification, exactly one copy of our jumps, and where real TCP
 // connections land. Shared by the controller's end-to-end test files.
 import { expect } from 'vitest';
-import { planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
+import { type IptablesMode, planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
 import type { Mark } from '../../controller/src/mark.ts';
 import { connectFrom, jumpRuleCounts, noRedirectRules, startListener } from '../../hack/lib/redirect-probe.ts';
 import type { PodHandle } from './mesh-fixture.ts';
@@ -35,10 +35,10 @@ export async function expectOneCopyOfRules(netnsPath: string): Promise<void> {
   }
 }
 
-/** The engine verifies the pod's plan in its netns, and we hold exactly one copy of the jumps. */
-export async function expectRulesInPlace(handle: PodHandle): Promise<void> {
+/** The engine verifies the pod's plan in its netns (`mode`: the agent's, when not the host's default), and we hold exactly one copy of the jumps. */
+export async function expectRulesInPlace(handle: PodHandle, mode?: IptablesMode): Promise<void> {
   const { netnsPath } = sandboxOf(handle);
-  const verified = await verifyRedirect(netnsPath, planFromPod(handle.pod));
+  const verified = await verifyRedirect(netnsPath, planFromPod(handle.pod), { mode });
   expect(verified.ok, `rules drift in ${netnsPath}:\n${verified.diff}`).toBe(true);
   await expectOneCopyOfRules(netnsPath);
 }
