@@ -190,13 +190,13 @@ build_target() {
 
 build_test_proxy() {
   local image="$REPO/test-proxy:$TAG" start=$SECONDS ctr source_sum
-  source_sum=$( (cat "$ROOT/hack/images/test-proxy/test-proxy.c"; gcc --version) | sha256sum | cut -d' ' -f1)
+  source_sum=$(cat "$ROOT"/hack/images/test-proxy/* <(gcc --version) | sha256sum | cut -d' ' -f1)
   # Rebuilt only when its source changes, so its image ID (and containerd's copy) stays put.
   if [[ $(bh inspect --type image --format '{{index .OCIv1.Config.Labels "pnc.source-sha256"}}' "$image" 2>/dev/null) == "$source_sum" ]]; then
     return 0
   fi
   mkdir -p "$work/test-proxy"
-  gcc -static -Os -s -Wall -Wextra -Werror -o "$work/test-proxy/test-proxy" "$ROOT/hack/images/test-proxy/test-proxy.c"
+  bash "$ROOT/hack/images/test-proxy/build.sh" "$work/test-proxy/test-proxy"
   ctr=$(bh from --pull=never scratch)
   containers+=("$ctr")
   bh copy --quiet "$ctr" "$work/test-proxy/test-proxy" /test-proxy >/dev/null

@@ -1,6 +1,8 @@
-// The container images, as far as they can be checked without a Docker engine: every
-// file the Dockerfile copies exists after the build and survives .dockerignore, the
-// bundles need nothing from node_modules, and each image holds only its own bundle.
+// The container images as the Dockerfile describes them: every file it copies exists
+// after the build and survives .dockerignore, the bundles need nothing from node_modules,
+// and each image holds only its own bundle. (The images themselves are built and run on the
+// real node by the node suite, through hack/local-cluster.sh deploy.) And the local deploy's
+// kustomization: the shipped manifests with nothing changed but the images.
 import { execFile } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +11,7 @@ import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBundles } from '../../hack/lib/ensure-bundles.ts';
+import { kustomize, type Manifest } from './deploy-support.ts';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -135,5 +138,39 @@ describe('Dockerfile and .dockerignore', () => {
     }
     const { stdout, stderr } = await run(process.execPath, [join(dir, `${target}.js`), '--help'], { cwd: dir, timeout: 15_000 });
     expect(`${stdout}${stderr}`).toMatch(target === 'controller' ? /Usage: node dist\/controller\.js/ : /--annotations-file/);
+  });
+});
+
+describe('hack/deploy-local.sh kustomization', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pnc-deploy-local-'));
+    await run('bash', [join(ROOT, 'hack/deploy-local.sh'), 'kustomization', dir]);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const key = (o: Manifest) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+  it('renders the kubernetes overlay and the admission-policy injection with only the images changed', async () => {
+    const local = await kustomize(dir);
+    const shipped = [...(await kustomize('manifests/overlays/kubernetes')), ...(await kustomize('manifests/injection/admission-policy'))];
+    const expected = structuredClone(shipped).map((object) => {
+      if (object.kind === 'DaemonSet') {
+        const spec = object.spec as { template: { spec: { containers: { image: string }[] } } };
+        expect(spec.template.spec.containers[0]!.image).toBe('ghcr.io/pod-network-controller/controller:0.1.0');
+        spec.template.spec.containers[0]!.image = 'localhost/pod-network-controller/controller:dev';
+      }
+      if (object.kind === 'ConfigMap' && object.metadata.name === 'pod-network-controller-injection') {
+        const data = (object as Manifest & { data: Record<string, string> }).data;
+        expect(data.image).toBe('ghcr.io/pod-network-controller/init-waiter:0.1.0');
+        data.image = 'localhost/pod-network-controller/init-waiter:dev';
+      }
+      return object;
+    });
+    expect(local.map(key).sort()).toEqual(expected.map(key).sort());
+    const byKey = new Map(local.map((object) => [key(object), object]));
+    for (const object of expected) expect(byKey.get(key(object)), key(object)).toEqual(object);
   });
 });
