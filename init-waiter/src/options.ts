@@ -1,6 +1,8 @@
 // Flags and environment variables of the init-waiter (pure). A flag beats its
 // environment variable, which beats the default; anything unparsable is a UsageError.
 import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 
 export interface ProbeAddresses {
   ipv4: string;
@@ -83,27 +85,26 @@ export const USAGE = [
   '  --help               print this text',
 ].join('\n');
 
+const PARSE_ARGS_OPTIONS = {
+  ...Object.fromEntries(Object.values(SPECS).map((spec: OptionSpec) => [spec.flag.slice(2), { type: 'string' as const }])),
+  help: { type: 'boolean', short: 'h' },
+} satisfies ParseArgsConfig['options'];
+
+const NAME_BY_FLAG = new Map<string, OptionName>(
+  (Object.entries(SPECS) as [OptionName, OptionSpec][]).map(([name, spec]) => [spec.flag, name]),
+);
+
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): WaiterOptions {
+  // Not strict: each token is judged below, so every mistake is a UsageError quoting the argument as given.
+  const { tokens } = parseArgs({ args: [...argv], options: PARSE_ARGS_OPTIONS, strict: false, allowPositionals: true, tokens: true });
   const fromFlags = new Map<OptionName, string>();
-  const byFlag = new Map<string, OptionName>(
-    (Object.entries(SPECS) as [OptionName, OptionSpec][]).map(([name, spec]) => [spec.flag, name]),
-  );
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (arg === '--help' || arg === '-h') throw new HelpRequested(USAGE);
-    const eq = arg.indexOf('=');
-    const flag = eq === -1 ? arg : arg.slice(0, eq);
-    const name = byFlag.get(flag);
-    if (name === undefined) throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
-    let value: string;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else {
-      const next = argv[i + 1];
-      if (next === undefined) throw new UsageError(`${flag} needs a value`);
-      value = next;
-      i++;
-    }
-    fromFlags.set(name, value);
+  for (const token of tokens) {
+    const arg = argv[token.index] as string;
+    if (token.kind === 'option' && token.name === 'help' && (arg === '--help' || arg === '-h')) throw new HelpRequested(USAGE);
+    const name = token.kind === 'option' ? NAME_BY_FLAG.get(token.rawName) : undefined;
+    if (token.kind !== 'option' || name === undefined) throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
+    if (token.value === undefined) throw new UsageError(`${token.rawName} needs a value`);
+    fromFlags.set(name, token.value);
   }
 
   const raw = (name: OptionName): { value: string; source: string } => {

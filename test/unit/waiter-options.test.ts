@@ -55,6 +55,29 @@ describe('init-waiter options', () => {
     expect(() => parseOptions(argv, {})).toThrow(message);
   });
 
+  it.each([
+    [['--verbose=1'], 'unknown argument "--verbose=1"'],
+    [['-x'], 'unknown argument "-x"'],
+    [['-hq'], 'unknown argument "-hq"'],
+    [['--help=yes'], 'unknown argument "--help=yes"'],
+    [['--timeout', '5', '--', '--validate'], 'unknown argument "--"'],
+    [['--validate=false', 'extra'], 'unknown argument "extra"'],
+  ])('quotes the argument as given when it is no flag: %j', (argv, message) => {
+    expect(() => parseOptions(argv, {})).toThrow(UsageError);
+    expect(() => parseOptions(argv, {})).toThrow(message);
+  });
+
+  it('takes the next argument as the value even when it starts with a dash, and the last repeat wins', () => {
+    expect(() => parseOptions(['--annotations-file', '--timeout'], {})).not.toThrow();
+    expect(parseOptions(['--annotations-file', '--timeout'], {}).annotationsFile).toBe('--timeout');
+    expect(parseOptions(['--timeout', '1', '--timeout=2'], {}).timeoutMs).toBe(2_000);
+    expect(() => parseOptions(['--timeout='], { PNC_WAITER_TIMEOUT: '7' })).toThrow('--timeout: "" is not a number of seconds');
+  });
+
+  it('answers -h like --help, wherever it stands', () => {
+    expect(() => parseOptions(['--timeout', '5', '-h'], {})).toThrow(HelpRequested);
+  });
+
   it('names the env variable when the bad value came from it', () => {
     expect(() => parseOptions([], { PNC_WAITER_VALIDATE: 'maybe' })).toThrow('PNC_WAITER_VALIDATE: "maybe" is neither true nor false');
   });
