@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects so a quick `npm run test:unit` needs neither root nor a control plane.
+// Projects so a quick `npm run test:unit` needs neither root nor a control plane.
 // unit: pure functions. netns: real network namespaces and iptables (root).
 // cluster: a real kube-apiserver + etcd started once per run by the global setup (root for the simulator).
+// node: the same plus a real node; hack/run-tests.ts runs it after the others.
 export default defineConfig({
   test: {
     projects: [
@@ -15,6 +16,17 @@ export default defineConfig({
           globalSetup: ['test/support/cluster-global-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // A real kubelet + containerd node, started once per run (root; skipped otherwise).
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          globalSetup: ['test/support/node-global-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 600_000,
           fileParallelism: false,
         },
       },

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the real control-plane binaries the tests and the demo run:
-# kube-apiserver, kube-controller-manager and kubectl from k8s.io/kubernetes, and
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl from k8s.io/kubernetes, and
 # etcd from go.etcd.io/etcd/server/v3, through the Go module proxy, into a cache
 # outside the repo keyed by version. Prints the directory that holds them.
 set -euo pipefail
@@ -9,7 +9,7 @@ K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
-K8S_TOOLS=(kube-apiserver kube-controller-manager kubectl)
+K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
 log() { echo "build-k8s-binaries: $*" >&2; }
 
@@ -29,6 +29,13 @@ fi
 
 command -v go >/dev/null || { log "go is required to build the control plane (or set KUBEBUILDER_ASSETS)"; exit 1; }
 mkdir -p "$BIN_DIR"
+# One build at a time per cache dir; a waiter finds the binaries built.
+exec 9>"$BIN_DIR.lock"
+flock 9
+if have_all; then
+  echo "$BIN_DIR"
+  exit 0
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local

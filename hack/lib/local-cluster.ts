@@ -15,12 +15,26 @@ export interface LocalClusterOptions {
   stateDir?: string;
   /** Also run kube-controller-manager (serviceaccount, namespace, garbagecollector controllers). */
   withControllerManager?: boolean;
+  /** Also run kube-scheduler, the workload controllers and one real node (kubelet + containerd; root). */
+  withNode?: boolean;
+}
+
+export interface LocalNode {
+  name: string;
+  /** containerd's socket; images live in namespace k8s.io. */
+  containerdAddress: string;
+  /** The node's InternalIPs, IPv4 first. */
+  ips: string[];
+  /** The pods' IPv4 and IPv6 ranges. */
+  podCidrs: string[];
 }
 
 export interface LocalCluster {
   kubeconfig: string;
   binDir: string;
   stateDir: string;
+  /** Present when started with withNode. */
+  node?: LocalNode;
 }
 
 function resolveStateDir(options: LocalClusterOptions): string {
@@ -57,11 +71,28 @@ export function parseClusterEnv(text: string): Record<string, string> {
 /** Starts the local control plane, or reuses the one already running in the state dir. */
 export async function ensureLocalCluster(options: LocalClusterOptions = {}): Promise<LocalCluster> {
   const stateDir = resolveStateDir(options);
-  const stdout = await runScript(stateDir, ['up', ...(options.withControllerManager ? ['--with-controller-manager'] : [])]);
+  const flags = [...(options.withControllerManager ? ['--with-controller-manager'] : []), ...(options.withNode ? ['--with-node'] : [])];
+  const stdout = await runScript(stateDir, ['up', ...flags]);
   const kubeconfig = stdout.trim().split('\n').pop() ?? '';
   const env = parseClusterEnv(await readFile(join(stateDir, 'cluster.env'), 'utf8'));
   if (!kubeconfig || !env.BIN_DIR) throw new Error(`hack/local-cluster.sh up in ${stateDir} printed no kubeconfig or wrote no BIN_DIR`);
-  return { kubeconfig, binDir: env.BIN_DIR, stateDir };
+  const cluster: LocalCluster = { kubeconfig, binDir: env.BIN_DIR, stateDir };
+  if (options.withNode) {
+    const node = parseClusterEnv(await readFile(join(stateDir, 'node', 'node.env'), 'utf8'));
+    if (!node.NODE_NAME || !node.CONTAINERD_ADDRESS) throw new Error(`hack/local-cluster.sh up --with-node in ${stateDir} wrote no node.env`);
+    cluster.node = {
+      name: node.NODE_NAME,
+      containerdAddress: node.CONTAINERD_ADDRESS,
+      ips: (node.NODE_IPS ?? '').split(','),
+      podCidrs: (node.POD_CIDRS ?? '').split(','),
+    };
+  }
+  return cluster;
+}
+
+/** A node reboot as its pods see it: every sandbox killed, containerd and the kubelet started again. */
+export async function rebootLocalNode(options: Pick<LocalClusterOptions, 'stateDir'> = {}): Promise<void> {
+  await runScript(resolveStateDir(options), ['node-reboot']);
 }
 
 /** True when a control plane recorded in the state dir answers /readyz. */

@@ -21,10 +21,11 @@ declare module 'vitest' {
 
 const RUN_DIR_PREFIX = 'pnc-test-cluster-';
 
-async function sweepClustersOfDeadRuns(): Promise<void> {
+/** Stops the clusters (and nodes) of runs that died, found by their `<prefix><pid>-<start>` state dirs. */
+export async function sweepClustersOfDeadRuns(prefix = RUN_DIR_PREFIX): Promise<void> {
   const entries = await readdir(tmpdir(), { withFileTypes: true });
   for (const entry of entries) {
-    const owner = new RegExp(`^${RUN_DIR_PREFIX}(\\d+)-(\\d+)(\\.lock)?$`).exec(entry.name);
+    const owner = new RegExp(`^${prefix}(\\d+)-(\\d+)(\\.lock)?$`).exec(entry.name);
     if (!owner || (await isSameProcessAlive(Number(owner[1]), owner[2]!))) continue;
     if (owner[3]) {
       await rm(join(tmpdir(), entry.name), { force: true }); // a private cluster's lock, its run gone

@@ -1,0 +1,648 @@
+#!/usr/bin/env bash
+# One real worker node for the local control plane: containerd + runc + the bridge CNI
+# plugin from Debian, and a kubelet built like the other binaries. Called by
+# `hack/local-cluster.sh up --with-node` / `down` / `node-reboot`, which export STATE_DIR,
+# BIN_DIR, PKI, APISERVER_URL and ADMIN_KUBECONFIG; not meant to be run by hand.
+#
+#   local-node.sh check    exit 1 with one line naming what this machine lacks
+#   local-node.sh up       start (or reuse) the node; waits until it is Ready
+#   local-node.sh down     stop it and remove every trace on the host
+#   local-node.sh reboot   stop kubelet and containerd, kill every pod sandbox, start both again
+#
+# Host footprint, all undone by `down`: a slot (0-7) claimed under /run/pod-network-controller,
+# which names two bridges (pncn<slot>: the node's addresses, no ports; pncp<slot>: the pods),
+# the cgroup root /pnc-node-<slot> in every hierarchy, one iptables chain per family in nat
+# (the `kubernetes` Service ClusterIP to the API server) and in filter (pods never reach past
+# the node), the kubelet's sysctls (originals restored by the last node down), CNI result
+# files, /var/log/containers links and containerd shim sockets. Everything else lives in
+# $STATE_DIR/node. Only documentation ranges are used; host forwarding is never turned on.
+set -Eeuo pipefail
+trap 'echo "local-node: failed (line $LINENO): $BASH_COMMAND" >&2' ERR
+
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${STATE_DIR:?}"
+NODE_DIR="$STATE_DIR/node"
+LOG_DIR="$STATE_DIR/logs"
+NODES_DIR=/run/pod-network-controller/nodes
+SLOTS=8
+NODE_NAME=pnc-node
+PAUSE_IMAGE=localhost/pod-network-controller/pause:dev
+CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
+CNI_BIN_DIR=/usr/lib/cni
+# The sysctls the kubelet sets at start (its "kernel tunables").
+KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+
+log() { echo "local-node: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --- addressing: everything derives from the slot ---------------------------------------
+# Pods: a /26 of 198.51.100.0/24 (slots 0-3) or 203.0.113.0/24 (4-7) and 2001:db8:ad1:<slot>::/64;
+# the first address of each is the gateway on the pod bridge. Node: 192.0.2.<16+slot> and
+# 2001:db8:ad0:<slot>::1 on the portless bridge. The control plane keeps to 192.0.2.1 and
+# 192.0.2.128/25.
+slot_vars() {
+  local slot=$1 base
+  if ((slot < 4)); then base=198.51.100; else base=203.0.113; fi
+  POD_V4_NET="$base.$((64 * (slot % 4)))"
+  POD_V4_CIDR="$POD_V4_NET/26"
+  POD_V4_GW="$base.$((64 * (slot % 4) + 1))"
+  POD_V6_CIDR="2001:db8:ad1:$slot::/64"
+  POD_V6_GW="2001:db8:ad1:$slot::1"
+  NODE_V4="192.0.2.$((16 + slot))"
+  NODE_V6="2001:db8:ad0:$slot::1"
+  NODE_BRIDGE="pncn$slot"
+  POD_BRIDGE="pncp$slot"
+  CGROUP_ROOT="pnc-node-$slot"
+  CNI_NETWORK="pnc-node-$slot"
+  CHAIN="PNC-NODE-$slot"
+}
+
+# --- preflight -------------------------------------------------------------------------
+INSTALL_HINT="apt-get install containerd runc containernetworking-plugins iptables iproute2 gcc libc6-dev"
+cmd_check() {
+  [[ $(id -u) == 0 ]] || die "a real node needs root (netns, cgroups, mounts, bridges)"
+  local tool
+  for tool in containerd containerd-shim-runc-v2 ctr runc iptables ip6tables ip cc openssl; do
+    command -v "$tool" >/dev/null || die "missing $tool: install it with: $INSTALL_HINT"
+  done
+  for tool in bridge host-local loopback; do
+    [[ -x "$CNI_BIN_DIR/$tool" ]] || die "missing the CNI plugin $CNI_BIN_DIR/$tool: install it with: apt-get install containernetworking-plugins"
+  done
+  [[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a || -f /usr/lib/libc.a ]] ||
+    die "missing a static libc for the pause image: install it with: apt-get install libc6-dev"
+  grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
+    die "the kernel has no overlay filesystem (containerd's snapshotter needs it): modprobe overlay"
+  [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || die "no cgroup hierarchy with the memory controller is mounted under /sys/fs/cgroup"
+  [[ -w /proc/sys/kernel/panic ]] || die "/proc/sys is read-only: the kubelet must set its sysctls (run on a host, not in an unprivileged container)"
+  local probe="pncchk$$"
+  ip link add "$probe" type bridge 2>/dev/null || die "cannot create a bridge link (needs CAP_NET_ADMIN and the bridge module: modprobe bridge)"
+  ip link del "$probe"
+}
+
+# --- processes ---------------------------------------------------------------------------
+pid_file() { echo "$NODE_DIR/$1.pid"; }
+
+# Alive and its command line names our node dir: a reused pid is never signalled.
+recorded_pid() {
+  local file pid
+  file=$(pid_file "$1")
+  [[ -f "$file" ]] || return 1
+  pid=$(<"$file")
+  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$NODE_DIR/" || return 1
+  echo "$pid"
+}
+
+# Short grace: what they leave behind is cleaned up by us, not by them.
+stop_process() {
+  local pid i
+  pid=$(recorded_pid "$1") || { rm -f "$(pid_file "$1")"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 10; i++)); do
+    [[ -d "/proc/$pid" ]] || break
+    sleep 0.1
+  done
+  if [[ -d "/proc/$pid" ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$(pid_file "$1")"
+}
+
+launch() {
+  local name=$1
+  shift
+  mkdir -p "$LOG_DIR"
+  setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 8>&- 9>&- &
+  echo $! >"$(pid_file "$name")"
+}
+
+# Shims outlive containerd; they name our socket on their command line.
+shim_pids() {
+  local sock="$NODE_DIR/containerd/containerd.sock" dir
+  for dir in /proc/[0-9]*; do
+    [[ -r "$dir/cmdline" ]] || continue
+    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -qE "^[^ ]*containerd-shim[^ ]* .*-address $sock( |$)" && echo "${dir#/proc/}"
+  done
+  return 0
+}
+
+cgroup_dirs() {
+  local hierarchy
+  for hierarchy in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    [[ -d "$hierarchy$CGROUP_ROOT" ]] && echo "$hierarchy$CGROUP_ROOT"
+  done
+  return 0
+}
+
+# SIGKILL to every process in our cgroup root (pod sandboxes and containers), until none is left.
+kill_pods() {
+  local i dir pids
+  for ((i = 0; i < 50; i++)); do
+    pids=$(cgroup_dirs | while read -r dir; do find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null; done | sort -u)
+    [[ -z "$pids" ]] && return 0
+    # shellcheck disable=SC2086 # one pid per word
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.1
+  done
+  log "processes still in the cgroup root $CGROUP_ROOT after 5 s: $pids"
+}
+
+unmount_under() {
+  local prefix=$1 point i
+  for ((i = 0; i < 5; i++)); do
+    # Field 5 of mountinfo is the mount point; deepest first.
+    mapfile -t points < <(awk -v p="$prefix/" 'index($5, p) == 1 || $5 == substr(p, 1, length(p) - 1) {print $5}' /proc/self/mountinfo | sort -r -u)
+    ((${#points[@]})) || return 0
+    for point in "${points[@]}"; do umount "$point" 2>/dev/null || umount -l "$point" 2>/dev/null || true; done
+  done
+}
+
+# --- slots -----------------------------------------------------------------------------
+# Slot claims are files naming the state dir that holds them; one lock serializes claims,
+# host-wide sysctl records and the last node's restore.
+lock_slots() {
+  mkdir -p "$NODES_DIR"
+  exec 8>"$NODES_DIR/.lock"
+  flock 8
+}
+
+claim_slot() {
+  local slot owner
+  if [[ -f "$NODE_DIR/slot" ]]; then
+    slot=$(<"$NODE_DIR/slot")
+    owner=$(cat "$NODES_DIR/slot-$slot" 2>/dev/null || true)
+    if [[ -z "$owner" || "$owner" == "$STATE_DIR" ]]; then
+      echo "$STATE_DIR" >"$NODES_DIR/slot-$slot"
+      echo "$slot"
+      return 0
+    fi
+  fi
+  for ((slot = 0; slot < SLOTS; slot++)); do
+    owner=$(cat "$NODES_DIR/slot-$slot" 2>/dev/null || true)
+    # A claim whose state dir is gone was left by a run that removed it by hand: take it over.
+    if [[ -n "$owner" && -d "$owner/node" ]]; then continue; fi
+    if [[ -n "$owner" ]]; then
+      log "slot $slot was left by $owner (its state dir is gone): cleaning up its host traces"
+      slot_vars "$slot"
+      remove_host_traces
+    fi
+    echo "$STATE_DIR" >"$NODES_DIR/slot-$slot"
+    mkdir -p "$NODE_DIR"
+    echo "$slot" >"$NODE_DIR/slot"
+    echo "$slot"
+    return 0
+  done
+  die "all $SLOTS node slots are taken (see $NODES_DIR): stop another local node with hack/local-cluster.sh down"
+}
+
+other_claims() {
+  local file
+  for file in "$NODES_DIR"/slot-*; do
+    [[ -f "$file" && "$(<"$file")" != "$STATE_DIR" ]] && echo "$file"
+  done
+  return 0
+}
+
+# The first node records the host's values; the last one down puts them back.
+record_sysctls() {
+  [[ -f "$NODES_DIR/sysctls" ]] && return 0
+  local name
+  for name in "${KUBELET_SYSCTLS[@]}"; do
+    [[ -r "/proc/sys/${name//.//}" ]] && echo "$name=$(<"/proc/sys/${name//.//}")"
+  done >"$NODES_DIR/sysctls.tmp"
+  mv "$NODES_DIR/sysctls.tmp" "$NODES_DIR/sysctls"
+}
+
+restore_sysctls() {
+  [[ -f "$NODES_DIR/sysctls" ]] || return 0
+  [[ -z "$(other_claims)" ]] || return 0
+  local line
+  while IFS= read -r line; do
+    echo "${line#*=}" >"/proc/sys/$(tr . / <<<"${line%%=*}")" 2>/dev/null || log "could not restore ${line%%=*}"
+  done <"$NODES_DIR/sysctls"
+  rm -f "$NODES_DIR/sysctls"
+}
+
+# --- host network ----------------------------------------------------------------------
+ipt() { "$1" -w 5 "${@:2}"; }
+
+remove_chains() {
+  local cmd table hook
+  for cmd in iptables ip6tables; do
+    for table in nat filter; do
+      if [[ $table == nat ]]; then hook=PREROUTING; else hook=FORWARD; fi
+      # Every rule jumping to our chain, whatever its match: `-A HOOK ...` becomes `-D HOOK ...`.
+      ipt "$cmd" -t "$table" -S "$hook" 2>/dev/null | grep -- "-j $CHAIN\$" | while read -r -a rule; do
+        ipt "$cmd" -t "$table" -D "${rule[@]:1}" || true
+      done || true
+      ipt "$cmd" -t "$table" -F "$CHAIN" 2>/dev/null || true
+      ipt "$cmd" -t "$table" -X "$CHAIN" 2>/dev/null || true
+    done
+  done
+}
+
+setup_network() {
+  local api_port
+  api_port=${APISERVER_URL##*:}
+  ip link del "$NODE_BRIDGE" 2>/dev/null || true
+  ip link del "$POD_BRIDGE" 2>/dev/null || true
+  # The kubelet wants --node-ip to be a local address; a bridge without ports holds it.
+  ip link add "$NODE_BRIDGE" type bridge
+  ip link add "$POD_BRIDGE" type bridge
+  # The pods' gateway sits on their bridge (the CNI plugin runs with isGateway false, which
+  # leaves host forwarding alone); replies to pods go out here. route_localnet on this bridge
+  # alone lets the `kubernetes` Service reach the API server on 127.0.0.1.
+  echo 1 >"/proc/sys/net/ipv4/conf/$POD_BRIDGE/route_localnet"
+  echo 0 >"/proc/sys/net/ipv6/conf/$POD_BRIDGE/disable_ipv6"
+  echo 0 >"/proc/sys/net/ipv6/conf/$NODE_BRIDGE/disable_ipv6"
+  ip addr add "$NODE_V4/32" dev "$NODE_BRIDGE"
+  ip addr add "$NODE_V6/128" dev "$NODE_BRIDGE" nodad
+  ip addr add "$POD_V4_GW/26" dev "$POD_BRIDGE"
+  ip addr add "$POD_V6_GW/64" dev "$POD_BRIDGE" nodad
+  ip link set "$NODE_BRIDGE" up
+  ip link set "$POD_BRIDGE" up
+
+  remove_chains
+  local cmd
+  for cmd in iptables ip6tables; do
+    ipt "$cmd" -t nat -N "$CHAIN"
+    ipt "$cmd" -t nat -I PREROUTING -i "$POD_BRIDGE" -j "$CHAIN"
+    ipt "$cmd" -t filter -N "$CHAIN"
+    # Pods talk to each other, the node and the API server; nothing leaves the node even
+    # where host forwarding is on.
+    ipt "$cmd" -t filter -A "$CHAIN" -o "$POD_BRIDGE" -j ACCEPT
+    ipt "$cmd" -t filter -A "$CHAIN" -j DROP
+    ipt "$cmd" -t filter -I FORWARD -i "$POD_BRIDGE" -j "$CHAIN"
+  done
+  # kube-proxy's job for the one Service pods need: the API server's ClusterIP.
+  ipt iptables -t nat -A "$CHAIN" -d "$KUBERNETES_SERVICE_IP" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:$api_port"
+}
+
+# --- traces ----------------------------------------------------------------------------
+# Everything `up` may have left on the host for the current slot, processes included.
+remove_host_traces() {
+  local dir pid
+  stop_process kubelet
+  kill_pods
+  for pid in $(shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+  stop_process containerd
+  # Shim sockets live under containerd's fixed /run/containerd/s, named by a hash of
+  # our socket, the namespace and the task id.
+  local tasks="$NODE_DIR/containerd/state/io.containerd.runtime.v2.task" ns id hash
+  if [[ -d "$tasks" ]]; then
+    for dir in "$tasks"/*/*/; do
+      [[ -d "$dir" ]] || continue
+      id=$(basename "$dir")
+      ns=$(basename "$(dirname "$dir")")
+      hash=$(printf '%s' "$NODE_DIR/containerd/containerd.sock/$ns/$id" | sha256sum | cut -d' ' -f1)
+      rm -f "/run/containerd/s/$hash"
+    done
+  fi
+  rmdir /run/containerd/s /run/containerd 2>/dev/null || true
+  [[ -d "$NODE_DIR" ]] && unmount_under "$NODE_DIR"
+  kill_pods
+  # Pod cgroups, deepest first, in every hierarchy.
+  while read -r dir; do
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [[ -d "$dir" ]] && log "could not remove the cgroup $dir"
+  done < <(cgroup_dirs)
+  local port
+  for port in $(ip -o link show master "$POD_BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 || true); do
+    ip link del "$port" 2>/dev/null || true
+  done
+  ip link del "$NODE_BRIDGE" 2>/dev/null || true
+  ip link del "$POD_BRIDGE" 2>/dev/null || true
+  remove_chains
+  # libcni caches each sandbox's results here, for our network and containerd's loopback one.
+  rm -f /var/lib/cni/results/"$CNI_NETWORK"-*
+  for dir in "$NODE_DIR"/containerd/{root,state}/io.containerd.grpc.v1.cri/sandboxes/*/; do
+    [[ -d "$dir" ]] && rm -f "/var/lib/cni/results/cni-loopback-$(basename "$dir")-lo"
+  done
+  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
+  if [[ -d /var/log/containers ]]; then
+    find /var/log/containers -maxdepth 1 -type l -lname "$NODE_DIR/*" -delete 2>/dev/null || true
+    rmdir /var/log/containers 2>/dev/null || true
+  fi
+}
+
+# --- pause image -------------------------------------------------------------------------
+# An OCI image-layout tar holding one static binary; cached by the hash of its source.
+build_pause_image() {
+  local src="$HACK_DIR/pause/pause.c" key dir work
+  key=$(cat "$src" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+  dir="$CACHE_ROOT/images"
+  PAUSE_TAR="$dir/pause-$key.tar"
+  [[ -f "$PAUSE_TAR" ]] && return 0
+  mkdir -p "$dir"
+  work=$(mktemp -d)
+  (
+    set -e
+    cd "$work"
+    mkdir -p rootfs blobs/sha256
+    cc -static -Os -s -o rootfs/pause "$src"
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C rootfs -cf layer.tar pause
+    blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); mv "$1" "blobs/sha256/$d"; echo "$d"; }
+    local layer layer_size config config_size manifest manifest_size arch
+    layer_size=$(stat -c %s layer.tar)
+    layer=$(blob layer.tar)
+    arch=$(uname -m)
+    case $arch in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; esac
+    printf '{"architecture":"%s","os":"linux","config":{"Entrypoint":["/pause"],"User":"65535:65535"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+      "$arch" "$layer" >config.json
+    config_size=$(stat -c %s config.json)
+    config=$(blob config.json)
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
+      "$config" "$config_size" "$layer" "$layer_size" >manifest.json
+    manifest_size=$(stat -c %s manifest.json)
+    manifest=$(blob manifest.json)
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"%s","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"dev"}}]}' \
+      "$manifest" "$manifest_size" "$arch" "$PAUSE_IMAGE" >index.json
+    echo '{"imageLayoutVersion":"1.0.0"}' >oci-layout
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf image.tar oci-layout index.json blobs
+  ) || { rm -rf "$work"; die "building the pause image failed"; }
+  mv "$work/image.tar" "$PAUSE_TAR"
+  rm -rf "$work"
+}
+
+# --- certificates and configs --------------------------------------------------------
+make_node_pki() {
+  local dir="$NODE_DIR/pki"
+  [[ -f "$dir/complete" ]] && return 0
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    # The Node authorizer and NodeRestriction know the kubelet by this name and group.
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
+      -subj "/O=system:nodes/CN=system:node:$NODE_NAME" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in kubelet-client.csr -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
+      -extfile client.ext -out kubelet-client.crt 2>/dev/null
+    # The API server checks the kubelet's serving certificate against our CA and the node IPs.
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet.key -out kubelet.csr -subj "/CN=$NODE_NAME" 2>/dev/null
+    printf 'subjectAltName=IP:%s,IP:%s,DNS:%s\nextendedKeyUsage=serverAuth\n' "$NODE_V4" "$NODE_V6" "$NODE_NAME" >serving.ext
+    openssl x509 -req -in kubelet.csr -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
+      -extfile serving.ext -out kubelet.crt 2>/dev/null
+    rm -f ./*.csr ./*.ext
+    chmod 600 ./*.key
+    touch complete
+  )
+}
+
+write_configs() {
+  local c="$NODE_DIR/containerd" k="$NODE_DIR/kubelet"
+  mkdir -p "$c/root" "$c/state" "$c/opt" "$NODE_DIR/cni/net.d" "$NODE_DIR/cni/ipam" "$k/root" "$k/volume-plugins" "$k/pod-logs"
+  # restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE, and runc fails every sandbox
+  # when it tries to lower a score. hugetlb is not mounted on every machine.
+  cat >"$c/config.toml" <<EOF
+version = 2
+root = "$c/root"
+state = "$c/state"
+oom_score = 0
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "$c/containerd.sock"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$c/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  restrict_oom_score_adj = true
+  disable_hugetlb_controller = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$c/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$CNI_BIN_DIR"
+    conf_dir = "$NODE_DIR/cni/net.d"
+EOF
+  # isGateway false: the plugin would otherwise turn on host forwarding. The routes give
+  # pods a default route via the gateway on the bridge.
+  cat >"$NODE_DIR/cni/net.d/10-$CNI_NETWORK.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "$CNI_NETWORK",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$POD_BRIDGE",
+      "isGateway": false,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "$NODE_DIR/cni/ipam",
+        "ranges": [[{ "subnet": "$POD_V4_CIDR", "gateway": "$POD_V4_GW" }], [{ "subnet": "$POD_V6_CIDR", "gateway": "$POD_V6_GW" }]],
+        "routes": [{ "dst": "0.0.0.0/0", "gw": "$POD_V4_GW" }, { "dst": "::/0", "gw": "$POD_V6_GW" }]
+      }
+    }
+  ]
+}
+EOF
+  # oomScoreAdj 0 for the same reason as restrict_oom_score_adj; cgroupRoot keeps this
+  # node's pod cgroups apart from any other kubelet-shaped tree on the host; no DNS: the
+  # pods get an empty resolv.conf, so nothing looks names up off the machine.
+  cat >"$k/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_V4
+port: 10250
+readOnlyPort: 0
+healthzPort: 0
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: $PKI/ca.crt
+authorization:
+  mode: Webhook
+tlsCertFile: $NODE_DIR/pki/kubelet.crt
+tlsPrivateKeyFile: $NODE_DIR/pki/kubelet.key
+containerRuntimeEndpoint: unix://$c/containerd.sock
+cgroupDriver: cgroupfs
+cgroupRoot: /$CGROUP_ROOT
+failCgroupV1: false
+failSwapOn: false
+makeIPTablesUtilChains: false
+oomScoreAdj: 0
+volumePluginDir: $k/volume-plugins
+podLogsDir: $k/pod-logs
+resolvConf: ""
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: 50Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.available: 1%
+EOF
+  cat >"$k/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: pnc-local
+  cluster:
+    server: $APISERVER_URL
+    certificate-authority: $PKI/ca.crt
+users:
+- name: kubelet
+  user:
+    client-certificate: $NODE_DIR/pki/kubelet-client.crt
+    client-key: $NODE_DIR/pki/kubelet-client.key
+contexts:
+- name: kubelet
+  context:
+    cluster: pnc-local
+    user: kubelet
+current-context: kubelet
+EOF
+  chmod 600 "$k/kubeconfig"
+}
+
+# The pod cgroup root must exist in every hierarchy before the kubelet starts; cpuset
+# children start empty in cgroup v1, so copy the parent's cpus and mems.
+make_cgroup_root() {
+  local hierarchy dir
+  for hierarchy in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    [[ -f "${hierarchy}cgroup.procs" ]] || continue
+    dir="$hierarchy$CGROUP_ROOT"
+    mkdir -p "$dir"
+    if [[ -f "$dir/cpuset.cpus" && -z "$(<"$dir/cpuset.cpus")" ]]; then
+      cat "${hierarchy}cpuset.cpus" >"$dir/cpuset.cpus"
+      cat "${hierarchy}cpuset.mems" >"$dir/cpuset.mems"
+    fi
+  done
+}
+
+# --- start -----------------------------------------------------------------------------
+ctr_() { ctr --address "$NODE_DIR/containerd/containerd.sock" --namespace k8s.io "$@"; }
+
+start_containerd() {
+  launch containerd containerd --config "$NODE_DIR/containerd/config.toml"
+  local i
+  for ((i = 0; i < 200; i++)); do
+    ctr_ version >/dev/null 2>&1 && return 0
+    recorded_pid containerd >/dev/null || { tail -n 20 "$LOG_DIR/containerd.log" >&2; die "containerd exited during startup"; }
+    sleep 0.1
+  done
+  die "containerd did not answer on its socket within 20 s; see $LOG_DIR/containerd.log"
+}
+
+start_kubelet() {
+  launch kubelet "$BIN_DIR/kubelet" \
+    --config="$NODE_DIR/kubelet/config.yaml" \
+    --kubeconfig="$NODE_DIR/kubelet/kubeconfig" \
+    --root-dir="$NODE_DIR/kubelet/root" \
+    --hostname-override="$NODE_NAME" \
+    --node-ip="$NODE_V4,$NODE_V6" \
+    --v=1
+}
+
+kubectl_() { "$BIN_DIR/kubectl" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
+
+wait_node_ready() {
+  local i status
+  for ((i = 0; i < 600; i++)); do
+    status=$(kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+    [[ "$status" == True ]] && return 0
+    recorded_pid kubelet >/dev/null || { tail -n 20 "$LOG_DIR/kubelet.log" >&2; die "the kubelet exited during startup"; }
+    sleep 0.1
+  done
+  die "node $NODE_NAME not Ready after 60 s; see $LOG_DIR/kubelet.log"
+}
+
+write_node_env() {
+  printf 'CONTAINERD_ADDRESS=%s\nCONTAINERD_NAMESPACE=k8s.io\nNODE_NAME=%s\nNODE_IPS=%s,%s\nPOD_CIDRS=%s,%s\nNODE_SLOT=%s\n' \
+    "$NODE_DIR/containerd/containerd.sock" "$NODE_NAME" "$NODE_V4" "$NODE_V6" "$POD_V4_CIDR" "$POD_V6_CIDR" "$SLOT" >"$NODE_DIR/node.env"
+}
+
+cmd_up() {
+  : "${BIN_DIR:?}" "${PKI:?}" "${APISERVER_URL:?}" "${ADMIN_KUBECONFIG:?}" "${KUBERNETES_SERVICE_IP:?}"
+  [[ -x "$BIN_DIR/kubelet" ]] || die "no kubelet in $BIN_DIR"
+  lock_slots
+  SLOT=$(claim_slot)
+  slot_vars "$SLOT"
+  if recorded_pid kubelet >/dev/null && recorded_pid containerd >/dev/null && [[ -f "$NODE_DIR/node.env" ]]; then
+    flock -u 8
+    wait_node_ready
+    log "reusing node $NODE_NAME (slot $SLOT)"
+    return 0
+  fi
+  local start=$SECONDS
+  # Leftovers of a crash of this node: start from nothing.
+  remove_host_traces
+  rm -f "$NODE_DIR/node.env"
+  record_sysctls
+  flock -u 8
+  trap 'on_failed_start' EXIT
+  build_pause_image
+  setup_network
+  make_cgroup_root
+  make_node_pki
+  write_configs
+  start_containerd
+  ctr_ images import "$PAUSE_TAR" >/dev/null
+  start_kubelet
+  wait_node_ready
+  trap - EXIT
+  write_node_env
+  log "node $NODE_NAME Ready in $((SECONDS - start)) s (slot $SLOT, pods $POD_V4_CIDR $POD_V6_CIDR, containerd $NODE_DIR/containerd/containerd.sock)"
+}
+
+# Nothing half-started stays behind: the node goes, its logs stay in the cluster's log dir.
+on_failed_start() {
+  log "node start failed: removing what was started (logs in $LOG_DIR)"
+  cmd_down
+}
+
+cmd_down() {
+  [[ -f "$NODE_DIR/slot" ]] || { rm -rf "$NODE_DIR"; return 0; }
+  lock_slots
+  SLOT=$(<"$NODE_DIR/slot")
+  slot_vars "$SLOT"
+  remove_host_traces
+  if [[ "$(cat "$NODES_DIR/slot-$SLOT" 2>/dev/null)" == "$STATE_DIR" ]]; then rm -f "$NODES_DIR/slot-$SLOT"; fi
+  restore_sysctls
+  rm -rf "$NODE_DIR"
+  log "node removed (slot $SLOT)"
+}
+
+# A node reboot as pods see it: every sandbox dies, the runtime and the kubelet start again.
+cmd_reboot() {
+  : "${BIN_DIR:?}" "${ADMIN_KUBECONFIG:?}"
+  [[ -f "$NODE_DIR/slot" ]] || die "no node in $STATE_DIR"
+  SLOT=$(<"$NODE_DIR/slot")
+  slot_vars "$SLOT"
+  local pid
+  stop_process kubelet
+  kill_pods
+  for pid in $(shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+  stop_process containerd
+  # The dead sandboxes' network namespaces stay mounted until a runtime removes them, as after
+  # a real reboot they would be gone: unmount them.
+  unmount_under "$NODE_DIR/containerd/state/netns"
+  start_containerd
+  start_kubelet
+  wait_node_ready
+  log "node $NODE_NAME rebooted"
+}
+
+case ${1:-} in
+  check) cmd_check ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  reboot) cmd_reboot ;;
+  *) sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+esac

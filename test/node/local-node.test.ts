@@ -1,0 +1,136 @@
+// The local cluster's real node (hack/local-cluster.sh up --with-node): a kubelet and
+// containerd that run workloads from locally imported images, scheduled by kube-scheduler and
+// managed by the controllers, on a dual-stack bridge network that stays on the node.
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
+import { execFileSync } from 'node:child_process';
+import { describe, expect, inject, it } from 'vitest';
+import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
+import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
+import { runInNetns } from '../support/netns.ts';
+
+const nodeName = inject('nodeName');
+const PAUSE_IMAGE = 'localhost/pod-network-controller/pause:dev';
+const KUBERNETES_SERVICE_IP = '192.0.2.129';
+
+async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+/** A one-replica Deployment of the pause image under Pod Security "restricted"; resolves with its Ready pod. */
+async function readyPausePod(kc: KubeConfig, namespace: string): Promise<V1Pod> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  const labels = { app: 'pause' };
+  await apps.createNamespacedDeployment({
+    namespace,
+    body: {
+      metadata: { name: 'pause' },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            securityContext: { runAsNonRoot: true, runAsUser: 65535, seccompProfile: { type: 'RuntimeDefault' } },
+            containers: [
+              {
+                name: 'pause',
+                image: PAUSE_IMAGE,
+                imagePullPolicy: 'Never',
+                securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+              },
+            ],
+          },
+        },
+      },
+    },
+  });
+  return poll('the pause Deployment to have a Ready pod', async () => {
+    const pods = await core.listNamespacedPod({ namespace, labelSelector: 'app=pause' });
+    return pods.items.find(isReady);
+  });
+}
+
+function inCidr(address: string, cidr: string): boolean {
+  const [network, bits] = cidr.split('/');
+  const expand = (text: string): bigint => {
+    if (text.includes('.')) return text.split('.').reduce((acc, part) => (acc << 8n) | BigInt(part), 0n);
+    const [head, tail = ''] = text.split('::');
+    const h = head ? head.split(':') : [];
+    const t = tail ? tail.split(':') : [];
+    const groups = text.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
+    return groups.reduce((acc, group) => (acc << 16n) | BigInt(parseInt(group, 16)), 0n);
+  };
+  const width = address.includes('.') ? 32n : 128n;
+  const shift = width - BigInt(bits!);
+  return expand(address) >> shift === expand(network!) >> shift;
+}
+
+describe.skipIf(!nodeName)('the local node (skipped without root: no real node)', () => {
+  it('is Ready with dual-stack documentation-range InternalIPs, its not-ready taint gone', async () => {
+    const core = adminKubeConfig().makeApiClient(CoreV1Api);
+    const node = await poll('the not-ready taint to be removed', async () => {
+      const current = await core.readNode({ name: nodeName });
+      return current.spec?.taints?.length ? undefined : current;
+    });
+    expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    const internal = (node.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address);
+    expect(internal).toHaveLength(2);
+    expect(inCidr(internal[0]!, '192.0.2.0/24')).toBe(true);
+    expect(inCidr(internal[1]!, '2001:db8::/32')).toBe(true);
+  });
+
+  it("runs a Deployment's pod from a locally imported image, with IPv4 and IPv6 from the node's ranges", async () => {
+    const kc = adminKubeConfig();
+    const namespace = await freshNamespace(kc, { 'pod-security.kubernetes.io/enforce': 'restricted' });
+    const pod = await readyPausePod(kc, namespace);
+    expect(pod.spec?.nodeName).toBe(nodeName);
+    const ips = (pod.status?.podIPs ?? []).map((p) => p.ip);
+    expect(ips).toHaveLength(2);
+    expect(inCidr(ips[0]!, '198.51.100.0/24') || inCidr(ips[0]!, '203.0.113.0/24')).toBe(true);
+    expect(inCidr(ips[1]!, '2001:db8:ad1::/48')).toBe(true);
+    // The projected token volume mounted: the root-CA publisher and the token controller ran.
+    expect(pod.spec?.volumes?.some((v) => v.projected?.sources?.some((s) => s.configMap?.name === 'kube-root-ca.crt'))).toBe(true);
+    // The API server reached the kubelet through the node's InternalIP, with both sides' certificates.
+    const logs = execFileSync(`${inject('binDir')}/kubectl`, ['--kubeconfig', inject('kubeconfig'), '-n', namespace, 'logs', pod.metadata!.name!], {
+      encoding: 'utf8',
+    });
+    expect(logs).toBe('');
+  });
+
+  it('gives pods a default route via the bridge, the kubernetes Service, and nothing past the node', async () => {
+    const kc = adminKubeConfig();
+    const namespace = await freshNamespace(kc, { 'pod-security.kubernetes.io/enforce': 'restricted' });
+    const pod = await readyPausePod(kc, namespace);
+    const sandbox = await new NetnsFinder({ procRoot: '/proc' }).find(pod.metadata!.uid!, 0);
+    expect(sandbox, 'the pod sandbox process').toBeDefined();
+    const routes = runInNetns(sandbox!.path, ['ip', '-4', 'route', 'show', 'default']);
+    expect(routes.stdout).toMatch(/^default via (198\.51\.100|203\.0\.113)\.\d+ dev eth0/);
+    expect(runInNetns(sandbox!.path, ['ip', '-6', 'route', 'show', 'default']).stdout).toMatch(/^default via 2001:db8:ad1:/);
+    // A TLS handshake through the ClusterIP: the DNAT to the API server works from the pod.
+    const tls = runInNetns(sandbox!.path, [
+      process.execPath,
+      '-e',
+      `const s = require('node:tls').connect({ host: '${KUBERNETES_SERVICE_IP}', port: 443, rejectUnauthorized: false, timeout: 5000 }, () => { console.log(s.getPeerCertificate().subject.CN); s.end(); });
+       s.on('error', (e) => { console.log('ERR ' + e.code); }); s.on('timeout', () => { console.log('ERR timeout'); s.destroy(); });`,
+    ]);
+    expect(tls.stdout.trim()).toBe('kube-apiserver');
+    // A documentation address that is not on the node: the node never forwards pod traffic.
+    const away = runInNetns(sandbox!.path, [
+      process.execPath,
+      '-e',
+      `const s = require('node:net').connect({ host: '192.0.2.250', port: 80, timeout: 1500 }, () => { console.log('connected'); s.end(); });
+       s.on('error', (e) => console.log('ERR ' + e.code)); s.on('timeout', () => { console.log('ERR timeout'); s.destroy(); });`,
+    ]);
+    expect(away.stdout.trim()).toMatch(/^ERR /);
+  });
+});

@@ -1,0 +1,50 @@
+// vitest globalSetup of the `node` project: one local cluster with a real node (kubelet +
+// containerd) per run, in a private state dir, removed at the end even when tests fail;
+// nodes left by crashed runs are removed at the start of the next. Without root there is
+// no node: the tests skip, saying so.
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
+import { processStartTime } from '../../hack/lib/proc.ts';
+import { sweepClustersOfDeadRuns } from './cluster-global-setup.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** The node's name, '' when there is no node (not root). */
+    nodeName: string;
+    containerdAddress: string;
+    /** The cluster's state dir (hack/local-cluster.sh node-reboot needs it). */
+    clusterDir: string;
+  }
+}
+
+const RUN_DIR_PREFIX = 'pnc-test-kubelet-';
+
+export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  if (process.getuid?.() !== 0) {
+    console.warn('node-global-setup: not root, so no real node: the node tests skip');
+    for (const key of ['kubeconfig', 'binDir', 'nodeName', 'containerdAddress', 'clusterDir'] as const) project.provide(key, '');
+    return undefined;
+  }
+  await sweepClustersOfDeadRuns(RUN_DIR_PREFIX);
+  const stateDir = join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-${await processStartTime(process.pid)}`);
+  const stop = async () => {
+    await stopLocalCluster({ stateDir });
+    await rm(`${stateDir}.lock`, { force: true });
+  };
+  const started = Date.now();
+  // `up` removes what it started when it fails; stop anyway in case it was killed half-way.
+  const cluster = await ensureLocalCluster({ stateDir, withNode: true }).catch(async (error: unknown) => {
+    await stop().catch(() => undefined);
+    throw error;
+  });
+  console.log(`node-global-setup: control plane and node ready in ${Date.now() - started} ms (${stateDir})`);
+  project.provide('kubeconfig', cluster.kubeconfig);
+  project.provide('binDir', cluster.binDir);
+  project.provide('nodeName', cluster.node!.name);
+  project.provide('containerdAddress', cluster.node!.containerdAddress);
+  project.provide('clusterDir', stateDir);
+  return stop;
+}
