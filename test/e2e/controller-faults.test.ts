@@ -155,6 +155,36 @@ describe.skipIf(notRoot)('controller under faults', () => {
     });
   });
 
+  describe('an Initialized Event lost with a killed agent', () => {
+    const { kubeconfig, nodeName, fixture } = useMeshNode('faults-event');
+
+    it('is recorded once by the next agent, and never doubled by the ones after', async () => {
+      const ns = await fixture.namespace('e2e-faults-event');
+      controller = await startController({ kubeconfig, nodeName });
+      const kept = await fixture.createPod(ns, meshPod('kept', nodeName));
+      const lost = await fixture.createPod(ns, meshPod('lost', nodeName));
+      await Promise.all([fixture.waitForInitialized(kept), fixture.waitForInitialized(lost)]);
+      await Promise.all([fixture.waitForEvent(kept, 'Initialized'), fixture.waitForEvent(lost, 'Initialized')]);
+      await controller.stop('SIGKILL');
+      // As if the agent had died between the mark write and the Event.
+      const gone = await fixture.waitForEvent(lost, 'Initialized');
+      await fixture.events.deleteNamespacedEvent({ namespace: ns, name: gone.metadata!.name! });
+
+      for (const round of [1, 2]) {
+        controller = await startController({ kubeconfig, nodeName });
+        const agent = controller;
+        await agent.waitForLog((line) => line.uid === lost.uid && line.msg === 'mark and rules verified');
+        await agent.waitForLog((line) => line.uid === kept.uid && line.msg === 'mark and rules verified');
+        await sleep(1_000); // Events are sent in the background
+        const initialized = (await fixture.podEvents(lost)).filter((event) => event.reason === 'Initialized');
+        expect(initialized, `round ${round}`).toHaveLength(1);
+        expect(initialized[0]!.note).toContain('recorded after an agent restart');
+        expect((await fixture.podEvents(kept)).filter((event) => event.reason === 'Initialized'), `round ${round}`).toHaveLength(1);
+        await agent.stop('SIGKILL');
+      }
+    });
+  });
+
   describe('churn', () => {
     const { kubeconfig, nodeName, fixture } = useMeshNode('faults-churn');
 

@@ -27,7 +27,7 @@ const RESYNC_MS = 5 * 60_000;
  * writes that failed are retried) within about this long of it answering again, however
  * far their backoff had grown.
  */
-const API_PROBE_MS = 1_000;
+const API_PROBE_MS = 500;
 /** A watch down this long makes /readyz fail; shorter gaps are the normal reconnects every 5-10 minutes. */
 const WATCH_DOWN_UNREADY_MS = 5_000;
 
@@ -225,7 +225,7 @@ export class Agent {
     return undefined;
   }
 
-  /** While the API server does not answer, a cheap request each second notices the moment it does. */
+  /** While the API server does not answer, a cheap request every API_PROBE_MS notices the moment it does. */
   async #probeApi(): Promise<void> {
     if (this.#probing || this.#stopping) return;
     const unreachable = !this.#client.reachable || [this.#pods, this.#namespaces].some((informer) => !informer.watching && isConnectionError(informer.lastError));
