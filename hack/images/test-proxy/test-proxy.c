@@ -152,7 +152,9 @@ static int connect_to(const char *address, const char *port_text) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len) < 0) {
-    fprintf(stderr, "test-proxy: connect %s port %d: %s\n", address, port, strerror(errno));
+    // SO_SNDTIMEO bounds connect too; it then fails with EINPROGRESS.
+    fprintf(stderr, "test-proxy: connect %s port %d: %s\n", address, port,
+            errno == EINPROGRESS ? "timed out after 5 s" : strerror(errno));
     return 1;
   }
   char buffer[512];

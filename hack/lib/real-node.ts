@@ -1,0 +1,167 @@
+// What the demo and bench:node share on the local cluster's real node
+// (hack/local-cluster.sh up --with-node, then deploy): the image names, the stand-in pods,
+// kubectl, a long step's progress, and the pod's sandbox netns found from the node's side.
+import { execFile, spawn } from 'node:child_process';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
+
+const execFileAsync = promisify(execFile);
+
+export const IMAGES = {
+  controller: 'localhost/pod-network-controller/controller:dev',
+  initWaiter: 'localhost/pod-network-controller/init-waiter:dev',
+  testProxy: 'localhost/pod-network-controller/test-proxy:dev',
+} as const;
+
+export const WAITER_CONTAINER = 'pnc-init-waiter';
+export const APP_UID = 1000;
+export const PROXY_UID = 1337;
+export const APP_PORT = 8080;
+
+/**
+ * plain: app + a second container; trivial-init: the same plus an init container of the
+ * waiter's image and resources that exits at once; mesh: app + istio-proxy, which the
+ * admission policy gives the waiter. Same images and container count for all three.
+ */
+export type StandInKind = 'plain' | 'trivial-init' | 'mesh';
+
+const restricted = (uid: number) => ({
+  runAsUser: uid,
+  runAsGroup: uid,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+});
+
+/** A pod of the test-proxy image that fits Pod Security "restricted"; the app answers on APP_PORT. */
+export function standInPod(name: string, kind: StandInKind): V1Pod {
+  const container = (containerName: string, uid: number, args: string[]): V1Container => ({
+    name: containerName,
+    image: IMAGES.testProxy,
+    imagePullPolicy: 'IfNotPresent',
+    args,
+    securityContext: restricted(uid),
+  });
+  const pod: V1Pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels: { 'pnc-demo/kind': kind } },
+    spec: {
+      securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+      automountServiceAccountToken: false,
+      terminationGracePeriodSeconds: 5,
+      containers: [
+        container('app', APP_UID, ['listen', String(APP_PORT)]),
+        // Only a container named istio-proxy makes a mesh pod.
+        kind === 'mesh' ? container('istio-proxy', PROXY_UID, []) : container('sidecar', PROXY_UID, ['listen', '9090']),
+      ],
+    },
+  };
+  if (kind === 'trivial-init') {
+    pod.spec!.initContainers = [
+      {
+        name: 'trivial-init',
+        image: IMAGES.initWaiter,
+        imagePullPolicy: 'IfNotPresent',
+        args: ['/app/init-waiter.js', '--help'],
+        // The waiter's own resources (Guaranteed CPU for a fast Node start).
+        resources: { requests: { cpu: '500m', memory: '64Mi' }, limits: { cpu: '500m', memory: '64Mi' } },
+        securityContext: { ...restricted(65532), readOnlyRootFilesystem: true },
+      },
+    ];
+  }
+  return pod;
+}
+
+/** A namespace where mesh pods get the waiter injected and every pod must be "restricted". */
+export function meshNamespace(name: string) {
+  return {
+    metadata: {
+      name,
+      labels: { 'pod-network-controller.io/inject': 'enabled', 'pod-security.kubernetes.io/enforce': 'restricted' },
+    },
+  };
+}
+
+/** Waits until the injection policy is in effect for NAMESPACE (a policy applies a moment after it is created). */
+export async function waitForInjection(core: CoreV1Api, namespace: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const probe = await core
+      .createNamespacedPod({ namespace, body: standInPod('injection-probe', 'mesh'), dryRun: 'All' })
+      .catch(() => undefined);
+    if (probe?.spec?.initContainers?.some((c) => c.name === WAITER_CONTAINER)) return;
+    if (Date.now() > deadline) throw new Error(`the injection policy did not inject ${WAITER_CONTAINER} in namespace ${namespace} within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** The STATUS column of `kubectl get pod` for the cases these pods go through. */
+export function podStatusText(pod: V1Pod): string {
+  if (pod.metadata?.deletionTimestamp) return 'Terminating';
+  const inits = pod.status?.initContainerStatuses ?? [];
+  const total = pod.spec?.initContainers?.length ?? 0;
+  const done = inits.filter((s) => s.state?.terminated?.exitCode === 0).length;
+  if (done < total) {
+    const failing = inits.find((s) => s.state?.terminated && s.state.terminated.exitCode !== 0);
+    const waiting = inits.find((s) => s.state?.waiting?.reason && s.state.waiting.reason !== 'PodInitializing');
+    if (failing) return `Init:${failing.state!.terminated!.reason ?? 'Error'}`;
+    if (waiting) return `Init:${waiting.state!.waiting!.reason}`;
+    return `Init:${done}/${total}`;
+  }
+  const waiting = (pod.status?.containerStatuses ?? []).find((s) => s.state?.waiting?.reason);
+  if (waiting) return waiting.state!.waiting!.reason!;
+  return pod.status?.phase ?? 'Pending';
+}
+
+export const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+/** The built kubectl against the cluster; stdout, or an error with its stderr. */
+export async function kubectl(binDir: string, kubeconfig: string, args: string[], timeoutMs = 30_000): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(join(binDir, 'kubectl'), args, { env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: timeoutMs });
+    return stdout;
+  } catch (error) {
+    const { stderr } = error as { stderr?: string };
+    throw new Error(`kubectl ${args.join(' ')}: ${stderr?.trim() || String(error)}`, { cause: error });
+  }
+}
+
+/** Runs a long step, printing its stderr lines as they come (indented) so a cold run shows progress; resolves with stdout. */
+export async function runWithProgress(argv: string[], env: Record<string, string> = {}, indent = '   | '): Promise<string> {
+  const [program, ...args] = argv;
+  const child = spawn(program!, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  const lines = createInterface({ input: child.stderr });
+  lines.on('line', (line) => console.log(`${indent}${line}`));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  if (code !== 0) throw new Error(`${argv.join(' ')} exited with ${code}`);
+  return stdout;
+}
+
+/** The CNI network namespaces of the node's containerd (it keeps them under its state dir). */
+export function cniNetnsDir(clusterStateDir: string): string {
+  return join(clusterStateDir, 'node/containerd/state/io.containerd.grpc.v1.cri/netns');
+}
+
+/**
+ * The sandbox netns holding the pod's IP, found from the node's side (the runtime's CNI
+ * netns files, the addresses inside each), independent of the agent's own lookup.
+ */
+export async function podNetns(clusterStateDir: string, podIP: string): Promise<{ path: string; inode: number }> {
+  const dir = cniNetnsDir(clusterStateDir);
+  for (const name of await readdir(dir)) {
+    const path = join(dir, name);
+    const { stdout } = await execFileAsync('nsenter', [`--net=${path}`, '--', 'ip', '-o', 'addr', 'show']).catch(() => ({ stdout: '' }));
+    if (stdout.split('\n').some((line) => line.split(/\s+/).some((word) => word.split('/')[0] === podIP))) {
+      return { path, inode: (await stat(path)).ino };
+    }
+  }
+  throw new Error(`no CNI netns in ${dir} holds the pod IP ${podIP}`);
+}
