@@ -1,7 +1,7 @@
 // applyRedirect/verifyRedirect/removeRedirect against real iptables in real netns,
 // for both backends: idempotence, replacement, ownership, drift, no mixing of backends.
 import { spawn } from 'node:child_process';
-import { readlinkSync, statSync } from 'node:fs';
+import { readlinkSync, rmSync, statSync } from 'node:fs';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -11,6 +11,7 @@ import {
   RedirectError,
   removeRedirect,
   verifyRedirect,
+  XtablesLockTimeout,
   type IptablesMode,
 } from '../../controller/src/redirect/index.ts';
 import { createNetns, deleteNetns, isRoot, must, ROOT_SKIP_MESSAGE, runInNetns, type TestNetns } from '../support/netns.ts';
@@ -196,6 +197,13 @@ describe.skipIf(!isRoot)('redirect engine: netns by process and concurrent pods'
       expect(readlinkSync(procPath)).toBe(`net:[${statSync(netns.path).ino}]`);
       expect((await applyRedirect(procPath, basePlan, { mode: 'nft' })).changed).toBe(true);
       expect(await verifyRedirect(netns.path, basePlan, { mode: 'nft' })).toEqual({ ok: true, diff: '' });
+      // ::6 read from /proc/PID/net/if_inet6: added when missing, found when there, missed by verify.
+      expect(must(['ip', '-n', netns.name, '-6', '-o', 'addr', 'show', 'dev', 'lo'])).toContain('inet6 ::6/128');
+      expect((await applyRedirect(procPath, basePlan, { mode: 'nft' })).changed).toBe(false);
+      must(['ip', '-n', netns.name, '-6', 'addr', 'del', '::6/128', 'dev', 'lo']);
+      expect((await verifyRedirect(procPath, basePlan, { mode: 'nft' })).diff).toContain('::6/128 is missing from lo');
+      expect((await applyRedirect(procPath, basePlan, { mode: 'nft' })).changed).toBe(true);
+      expect(await verifyRedirect(procPath, basePlan, { mode: 'nft' })).toEqual({ ok: true, diff: '' });
     } finally {
       sleeper.kill('SIGKILL');
     }
@@ -217,6 +225,29 @@ describe.skipIf(!isRoot)('redirect engine: netns by process and concurrent pods'
     expect(lines).toHaveLength(2);
     for (const line of lines) expect(line).toMatch(/^RedirectError: netns \/proc\/self\/ns\/net: is this process's own network namespace/);
     expect(save(netns, 'nft', 'ipv4')).not.toContain('ISTIO_');
+  });
+
+  it('gives up on a held xtables lock after lockWaitSeconds with XtablesLockTimeout, changing nothing', async () => {
+    const netns = createNetns('pncl');
+    created.push(netns);
+    // A private lock file (iptables-legacy honours XTABLES_LOCKFILE), so other suites' iptables never wait on it.
+    const lockFile = `/run/pnc-test-xtables-${process.pid}.lock`;
+    const previous = process.env.XTABLES_LOCKFILE;
+    process.env.XTABLES_LOCKFILE = lockFile;
+    const holder = spawn('flock', ['--exclusive', lockFile, 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = performance.now();
+      await expect(applyRedirect(netns.path, basePlan, { mode: 'legacy', lockWaitSeconds: 1 })).rejects.toBeInstanceOf(XtablesLockTimeout);
+      expect(performance.now() - started).toBeLessThan(10_000);
+      expect(save(netns, 'legacy', 'ipv4')).not.toContain('ISTIO_');
+    } finally {
+      holder.kill('SIGKILL');
+      if (previous === undefined) delete process.env.XTABLES_LOCKFILE;
+      else process.env.XTABLES_LOCKFILE = previous;
+      rmSync(lockFile, { force: true });
+    }
+    expect((await applyRedirect(netns.path, basePlan, { mode: 'legacy', lockWaitSeconds: 1 })).changed).toBe(true);
   });
 
   it.each(['nft', 'legacy'] as IptablesMode[])('applies to 8 pods at once (iptables-%s, xtables lock waits) and each verifies', async (mode) => {

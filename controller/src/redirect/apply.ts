@@ -1,10 +1,11 @@
 // Effects: programming, verifying and removing the rules inside a pod's netns.
-// Per family, a new pod costs one iptables-restore --noflush and one iptables-save (to verify);
-// an existing ruleset costs one save when it already matches, else save, restore, save.
+// Per family, a new pod costs one nsenter running iptables-restore --noflush and iptables-save
+// (to verify), plus `ip -6 addr add ::6/128 dev lo` for IPv6; an existing ruleset costs one save
+// more when it already matches, else save, restore, save.
 import { stat } from 'node:fs/promises';
-import { runInNetns } from './exec.ts';
+import { runInNetns, runSteps, type Step } from './exec.ts';
 import { BackendMixError, RedirectError, XtablesLockTimeout } from './errors.ts';
-import { ensureLoopbackV6, PASSTHROUGH_V6, readLoopbackV6 } from './loopback.ts';
+import { ADD_PASSTHROUGH_V6, knownLoopbackV6, passthroughAddressAdded, PASSTHROUGH_V6, readLoopbackV6 } from './loopback.ts';
 import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
 import { renderPlan, rulesHash } from './render.ts';
 import { freshTransaction, isEmptyState, ownedState, removeTransaction, replaceTransaction, stateDiff, type OwnedState } from './ruleset.ts';
@@ -42,29 +43,28 @@ async function save(netnsPath: string, mode: IptablesMode, family: Family): Prom
   if (result.code !== 0) {
     throw new RedirectError(netnsPath, `${binary} failed (exit ${result.code}): ${result.stderr.trim()}`);
   }
-  const output = result.stdout + result.stderr;
-  return { state: ownedState(result.stdout), otherBackendPresent: output.includes(LEGACY_TABLES_WARNING) };
+  return parseSaved(result.stdout, result.stderr);
 }
 
-/** iptables exits 4 (resource problem) with this when it stopped waiting for the lock. */
+/** What iptables prints when it stopped waiting for the xtables lock (exit 4). */
 const LOCK_BUSY = /holding the xtables lock/;
 
-/** Throws XtablesLockTimeout when the lock was the problem: never a refused transaction, so no fallback may follow. */
-async function runRestore(netnsPath: string, mode: IptablesMode, family: Family, payload: string, lockWaitSeconds?: number) {
-  const wait = lockWaitSeconds === undefined ? '--wait' : `--wait=${lockWaitSeconds}`;
+function restoreArgv(mode: IptablesMode, family: Family, lockWaitSeconds?: number): string[] {
+  return [iptablesBinary(mode, family, 'restore'), '--noflush', lockWaitSeconds === undefined ? '--wait' : `--wait=${lockWaitSeconds}`];
+}
+
+/** The lock was the problem: never a refused transaction, so no fallback may follow. */
+function lockTimeout(netnsPath: string, mode: IptablesMode, family: Family, stderr: string, lockWaitSeconds?: number): XtablesLockTimeout {
   const binary = iptablesBinary(mode, family, 'restore');
-  const result = await runInNetns(netnsPath, [binary, '--noflush', wait], payload);
-  if (result.code === 4 && LOCK_BUSY.test(result.stderr)) {
-    throw new XtablesLockTimeout(netnsPath, lockWaitSeconds ?? 0, `${binary}: the xtables lock stayed held by another program for ${lockWaitSeconds} s: ${result.stderr.trim()}`);
-  }
-  return result;
+  return new XtablesLockTimeout(netnsPath, lockWaitSeconds ?? 0, `${binary}: the xtables lock stayed held by another program for ${lockWaitSeconds} s: ${stderr.trim()}`);
 }
 
 async function restore(netnsPath: string, mode: IptablesMode, family: Family, payload: string, lockWaitSeconds?: number): Promise<void> {
-  const result = await runRestore(netnsPath, mode, family, payload, lockWaitSeconds);
+  const argv = restoreArgv(mode, family, lockWaitSeconds);
+  const result = await runInNetns(netnsPath, argv, payload);
+  if (result.code === 4 && LOCK_BUSY.test(result.stderr)) throw lockTimeout(netnsPath, mode, family, result.stderr, lockWaitSeconds);
   if (result.code !== 0) {
-    const binary = iptablesBinary(mode, family, 'restore');
-    throw new RedirectError(netnsPath, `${binary} --noflush failed (exit ${result.code}): ${result.stderr.trim()}\npayload:\n${payload}`);
+    throw new RedirectError(netnsPath, `${argv[0]} --noflush failed (exit ${result.code}): ${result.stderr.trim()}\npayload:\n${payload}`);
   }
 }
 
@@ -110,25 +110,55 @@ async function assertNotOwnNetns(netnsPath: string): Promise<void> {
 
 interface FamilyOutcome {
   family: Family;
+  /** Our rules of this family were (re)programmed. */
   changed: boolean;
+  /** ::6/128 was added to lo on the way. */
+  addedAddress: boolean;
   /** The ruleset read after changing it (or before, when nothing had to change). */
   saved: Saved;
   /** familyDrift of that read against the payload: '' when they match. */
   drift: string;
 }
 
-async function applyFamily(netnsPath: string, mode: IptablesMode, family: Family, payload: string, force: boolean, lockWaitSeconds?: number): Promise<FamilyOutcome> {
+function parseSaved(stdout: string, stderr: string): Saved {
+  return { state: ownedState(stdout), otherBackendPresent: (stdout + stderr).includes(LEGACY_TABLES_WARNING) };
+}
+
+/**
+ * A new pod's netns has none of our chains: "-N" creates them and the transaction needs no
+ * prior read, so one nsenter runs [`ip -6 addr add ::6/128 dev lo`,] the restore and the
+ * read-back. If any of our chains exists, the restore fails as a whole (nothing changes) and
+ * we read, compare and replace, each its own process.
+ */
+async function applyFamily(
+  netnsPath: string,
+  mode: IptablesMode,
+  family: Family,
+  payload: string,
+  opts: { force: boolean; lockWaitSeconds?: number; addAddress: boolean },
+): Promise<FamilyOutcome> {
   const desired = ownedState(payload);
-  // A new pod's netns has none of our chains: "-N" creates them and the transaction needs no
-  // prior read. If any exists, the restore fails as a whole (nothing changes) and we read and compare.
-  if ((await runRestore(netnsPath, mode, family, freshTransaction(payload), lockWaitSeconds)).code !== 0) {
-    const current = await save(netnsPath, mode, family);
-    if (!force && stateDiff(desired, current.state) === '') return { family, changed: false, saved: current, drift: '' };
-    if (current.otherBackendPresent) await assertNotInOtherBackend(netnsPath, mode, family);
-    await restore(netnsPath, mode, family, replaceTransaction(payload, current.state), lockWaitSeconds);
+  const saveBinary = iptablesBinary(mode, family, 'save');
+  const steps: Step[] = [
+    ...(opts.addAddress ? [{ name: 'address', argv: ADD_PASSTHROUGH_V6, optional: true }] : []),
+    { name: 'restore', argv: restoreArgv(mode, family, opts.lockWaitSeconds) },
+    { name: 'save', argv: [saveBinary] },
+  ];
+  const run = await runSteps(netnsPath, steps, freshTransaction(payload));
+  if (run.failure !== undefined) throw new RedirectError(netnsPath, run.failure);
+  const addedAddress = opts.addAddress && (await passthroughAddressAdded(netnsPath, run.succeeded.has('address'), run.stderr));
+  if (run.succeeded.has('restore')) {
+    if (!run.succeeded.has('save')) throw new RedirectError(netnsPath, `${saveBinary} failed: ${run.stderr.trim()}`);
+    const saved = parseSaved(run.stdout.get('save') ?? '', run.stderr);
+    return { family, changed: true, addedAddress, saved, drift: familyDrift(family, desired, saved.state) };
   }
+  if (LOCK_BUSY.test(run.stderr)) throw lockTimeout(netnsPath, mode, family, run.stderr, opts.lockWaitSeconds);
+  const current = await save(netnsPath, mode, family);
+  if (!opts.force && stateDiff(desired, current.state) === '') return { family, changed: false, addedAddress, saved: current, drift: '' };
+  if (current.otherBackendPresent) await assertNotInOtherBackend(netnsPath, mode, family);
+  await restore(netnsPath, mode, family, replaceTransaction(payload, current.state), opts.lockWaitSeconds);
   const saved = await save(netnsPath, mode, family);
-  return { family, changed: true, saved, drift: familyDrift(family, desired, saved.state) };
+  return { family, changed: true, addedAddress, saved, drift: familyDrift(family, desired, saved.state) };
 }
 
 /**
@@ -145,21 +175,25 @@ export async function applyRedirect(
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
   const hash = rulesHash(rendered);
-  const [outcomes, guard, dropped, address] = await Promise.all([
-    Promise.allSettled(plan.families.map((family) => applyFamily(netnsPath, mode, family, rendered[family]!, opts.force === true, opts.lockWaitSeconds))),
+  // IPv6 inbound passthrough needs ::6 on lo; a process's netns shows its addresses in /proc without a process.
+  const addAddress = plan.families.includes('ipv6') && (await knownLoopbackV6(netnsPath)) === 'absent';
+  const [outcomes, guard, dropped] = await Promise.all([
+    Promise.allSettled(
+      plan.families.map((family) =>
+        applyFamily(netnsPath, mode, family, rendered[family]!, { force: opts.force === true, lockWaitSeconds: opts.lockWaitSeconds, addAddress: addAddress && family === 'ipv6' }),
+      ),
+    ),
     // iptables-legacy-save says nothing about nft rules, so look at nft alongside (nft's save warns about legacy).
     Promise.allSettled(mode === 'legacy' ? plan.families.map((family) => assertNotInOtherBackend(netnsPath, mode, family)) : []),
     // A family the node no longer redirects (e.g. dual-stack -> IPv4 only) must not keep our old rules.
     Promise.allSettled(droppedFamilies(plan).map((family) => removeFamily(netnsPath, mode, family, { unreadableIsEmpty: true }))),
-    // Alongside the restores: IPv6 inbound passthrough needs ::6 on lo (no address is removed with a family).
-    Promise.allSettled(plan.families.includes('ipv6') ? [ensureLoopbackV6(netnsPath)] : []),
   ]);
   const changed = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' && outcome.value.changed ? [outcome.value] : []));
   // nft's save (already done) warns when legacy tables exist: only then look at them.
   const lateGuard = await Promise.allSettled(
     changed.filter(({ saved }) => saved.otherBackendPresent).map(({ family }) => assertNotInOtherBackend(netnsPath, mode, family)),
   );
-  const errors = [...outcomes, ...guard, ...dropped, ...lateGuard, ...address].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
+  const errors = [...outcomes, ...guard, ...dropped, ...lateGuard].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
   if (errors.some((error) => error instanceof BackendMixError)) {
     // Never leave our rules in two backends: undo what this call programmed, then report.
     await Promise.allSettled(changed.map(({ family }) => removeFamily(netnsPath, mode, family)));
@@ -170,7 +204,7 @@ export async function applyRedirect(
     throw new RedirectError(netnsPath, `rules differ from the plan right after applying (pod ${plan.pod}):\n${drift.join('\n')}`);
   }
   const removedDropped = dropped.some((outcome) => outcome.status === 'fulfilled' && outcome.value);
-  const addedAddress = address.some((outcome) => outcome.status === 'fulfilled' && outcome.value);
+  const addedAddress = outcomes.some((outcome) => outcome.status === 'fulfilled' && outcome.value.addedAddress);
   return { hash, changed: changed.length > 0 || removedDropped || addedAddress };
 }
 

@@ -1,4 +1,4 @@
-// Running one program inside a network namespace: `nsenter --net=PATH prog args...`,
+// Running programs inside a network namespace: `nsenter --net=PATH prog args...`,
 // argument arrays only (no shell), optional stdin, bounded time.
 import { spawn } from 'node:child_process';
 
@@ -29,4 +29,68 @@ export function runInNetns(netnsPath: string | undefined, argv: string[], stdin?
     child.stdin.on('error', () => {});
     child.stdin.end(stdin ?? '');
   });
+}
+
+/** One program of a runSteps chain. */
+export interface Step {
+  /** Names the step in the result (letters, digits and dashes). */
+  name: string;
+  argv: string[];
+  /** When it fails, the chain goes on (its failure is still reported). */
+  optional?: boolean;
+}
+
+export interface StepsResult {
+  /** Steps that exited 0. */
+  succeeded: Set<string>;
+  /** Each step's standard output, by name (steps that did not run have none). */
+  stdout: Map<string, string>;
+  /** Every step's standard error, together. */
+  stderr: string;
+  /** Set when the chain itself could not run (nsenter or find failed): every step counts as failed. */
+  failure?: string;
+}
+
+const STEP_OK = '--pnc-step-ok ';
+const STEP_FAILED = '--pnc-step-failed ';
+
+/**
+ * Several programs, one after the other, inside the netns through ONE nsenter: a process start
+ * from Node costs about as much as a small iptables run, and a new pod's rules need a restore
+ * and a read-back per family. GNU find (Essential on Debian, so in every image built from it)
+ * is the runner: on its single starting point it evaluates `-exec` in order, flushing its
+ * output before each; an `-exec` is true only when the program exits 0, so a failed required
+ * step stops the chain, and `-printf` after each step marks how it ended. Argument arrays
+ * throughout, never a shell; stdin goes to the first step that reads it.
+ */
+export async function runSteps(netnsPath: string | undefined, steps: Step[], stdin?: string): Promise<StepsResult> {
+  const expression: string[] = [];
+  for (const step of steps) {
+    const ran = ['-exec', ...step.argv, ';', '-printf', `${STEP_OK}${step.name}\n`];
+    expression.push(...(step.optional ? ['(', ...ran, '-o', '-printf', `${STEP_FAILED}${step.name}\n`, ')'] : ran));
+  }
+  const result = await runInNetns(netnsPath, ['find', '/', '-maxdepth', '0', ...expression], stdin);
+  const succeeded = new Set<string>();
+  const stdout = new Map<string, string>();
+  let chunk: string[] = [];
+  const lines = result.stdout.endsWith('\n') ? result.stdout.slice(0, -1).split('\n') : result.stdout.split('\n');
+  const close = (name: string) => {
+    stdout.set(name, chunk.map((line) => `${line}\n`).join(''));
+    chunk = [];
+  };
+  for (const line of result.stdout === '' ? [] : lines) {
+    if (line.startsWith(STEP_OK)) {
+      succeeded.add(line.slice(STEP_OK.length));
+      close(line.slice(STEP_OK.length));
+    } else if (line.startsWith(STEP_FAILED)) {
+      close(line.slice(STEP_FAILED.length));
+    } else {
+      chunk.push(line);
+    }
+  }
+  // What a failed required step printed: it stopped the chain.
+  const stopped = steps.find((step) => !stdout.has(step.name));
+  if (stopped && chunk.length > 0) close(stopped.name);
+  const failure = result.code === 0 ? undefined : `find (running ${steps.map((step) => step.argv[0]).join(', ')}) exited ${result.code}: ${result.stderr.trim()}`;
+  return { succeeded: failure ? new Set() : succeeded, stdout, stderr: result.stderr, ...(failure ? { failure } : {}) };
 }

@@ -32,7 +32,22 @@ function procNetDir(netnsPath: string): string | undefined {
   return match ? `${match[1]}/net` : undefined;
 }
 
-/** Reads the state without starting a process when the netns is a process's; else one `ip` process. */
+/**
+ * The state when it can be read without entering the netns (a process's netns: its
+ * /proc/PID/net/if_inet6); 'absent' when it cannot, so that the caller adds it (EEXIST is fine).
+ */
+export async function knownLoopbackV6(netnsPath: string): Promise<LoopbackV6State> {
+  const dir = procNetDir(netnsPath);
+  if (dir === undefined) return 'absent';
+  try {
+    return loopbackStateFromIfInet6(await readFile(`${dir}/if_inet6`, 'utf8'));
+  } catch {
+    // no IPv6 in the kernel, or the process is gone: let the add tell
+    return 'absent';
+  }
+}
+
+/** Reads the state: from /proc when the netns is a process's, else with one `ip` process inside it. */
 export async function readLoopbackV6(netnsPath: string): Promise<LoopbackV6State> {
   const dir = procNetDir(netnsPath);
   if (dir !== undefined) {
@@ -47,19 +62,20 @@ export async function readLoopbackV6(netnsPath: string): Promise<LoopbackV6State
   return loopbackStateFromIp(result.stdout);
 }
 
+/** Istio's `ip -6 addr add ::6/128 dev lo`; the kernel's netlink acknowledgement (exit 0) is the proof. */
+export const ADD_PASSTHROUGH_V6 = ['ip', '-6', 'addr', 'add', PASSTHROUGH_V6, 'dev', 'lo'];
+
+/** EEXIST, worded by iproute2 or (with extended acks) by the kernel: the address is there. */
+const ADDRESS_EXISTS = /RTNETLINK answers: File exists|address already assigned/;
+
 /**
- * Makes sure ::6/128 is on lo; true when this call added it. `known` skips the read when the
- * caller already has the state. The kernel's netlink acknowledgement of the add is the proof;
- * EEXIST means it was there already.
+ * After running ADD_PASSTHROUGH_V6 (`succeeded`: it exited 0; `stderr` may hold other programs' too): true when it added the address, false when it was there
+ * already or lo has IPv6 disabled (then nothing can bind ::6 and nothing needs it); else throws.
  */
-export async function ensureLoopbackV6(netnsPath: string, known?: LoopbackV6State): Promise<boolean> {
-  const state = known ?? (procNetDir(netnsPath) === undefined ? undefined : await readLoopbackV6(netnsPath));
+export async function passthroughAddressAdded(netnsPath: string, succeeded: boolean, stderr: string): Promise<boolean> {
+  if (succeeded) return true;
+  if (ADDRESS_EXISTS.test(stderr)) return false;
+  const state = await readLoopbackV6(netnsPath);
   if (state === 'present' || state === 'off') return false;
-  const result = await runInNetns(netnsPath, ['ip', '-6', 'addr', 'add', PASSTHROUGH_V6, 'dev', 'lo']);
-  if (result.code === 0) return true;
-  // EEXIST, worded by iproute2 or (with extended acks) by the kernel.
-  if (/File exists|already assigned/i.test(result.stderr)) return false;
-  // IPv6 disabled on lo (EACCES): then no one can bind ::6 and nothing needs it.
-  if ((await readLoopbackV6(netnsPath)) === 'off') return false;
-  throw new RedirectError(netnsPath, `ip -6 addr add ${PASSTHROUGH_V6} dev lo failed (exit ${result.code}): ${result.stderr.trim()}`);
+  throw new RedirectError(netnsPath, `${ADD_PASSTHROUGH_V6.join(' ')} failed: ${stderr.trim()}`);
 }

@@ -1,0 +1,37 @@
+// runSteps: several programs through one runner process, in order, each step's output and
+// outcome kept apart; a failed required step stops the chain, a failed optional one does not.
+import { describe, expect, it } from 'vitest';
+import { runSteps } from '../../controller/src/redirect/exec.ts';
+
+describe('runSteps (in the current netns)', () => {
+  it('runs steps in order, feeds stdin to the first reader and keeps each output apart', async () => {
+    const result = await runSteps(undefined, [
+      { name: 'first', argv: ['echo', 'one'] },
+      { name: 'reader', argv: ['cat'] },
+      { name: 'last', argv: ['echo', 'two', 'lines\n--pnc-x'] },
+    ], 'from stdin\n');
+    expect(result.failure).toBeUndefined();
+    expect([...result.succeeded]).toEqual(['first', 'reader', 'last']);
+    expect(Object.fromEntries(result.stdout)).toEqual({ first: 'one\n', reader: 'from stdin\n', last: 'two lines\n--pnc-x\n' });
+  });
+
+  it('stops at a failed required step (keeping what it printed), goes on after a failed optional one', async () => {
+    const result = await runSteps(undefined, [
+      { name: 'optional', argv: ['ls', '/no/such/path'], optional: true },
+      { name: 'ok', argv: ['echo', 'ran'] },
+      { name: 'required', argv: ['cat', '/no/such/file'] },
+      { name: 'never', argv: ['echo', 'not reached'] },
+    ]);
+    expect([...result.succeeded]).toEqual(['ok']);
+    expect(result.stdout.get('ok')).toBe('ran\n');
+    expect(result.stdout.has('never')).toBe(false);
+    expect(result.stderr).toContain('/no/such/path');
+    expect(result.stderr).toContain('/no/such/file');
+  });
+
+  it('reports a runner that could not start as the failure of every step', async () => {
+    const result = await runSteps('/no/such/netns', [{ name: 'x', argv: ['true'] }]);
+    expect(result.failure).toMatch(/exited/);
+    expect(result.succeeded.size).toBe(0);
+  });
+});
