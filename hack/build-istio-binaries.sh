@@ -25,6 +25,11 @@ for n in "${names[@]}"; do
   [[ -f "$CMD_DIR/$n/main.go" ]] || { log "no wrapper main $CMD_DIR/$n/main.go"; exit 1; }
 done
 
+# One build at a time (test projects may ask together); a waiter then finds the binaries current.
+mkdir -p "$BIN_DIR"
+exec 9>"$BIN_DIR/.lock"
+flock 9
+
 # A binary is current when the stamp beside it holds its main.go's hash.
 stale=()
 for n in "${names[@]}"; do
@@ -37,9 +42,9 @@ if ((${#stale[@]} == 0)); then
 fi
 
 command -v go >/dev/null || { log "go is required to build ${stale[*]}"; exit 1; }
-mkdir -p "$BIN_DIR"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+out="$BIN_DIR/.build.$$"
+trap 'rm -rf "$work" "$out"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 start=$SECONDS
@@ -48,9 +53,11 @@ cp -r "$CMD_DIR" "$work/cmd"
 cd "$work"
 go mod init pnc.local/istio-binaries >/dev/null 2>&1
 # An explicit version: a bare `go get` would take the newest commit.
-go get "istio.io/istio@$ISTIO_VERSION" >/dev/null 2>&1
-go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/" "${stale[@]/#/./cmd/}"
+go get "istio.io/istio@$ISTIO_VERSION" >/dev/null
+go build -trimpath -ldflags "-s -w" -o "$out/" "${stale[@]/#/./cmd/}"
 for n in "${stale[@]}"; do
+  # A rename in the same directory: a test running the old binary keeps it, no half-written file.
+  mv -f "$out/$n" "$BIN_DIR/$n"
   sha256sum "$CMD_DIR/$n/main.go" | cut -d' ' -f1 >"$BIN_DIR/.$n.sha256"
 done
 log "built ${stale[*]} in $((SECONDS - start)) s"
