@@ -199,6 +199,9 @@ describe('ResourceInformer with a scripted transport', () => {
     expect(performance.now() - startedAt).toBeGreaterThanOrEqual(75);
     expect(restarts.map((r) => String(r.error))).toEqual(expect.arrayContaining([expect.stringContaining('closed at once by the server')]));
     expect(restarts.every((r) => r.delayMs === 40)).toBe(true);
+    // The server is up and closing watches: an answering API server must not cut the backoff short.
+    expect(informer.disconnected).toBe(false);
+    expect(informer.retryNow()).toBe(false);
   });
 
   it('a 429 waits at least its Retry-After, longer than the backoff', async () => {

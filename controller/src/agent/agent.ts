@@ -228,7 +228,7 @@ export class Agent {
   /** While the API server does not answer, a cheap request every API_PROBE_MS notices the moment it does. */
   async #probeApi(): Promise<void> {
     if (this.#probing || this.#stopping) return;
-    const unreachable = !this.#client.reachable || [this.#pods, this.#namespaces].some((informer) => !informer.watching && isConnectionError(informer.lastError));
+    const unreachable = !this.#client.reachable || this.#pods.disconnected || this.#namespaces.disconnected;
     if (!unreachable) return;
     this.#probing = true;
     try {

@@ -49,6 +49,11 @@ class Expired extends Error {
   override name = 'Expired';
 }
 
+/** The server answered the watch and ended it badly (an ERROR event, a stream closed at once): it is up, and retrying sooner will not help. */
+class WatchRefused extends Error {
+  override name = 'WatchRefused';
+}
+
 export class ResourceInformer<T extends KubeObject> {
   readonly #options: ResourceInformerOptions<T>;
   readonly #objects = new Map<string, T>();
@@ -80,6 +85,11 @@ export class ResourceInformer<T extends KubeObject> {
   /** Why the last list or watch failed, while it is not watching. */
   get lastError(): unknown {
     return this.#watching ? undefined : this.#lastError;
+  }
+
+  /** Not watching because the API server could not be reached (not because it refused). */
+  get disconnected(): boolean {
+    return !this.#watching && isConnectionError(this.#lastError) && !(this.#lastError instanceof WatchRefused);
   }
 
   /** By UID (keyBy 'uid') or by name (and namespace, for namespaced objects). */
@@ -121,7 +131,7 @@ export class ResourceInformer<T extends KubeObject> {
    * 429, 500) keeps its delay: the server is up and said to wait.
    */
   retryNow(): boolean {
-    if (!this.#sleep || !isConnectionError(this.#lastError)) return false;
+    if (!this.#sleep || !this.disconnected) return false;
     this.#failures = 0;
     this.#wake();
     return true;
@@ -228,7 +238,7 @@ export class ResourceInformer<T extends KubeObject> {
       this.#abort = undefined;
       this.#setWatching(false);
     }
-    if (events === 0 && performance.now() - startedAt < (this.#options.minWatchMs ?? 1_000)) throw new Error(`watch ${path}: closed at once by the server`);
+    if (events === 0 && performance.now() - startedAt < (this.#options.minWatchMs ?? 1_000)) throw new WatchRefused(`watch ${path}: closed at once by the server`);
   }
 
   #setWatching(watching: boolean): void {
@@ -243,7 +253,7 @@ export class ResourceInformer<T extends KubeObject> {
     if (event.type === 'ERROR') {
       const status = event.object as { code?: number };
       if (status.code === 410) return false;
-      throw new Error(`watch ${this.#options.path}: error event ${JSON.stringify(event.object).slice(0, 300)}`);
+      throw new WatchRefused(`watch ${this.#options.path}: error event ${JSON.stringify(event.object).slice(0, 300)}`);
     }
     const resourceVersion = event.object.metadata?.resourceVersion;
     if (resourceVersion) this.#resourceVersion = resourceVersion;
