@@ -360,7 +360,8 @@ describe.skipIf(!isRoot)('our engine against Istio istio-iptables, flow for flow
     expect(differences).toEqual([]);
     expect(istio['app -> 192.0.2.2:80']).toBe('peer:80 orig=192.0.2.2:80');
     expect(istio['peer -> [2001:db8::1]:8080']).toBe('pod:8080 orig=[2001:db8::1]:8080');
-    expect(istio['app -> 192.0.2.2:53/udp']).toBe('peer:udp:53 orig=*:53');
+    // The peer has no rules: its kernel may keep no conntrack entry, so a UDP listener on :: may not know its address.
+    expect(istio['app -> 192.0.2.2:53/udp']).toMatch(/^peer:udp:53 orig=(\*|192\.0\.2\.2):53$/);
   });
 
   it('the defaults capture what Istio documents (anchors for the comparison)', async () => {
