@@ -630,9 +630,9 @@ cmd_reboot() {
   kill_pods
   for pid in $(shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
   stop_process containerd
-  # The dead sandboxes' network namespaces stay mounted until a runtime removes them, as after
-  # a real reboot they would be gone: unmount them.
-  unmount_under "$NODE_DIR/containerd/state/netns"
+  # What a reboot drops: the sandboxes' network namespaces, containers' root filesystems,
+  # volume tmpfs mounts. The kubelet and containerd set them up again.
+  unmount_under "$NODE_DIR"
   start_containerd
   start_kubelet
   wait_node_ready

@@ -1,10 +1,15 @@
 // vitest globalSetup of the `node` project: one local cluster with a real node (kubelet +
-// containerd) per run, in a private state dir, removed at the end even when tests fail;
+// containerd) per run, the product installed on it as a user would (hack/local-cluster.sh
+// deploy: images from the Dockerfile, the kubernetes overlay, the admission-policy injection),
+// in a private state dir, removed at the end even when tests fail;
 // nodes left by crashed runs are removed at the start of the next. Without root there is
 // no node: the tests skip, saying so.
+import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
 import { ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
 import { processStartTime } from '../../hack/lib/proc.ts';
@@ -21,6 +26,16 @@ declare module 'vitest' {
 }
 
 const RUN_DIR_PREFIX = 'pnc-test-kubelet-';
+const SCRIPT = fileURLToPath(new URL('../../hack/local-cluster.sh', import.meta.url));
+
+async function deploy(stateDir: string): Promise<void> {
+  try {
+    // A cold image build takes minutes; a warm one seconds.
+    await promisify(execFile)('bash', [SCRIPT, 'deploy'], { env: { ...process.env, PNC_CLUSTER_DIR: stateDir }, timeout: 20 * 60_000, maxBuffer: 64 * 1024 * 1024 });
+  } catch (error) {
+    throw new Error(`hack/local-cluster.sh deploy failed: ${(error as { stderr?: string }).stderr?.trim().split('\n').slice(-20).join('\n') ?? String(error)}`, { cause: error });
+  }
+}
 
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   if (process.getuid?.() !== 0) {
@@ -41,6 +56,12 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     throw error;
   });
   console.log(`node-global-setup: control plane and node ready in ${Date.now() - started} ms (${stateDir})`);
+  const deployStarted = Date.now();
+  await deploy(stateDir).catch(async (error: unknown) => {
+    await stop().catch(() => undefined);
+    throw error;
+  });
+  console.log(`node-global-setup: product deployed in ${Date.now() - deployStarted} ms`);
   project.provide('kubeconfig', cluster.kubeconfig);
   project.provide('binDir', cluster.binDir);
   project.provide('nodeName', cluster.node!.name);

@@ -1,0 +1,197 @@
+// The init-waiter's state machine: holds the pod until the node's controller has marked it
+// initialized FOR THIS network namespace and (unless turned off) outbound capture
+// demonstrably works; on timeout it ends with the reason. Every effect (annotations file,
+// self-test, timers, log, exit) is injected: main.ts wires the real ones, unit tests fakes.
+import type { AnnotationsSnapshot } from './annotations-watcher.ts';
+import { EXIT, exitCodeForTimeout } from './exit-codes.ts';
+import type { WaiterOptions } from './options.ts';
+import { chooseProbeTarget, ProbeTargetError } from './probe-target.ts';
+import type { Family, ProbeTarget } from './probe-target.ts';
+import { assessMark } from './readiness.ts';
+import type { Waiting } from './readiness.ts';
+import type { SelfTestResult } from './self-test.ts';
+
+export const STILL_WAITING_LOG_MS = 5_000;
+export const SELF_TEST_RETRY_MS = 1_000;
+
+export interface Clock {
+  /** Calls fn once after ms; the returned function cancels it. */
+  after(ms: number, fn: () => void): () => void;
+  /** Calls fn every ms (need not keep the process alive); the returned function cancels it. */
+  every(ms: number, fn: () => void): () => void;
+}
+
+/** Delivers the current snapshot at once (possibly before returning), then every change, until closed. */
+export type AnnotationsSource = (onSnapshot: (snapshot: AnnotationsSnapshot) => void) => { close(): void };
+
+export type SelfTest = (targets: ProbeTarget[]) => Promise<SelfTestResult>;
+
+export interface WaiterDeps {
+  options: WaiterOptions;
+  /** What the container knows of its pod: its netns inode, the families it has, the UID it runs as (for the log). */
+  pod: { netns: number; families: readonly Family[]; uid: number | undefined };
+  annotations: AnnotationsSource;
+  selfTest: SelfTest;
+  clock: Clock;
+  log(message: string): void;
+  /** Ends the run with the code and the last words; in a pod it never returns. */
+  exit(code: number, message: string): void;
+}
+
+/**
+ * - starting: before start().
+ * - waiting: the latest snapshot does not let the pod go; waits for the next one.
+ * - testing: the self-test runs for `snapshot`; a newer snapshot voids its result.
+ * - retrying: the self-test failed; it runs again after SELF_TEST_RETRY_MS unless a new snapshot comes first.
+ * - done: exit was called; nothing happens any more.
+ */
+type State =
+  | { name: 'starting' }
+  | { name: 'waiting' }
+  | { name: 'testing'; snapshot: AnnotationsSnapshot }
+  | { name: 'retrying'; cancel: () => void }
+  | { name: 'done' };
+
+export type Phase = State['name'];
+
+export class Waiter {
+  readonly #deps: WaiterDeps;
+  #state: State = { name: 'starting' };
+  /** What it waits for: logged on change, every STILL_WAITING_LOG_MS, and on timeout or SIGTERM. */
+  #waiting: Waiting = { code: 'no-file', message: 'starting' };
+  #snapshot: AnnotationsSnapshot | undefined;
+  #reportedProblems: string | undefined;
+  #stop: (() => void)[] = [];
+
+  constructor(deps: WaiterDeps) {
+    this.#deps = deps;
+  }
+
+  get phase(): Phase {
+    return this.#state.name;
+  }
+
+  start(): void {
+    const { options, pod, clock, log } = this.#deps;
+    log(
+      `waiting for ${options.annotationsFile} to mark netns ${pod.netns} initialized; ` +
+        `self-test ${options.validate ? `on (${pod.families.join('+')}, proxy port ${options.proxyPort})` : 'off'}; ` +
+        `uid ${pod.uid}; timeout ${options.timeoutMs / 1000} s`,
+    );
+    const source = this.#deps.annotations((snapshot) => this.#guard(() => this.#onSnapshot(snapshot)));
+    this.#stop.push(() => source.close());
+    // The first snapshot may already have ended it.
+    if (this.#state.name === 'done') return this.#stopAll();
+    this.#stop.push(
+      clock.every(STILL_WAITING_LOG_MS, () => log(`still waiting: ${this.#waiting.message}`)),
+      clock.after(options.timeoutMs, () => this.#onTimeout()),
+    );
+  }
+
+  /** SIGTERM: the pod was deleted while waiting. */
+  terminate(): void {
+    this.#finish(EXIT.terminated, `terminated while waiting: ${this.#waiting.message}`);
+  }
+
+  #onSnapshot(snapshot: AnnotationsSnapshot): void {
+    if (this.#state.name === 'done') return;
+    this.#snapshot = snapshot;
+    // Judged once the running test is over, so a pass never outlives its mark.
+    if (this.#state.name === 'testing') return;
+    if (this.#state.name === 'retrying') this.#state.cancel();
+    this.#judge(snapshot);
+  }
+
+  #judge(snapshot: AnnotationsSnapshot): void {
+    const { options, pod } = this.#deps;
+    const verdict = assessMark(snapshot, pod.netns);
+    if (verdict.parsed && verdict.parsed.problemCount > 0) {
+      const problems = `${verdict.parsed.problemCount} malformed line(s) in ${options.annotationsFile} ignored: ${verdict.parsed.problems.join('; ')}`;
+      if (problems !== this.#reportedProblems) this.#deps.log(problems);
+      this.#reportedProblems = problems;
+    }
+    if (!verdict.ready) return this.#wait(verdict.waiting);
+
+    const markSummary = `${verdict.mark.rules ? `rules ${verdict.mark.rules}, ` : ''}marked at ${verdict.mark.at || 'unknown time'}`;
+    if (!options.validate) {
+      return this.#finish(EXIT.ready, `ready: pod-network-controller marked netns ${pod.netns} initialized (${markSummary}); self-test off`);
+    }
+    let targets: ProbeTarget[];
+    try {
+      targets = pod.families.flatMap(
+        (family) => chooseProbeTarget(verdict.parsed.annotations, family, options.probeAddresses[family], options.probePort) ?? [],
+      );
+    } catch (error) {
+      if (!(error instanceof ProbeTargetError)) throw error;
+      return this.#wait({ code: 'self-test', message: `cannot run the redirect self-test: ${error.message}` });
+    }
+    if (targets.length === 0) {
+      return this.#finish(
+        EXIT.ready,
+        `ready: netns ${pod.netns} marked initialized (${markSummary}); the pod's annotations capture no outbound traffic, nothing to self-test`,
+      );
+    }
+    // So a timeout during the first test names the test, not the state before the mark came.
+    if (this.#waiting.code !== 'self-test') this.#setWaiting({ code: 'self-test', message: 'the mark is right; running the redirect self-test' });
+    this.#state = { name: 'testing', snapshot };
+    this.#deps.selfTest(targets).then(
+      (result) => this.#guard(() => this.#onSelfTestDone(snapshot, result, markSummary)),
+      (error: unknown) => this.#finish(EXIT.internalError, `self-test crashed: ${errorText(error)}`),
+    );
+  }
+
+  #onSelfTestDone(tested: AnnotationsSnapshot, result: SelfTestResult, markSummary: string): void {
+    if (this.#state.name !== 'testing') return;
+    // The mark may have changed while the test ran: only pass on what is current now.
+    if (this.#snapshot !== tested) return this.#judge(this.#snapshot as AnnotationsSnapshot);
+    if (result.ok) {
+      return this.#finish(EXIT.ready, `ready: netns ${this.#deps.pod.netns} marked initialized (${markSummary}); self-test passed: ${result.summary}`);
+    }
+    this.#setWaiting({ code: 'self-test', message: result.reason });
+    this.#state = { name: 'retrying', cancel: this.#deps.clock.after(SELF_TEST_RETRY_MS, () => this.#guard(() => this.#judge(tested))) };
+  }
+
+  #onTimeout(): void {
+    // The controller's Warning Events say why a mark never came (e.g. MarkWriteFailed: no room left for it in the annotations).
+    const hint = this.#waiting.code === 'no-mark' ? "; the controller's Events on this pod (kubectl describe pod) say why, e.g. MarkWriteFailed" : '';
+    this.#finish(
+      exitCodeForTimeout(this.#waiting.code),
+      `timed out after ${this.#deps.options.timeoutMs / 1000} s: ${this.#waiting.message}${hint}`,
+    );
+  }
+
+  #wait(waiting: Waiting): void {
+    this.#state = { name: 'waiting' };
+    this.#setWaiting(waiting);
+  }
+
+  #setWaiting(next: Waiting): void {
+    if (next.message !== this.#waiting.message) this.#deps.log(`waiting: ${next.message}`);
+    this.#waiting = next;
+  }
+
+  /** A throw out of a transition is a bug: it ends the run as an internal error with the stack. */
+  #guard(transition: () => void): void {
+    try {
+      transition();
+    } catch (error) {
+      this.#finish(EXIT.internalError, `internal error: ${errorText(error)}`);
+    }
+  }
+
+  #finish(code: number, message: string): void {
+    if (this.#state.name === 'done') return;
+    if (this.#state.name === 'retrying') this.#state.cancel();
+    this.#state = { name: 'done' };
+    this.#stopAll();
+    this.#deps.exit(code, message);
+  }
+
+  #stopAll(): void {
+    for (const stop of this.#stop.splice(0)) stop();
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}

@@ -1,0 +1,399 @@
+// The product on a real node, installed as a user would (the node global setup runs
+// hack/local-cluster.sh deploy): the DaemonSet's agent, the admission-policy injection of the
+// init-waiter, real pods from the images built from our Dockerfile, real sandbox netns.
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
+import { execFile, spawn } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
+import { STATUS_ANNOTATION, parseMark } from '../../controller/src/mark.ts';
+import type { Mark } from '../../controller/src/mark.ts';
+import { rebootLocalNode } from '../../hack/lib/local-cluster.ts';
+import { APP_PORT, WAITER_CONTAINER, isReady, kubectl, meshNamespace, podNetns, standInPod, waitForInjection } from '../../hack/lib/real-node.ts';
+import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
+import { runInNetns } from '../support/netns.ts';
+
+const nodeName = inject('nodeName');
+const clusterDir = inject('clusterDir');
+const AGENT_NAMESPACE = 'pod-network-controller';
+const AGENT_SELECTOR = 'app.kubernetes.io/name=pod-network-controller';
+
+const k = (args: string[], timeoutMs?: number, input?: string) =>
+  input === undefined ? kubectl(inject('binDir'), inject('kubeconfig'), args, timeoutMs) : kubectlWithInput(args, input);
+
+function kubectlWithInput(args: string[], input: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(join(inject('binDir'), 'kubectl'), args, { env: { ...process.env, KUBECONFIG: inject('kubeconfig') } }, (error, stdout, stderr) =>
+      error ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr.trim() || String(error)}`)) : resolve(stdout),
+    );
+    child.stdin!.end(input);
+  });
+}
+
+// Test-only: lowers the injected waiter's CPU request in namespaces labelled pnc-test/small-waiter.
+// Runs again after the product's policy has injected the waiter (reinvocation).
+const SMALL_WAITER_POLICY = `
+apiVersion: admissionregistration.k8s.io/v1beta1
+kind: MutatingAdmissionPolicy
+metadata:
+  name: pnc-test-small-waiter
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: IfNeeded
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [""]
+        apiVersions: [v1]
+        operations: [CREATE]
+        resources: [pods]
+  matchConditions:
+    - name: injected
+      expression: "has(object.spec.initContainers) && object.spec.initContainers[0].name == '${WAITER_CONTAINER}'"
+  mutations:
+    - patchType: JSONPatch
+      jsonPatch:
+        expression: >-
+          [JSONPatch{op: "replace", path: "/spec/initContainers/0/resources", value: Object.spec.initContainers.resources{
+            requests: {"cpu": "10m", "memory": "64Mi"}, limits: {"cpu": "500m", "memory": "64Mi"}}}]
+---
+apiVersion: admissionregistration.k8s.io/v1beta1
+kind: MutatingAdmissionPolicyBinding
+metadata:
+  name: pnc-test-small-waiter
+spec:
+  policyName: pnc-test-small-waiter
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        pnc-test/small-waiter: "true"
+`;
+
+async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function markOf(pod: V1Pod): Mark | undefined {
+  const text = pod.metadata?.annotations?.[STATUS_ANNOTATION];
+  return text === undefined ? undefined : parseMark(text);
+}
+
+/** The reasons of the pod's Events, in order, one entry per occurrence. */
+async function eventReasons(kc: KubeConfig, namespace: string, name: string): Promise<string[]> {
+  const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` });
+  return events.items.flatMap((e) => Array<string>(e.count ?? 1).fill(e.reason ?? ''));
+}
+
+/** A Deployment of stand-in pods of KIND (mesh: app + istio-proxy, which the policy gives the waiter). */
+async function createDeployment(kc: KubeConfig, namespace: string, name: string, kind: 'mesh' | 'plain', replicas = 1, pod = standInPod(name, kind)) {
+  const labels = { app: name };
+  await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
+    namespace,
+    body: {
+      metadata: { name },
+      spec: { replicas, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: pod.spec! } },
+    },
+  });
+}
+
+async function podsOf(kc: KubeConfig, namespace: string, app: string): Promise<V1Pod[]> {
+  const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace, labelSelector: `app=${app}` });
+  return pods.items.filter((p) => !p.metadata?.deletionTimestamp);
+}
+
+async function readyPods(kc: KubeConfig, namespace: string, app: string, count: number, timeoutMs = 120_000): Promise<V1Pod[]> {
+  return poll(
+    `${count} Ready pods of ${app} in ${namespace}`,
+    async () => {
+      const pods = (await podsOf(kc, namespace, app)).filter(isReady);
+      return pods.length === count ? pods : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/** Deletes the Deployment and waits until its pods are gone: each mesh pod holds the waiter's 500m CPU request. */
+async function removeDeployment(kc: KubeConfig, namespace: string, name: string): Promise<void> {
+  await kc.makeApiClient(AppsV1Api).deleteNamespacedDeployment({ namespace, name, propagationPolicy: 'Foreground' }).catch(() => undefined);
+  await poll(`the pods of ${name} to be gone`, async () => {
+    const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace, labelSelector: `app=${name}` });
+    return pods.items.length === 0 ? true : undefined;
+  });
+}
+
+/** The agent pods on our node (a fake Node gets its own, which never runs). */
+async function agentPods(kc: KubeConfig): Promise<V1Pod[]> {
+  const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: AGENT_NAMESPACE, labelSelector: AGENT_SELECTOR });
+  return pods.items.filter((p) => p.spec?.nodeName === nodeName);
+}
+
+/** Runs the test-proxy client in CONTAINER of the pod; its JSON answer. */
+async function connectFrom(namespace: string, pod: string, container: string, address: string, port: number): Promise<{ listener: number; original: string }> {
+  const out = await k(['-n', namespace, 'exec', pod, '-c', container, '--', '/test-proxy', 'connect', address, String(port)]);
+  return JSON.parse(out.trim()) as { listener: number; original: string };
+}
+
+async function natRules(clusterStateDir: string, podIP: string): Promise<string> {
+  const { path } = await podNetns(clusterStateDir, podIP);
+  return runInNetns(path, ['iptables-save', '-t', 'nat']).stdout + runInNetns(path, ['ip6tables-save', '-t', 'nat']).stdout;
+}
+
+/** Takes the agent off the node (a nodeSelector nothing matches) and waits until its pod is gone. */
+async function stopAgent(kc: KubeConfig): Promise<void> {
+  await k(['-n', AGENT_NAMESPACE, 'patch', 'daemonset', 'pod-network-controller', '--type=merge', '-p', '{"spec":{"template":{"spec":{"nodeSelector":{"pnc-test/no-agent":"true"}}}}}']);
+  await poll('the agent pod to be gone', async () => ((await agentPods(kc)).length === 0 ? true : undefined));
+}
+
+async function startAgent(kc: KubeConfig): Promise<void> {
+  await k(['-n', AGENT_NAMESPACE, 'patch', 'daemonset', 'pod-network-controller', '--type=json', '-p', '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]']);
+  await poll('the agent pod to be Ready', async () => ((await agentPods(kc)).some(isReady) ? true : undefined), 120_000);
+}
+
+describe.skipIf(!nodeName)('the product on a real node (skipped without root: no real node)', () => {
+  let kc: KubeConfig;
+  let mesh: string;
+  beforeAll(async () => {
+    kc = adminKubeConfig();
+    mesh = await freshNamespace(kc, meshNamespace('').metadata.labels);
+    await waitForInjection(kc.makeApiClient(CoreV1Api), mesh);
+  });
+  afterAll(async () => {
+    // A failed test must not leave the agent off for the next.
+    const daemonSet = await kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace: AGENT_NAMESPACE, name: 'pod-network-controller' });
+    if (daemonSet.spec?.template.spec?.nodeSelector) await startAgent(kc);
+  });
+
+  it("runs the DaemonSet's agent Ready on the node, with a token whose node claim is the node's", async () => {
+    const [agent, ...others] = await agentPods(kc);
+    expect(others).toEqual([]);
+    expect(isReady(agent!)).toBe(true);
+    expect(agent!.spec?.nodeName).toBe(nodeName);
+    // The kubelet's projected token, as the agent reads it.
+    const volumes = join(clusterDir, 'node/kubelet/root/pods', agent!.metadata!.uid!, 'volumes/kubernetes.io~projected');
+    const [tokenVolume] = (await readdir(volumes)).filter((name) => name.startsWith('kube-api-access-'));
+    const token = await readFile(join(volumes, tokenVolume!, 'token'), 'utf8');
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { 'kubernetes.io': { node: { name: string }; pod: { uid: string } } };
+    expect(claims['kubernetes.io'].node.name).toBe(nodeName);
+    expect(claims['kubernetes.io'].pod.uid).toBe(agent!.metadata!.uid);
+  });
+
+  it('holds a mesh pod in Init:0/1 without an agent, marks it for its real netns once one runs, then it is Ready; a pod of another node stays unmarked', async () => {
+    const core = kc.makeApiClient(CoreV1Api);
+    // A pod bound to another node: this node's agent must leave it alone.
+    const elsewhere = `pnc-elsewhere-${mesh}`;
+    await core.createNode({ body: { metadata: { name: elsewhere } } });
+    try {
+      await core.createNamespacedPod({ namespace: mesh, body: { ...standInPod('elsewhere', 'mesh'), spec: { ...standInPod('elsewhere', 'mesh').spec!, nodeName: elsewhere } } });
+      await stopAgent(kc);
+      await createDeployment(kc, mesh, 'held', 'mesh');
+      const held = await poll('the mesh pod to run its waiter', async () => {
+        const [pod] = await podsOf(kc, mesh, 'held');
+        return pod?.status?.initContainerStatuses?.find((s) => s.name === WAITER_CONTAINER)?.state?.running ? pod : undefined;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      const stillHeld = await core.readNamespacedPod({ namespace: mesh, name: held.metadata!.name! });
+      expect(markOf(stillHeld)).toBeUndefined();
+      expect(stillHeld.status?.initContainerStatuses?.[0]?.state?.running).toBeDefined();
+      expect(stillHeld.status?.containerStatuses?.every((s) => s.state?.waiting?.reason === 'PodInitializing')).toBe(true);
+
+      await startAgent(kc);
+      const [ready] = await readyPods(kc, mesh, 'held', 1);
+      const mark = markOf(ready!)!;
+      expect(mark.state).toBe('initialized');
+      const sandbox = await podNetns(clusterDir, ready!.status!.podIP!);
+      expect(mark.netns).toBe(sandbox.inode);
+      // The app started only after the mark (the waiter exits once it sees it).
+      const waiterDone = new Date(ready!.status!.initContainerStatuses![0]!.state!.terminated!.finishedAt!).getTime();
+      expect(waiterDone).toBeGreaterThanOrEqual(Math.floor(new Date(mark.at).getTime() / 1000) * 1000);
+      expect(await eventReasons(kc, mesh, ready!.metadata!.name!)).toContain('Initialized');
+      expect(markOf(await core.readNamespacedPod({ namespace: mesh, name: 'elsewhere' }))).toBeUndefined();
+    } finally {
+      await core.deleteNamespacedPod({ namespace: mesh, name: 'elsewhere', gracePeriodSeconds: 0 }).catch(() => undefined);
+      await core.deleteNode({ name: elsewhere }).catch(() => undefined);
+      await removeDeployment(kc, mesh, 'held');
+    }
+  });
+
+  it('redirects the app container: outbound to the proxy with the original destination (IPv4, IPv6), inbound to 15006, the proxy itself not looped; a plain pod is untouched', async () => {
+    await createDeployment(kc, mesh, 'traffic', 'mesh');
+    await createDeployment(kc, mesh, 'plain', 'plain');
+    const [meshPod] = await readyPods(kc, mesh, 'traffic', 1);
+    const [plainPod] = await readyPods(kc, mesh, 'plain', 1);
+    const meshName = meshPod!.metadata!.name!;
+    const plainName = plainPod!.metadata!.name!;
+
+    expect(await connectFrom(mesh, meshName, 'app', '192.0.2.77', 80)).toMatchObject({ listener: 15001, original: '192.0.2.77:80' });
+    expect(await connectFrom(mesh, meshName, 'app', '2001:db8::77', 80)).toMatchObject({ listener: 15001, original: '[2001:db8::77]:80' });
+    // Inbound from another pod, over the bridge.
+    const meshIP = meshPod!.status!.podIP!;
+    expect(await connectFrom(mesh, plainName, 'app', meshIP, APP_PORT)).toMatchObject({ listener: 15006, original: `${meshIP}:${APP_PORT}` });
+    const meshIPv6 = meshPod!.status!.podIPs!.find((ip) => ip.ip.includes(':'))!.ip;
+    expect(await connectFrom(mesh, plainName, 'app', meshIPv6, APP_PORT)).toMatchObject({ listener: 15006, original: `[${meshIPv6}]:${APP_PORT}` });
+    // The proxy's own connection goes where it was sent: the plain pod's app answers itself.
+    const plainIP = plainPod!.status!.podIP!;
+    expect(await connectFrom(mesh, meshName, 'istio-proxy', plainIP, APP_PORT)).toMatchObject({ listener: APP_PORT, original: `${plainIP}:${APP_PORT}` });
+
+    // The plain pod: no mark, no rules, and its app answers for itself.
+    expect(markOf(plainPod!)).toBeUndefined();
+    expect(await natRules(clusterDir, plainIP)).not.toMatch(/ISTIO_/);
+    expect(await natRules(clusterDir, meshIP)).toMatch(/ISTIO_OUTPUT/);
+    expect(await connectFrom(mesh, plainName, 'app', '192.0.2.77', 80).catch((error: Error) => error.message)).toMatch(/connect 192\.0\.2\.77 port 80/);
+    await removeDeployment(kc, mesh, 'traffic');
+    await removeDeployment(kc, mesh, 'plain');
+  });
+
+  it('re-programs a pod once per reinit token', async () => {
+    await createDeployment(kc, mesh, 'reinit', 'mesh');
+    const [pod] = await readyPods(kc, mesh, 'reinit', 1);
+    const name = pod!.metadata!.name!;
+    await k(['-n', mesh, 'annotate', 'pod', name, 'pod-network-controller.io/reinit=first']);
+    const core = kc.makeApiClient(CoreV1Api);
+    await poll('the reinit token in the mark', async () => (markOf(await core.readNamespacedPod({ namespace: mesh, name }))?.reinit === 'first' ? true : undefined));
+    // Another update of the pod with the same token changes nothing.
+    await k(['-n', mesh, 'label', 'pod', name, 'touched=yes']);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const reasons = await eventReasons(kc, mesh, name);
+    expect(reasons.filter((r) => r === 'Reinitialized')).toHaveLength(1);
+    expect(reasons.filter((r) => r === 'Initialized')).toHaveLength(1);
+    await removeDeployment(kc, mesh, 'reinit');
+  });
+
+  it('initializes each of 20 pods exactly once, none running its app unmarked, while the agent pod is deleted during the scale-up', async () => {
+    // Twenty waiters at 500m CPU each do not fit on this node: in this namespace only, a
+    // test policy lowers the injected waiter's request (its limit stays 500m).
+    const burst = await freshNamespace(kc, { ...meshNamespace('').metadata.labels, 'pnc-test/small-waiter': 'true' });
+    await k(['apply', '-f', '-'], undefined, SMALL_WAITER_POLICY);
+    await poll('the small-waiter policy to apply', async () => {
+      const probe = await kc.makeApiClient(CoreV1Api).createNamespacedPod({ namespace: burst, body: standInPod('probe', 'mesh'), dryRun: 'All' });
+      return probe.spec?.initContainers?.[0]?.resources?.requests?.cpu === '10m' ? true : undefined;
+    });
+    await createDeployment(kc, burst, 'burst', 'mesh', 0);
+    await k(['-n', burst, 'scale', 'deployment', 'burst', '--replicas=20']);
+    const [agent] = await agentPods(kc);
+    await k(['-n', AGENT_NAMESPACE, 'delete', 'pod', agent!.metadata!.name!, '--wait=false']);
+    const pods = await poll(
+      '20 Ready burst pods',
+      async () => {
+        const current = await podsOf(kc, burst, 'burst');
+        for (const pod of current) {
+          const appRunning = pod.status?.containerStatuses?.some((s) => s.name === 'app' && (s.state?.running || s.state?.terminated));
+          if (appRunning) expect(markOf(pod)?.state, `${pod.metadata!.name} runs its app`).toBe('initialized');
+        }
+        return current.length === 20 && current.every(isReady) ? current : undefined;
+      },
+      300_000,
+    );
+    for (const pod of pods) {
+      const reasons = await eventReasons(kc, burst, pod.metadata!.name!);
+      expect(reasons.filter((r) => r === 'Initialized' || r === 'Repaired' || r === 'Reinitialized'), pod.metadata!.name).toEqual(['Initialized']);
+      const mark = markOf(pod)!;
+      expect(mark.netns).toBe((await podNetns(clusterDir, pod.status!.podIP!)).inode);
+      const waiter = pod.status!.initContainerStatuses![0]!.state!.terminated!;
+      expect(new Date(waiter.finishedAt!).getTime()).toBeGreaterThanOrEqual(Math.floor(new Date(mark.at).getTime() / 1000) * 1000);
+    }
+    await removeDeployment(kc, burst, 'burst');
+    await k(['delete', 'mutatingadmissionpolicybinding,mutatingadmissionpolicy', 'pnc-test-small-waiter']);
+  });
+
+  it('refuses an app container running as the proxy UID: the pod stays in Init, the refusal in describe, Events and the waiter log', async () => {
+    const refused = standInPod('refused', 'mesh');
+    const app = refused.spec!.containers.find((c) => c.name === 'app')!;
+    app.securityContext = { ...app.securityContext, runAsUser: 1337, runAsGroup: 1337 };
+    await kc.makeApiClient(CoreV1Api).createNamespacedPod({ namespace: mesh, body: refused });
+    const core = kc.makeApiClient(CoreV1Api);
+    await poll('the refusal Event', async () => ((await eventReasons(kc, mesh, 'refused')).includes('ProxyIdentityRefused') ? true : undefined));
+    const pod = await core.readNamespacedPod({ namespace: mesh, name: 'refused' });
+    expect(markOf(pod)?.state).toBe('error');
+    expect(isReady(pod)).toBe(false);
+    expect(pod.status?.containerStatuses?.some((s) => s.state?.running)).toBe(false);
+    // The refusal as users look for it: the Warning in describe, the waiter's log saying why it waits.
+    const text = await k(['-n', mesh, 'describe', 'pod', 'refused']);
+    expect(text).toMatch(/Warning\s+ProxyIdentityRefused\s.*refused: container "app" runAsUser=1337/);
+    expect(text).toMatch(/Status:\s+Pending/);
+    const logs = await poll('the refusal in the waiter log', async () => {
+      const out = await k(['-n', mesh, 'logs', 'refused', '-c', WAITER_CONTAINER]).catch(() => '');
+      return out.includes('is error: refused') ? out : undefined;
+    });
+    expect(logs).toMatch(/equals the proxy identity \(uid 1337, gid 1337\)/);
+    await core.deleteNamespacedPod({ namespace: mesh, name: 'refused', gracePeriodSeconds: 0 });
+  });
+
+  it('re-marks pods for their new netns after a node reboot, before their apps start again', async () => {
+    await createDeployment(kc, mesh, 'reboot', 'mesh', 2);
+    const before = await readyPods(kc, mesh, 'reboot', 2);
+    const oldNetns = new Map(before.map((p) => [p.metadata!.name!, markOf(p)!.netns]));
+    await rebootLocalNode({ stateDir: clusterDir });
+    const after = await poll(
+      'both pods Ready in new sandboxes',
+      async () => {
+        const pods = await podsOf(kc, mesh, 'reboot');
+        const renewed = pods.filter((p) => isReady(p) && markOf(p)?.netns !== oldNetns.get(p.metadata!.name!));
+        return renewed.length === 2 ? renewed : undefined;
+      },
+      180_000,
+    );
+    for (const pod of after) {
+      expect(oldNetns.has(pod.metadata!.name!), 'the same pod, not a replacement').toBe(true);
+      expect(markOf(pod)!.netns).toBe((await podNetns(clusterDir, pod.status!.podIP!)).inode);
+      // The waiter ran again in the new sandbox and let the app start only after the new mark.
+      const waiter = pod.status!.initContainerStatuses![0]!.state!.terminated!;
+      expect(new Date(waiter.finishedAt!).getTime()).toBeGreaterThanOrEqual(Math.floor(new Date(markOf(pod)!.at).getTime() / 1000) * 1000);
+    }
+    await removeDeployment(kc, mesh, 'reboot');
+  });
+
+  it('answers the README troubleshooting commands: events, waiter logs, the agent, metrics through port-forward, verify through kubectl exec', async () => {
+    await createDeployment(kc, mesh, 'trouble', 'mesh');
+    const [pod] = await readyPods(kc, mesh, 'trouble', 1);
+    const name = pod!.metadata!.name!;
+    expect(await k(['events', '-n', mesh, '--for', `pod/${name}`])).toMatch(/Initialized/);
+    expect(await k(['get', 'pod', '-n', mesh, name, '-o', 'jsonpath={.metadata.annotations.pod-network-controller\\.io/status}'])).toMatch(/"state":"initialized"/);
+    expect(await k(['logs', '-n', mesh, name, '-c', WAITER_CONTAINER])).not.toBe('');
+    const agent = (
+      await k(['-n', AGENT_NAMESPACE, 'get', 'pod', '-l', AGENT_SELECTOR, '--field-selector', `spec.nodeName=${nodeName}`, '-o', 'jsonpath={.items[0].metadata.name}'])
+    ).trim();
+    expect(agent).not.toBe('');
+    expect(await k(['-n', AGENT_NAMESPACE, 'logs', agent])).not.toBe('');
+
+    // Metrics through port-forward, on a free local port.
+    const forward = spawn(join(inject('binDir'), 'kubectl'), ['-n', AGENT_NAMESPACE, 'port-forward', `pod/${agent}`, ':9102'], {
+      env: { ...process.env, KUBECONFIG: inject('kubeconfig') },
+    });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        forward.stdout.on('data', (chunk: Buffer) => {
+          const match = /127\.0\.0\.1:(\d+) -> 9102/.exec(chunk.toString());
+          if (match) resolve(Number(match[1]));
+        });
+        forward.once('exit', (code) => reject(new Error(`kubectl port-forward exited ${code}`)));
+      });
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^pnc_/m);
+    } finally {
+      forward.kill();
+    }
+
+    // verify from the agent, with the sandbox PID found on the node.
+    const { pid } = (await new NetnsFinder({ procRoot: '/proc' }).find(pod!.metadata!.uid!, 0))!;
+    const yaml = await k(['get', 'pod', '-n', mesh, name, '-o', 'yaml']);
+    const verify = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = execFile(
+        join(inject('binDir'), 'kubectl'),
+        ['-n', AGENT_NAMESPACE, 'exec', '-i', agent, '--', 'node', '/app/controller.js', 'verify', '--netns', `/proc/${pid}/ns/net`, '--pod', '/dev/stdin'],
+        { env: { ...process.env, KUBECONFIG: inject('kubeconfig') } },
+        (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+      );
+      child.stdin!.end(yaml);
+    });
+    expect(verify, verify.out).toMatchObject({ code: 0 });
+    await removeDeployment(kc, mesh, 'trouble');
+  });
+});
+

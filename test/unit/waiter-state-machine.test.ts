@@ -1,0 +1,392 @@
+// The init-waiter's state machine with a fake clock, annotations source and self-test
+// (no root, no files, no sockets): what it waits for, what it says, how it ends.
+import { describe, expect, it } from 'vitest';
+import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import type { Mark } from '../../controller/src/mark.ts';
+import type { AnnotationsSnapshot } from '../../init-waiter/src/annotations-watcher.ts';
+import { EXIT } from '../../init-waiter/src/exit-codes.ts';
+import { parseOptions } from '../../init-waiter/src/options.ts';
+import type { WaiterOptions } from '../../init-waiter/src/options.ts';
+import type { Family, ProbeTarget } from '../../init-waiter/src/probe-target.ts';
+import type { SelfTestResult } from '../../init-waiter/src/self-test.ts';
+import { SELF_TEST_RETRY_MS, STILL_WAITING_LOG_MS, Waiter } from '../../init-waiter/src/waiter.ts';
+import type { Clock } from '../../init-waiter/src/waiter.ts';
+import { formatDownwardApiAnnotations } from '../../hack/lib/downward-api.ts';
+
+const OWN = 4026532845;
+const path = '/etc/podinfo/annotations';
+const at = '2026-11-23T01:02:03Z';
+const MISSING: AnnotationsSnapshot = { kind: 'missing', path };
+const content = (annotations: Record<string, string>): AnnotationsSnapshot => ({ kind: 'content', path, text: formatDownwardApiAnnotations(annotations) });
+const withMark = (mark: Omit<Mark, 'at'>, extra: Record<string, string> = {}) =>
+  content({ ...extra, [STATUS_ANNOTATION]: encodeMark({ at, ...mark }) });
+const OURS = withMark({ state: 'initialized', netns: OWN, rules: 'abcdef0123456789' });
+const PASSED: SelfTestResult = { ok: true, summary: '192.0.2.2:9 -> 127.0.0.1:15001' };
+const FAILED: SelfTestResult = { ok: false, reason: 'redirect self-test failed: 192.0.2.2:9 was not captured (connect ECONNREFUSED)' };
+
+/** Timers that run only when the test advances time, in order of their due time. */
+class FakeClock implements Clock {
+  #now = 0;
+  #nextId = 0;
+  readonly #timers = new Map<number, { at: number; every: number | undefined; fn: () => void }>();
+
+  after(ms: number, fn: () => void): () => void {
+    return this.#add(ms, undefined, fn);
+  }
+
+  every(ms: number, fn: () => void): () => void {
+    return this.#add(ms, ms, fn);
+  }
+
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  advance(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      const due = [...this.#timers].filter(([, timer]) => timer.at <= end).sort(([a, x], [b, y]) => x.at - y.at || a - b)[0];
+      if (!due) break;
+      const [id, timer] = due;
+      this.#now = timer.at;
+      if (timer.every === undefined) this.#timers.delete(id);
+      else timer.at += timer.every;
+      timer.fn();
+    }
+    this.#now = end;
+  }
+
+  #add(ms: number, every: number | undefined, fn: () => void): () => void {
+    const id = this.#nextId++;
+    this.#timers.set(id, { at: this.#now + ms, every, fn });
+    return () => this.#timers.delete(id);
+  }
+}
+
+interface RunningSelfTest {
+  targets: ProbeTarget[];
+  settle(result: SelfTestResult): void;
+  crash(error: Error): void;
+}
+
+/** Lets the self-test's promise callbacks run. */
+const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function setup({
+  first = MISSING,
+  options = {},
+  families = ['ipv4', 'ipv6'],
+}: { first?: AnnotationsSnapshot; options?: Partial<WaiterOptions>; families?: Family[] } = {}) {
+  const clock = new FakeClock();
+  const logs: string[] = [];
+  const exits: { code: number; message: string }[] = [];
+  const selfTests: RunningSelfTest[] = [];
+  let deliver: ((snapshot: AnnotationsSnapshot) => void) | undefined;
+  let closed = 0;
+  const waiter = new Waiter({
+    options: { ...parseOptions([], {}), timeoutMs: 10_000, ...options },
+    pod: { netns: OWN, families, uid: 65534 },
+    annotations: (onSnapshot) => {
+      deliver = onSnapshot;
+      onSnapshot(first);
+      return { close: () => closed++ };
+    },
+    selfTest: (targets) => new Promise((resolve, reject) => selfTests.push({ targets, settle: resolve, crash: reject })),
+    clock,
+    log: (message) => logs.push(message),
+    exit: (code, message) => exits.push({ code, message }),
+  });
+  return {
+    waiter,
+    clock,
+    logs,
+    exits,
+    selfTests,
+    publish: (snapshot: AnnotationsSnapshot) => deliver?.(snapshot),
+    closed: () => closed,
+    /** The one exit, once it happened; and that the waiter left nothing running behind it. */
+    ended() {
+      expect(exits).toHaveLength(1);
+      expect(waiter.phase).toBe('done');
+      expect(clock.pending).toBe(0);
+      expect(closed).toBe(1);
+      return exits[0] as { code: number; message: string };
+    },
+  };
+}
+
+describe('Waiter', () => {
+  it('says what it waits for, as whom and how long, before anything else', () => {
+    const { waiter, logs } = setup();
+    expect(waiter.phase).toBe('starting');
+    waiter.start();
+    expect(logs[0]).toBe(
+      `waiting for ${path} to mark netns ${OWN} initialized; self-test on (ipv4+ipv6, proxy port 15001); uid 65534; timeout 10 s`,
+    );
+    expect(logs[1]).toMatch(/^waiting: annotations file .* does not exist yet/);
+    expect(waiter.phase).toBe('waiting');
+  });
+
+  it('passes as soon as its own mark arrives (self-test off), naming the rules and the time', () => {
+    const run = setup({ options: { validate: false } });
+    run.waiter.start();
+    run.publish(withMark({ state: 'pending', reason: 'netns not found yet' }));
+    expect(run.exits).toEqual([]);
+    run.publish(OURS);
+    expect(run.ended()).toEqual({
+      code: EXIT.ready,
+      message: `ready: pod-network-controller marked netns ${OWN} initialized (rules abcdef0123456789, marked at ${at}); self-test off`,
+    });
+    expect(run.logs.at(-1)).toMatch(/is pending: netns not found yet$/);
+  });
+
+  it('passes on a mark already there at start, and closes the source it was given', () => {
+    const run = setup({ first: OURS, options: { validate: false } });
+    run.waiter.start();
+    expect(run.ended().code).toBe(EXIT.ready);
+  });
+
+  it('runs the self-test on its own mark, for every family the pod has, and passes when it passes', async () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(OURS);
+    expect(run.waiter.phase).toBe('testing');
+    expect(run.logs.at(-1)).toBe('waiting: the mark is right; running the redirect self-test');
+    expect(run.selfTests.map((test) => test.targets)).toEqual([
+      [
+        { family: 'ipv4', address: '192.0.2.2', port: 9 },
+        { family: 'ipv6', address: '2001:db8::2', port: 9 },
+      ],
+    ]);
+    run.selfTests[0]?.settle(PASSED);
+    await settled();
+    expect(run.ended()).toEqual({
+      code: EXIT.ready,
+      message: `ready: netns ${OWN} marked initialized (rules abcdef0123456789, marked at ${at}); self-test passed: ${PASSED.summary}`,
+    });
+  });
+
+  it("probes only IPv4 in an IPv4-only pod, on a port the pod's annotations do not exclude", () => {
+    const run = setup({ families: ['ipv4'] });
+    run.waiter.start();
+    run.publish(withMark({ state: 'initialized', netns: OWN }, { 'traffic.sidecar.istio.io/excludeOutboundPorts': '9,10' }));
+    expect(run.selfTests[0]?.targets).toEqual([{ family: 'ipv4', address: '192.0.2.2', port: 11 }]);
+  });
+
+  it('passes without a self-test when the annotations capture no outbound traffic', () => {
+    const run = setup({ families: ['ipv4'] });
+    run.waiter.start();
+    run.publish(withMark({ state: 'initialized', netns: OWN }, { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '2001:db8:1::/48' }));
+    expect(run.selfTests).toEqual([]);
+    expect(run.ended().message).toBe(
+      `ready: netns ${OWN} marked initialized (marked at ${at}); the pod's annotations capture no outbound traffic, nothing to self-test`,
+    );
+  });
+
+  it('retries a failing self-test every second and passes once the rules arrive', async () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(OURS);
+    run.selfTests[0]?.settle(FAILED);
+    await settled();
+    expect(run.waiter.phase).toBe('retrying');
+    expect(run.logs.at(-1)).toBe(`waiting: ${FAILED.reason}`);
+    run.clock.advance(SELF_TEST_RETRY_MS - 1);
+    expect(run.selfTests).toHaveLength(1);
+    run.clock.advance(1);
+    expect(run.selfTests).toHaveLength(2);
+    expect(run.waiter.phase).toBe('testing');
+    // The reason stays the failure until a test passes: a timeout now says why it kept failing.
+    expect(run.logs.at(-1)).toBe(`waiting: ${FAILED.reason}`);
+    run.selfTests[1]?.settle(PASSED);
+    await settled();
+    expect(run.ended().code).toBe(EXIT.ready);
+  });
+
+  it('times out with exit 6 and the self-test failure when it kept failing', async () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(OURS);
+    run.selfTests[0]?.settle(FAILED);
+    await settled();
+    run.clock.advance(10_000);
+    expect(run.ended()).toEqual({ code: EXIT.selfTest, message: `timed out after 10 s: ${FAILED.reason}` });
+  });
+
+  it('times out with exit 6 naming the test when the first self-test is still running', () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(OURS);
+    run.clock.advance(10_000);
+    expect(run.ended()).toEqual({ code: EXIT.selfTest, message: 'timed out after 10 s: the mark is right; running the redirect self-test' });
+  });
+
+  it('ignores a result that comes after the end', async () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(OURS);
+    run.clock.advance(10_000);
+    run.selfTests[0]?.settle(PASSED);
+    await settled();
+    expect(run.ended().code).toBe(EXIT.selfTest);
+  });
+
+  it('does not pass on a test that ran for a mark that changed meanwhile: it judges the new one', async () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(OURS);
+    run.publish(withMark({ state: 'error', reason: 'iptables-restore exit 4' }));
+    expect(run.waiter.phase).toBe('testing');
+    run.selfTests[0]?.settle(PASSED);
+    await settled();
+    expect(run.exits).toEqual([]);
+    expect(run.waiter.phase).toBe('waiting');
+    expect(run.logs.at(-1)).toBe(`waiting: ${STATUS_ANNOTATION} is error: iptables-restore exit 4`);
+    run.clock.advance(10_000);
+    expect(run.ended()).toEqual({ code: EXIT.markError, message: `timed out after 10 s: ${STATUS_ANNOTATION} is error: iptables-restore exit 4` });
+  });
+
+  it('tests again when its mark is rewritten during a test (a new rules hash), and passes on that test', async () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(OURS);
+    run.publish(withMark({ state: 'initialized', netns: OWN, rules: '0000111122223333' }));
+    run.selfTests[0]?.settle(PASSED);
+    await settled();
+    expect(run.selfTests).toHaveLength(2);
+    run.selfTests[1]?.settle(PASSED);
+    await settled();
+    expect(run.ended().message).toContain('rules 0000111122223333');
+  });
+
+  it('judges a new snapshot at once while waiting to retry, without the old retry running later', async () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(OURS);
+    run.selfTests[0]?.settle(FAILED);
+    await settled();
+    run.publish(withMark({ state: 'pending', reason: 'reprogramming' }));
+    expect(run.waiter.phase).toBe('waiting');
+    run.clock.advance(SELF_TEST_RETRY_MS * 3);
+    expect(run.selfTests).toHaveLength(1);
+    expect(run.logs.at(-1)).toMatch(/is pending: reprogramming$/);
+  });
+
+  it.each<[string, AnnotationsSnapshot, number, string]>([
+    ['no file', MISSING, EXIT.noMark, `annotations file ${path} does not exist yet`],
+    ['a pending mark', withMark({ state: 'pending', reason: 'netns not found yet' }), EXIT.noMark, 'is pending: netns not found yet'],
+    ['an error mark', withMark({ state: 'error', reason: '"nat" table busy' }), EXIT.markError, `${STATUS_ANNOTATION} is error: "nat" table busy`],
+    [
+      'a mark for another netns',
+      withMark({ state: 'initialized', netns: OWN + 1 }),
+      EXIT.otherNetns,
+      `is for network namespace ${OWN + 1}, but this pod's is ${OWN}`,
+    ],
+    ['a malformed mark', content({ [STATUS_ANNOTATION]: 'initialized' }), EXIT.malformed, 'is not JSON'],
+  ])('on %s times out with its exit code and reason, and no pointer to Events', (_name, snapshot, code, reason) => {
+    const run = setup({ first: snapshot });
+    run.waiter.start();
+    run.clock.advance(9_999);
+    expect(run.exits).toEqual([]);
+    run.clock.advance(1);
+    const { code: exitCode, message } = run.ended();
+    expect(exitCode).toBe(code);
+    expect(message).toMatch(/^timed out after 10 s: /);
+    expect(message).toContain(reason);
+    expect(message).not.toContain('MarkWriteFailed');
+  });
+
+  it('without a mark times out with exit 3 and points at the Events that say why (MarkWriteFailed)', () => {
+    const run = setup({ first: content({ 'sidecar.istio.io/status': '{}' }) });
+    run.waiter.start();
+    run.clock.advance(10_000);
+    expect(run.ended()).toEqual({
+      code: EXIT.noMark,
+      message:
+        `timed out after 10 s: no ${STATUS_ANNOTATION} annotation yet: the node's pod-network-controller has not handled this pod; ` +
+        "the controller's Events on this pod (kubectl describe pod) say why, e.g. MarkWriteFailed",
+    });
+  });
+
+  it('does not pass on a mark for another netns, but does once its own replaces it', () => {
+    const run = setup({ first: withMark({ state: 'initialized', netns: OWN + 7 }), options: { validate: false } });
+    run.waiter.start();
+    expect(run.exits).toEqual([]);
+    expect(run.logs.at(-1)).toContain(`is for network namespace ${OWN + 7}, but this pod's is ${OWN}`);
+    run.publish(OURS);
+    expect(run.ended().code).toBe(EXIT.ready);
+  });
+
+  it('waits with the self-test reason when the probe address is excluded by the pod (exit 6 on timeout)', () => {
+    const run = setup({ first: withMark({ state: 'initialized', netns: OWN }, { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.0.2.0/24' }) });
+    run.waiter.start();
+    expect(run.selfTests).toEqual([]);
+    expect(run.logs.at(-1)).toMatch(/^waiting: cannot run the redirect self-test: probe address 192\.0\.2\.2 is in .*excludeOutboundIPRanges/);
+    run.clock.advance(10_000);
+    expect(run.ended().code).toBe(EXIT.selfTest);
+  });
+
+  it('logs a change of reason once, the malformed lines once, and "still waiting" every 5 s', () => {
+    const run = setup({ first: { kind: 'content', path, text: 'a="1"\n\x00garbage' } });
+    run.waiter.start();
+    run.publish({ kind: 'content', path, text: 'a="1"\n\x00garbage\n' });
+    expect(run.logs.filter((line) => line.includes('1 malformed line(s) in /etc/podinfo/annotations ignored: line 2'))).toHaveLength(1);
+    expect(run.logs.filter((line) => line.startsWith('waiting: no '))).toHaveLength(1);
+    run.clock.advance(STILL_WAITING_LOG_MS * 2);
+    expect(run.logs.filter((line) => line.startsWith('still waiting: no '))).toHaveLength(2);
+  });
+
+  it('on SIGTERM ends with 143 and what it was waiting for', () => {
+    const run = setup({ first: withMark({ state: 'pending', reason: 'netns not found yet' }) });
+    run.waiter.start();
+    run.waiter.terminate();
+    expect(run.ended()).toEqual({ code: EXIT.terminated, message: `terminated while waiting: ${STATUS_ANNOTATION} is pending: netns not found yet` });
+  });
+
+  it('does nothing after the end: later snapshots, timers and signals', () => {
+    const run = setup({ options: { validate: false } });
+    run.waiter.start();
+    run.publish(OURS);
+    run.publish(withMark({ state: 'error' }));
+    run.waiter.terminate();
+    run.clock.advance(60_000);
+    expect(run.ended().code).toBe(EXIT.ready);
+  });
+
+  it('ends with exit 1 and the stack when the self-test crashes', async () => {
+    const run = setup({ first: OURS });
+    run.waiter.start();
+    run.selfTests[0]?.crash(new Error('EMFILE in the self-test'));
+    await settled();
+    const { code, message } = run.ended();
+    expect(code).toBe(EXIT.internalError);
+    expect(message).toMatch(/^self-test crashed: Error: EMFILE in the self-test\n\s+at /);
+  });
+
+  it('ends with exit 1 and the stack on a bug in a transition, instead of dying silently later', () => {
+    const clock = new FakeClock();
+    const exits: { code: number; message: string }[] = [];
+    let deliver: ((snapshot: AnnotationsSnapshot) => void) | undefined;
+    const waiter = new Waiter({
+      options: { ...parseOptions([], {}), timeoutMs: 10_000 },
+      pod: { netns: OWN, families: ['ipv4'], uid: 65534 },
+      annotations: (onSnapshot) => {
+        deliver = onSnapshot;
+        onSnapshot(MISSING);
+        return { close: () => {} };
+      },
+      selfTest: () => {
+        throw new TypeError('not a function');
+      },
+      clock,
+      log: () => {},
+      exit: (code, message) => exits.push({ code, message }),
+    });
+    waiter.start();
+    deliver?.(OURS);
+    expect(exits).toHaveLength(1);
+    expect(exits[0]?.code).toBe(EXIT.internalError);
+    expect(exits[0]?.message).toMatch(/^internal error: TypeError: not a function/);
+    expect(clock.pending).toBe(0);
+  });
+});
