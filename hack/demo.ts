@@ -9,22 +9,19 @@
 // node and no images, the agent as a host process and simulated sandboxes.
 import { AppsV1Api, CoreV1Api, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
 import type { Mark } from '../controller/src/mark.ts';
 import { planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
-import { DEFAULT_CLUSTER_DIR, ensureLocalCluster, isLocalClusterRunning, stopLocalCluster } from './lib/local-cluster.ts';
+import { stopLocalCluster } from './lib/local-cluster.ts';
 import {
   APP_PORT,
+  deployOnRealNode,
   isReady,
   kubectl,
   meshNamespace,
   podNetns,
   podStatusText,
   PROXY_UID,
-  runWithProgress,
   standInPod,
   waitForInjection,
   WAITER_CONTAINER,
@@ -50,8 +47,6 @@ async function realNodeDemo(): Promise<never> {
     if (!ok) throw new Error(`demo check failed: ${what}`);
     console.log(`   ok: ${what}`);
   };
-  const script = fileURLToPath(new URL('./local-cluster.sh', import.meta.url));
-  const stateDir = process.env.PNC_CLUSTER_DIR ?? DEFAULT_CLUSTER_DIR;
   const keepCluster = process.argv.includes('--keep-cluster');
 
   const started = performance.now();
@@ -71,16 +66,13 @@ async function realNodeDemo(): Promise<never> {
   }
 
   try {
-    step('control plane and a real node (hack/local-cluster.sh up --with-node)');
+    step('a real node (kubelet + containerd), the images from the Dockerfile, the product installed as shipped');
+    const deployed = await deployOnRealNode((line) => console.log(`   ${line}`));
     // A control plane that was already running is left running, with the node this adds.
-    clusterWasRunning = await isLocalClusterRunning();
-    if (!existsSync(join(stateDir, 'node', 'node.env'))) console.log('   a cold first run builds the kubelet and the other binaries first (several minutes); later runs take seconds');
-    let at = performance.now();
-    await runWithProgress(['bash', script, 'up', '--with-node']);
-    const cluster = await ensureLocalCluster({ withNode: true });
-    const node = cluster.node!;
-    console.log(`   node ${node.name} Ready (${node.ips.join(', ')}; pods ${node.podCidrs.join(', ')}) after ${seconds(performance.now() - at)}`);
-    console.log(`   KUBECONFIG=${cluster.kubeconfig}`);
+    clusterWasRunning = deployed.controlPlaneWasRunning;
+    const { cluster, node } = deployed;
+    console.log(`   node ${node.name} Ready (${node.ips.join(', ')}; pods ${node.podCidrs.join(', ')}) after ${seconds(deployed.upMs)}`);
+    console.log(`   product deployed after ${seconds(deployed.deployMs)}; KUBECONFIG=${cluster.kubeconfig}`);
     const kc = new KubeConfig();
     kc.loadFromFile(cluster.kubeconfig);
     core = kc.makeApiClient(CoreV1Api);
@@ -88,11 +80,6 @@ async function realNodeDemo(): Promise<never> {
     const events = kc.makeApiClient(EventsV1Api);
     const k = (args: string[]) => kubectl(cluster.binDir, cluster.kubeconfig, args);
 
-    step('images from the Dockerfile, and the product installed as shipped (hack/local-cluster.sh deploy)');
-    console.log('   a cold first run makes the base images and builds both targets (about 3 minutes); later runs take seconds');
-    at = performance.now();
-    await runWithProgress(['bash', script, 'deploy']);
-    console.log(`   deployed after ${seconds(performance.now() - at)}`);
     const daemonSet = await apps.readNamespacedDaemonSet({ namespace: 'pod-network-controller', name: 'pod-network-controller' });
     const agents = await core.listNamespacedPod({ namespace: 'pod-network-controller', labelSelector: 'app.kubernetes.io/name=pod-network-controller' });
     const agent = agents.items.find(isReady);
@@ -126,7 +113,7 @@ async function realNodeDemo(): Promise<never> {
     const mark = parseMark(meshPod.metadata!.annotations![STATUS_ANNOTATION]!) as Mark;
     console.log(indent(JSON.stringify(mark, null, 2)));
     const meshIPs = (meshPod.status?.podIPs ?? []).map((ip) => ip.ip);
-    const meshNetns = await podNetns(stateDir, meshIPs[0]!);
+    const meshNetns = await podNetns(cluster.stateDir, meshIPs[0]!);
     check(mark.netns === meshNetns.inode, `mark.netns ${mark.netns} is the inode of the sandbox netns holding ${meshIPs[0]} (${meshNetns.path.split('/').pop()})`);
 
     step('the Initialized Event (events.k8s.io/v1)');
@@ -168,7 +155,7 @@ async function realNodeDemo(): Promise<never> {
     const plainMark = plainPod.metadata?.annotations?.[STATUS_ANNOTATION];
     check(plainMark === undefined, 'no mark on plain-app');
     check((plainPod.spec?.initContainers ?? []).length === 0, 'no init container injected into plain-app');
-    const plainNetns = await podNetns(stateDir, plainIPs[0]!);
+    const plainNetns = await podNetns(cluster.stateDir, plainIPs[0]!);
     check(noRedirectRules(await jumpRuleCounts(plainNetns.path)), "no ISTIO_* chains in plain-app's netns (legacy or nft, IPv4 or IPv6)");
     const direct = await connect('plain-app', 'app', plainIPs[0]!);
     check(direct.listener === APP_PORT, 'plain-app connects directly');

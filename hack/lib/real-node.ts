@@ -5,8 +5,11 @@ import { execFile, spawn } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
+import { ensureLocalCluster, isLocalClusterRunning } from './local-cluster.ts';
+import type { LocalCluster, LocalNode } from './local-cluster.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -164,4 +167,32 @@ export async function podNetns(clusterStateDir: string, podIP: string): Promise<
     }
   }
   throw new Error(`no CNI netns in ${dir} holds the pod IP ${podIP}`);
+}
+
+export interface DeployedNode {
+  cluster: LocalCluster;
+  node: LocalNode;
+  /** A control plane that was running before is left running by its callers. */
+  controlPlaneWasRunning: boolean;
+  upMs: number;
+  deployMs: number;
+}
+
+/**
+ * `hack/local-cluster.sh up --with-node`, then `deploy` (images built from the Dockerfile,
+ * the shipped manifests applied), each printing its progress: a cold first run builds the
+ * kubelet and the images and takes minutes.
+ */
+export async function deployOnRealNode(print: (line: string) => void): Promise<DeployedNode> {
+  const script = fileURLToPath(new URL('../local-cluster.sh', import.meta.url));
+  const controlPlaneWasRunning = await isLocalClusterRunning();
+  let at = performance.now();
+  print('hack/local-cluster.sh up --with-node (a cold first run builds the kubelet and the control plane: several minutes)');
+  await runWithProgress(['bash', script, 'up', '--with-node']);
+  const cluster = await ensureLocalCluster({ withNode: true });
+  const upMs = performance.now() - at;
+  at = performance.now();
+  print('hack/local-cluster.sh deploy (a cold first run makes the base images and builds both Dockerfile targets: about 3 minutes)');
+  await runWithProgress(['bash', script, 'deploy']);
+  return { cluster, node: cluster.node!, controlPlaneWasRunning, upMs, deployMs: performance.now() - at };
 }

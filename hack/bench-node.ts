@@ -1,0 +1,192 @@
+// `npm run bench:node` (root): what a mesh pod's start costs on a real node here. Starts (or
+// reuses) the local cluster's real node with the product deployed (as `npm run demo`), then
+// creates, in one run and interleaved, N pods of each kind (hack/lib/real-node.ts
+// standInPod): plain; plain + a trivial init container (the waiter's image and resources,
+// exits at once: what any init container costs under this kubelet); mesh (the same + our
+// waiter, injected). One pod at a time, each deleted once Ready, after a random 0.2-1.2 s
+// pause (so creates fall at every phase of the kubelet's 1 s relist): each start is measured
+// on a quiet node. Prints create -> Ready per kind, the differences, and where a mesh
+// pod's time goes, from the API (a watch), the mark's own time and the containers' log
+// timestamps (the runtime's, nanoseconds). Prints numbers, asserts none.
+//   --pods N (default 30)  --keep-cluster
+import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
+import { parseMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
+import { positiveInteger } from './lib/flags.ts';
+import { stopLocalCluster } from './lib/local-cluster.ts';
+import { deployOnRealNode, isReady, meshNamespace, standInPod, waitForInjection, WAITER_CONTAINER } from './lib/real-node.ts';
+import type { StandInKind } from './lib/real-node.ts';
+import { quantile } from './lib/stats.ts';
+
+const KINDS: readonly StandInKind[] = ['plain', 'trivial-init', 'mesh'];
+const TRIVIAL_INIT = 'trivial-init';
+
+const args = process.argv.slice(2);
+const podsFlag = args.indexOf('--pods');
+const perKind = podsFlag === -1 ? 30 : positiveInteger('pods', args[podsFlag + 1]);
+const keepCluster = args.includes('--keep-cluster');
+if (process.getuid?.() !== 0) {
+  console.error('bench:node needs root: it runs a kubelet and containerd');
+  process.exit(2);
+}
+
+/** Epoch ms now, on the clock the agent's mark and the runtime's log timestamps use. */
+const now = () => performance.timeOrigin + performance.now();
+
+interface Sample {
+  name: string;
+  kind: StandInKind;
+  created: number;
+  markSeen?: number;
+  initExitSeen?: number;
+  readySeen?: number;
+  markWritten?: number;
+  /** The init container's first and last log lines (its start, and just before its exit). */
+  initFirstLog?: number;
+  initLastLog?: number;
+  /** The pod's deletion is complete (a watch saw DELETED). */
+  gone?: boolean;
+}
+
+/** Observes every pod of the namespace through one watch; first-seen times of the mark, the init container's exit and Ready. */
+function observe(pod: V1Pod, samples: Map<string, Sample>): void {
+  const sample = samples.get(pod.metadata?.name ?? '');
+  if (!sample) return;
+  const at = now();
+  if (sample.markSeen === undefined && pod.metadata?.annotations?.[STATUS_ANNOTATION]) sample.markSeen = at;
+  const init = pod.status?.initContainerStatuses?.[0]?.state?.terminated;
+  if (sample.initExitSeen === undefined && init?.exitCode === 0) sample.initExitSeen = at;
+  if (sample.readySeen === undefined && isReady(pod)) sample.readySeen = at;
+}
+
+/** Epoch ms of the first and last lines of a container's log (`timestamps=true`: the runtime's own). */
+async function logSpan(core: CoreV1Api, namespace: string, name: string, container: string): Promise<[number, number] | undefined> {
+  const text = await core.readNamespacedPodLog({ namespace, name, container, timestamps: true }).catch(() => '');
+  const stamps = text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => Date.parse(line.slice(0, line.indexOf(' '))));
+  return stamps.length === 0 ? undefined : [stamps[0]!, stamps.at(-1)!];
+}
+
+const started = performance.now();
+let startedCluster = false;
+let core: CoreV1Api | undefined;
+let namespace: string | undefined;
+let exitCode = 0;
+let watch: AbortController | undefined;
+try {
+  console.log('== the real node and the product');
+  const deployed = await deployOnRealNode((line) => console.log(`   ${line}`));
+  startedCluster = !deployed.controlPlaneWasRunning;
+  const kc = new KubeConfig();
+  kc.loadFromFile(deployed.cluster.kubeconfig);
+  core = kc.makeApiClient(CoreV1Api);
+
+  namespace = `bench-node-${Date.now().toString(36)}`;
+  await core.createNamespace({ body: meshNamespace(namespace) });
+  await waitForInjection(core, namespace);
+
+  const samples = new Map<string, Sample>();
+  let finished = false;
+  // One watch for the whole run; restarted (after a catch-up list) if the server or the client's idle timeout ends it.
+  const startWatch = async (): Promise<void> => {
+    watch = await new Watch(kc).watch(
+      `/api/v1/namespaces/${namespace}/pods`,
+      {},
+      (type: string, pod: V1Pod) => {
+        const sample = samples.get(pod.metadata?.name ?? '');
+        if (type === 'DELETED' && sample) sample.gone = true;
+        else observe(pod, samples);
+      },
+      () => {
+        if (finished) return;
+        void startWatch().then(async () => {
+          for (const pod of (await core!.listNamespacedPod({ namespace: namespace! })).items) observe(pod, samples);
+        });
+      },
+    );
+  };
+  await startWatch();
+  const until = async (what: string, done: () => boolean, timeoutMs = 120_000) => {
+    const deadline = performance.now() + timeoutMs;
+    while (!done()) {
+      if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+
+  console.log(`\n== ${perKind} pods of each kind on ${deployed.node.name}: one at a time, kinds interleaved`);
+  for (let round = 0; round < perKind; round++) {
+    // Each round in a fresh random order, so no kind always follows another.
+    const order = [...KINDS].sort(() => Math.random() - 0.5);
+    for (const kind of order) {
+      // The waiter (and the trivial init container) request 500m CPU, which a pod holds for its
+      // whole life: on a 2-CPU node only 3 such pods fit, so at most 2 others may be terminating.
+      await until('earlier pods to go', () => [...samples.values()].filter((s) => s.kind !== 'plain' && !s.gone).length < 3);
+      // A random pause, so creates fall at every phase of the kubelet's 1 s relist.
+      await new Promise((resolve) => setTimeout(resolve, 200 + Math.random() * 1000));
+      const name = `${kind}-${round}`;
+      const sample: Sample = { name, kind, created: now() };
+      samples.set(name, sample);
+      await core.createNamespacedPod({ namespace, body: standInPod(name, kind) });
+      await until(`pod ${name} to be Ready`, () => sample.readySeen !== undefined);
+      const pod = await core.readNamespacedPod({ namespace, name });
+      const mark = pod.metadata?.annotations?.[STATUS_ANNOTATION];
+      if (mark) sample.markWritten = Date.parse(parseMark(mark).at);
+      const container = kind === 'mesh' ? WAITER_CONTAINER : kind === TRIVIAL_INIT ? TRIVIAL_INIT : undefined;
+      if (container) [sample.initFirstLog, sample.initLastLog] = (await logSpan(core, namespace, name, container)) ?? [];
+      await core.deleteNamespacedPod({ namespace, name });
+    }
+    if ((round + 1) % 5 === 0) console.log(`   ${(round + 1) * KINDS.length} pods Ready`);
+  }
+  finished = true;
+  watch?.abort();
+
+  const of = (kind: StandInKind) => [...samples.values()].filter((s) => s.kind === kind);
+  const ms = (n: number) => `${Math.round(n)} ms`.padStart(8);
+  const row = (label: string, values: number[]) => {
+    const valid = values.filter((v) => Number.isFinite(v));
+    console.log(`   ${label.padEnd(60)} ${ms(quantile(valid, 0.5))} ${ms(quantile(valid, 0.99))}${valid.length < values.length ? `   (${values.length - valid.length} missing)` : ''}`);
+  };
+  const span = (kind: StandInKind, from: keyof Sample, to: keyof Sample) => of(kind).map((s) => (s[to] as number) - (s[from] as number));
+
+  console.log(`\n== create -> Ready (${perKind} pods each)${' '.repeat(30)}      p50      p99`);
+  const ready = Object.fromEntries(KINDS.map((kind) => [kind, span(kind, 'created', 'readySeen')])) as Record<StandInKind, number[]>;
+  for (const kind of KINDS) row(kind, ready[kind]);
+  const diff = (a: StandInKind, b: StandInKind) =>
+    console.log(`   ${`${a} - ${b} (difference of the quantiles)`.padEnd(60)} ${ms(quantile(ready[a], 0.5) - quantile(ready[b], 0.5))} ${ms(quantile(ready[a], 0.99) - quantile(ready[b], 0.99))}`);
+  diff('mesh', TRIVIAL_INIT);
+  diff('mesh', 'plain');
+  diff(TRIVIAL_INIT, 'plain');
+
+  console.log(`\n== where a mesh pod's time goes${' '.repeat(37)}      p50      p99`);
+  row('create -> waiter started (its first log line)', span('mesh', 'created', 'initFirstLog'));
+  row('create -> mark written (the agent, mark.at)', span('mesh', 'created', 'markWritten'));
+  row('create -> mark seen by a watch', span('mesh', 'created', 'markSeen'));
+  row('waiter started -> mark written', span('mesh', 'initFirstLog', 'markWritten'));
+  row('mark written -> waiter exits (its last log line)', span('mesh', 'markWritten', 'initLastLog'));
+  row('mark written -> waiter exit seen in the API', span('mesh', 'markWritten', 'initExitSeen'));
+  row('waiter exits -> exit seen in the API (kubelet relist)', span('mesh', 'initLastLog', 'initExitSeen'));
+  row('waiter exit seen -> Ready (app containers start)', span('mesh', 'initExitSeen', 'readySeen'));
+
+  console.log(`\n== the same for the trivial init container${' '.repeat(26)}      p50      p99`);
+  row('create -> init started (its log line)', span(TRIVIAL_INIT, 'created', 'initFirstLog'));
+  row('init exits -> exit seen in the API (kubelet relist)', span(TRIVIAL_INIT, 'initLastLog', 'initExitSeen'));
+  row('init exit seen -> Ready (app containers start)', span(TRIVIAL_INIT, 'initExitSeen', 'readySeen'));
+  console.log('\n   target for what the product adds (mesh - trivial-init): p50 <= 300 ms, p99 <= 1000 ms');
+} catch (error) {
+  console.error(`\nbench:node FAILED: ${error instanceof Error ? error.message : String(error)}`);
+  exitCode = 1;
+} finally {
+  watch?.abort();
+  if (core && namespace) await core.deleteNamespace({ name: namespace }).catch(() => undefined);
+  if (startedCluster && !keepCluster) {
+    await stopLocalCluster().catch((error: unknown) => {
+      console.error(`stopping the cluster failed: ${String(error)}`);
+      exitCode = 1;
+    });
+  }
+}
+console.log(`\nbench:node ${exitCode === 0 ? 'done' : 'FAILED'} in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+process.exit(exitCode);
