@@ -11,12 +11,11 @@ import {
   AnnotationError,
   applyRedirect,
   DEFAULT_NODE_CONFIG,
-  detectIptablesMode,
   planFromPod,
   type IptablesMode,
   type NodeRedirectConfig,
 } from '../../controller/src/redirect/index.ts';
-import { iptablesBinary } from '../../controller/src/redirect/mode.ts';
+import { iptablesBinary, IPTABLES_MODES } from '../../controller/src/redirect/mode.ts';
 import { istioBinDir, runIstioIptables, type IstioPodSettings } from '../support/istio-reference.ts';
 import {
   connectNetns,
@@ -249,8 +248,8 @@ const FLUSH = Object.entries({
   .map(([table, chains]) => `*${table}\n${chains.map((chain) => `:${chain} ACCEPT [0:0]`).join('\n')}\nCOMMIT\n`)
   .join('');
 
-describe.skipIf(!isRoot)('our engine against Istio istio-iptables, flow for flow', () => {
-  let mode: IptablesMode;
+// Both backends: Istio is pinned to the one our engine uses (--force-iptables-binary).
+describe.skipIf(!isRoot).each([...IPTABLES_MODES])('our engine against Istio istio-iptables, flow for flow (iptables-%s)', (mode: IptablesMode) => {
   let binDir = '';
   const namespaces: TestNetns[] = [];
   const listeners: Listeners[] = [];
@@ -284,7 +283,6 @@ describe.skipIf(!isRoot)('our engine against Istio istio-iptables, flow for flow
   }
 
   beforeAll(async () => {
-    mode = await detectIptablesMode();
     binDir = istioBinDir('istio-iptables');
     sides.istio = createSide();
     sides.ours = createSide();
