@@ -113,7 +113,8 @@ const T = 'traffic.sidecar.istio.io';
 const CONFIGS: Config[] = [
   { name: 'defaults, IPv4 only', dualStack: false },
   { name: 'defaults, dual-stack', dualStack: true },
-  { name: 'includeInboundPorts list', dualStack: true, annotations: { [`${T}/includeInboundPorts`]: '8080,15021' } },
+  // A list captures the listed 15020/15021 (exclusions apply only to "*"), but never 15008.
+  { name: 'includeInboundPorts list', dualStack: true, annotations: { [`${T}/includeInboundPorts`]: '8080,15008,15020,15021' } },
   { name: 'includeInboundPorts empty', dualStack: true, annotations: { [`${T}/includeInboundPorts`]: '' } },
   { name: 'excludeInboundPorts', dualStack: true, annotations: { [`${T}/excludeInboundPorts`]: '9090' } },
   {
@@ -123,9 +124,15 @@ const CONFIGS: Config[] = [
   },
   { name: 'status port moved', dualStack: true, annotations: { 'status.sidecar.istio.io/port': '15030' } },
   { name: 'includeOutboundIPRanges', dualStack: true, annotations: { [`${T}/includeOutboundIPRanges`]: both(RANGE_A) } },
+  { name: 'includeOutboundIPRanges as explicit all-ranges', dualStack: true, annotations: { [`${T}/includeOutboundIPRanges`]: '0.0.0.0/0,::/0' } },
   { name: 'includeOutboundIPRanges empty', dualStack: true, annotations: { [`${T}/includeOutboundIPRanges`]: '' } },
   { name: 'excludeOutboundIPRanges, IPv4 only', dualStack: false, annotations: { [`${T}/excludeOutboundIPRanges`]: RANGE_A.ipv4 } },
   { name: 'excludeOutboundIPRanges', dualStack: true, annotations: { [`${T}/excludeOutboundIPRanges`]: both(RANGE_A) } },
+  {
+    name: "excludeOutboundIPRanges naming the pod's own addresses",
+    dualStack: true,
+    annotations: { [`${T}/excludeOutboundIPRanges`]: '192.0.2.1/32,2001:db8::1/128' },
+  },
   {
     name: 'includeOutboundIPRanges and excludeOutboundIPRanges',
     dualStack: true,
@@ -143,7 +150,13 @@ const CONFIGS: Config[] = [
     annotations: { [`${T}/includeOutboundIPRanges`]: '', [`${T}/includeOutboundPorts`]: '443,5432' },
   },
   { name: 'excludeOutboundPorts', dualStack: true, annotations: { [`${T}/excludeOutboundPorts`]: '5432,443' } },
+  {
+    name: 'includeOutboundPorts and excludeOutboundPorts naming the same port',
+    dualStack: true,
+    annotations: { [`${T}/includeOutboundIPRanges`]: '', [`${T}/includeOutboundPorts`]: '443,5432', [`${T}/excludeOutboundPorts`]: '5432' },
+  },
   { name: 'excludeInterfaces', dualStack: true, annotations: { [`${T}/excludeInterfaces`]: 'net1' } },
+  { name: 'excludeInterfaces naming every interface', dualStack: true, annotations: { [`${T}/excludeInterfaces`]: 'eth0,net1' } },
   { name: 'DNS capture, IPv4 only', dualStack: false, dns: 'node' },
   { name: 'DNS capture, dual-stack', dualStack: true, dns: 'node' },
   { name: 'DNS capture with excludeOutboundPorts 53', dualStack: true, dns: 'node', annotations: { [`${T}/excludeOutboundPorts`]: '53' } },
@@ -159,6 +172,12 @@ const CONFIGS: Config[] = [
     name: 'node-wide exclusions',
     dualStack: true,
     node: { excludeInboundPorts: [9091], excludeOutboundPorts: [5432], excludeOutboundCidrs: [RANGE_B.ipv4, RANGE_B.ipv6] },
+  },
+  {
+    name: 'node-wide inbound exclusion and an includeInboundPorts list',
+    dualStack: true,
+    node: { excludeInboundPorts: [8080], excludeOutboundPorts: [], excludeOutboundCidrs: [] },
+    annotations: { [`${T}/includeInboundPorts`]: '8080,9090' },
   },
   {
     name: 'node-wide and pod exclusions together',
