@@ -31,7 +31,8 @@ const { values: flags } = parseArgs({
 const POD_COUNT = positiveInteger('pods', flags.pods);
 const SANDBOX_CONCURRENCY = positiveInteger('sandbox-concurrency', flags['sandbox-concurrency']);
 const TIMEOUT_MS = positiveInteger('timeout', flags.timeout) * 1000;
-const TARGETS = { p99Ms: 500, allWithinMs: 3000, rssMb: 100 };
+/** allWithinMs: /readyz -> all marked (110 pods); startAllMs: agent start -> all marked (250 pods, a node's larger limit). */
+const TARGETS = { p99Ms: 500, allWithinMs: 3000, startAllMs: 4000, rssMb: 100 };
 
 if (process.getuid?.() !== 0) {
   console.error('bench:controller needs root (network namespaces, iptables, cgroups)');
@@ -49,24 +50,33 @@ async function watchMarks(kc: KubeConfig, namespace: string) {
   const markedAt = new Map<string, number>();
   let allMarked: () => void = () => {};
   const done = new Promise<void>((resolve) => (allMarked = resolve));
-  const abort = await new Watch(kc).watch(
-    `/api/v1/namespaces/${namespace}/pods`,
-    {},
-    (_type: string, pod: V1Pod) => {
-      const text = pod.metadata?.annotations?.[STATUS_ANNOTATION];
-      const name = pod.metadata?.name;
-      if (!name || text === undefined || markedAt.has(name) || parseMark(text).state !== 'initialized') return;
-      markedAt.set(name, performance.now());
-      if (markedAt.size === POD_COUNT) allMarked();
-    },
-    () => undefined,
-  );
+  let finished = false;
+  let abort: AbortController | undefined;
+  // A watch the apiserver ends (its timeout, a busy machine) is started again, so no mark goes unseen.
+  const watch = async (): Promise<void> => {
+    abort = await new Watch(kc).watch(
+      `/api/v1/namespaces/${namespace}/pods`,
+      {},
+      (_type: string, pod: V1Pod) => {
+        const text = pod.metadata?.annotations?.[STATUS_ANNOTATION];
+        const name = pod.metadata?.name;
+        if (!name || text === undefined || markedAt.has(name) || parseMark(text).state !== 'initialized') return;
+        markedAt.set(name, performance.now());
+        if (markedAt.size === POD_COUNT) allMarked();
+      },
+      () => {
+        if (!finished) void watch();
+      },
+    );
+  };
+  await watch();
   const waitAll = async () => {
     const timedOut = await Promise.race([
       done.then(() => false),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(true), TIMEOUT_MS).unref()),
     ]);
-    abort.abort();
+    finished = true;
+    abort?.abort();
     if (timedOut) throw new Error(`only ${markedAt.size}/${POD_COUNT} pods in ${namespace} were marked within ${TIMEOUT_MS / 1000} s`);
   };
   return { markedAt, waitAll };
@@ -174,7 +184,7 @@ try {
   row(`startup: agent start -> /readyz 200`, `${startup.agentReadyMs} ms`);
   row(`startup: agent start -> mark, p50`, `${startup.p50Ms} ms`);
   row(`startup: agent start -> mark, p99`, `${startup.p99Ms} ms`);
-  row(`startup: agent start -> all ${POD_COUNT} marked`, `${startup.maxMs} ms`);
+  row(`startup: agent start -> all ${POD_COUNT} marked`, `${startup.maxMs} ms`, POD_COUNT >= 250 ? `<= ${TARGETS.startAllMs} ms ${check(startup.maxMs <= TARGETS.startAllMs)}` : '');
   row(`startup: /readyz 200 -> all ${POD_COUNT} marked`, `${startup.readyToAllMarkedMs} ms`, `<= ${TARGETS.allWithinMs} ms ${check(startup.readyToAllMarkedMs <= TARGETS.allWithinMs)}`);
   row('startup: agent RSS now / peak', `${startup.rssMb} / ${startup.peakRssMb} MB`, `<= ${TARGETS.rssMb} MB ${check(startup.peakRssMb <= TARGETS.rssMb)}`);
   row('startup: LIST+WATCH requests pods / namespaces', `${startup.watchRequests.pods} / ${startup.watchRequests.namespaces}`);
