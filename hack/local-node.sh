@@ -175,22 +175,40 @@ claim_slot() {
       return 0
     fi
   fi
-  for ((slot = 0; slot < SLOTS; slot++)); do
-    owner=$(cat "$NODES_DIR/slot-$slot" 2>/dev/null || true)
-    # A claim whose state dir is gone was left by a run that removed it by hand: take it over.
-    if [[ -n "$owner" && -d "$owner/node" ]]; then continue; fi
-    if [[ -n "$owner" ]]; then
-      log "slot $slot was left by $owner (its state dir is gone): cleaning up its host traces"
-      slot_vars "$slot"
-      remove_host_traces
-    fi
-    echo "$STATE_DIR" >"$NODES_DIR/slot-$slot"
-    mkdir -p "$NODE_DIR"
-    echo "$slot" >"$NODE_DIR/slot"
-    echo "$slot"
-    return 0
+  # A free slot, else one whose owner's state dir is gone, else one whose node is dead and
+  # whose cluster no `up`/`down` holds (its run crashed and nobody ran `down`).
+  local pass
+  for pass in free gone abandoned; do
+    for ((slot = 0; slot < SLOTS; slot++)); do
+      owner=$(cat "$NODES_DIR/slot-$slot" 2>/dev/null || true)
+      case $pass in
+        free) [[ -z "$owner" ]] || continue ;;
+        gone) [[ -n "$owner" && ! -d "$owner/node" ]] || continue ;;
+        abandoned) slot_abandoned "$owner" || continue ;;
+      esac
+      if [[ -n "$owner" ]]; then
+        log "taking over slot $slot from $owner ($pass): removing its node's host traces"
+        STATE_DIR=$owner bash "${BASH_SOURCE[0]}" remove-traces "$slot"
+      fi
+      echo "$STATE_DIR" >"$NODES_DIR/slot-$slot"
+      mkdir -p "$NODE_DIR"
+      echo "$slot" >"$NODE_DIR/slot"
+      echo "$slot"
+      return 0
+    done
   done
   die "all $SLOTS node slots are taken (see $NODES_DIR): stop another local node with hack/local-cluster.sh down"
+}
+
+slot_abandoned() {
+  local owner=$1 name pid
+  [[ -n "$owner" && "$owner" != "$STATE_DIR" ]] || return 1
+  for name in kubelet containerd; do
+    pid=$(cat "$owner/node/$name.pid" 2>/dev/null || true)
+    [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$owner/node/" && return 1
+  done
+  # local-cluster.sh holds this lock through `up` and `down`.
+  flock -n "$owner.lock" true 2>/dev/null
 }
 
 other_claims() {
@@ -644,5 +662,7 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   reboot) cmd_reboot ;;
+  # Internal: claim_slot's takeover of another state dir's slot (it holds the slots lock).
+  remove-traces) slot_vars "$2"; remove_host_traces; rm -rf "$NODE_DIR" ;;
   *) sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

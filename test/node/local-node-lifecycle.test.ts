@@ -10,8 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
+import { processStartTime } from '../../hack/lib/proc.ts';
+import { LIFECYCLE_DIR_PREFIX } from '../support/node-global-setup.ts';
 
 const execFileAsync = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../hack/local-cluster.sh', import.meta.url));
@@ -69,8 +71,13 @@ async function readyContainer(kc: KubeConfig, namespace: string, previous?: stri
 }
 
 describe.skipIf(!nodeName)('hack/local-cluster.sh up --with-node / down (skipped without root: no real node)', () => {
-  const stateDir = join(tmpdir(), `pnc-test-lifecycle-${process.pid}`);
+  // Named like the global setup's clusters, so the next run removes it if this one crashes.
+  let stateDir = '';
+  beforeAll(async () => {
+    stateDir = join(tmpdir(), `${LIFECYCLE_DIR_PREFIX}${process.pid}-${await processStartTime(process.pid)}`);
+  });
   afterAll(async () => {
+    if (!stateDir) return;
     await stopLocalCluster({ stateDir }).catch(() => undefined);
     await rm(`${stateDir}.lock`, { force: true });
   });

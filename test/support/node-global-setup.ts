@@ -26,6 +26,8 @@ declare module 'vitest' {
 }
 
 const RUN_DIR_PREFIX = 'pnc-test-kubelet-';
+/** test/node/local-node-lifecycle.test.ts's second cluster. */
+export const LIFECYCLE_DIR_PREFIX = 'pnc-test-lifecycle-';
 const SCRIPT = fileURLToPath(new URL('../../hack/local-cluster.sh', import.meta.url));
 
 async function deploy(stateDir: string): Promise<void> {
@@ -44,6 +46,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     return undefined;
   }
   await sweepClustersOfDeadRuns(RUN_DIR_PREFIX);
+  await sweepClustersOfDeadRuns(LIFECYCLE_DIR_PREFIX);
   const stateDir = join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-${await processStartTime(process.pid)}`);
   const stop = async () => {
     await stopLocalCluster({ stateDir });
