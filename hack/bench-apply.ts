@@ -1,7 +1,8 @@
 // `npm run bench:apply [-- --pods N] [--mode legacy|nft]`: programs N fresh network
-// namespaces (both families) with the engine and, side by side, with a baseline that
-// runs one iptables process per rule (as the original bash script did), and prints
-// per-pod p50/p99 and the ratio. Root only; every netns it creates is deleted.
+// namespaces (both families, and ::6/128 on lo) with the engine and, side by side, with a
+// baseline that runs one iptables process per rule (as the original bash script did; it
+// adds no address), and prints per-pod p50/p99 and the ratio. Root only; every netns it
+// creates is deleted.
 import { spawn, spawnSync } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -103,7 +104,7 @@ try {
   if (!check.ok) throw new Error(`baseline rules differ from the engine's:\n${check.diff}`);
 
   results.push(
-    { name: `engine apply (fresh netns, ${plan.families.length} families)`, samples: engine },
+    { name: `engine apply (fresh netns, ${plan.families.length} families, ::6)`, samples: engine },
     { name: `baseline: ${baselineCommands.length} iptables processes`, samples: baseline },
     { name: 'engine re-apply (already in place, no-op)', samples: reapply },
     { name: 'engine verify', samples: verify },
