@@ -4,6 +4,7 @@
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
 import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
 import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
@@ -87,6 +88,16 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     expect(internal).toHaveLength(2);
     expect(inCidr(internal[0]!, '192.0.2.0/24')).toBe(true);
     expect(inCidr(internal[1]!, '2001:db8::/32')).toBe(true);
+  });
+
+  it('exports the node\'s containerd socket from `env`, where the imported images are', () => {
+    const env = execFileSync('bash', [fileURLToPath(new URL('../../hack/local-cluster.sh', import.meta.url)), 'env'], {
+      encoding: 'utf8',
+      env: { ...process.env, PNC_CLUSTER_DIR: inject('clusterDir') },
+    });
+    const address = inject('containerdAddress');
+    expect(env).toContain(`export CONTAINERD_ADDRESS=${address} CONTAINERD_NAMESPACE=k8s.io`);
+    expect(execFileSync('ctr', ['--address', address, '--namespace', 'k8s.io', 'images', 'ls', '-q'], { encoding: 'utf8' }).split('\n')).toContain(PAUSE_IMAGE);
   });
 
   it("runs a Deployment's pod from a locally imported image, with IPv4 and IPv6 from the node's ranges", async () => {
