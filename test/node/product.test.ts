@@ -300,7 +300,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     }
     await removeDeployment(kc, burst, 'burst');
     await k(['delete', 'mutatingadmissionpolicybinding,mutatingadmissionpolicy', 'pnc-test-small-waiter']);
-  });
+  }, 420_000);
 
   it('refuses an app container running as the proxy UID: the pod stays in Init, the refusal in describe, Events and the waiter log', async () => {
     const refused = standInPod('refused', 'mesh');
@@ -347,7 +347,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
       expect(new Date(waiter.finishedAt!).getTime()).toBeGreaterThanOrEqual(Math.floor(new Date(markOf(pod)!.at).getTime() / 1000) * 1000);
     }
     await removeDeployment(kc, mesh, 'reboot');
-  });
+  }, 300_000);
 
   it('answers the README troubleshooting commands: events, waiter logs, the agent, metrics through port-forward, verify through kubectl exec', async () => {
     await createDeployment(kc, mesh, 'trouble', 'mesh');
