@@ -1,5 +1,6 @@
 // runSteps: several programs through one runner process, in order, each step's output and
 // outcome kept apart; a failed required step stops the chain, a failed optional one does not.
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { runSteps } from '../../controller/src/redirect/exec.ts';
 
@@ -33,5 +34,15 @@ describe('runSteps (in the current netns)', () => {
     const result = await runSteps('/no/such/netns', [{ name: 'x', argv: ['true'] }]);
     expect(result.failure).toMatch(/exited/);
     expect(result.succeeded.size).toBe(0);
+  });
+
+  it('on timeout kills the whole chain, the running step too, and returns', async () => {
+    const marker = `${29 + (process.pid % 1000) / 1000}`;
+    const started = performance.now();
+    const result = await runSteps(undefined, [{ name: 'stuck', argv: ['sleep', marker] }], undefined, 300);
+    expect(performance.now() - started).toBeLessThan(20_000);
+    expect(result.failure).toMatch(/killed by SIGKILL/);
+    const left = spawnSync('pgrep', ['-f', `^sleep ${marker}$`], { encoding: 'utf8' });
+    expect(left.stdout.trim()).toBe('');
   });
 });

@@ -11,17 +11,36 @@ export interface ExecResult {
 /** Kills a stuck iptables (e.g. a lock held forever) instead of hanging the caller. */
 const TIMEOUT_MS = 30_000;
 
+/**
+ * The child leads its own process group, so a timeout kills everything it started (a runSteps
+ * chain's current program too, which would otherwise keep the output pipes open and could still
+ * apply a transaction after the caller gave up).
+ */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
 /** Runs argv in the netns at netnsPath (or the current one when netnsPath is undefined). */
-export function runInNetns(netnsPath: string | undefined, argv: string[], stdin?: string): Promise<ExecResult> {
+export function runInNetns(netnsPath: string | undefined, argv: string[], stdin?: string, timeoutMs = TIMEOUT_MS): Promise<ExecResult> {
   const [program, ...args] = netnsPath === undefined ? argv : ['nsenter', `--net=${netnsPath}`, '--', ...argv];
   return new Promise((resolve) => {
-    const child = spawn(program!, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: TIMEOUT_MS });
+    const child = spawn(program!, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const timer = setTimeout(() => killGroup(child.pid), timeoutMs);
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-    child.on('error', (error) => resolve({ code: 127, stdout: '', stderr: error.message }));
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      resolve({ code: 127, stdout: '', stderr: error.message });
+    });
     child.on('close', (code, signal) => {
+      clearTimeout(timer);
       const err = Buffer.concat(stderr).toString();
       resolve({ code: code ?? 128, stdout: Buffer.concat(stdout).toString(), stderr: signal ? `${err}killed by ${signal}` : err });
     });
@@ -63,13 +82,13 @@ const STEP_FAILED = '--pnc-step-failed ';
  * step stops the chain, and `-printf` after each step marks how it ended. Argument arrays
  * throughout, never a shell; stdin goes to the first step that reads it.
  */
-export async function runSteps(netnsPath: string | undefined, steps: Step[], stdin?: string): Promise<StepsResult> {
+export async function runSteps(netnsPath: string | undefined, steps: Step[], stdin?: string, timeoutMs?: number): Promise<StepsResult> {
   const expression: string[] = [];
   for (const step of steps) {
     const ran = ['-exec', ...step.argv, ';', '-printf', `${STEP_OK}${step.name}\n`];
     expression.push(...(step.optional ? ['(', ...ran, '-o', '-printf', `${STEP_FAILED}${step.name}\n`, ')'] : ran));
   }
-  const result = await runInNetns(netnsPath, ['find', '/', '-maxdepth', '0', ...expression], stdin);
+  const result = await runInNetns(netnsPath, ['find', '/', '-maxdepth', '0', ...expression], stdin, timeoutMs);
   const succeeded = new Set<string>();
   const stdout = new Map<string, string>();
   let chunk: string[] = [];
