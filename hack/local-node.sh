@@ -73,6 +73,7 @@ cmd_check() {
   grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
     die "the kernel has no overlay filesystem (containerd's snapshotter needs it): modprobe overlay"
   [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || die "no cgroup hierarchy with the memory controller is mounted under /sys/fs/cgroup"
+  [[ -d /proc/sys/net/ipv6 ]] || die "IPv6 is disabled in this kernel (ipv6.disable=1): the node's pods are dual-stack"
   [[ -w /proc/sys/kernel/panic ]] || die "/proc/sys is read-only: the kubelet must set its sysctls (run on a host, not in an unprivileged container)"
   local probe="pncchk$$"
   ip link add "$probe" type bridge 2>/dev/null || die "cannot create a bridge link (needs CAP_NET_ADMIN and the bridge module: modprobe bridge)"
@@ -116,12 +117,7 @@ launch() {
 
 # Shims outlive containerd; they name our socket on their command line.
 shim_pids() {
-  local sock="$NODE_DIR/containerd/containerd.sock" dir
-  for dir in /proc/[0-9]*; do
-    [[ -r "$dir/cmdline" ]] || continue
-    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -qE "^[^ ]*containerd-shim[^ ]* .*-address $sock( |$)" && echo "${dir#/proc/}"
-  done
-  return 0
+  pgrep -f -- "containerd-shim.* -address $NODE_DIR/containerd/containerd.sock( |\$)" || true
 }
 
 cgroup_dirs() {
