@@ -30,6 +30,11 @@ describe('runSteps (in the current netns)', () => {
     expect(result.stderr).toContain('/no/such/file');
   });
 
+  it('refuses arguments that find itself would interpret', async () => {
+    await expect(runSteps(undefined, [{ name: 'x', argv: ['echo', '{}'] }])).rejects.toThrow(/would rewrite/);
+    await expect(runSteps(undefined, [{ name: 'x', argv: ['echo', ';'] }])).rejects.toThrow(/would rewrite/);
+  });
+
   it('reports a runner that could not start as the failure of every step', async () => {
     const result = await runSteps('/no/such/netns', [{ name: 'x', argv: ['true'] }]);
     expect(result.failure).toMatch(/exited/);

@@ -85,6 +85,8 @@ const STEP_FAILED = '--pnc-step-failed ';
 export async function runSteps(netnsPath: string | undefined, steps: Step[], stdin?: string, timeoutMs?: number): Promise<StepsResult> {
   const expression: string[] = [];
   for (const step of steps) {
+    // find would end the command at ";" and put its starting point in place of "{}".
+    if (step.argv.some((arg) => arg === ';' || arg.includes('{}'))) throw new Error(`runSteps: step ${step.name} has an argument find would rewrite`);
     const ran = ['-exec', ...step.argv, ';', '-printf', `${STEP_OK}${step.name}\n`];
     expression.push(...(step.optional ? ['(', ...ran, '-o', '-printf', `${STEP_FAILED}${step.name}\n`, ')'] : ran));
   }
