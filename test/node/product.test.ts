@@ -7,6 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { ownerOfCgroupFile } from '../../controller/src/agent/cgroup-path.ts';
 import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
 import { STATUS_ANNOTATION, parseMark } from '../../controller/src/mark.ts';
 import type { Mark } from '../../controller/src/mark.ts';
@@ -170,7 +171,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     if (daemonSet.spec?.template.spec?.nodeSelector) await startAgent(kc);
   });
 
-  it("runs the DaemonSet's agent Ready on the node, with a token whose node claim is the node's", async () => {
+  it("runs the DaemonSet's agent Ready on the node, with a token whose node claim is the node's and only its four capabilities", async () => {
     const [agent, ...others] = await agentPods(kc);
     expect(others).toEqual([]);
     expect(isReady(agent!)).toBe(true);
@@ -182,6 +183,24 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { 'kubernetes.io': { node: { name: string }; pod: { uid: string } } };
     expect(claims['kubernetes.io'].node.name).toBe(nodeName);
     expect(claims['kubernetes.io'].pod.uid).toBe(agent!.metadata!.uid);
+
+    // Under the real runtime the agent's process has exactly its four capabilities, and no_new_privs.
+    const statuses: string[] = [];
+    for (const pid of await readdir('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cgroup = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
+      if (ownerOfCgroupFile(cgroup)?.podUid !== agent!.metadata!.uid) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.includes('controller.js')) statuses.push(await readFile(`/proc/${pid}/status`, 'utf8'));
+    }
+    expect(statuses.length).toBeGreaterThan(0);
+    const capability = { NET_ADMIN: 12n, NET_RAW: 13n, SYS_PTRACE: 19n, SYS_ADMIN: 21n };
+    const expected = Object.values(capability).reduce((bits, bit) => bits | (1n << bit), 0n);
+    for (const status of statuses) {
+      expect(BigInt(`0x${/^CapEff:\s+([0-9a-f]+)$/m.exec(status)![1]}`)).toBe(expected);
+      expect(/^NoNewPrivs:\s+(\d)$/m.exec(status)![1]).toBe('1');
+      expect(/^Uid:\s+0\s/m.test(status)).toBe(true);
+    }
   });
 
   it('holds a mesh pod in Init:0/1 without an agent, marks it for its real netns once one runs, then it is Ready; a pod of another node stays unmarked', async () => {
