@@ -19,7 +19,7 @@ import { natRules } from '../../hack/lib/redirect-probe.ts';
 import { ROOT } from '../cluster/deploy-support.ts';
 import { pollUntil, startController } from '../support/controller-process.ts';
 import type { ControllerProcess } from '../support/controller-process.ts';
-import { istioBinDir, registerInjector, renderIstiod, startInjector } from '../support/istio-injector.ts';
+import { istioBinDir, kubeInject, registerInjector, renderIstiod, startInjector } from '../support/istio-injector.ts';
 import type { Injector, InstallRoute, RenderedIstiod } from '../support/istio-injector.ts';
 import type { MeshFixture, PodHandle } from '../support/mesh-fixture.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
@@ -75,13 +75,14 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
   const agents = new Map<MeshNode, ControllerProcess>();
   let snippet: Snippet;
   let proxyImage = '';
+  let binDir = '';
 
   const kebab = (instance: InstanceName) => instance.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
   const scope = (instance: InstanceName) => `${kebab(instance)}-${run}`;
 
   beforeAll(async () => {
     snippet = parse(await readFile(join(ROOT, 'manifests/injection/init-waiter-snippet.yaml'), 'utf8')) as Snippet;
-    const [binDir] = await Promise.all([
+    [binDir] = await Promise.all([
       istioBinDir(),
       setKubeletVersion(k132.nodeName, 'v1.32.9'),
       setKubeletVersion(k134.nodeName, 'v1.34.4'),
@@ -308,6 +309,21 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
     // The proxy's ISTIO_META_OWNER names the pod's namespace; nothing else may differ.
     const spec = (pod: V1Pod) => JSON.parse(JSON.stringify(pod.spec).replaceAll(pod.metadata!.namespace!, 'NAMESPACE')) as V1Pod['spec'];
     expect(spec(viaIstioctl!)).toEqual(spec(viaHelm!));
+  });
+
+  it('istioctl kube-inject (offline) ignores defaultTemplates: no waiter unless the pod names the templates; with inject.istio.io/templates the agent initializes it', async () => {
+    const plain = await kubeInject(binDir, rendered.helm, appPod('kube-inject-plain', k134.nodeName));
+    expect(plain.spec?.initContainers?.map((c) => c.name)).toEqual(['istio-validation']);
+    const named = appPod('kube-inject', k134.nodeName);
+    named.metadata!.annotations = { 'inject.istio.io/templates': 'sidecar,pnc-init-waiter' };
+    const injected = await kubeInject(binDir, rendered.helm, named);
+    // Offline it knows no node: classic sidecar unless ENABLE_NATIVE_SIDECARS=true.
+    expectIstioShape(injected, { native: false, uid: 1337, gid: 1337 });
+    // Applied as it is, in a namespace without webhook injection.
+    const namespace = await k134.fixture.namespace('istio-kube-inject');
+    const handle = await k134.fixture.createPod(namespace, injected);
+    expectIstioShape(handle.pod, { native: false, uid: 1337, gid: 1337 });
+    await expectInitialized(k134, handle, 1337, 1337);
   });
 
   it('istioctl route with the Helm keys under spec.values: istioctl forces pilot.cni.enabled off, so pods get root istio-init with NET_ADMIN', async () => {

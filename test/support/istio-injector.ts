@@ -4,13 +4,14 @@
 // registered on the test API server through the chart's own MutatingWebhookConfiguration.
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcessByStdio } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
-import type { KubeConfig, V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import type { KubeConfig, V1MutatingWebhookConfiguration, V1Pod } from '@kubernetes/client-node';
+import { parseAllDocuments, stringify } from 'yaml';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -135,4 +136,18 @@ export async function registerInjector(
       if ((error as { code?: number }).code !== 404) throw error;
     });
   };
+}
+
+/**
+ * `istioctl kube-inject` offline, as its help shows it: the injector's config, values and mesh
+ * config from RENDERED's ConfigMaps (--revision default, so it asks no cluster for revisions).
+ */
+export async function kubeInject(binDir: string, rendered: RenderedIstiod, pod: V1Pod): Promise<V1Pod> {
+  const input = join(rendered.dir, `kube-inject-${pod.metadata?.name ?? 'pod'}.yaml`);
+  await writeFile(input, stringify({ apiVersion: 'v1', kind: 'Pod', ...pod }));
+  const args = ['kube-inject', '--revision', 'default', '--injectConfigFile', join(rendered.dir, 'config'), '--meshConfigFile', join(rendered.dir, 'mesh'), '--valuesFile', join(rendered.dir, 'values'), '-f', input];
+  const { stdout } = await promisify(execFile)(join(binDir, 'istio-injector'), args, { env: {}, maxBuffer: 4 << 20 });
+  const injected = parseAllDocuments(stdout).map((doc) => doc.toJS() as V1Pod | null).find((doc) => doc?.kind === 'Pod');
+  if (!injected) throw new Error(`istioctl kube-inject printed no Pod: ${stdout.slice(0, 500)}`);
+  return injected;
 }

@@ -2,6 +2,7 @@
 //
 //	istio-injector render --route helm|istioctl --file FILE... [--set path=value]... --out DIR
 //	istio-injector serve --dir DIR --kubeconfig FILE
+//	istio-injector kube-inject ARGS...
 //
 // render renders the istiod chart shipped in the Istio module the way an install route
 // does: `helm install istiod -f FILE...` (Helm values, merged in order; Istio's chart
@@ -15,6 +16,9 @@
 // ENABLE_NATIVE_SIDECARS, ...) is this process's environment. Once ready it prints one
 // JSON line: {"url": ".../inject", "caBundle": "<base64 PEM>"}. It exits on SIGTERM or
 // when stdin closes.
+//
+// kube-inject is `istioctl kube-inject` itself (e.g. offline, with --injectConfigFile
+// DIR/config --meshConfigFile DIR/mesh --valuesFile DIR/values -f POD.yaml).
 package main
 
 import (
@@ -43,6 +47,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/version"
 
+	"istio.io/istio/istioctl/pkg/cli"
+	"istio.io/istio/istioctl/pkg/kubeinject"
 	"istio.io/istio/operator/pkg/helm"
 	"istio.io/istio/operator/pkg/manifest"
 	"istio.io/istio/operator/pkg/render"
@@ -68,7 +74,7 @@ func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(errors.New("usage: istio-injector render|serve [flags]"))
+		fail(errors.New("usage: istio-injector render|serve|kube-inject [flags]"))
 	}
 	// Istio logs to stdout by default; stdout is this program's answer.
 	opts := log.DefaultOptions()
@@ -83,8 +89,12 @@ func main() {
 		err = renderCommand(os.Args[2:])
 	case "serve":
 		err = serveCommand(os.Args[2:])
+	case "kube-inject":
+		cmd := kubeinject.InjectCommand(cli.NewCLIContext(nil))
+		cmd.SetArgs(os.Args[2:])
+		err = cmd.Execute()
 	default:
-		err = fmt.Errorf("unknown command %q (want render or serve)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (want render, serve or kube-inject)", os.Args[1])
 	}
 	if err != nil {
 		fail(err)
