@@ -221,6 +221,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
       expect(markOf(stillHeld)).toBeUndefined();
       expect(stillHeld.status?.initContainerStatuses?.[0]?.state?.running).toBeDefined();
       expect(stillHeld.status?.containerStatuses?.every((s) => s.state?.waiting?.reason === 'PodInitializing')).toBe(true);
+      expect(await k(['-n', mesh, 'get', 'pod', held.metadata!.name!, '--no-headers'])).toMatch(/\s0\/2\s+Init:0\/1\s/);
 
       await startAgent(kc);
       const [ready] = await readyPods(kc, mesh, 'held', 1);
