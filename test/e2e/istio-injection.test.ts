@@ -298,6 +298,11 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
     expect(operator.spec.values.sidecarInjectorWebhook).toEqual(values.sidecarInjectorWebhook);
     expect(rendered.istioctl.values.pilot.cni).toMatchObject({ enabled: true, provider: 'default' });
     expect(rendered.istioctl.objects.filter((o) => o.kind === 'DaemonSet')).toEqual([]);
+    // On OpenShift too: the platform's profile would set multus.
+    const onOpenShift = await renderIstiod(binDir, 'istioctl', [OPERATOR], ['values.global.platform=openshift']);
+    await onOpenShift.remove();
+    expect(onOpenShift.values.pilot.cni).toMatchObject({ enabled: true, provider: 'default' });
+    expect(onOpenShift.env.PLATFORM).toBe('openshift');
 
     const [viaHelm, viaIstioctl] = await Promise.all(
       (['helm', 'istioctl'] as const).map(async (instance) => {
