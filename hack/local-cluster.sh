@@ -7,6 +7,7 @@
 #   hack/local-cluster.sh env           print `export KUBECONFIG=...` (PATH when kubectl is too old, CONTAINERD_ADDRESS with a node)
 #   hack/local-cluster.sh status        exit 0 when running and ready
 #   hack/local-cluster.sh node-reboot   kill every pod sandbox, restart containerd and the kubelet
+#   hack/local-cluster.sh deploy        build the images, import them into the node, apply the manifests (hack/deploy-local.sh)
 #
 # State lives outside the repo in ${PNC_CLUSTER_DIR:-/tmp/pod-network-controller-cluster}.
 # `--with-controller-manager` (or PNC_CLUSTER_KCM=1) adds the serviceaccount, namespace and
@@ -40,7 +41,7 @@ log() { echo "local-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-  sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
