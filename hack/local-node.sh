@@ -13,8 +13,9 @@
 # which names two bridges (pncn<slot>: the node's addresses, no ports; pncp<slot>: the pods),
 # the cgroup root /pnc-node-<slot> in every hierarchy, one iptables chain per family in nat
 # (the `kubernetes` Service ClusterIP to the API server) and in filter (pods never reach past
-# the node), the kubelet's sysctls (originals restored by the last node down), CNI result
-# files, /var/log/containers links and containerd shim sockets. Everything else lives in
+# the node), the kubelet's sysctls (originals restored by the last node down) and its
+# device-plugin socket in /var/lib/kubelet, CNI result files, /var/log/containers links and
+# containerd shim sockets. Everything else lives in
 # $STATE_DIR/node. Only documentation ranges are used; host forwarding is never turned on.
 set -Eeuo pipefail
 trap 'echo "local-node: failed (line $LINENO): $BASH_COMMAND" >&2' ERR
@@ -215,9 +216,12 @@ other_claims() {
   return 0
 }
 
-# The first node records the host's values; the last one down puts them back.
-record_sysctls() {
+# The first node records the host's values (and whether a kubelet dir was there: the kubelet
+# puts its device-plugin socket in /var/lib/kubelet whatever its root dir); the last one down
+# puts them back.
+record_host_state() {
   [[ -f "$NODES_DIR/sysctls" ]] && return 0
+  if [[ -e /var/lib/kubelet ]]; then rm -f "$NODES_DIR/made-var-lib-kubelet"; else touch "$NODES_DIR/made-var-lib-kubelet"; fi
   local name
   for name in "${KUBELET_SYSCTLS[@]}"; do
     [[ -r "/proc/sys/${name//.//}" ]] && echo "$name=$(<"/proc/sys/${name//.//}")"
@@ -225,9 +229,14 @@ record_sysctls() {
   mv "$NODES_DIR/sysctls.tmp" "$NODES_DIR/sysctls"
 }
 
-restore_sysctls() {
-  [[ -f "$NODES_DIR/sysctls" ]] || return 0
+restore_host_state() {
   [[ -z "$(other_claims)" ]] || return 0
+  if [[ -f "$NODES_DIR/made-var-lib-kubelet" ]]; then
+    rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+    rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet 2>/dev/null || true
+    rm -f "$NODES_DIR/made-var-lib-kubelet"
+  fi
+  [[ -f "$NODES_DIR/sysctls" ]] || return 0
   local line
   while IFS= read -r line; do
     echo "${line#*=}" >"/proc/sys/$(tr . / <<<"${line%%=*}")" 2>/dev/null || log "could not restore ${line%%=*}"
@@ -598,7 +607,7 @@ cmd_up() {
   # Leftovers of a crash of this node: start from nothing.
   remove_host_traces
   rm -f "$NODE_DIR/node.env"
-  record_sysctls
+  record_host_state
   flock -u 8
   trap 'on_failed_start' EXIT
   build_pause_image
@@ -628,7 +637,7 @@ cmd_down() {
   slot_vars "$SLOT"
   remove_host_traces
   if [[ "$(cat "$NODES_DIR/slot-$SLOT" 2>/dev/null)" == "$STATE_DIR" ]]; then rm -f "$NODES_DIR/slot-$SLOT"; fi
-  restore_sysctls
+  restore_host_state
   rm -rf "$NODE_DIR"
   log "node removed (slot $SLOT)"
 }
