@@ -21,7 +21,7 @@ set -Eeuo pipefail
 trap 'echo "local-node: failed (line $LINENO): $BASH_COMMAND" >&2' ERR
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-: "${STATE_DIR:?}"
+: "${STATE_DIR:?is set by hack/local-cluster.sh, which runs this script: use that}"
 NODE_DIR="$STATE_DIR/node"
 LOG_DIR="$STATE_DIR/logs"
 NODES_DIR=/run/pod-network-controller/nodes
