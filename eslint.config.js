@@ -1,6 +1,17 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// Import boundaries (no-restricted-imports). A later block replaces the rule's options for
+// the files it matches, so each block lists every boundary that applies to its files.
+const moduleInternals = {
+  regex: '/(redirect|pod-contract)/(?!index\\.ts$)[^/]+$',
+  message: 'Import the redirect engine and the pod contract through their index.ts; their other files are internals.',
+};
+const waiterReachesOnlyContract = {
+  regex: '/controller/src/(?!pod-contract/index\\.ts$)',
+  message: 'The init-waiter shares only the pod contract with the controller: import controller/src/pod-contract/index.ts.',
+};
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'test/golden/'] },
   js.configs.recommended,
@@ -11,5 +22,15 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       'no-console': 'off',
     },
+  },
+  {
+    files: ['**/*.ts'],
+    // The engine's own unit tests check its internals (ruleset diffing, step runner) directly.
+    ignores: ['controller/src/redirect/**', 'controller/src/pod-contract/**', 'test/unit/redirect-*.test.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [moduleInternals] }] },
+  },
+  {
+    files: ['init-waiter/src/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [moduleInternals, waiterReachesOnlyContract] }] },
   },
 );

@@ -9,12 +9,12 @@ import { parseArgs } from 'node:util';
 import {
   applyRedirect,
   detectIptablesMode,
+  parseIptablesMode,
   planFromPod,
   renderPlan,
   verifyRedirect,
   type IptablesMode,
 } from '../controller/src/redirect/index.ts';
-import { parseIptablesMode } from '../controller/src/redirect/mode.ts';
 import { positiveInteger } from './lib/flags.ts';
 import { quantile } from './lib/stats.ts';
 

@@ -9,7 +9,7 @@ import { KubeConfig, Watch } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { parseMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
+import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { metricValue, startController } from '../test/support/controller-process.ts';
 import type { ControllerProcess } from '../test/support/controller-process.ts';
 import { MeshFixture, uniqueSuffix } from '../test/support/mesh-fixture.ts';

@@ -11,7 +11,7 @@
 //   --pods N (default 30)  --keep-cluster
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
-import { parseMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
+import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { positiveInteger } from './lib/flags.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
 import { deployOnRealNode, isReady, meshNamespace, standInPod, waitForInjection, WAITER_CONTAINER } from './lib/real-node.ts';

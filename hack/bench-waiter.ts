@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
+import { encodeMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { applyRedirect, DEFAULT_NODE_CONFIG, planFromPod } from '../controller/src/redirect/index.ts';
 import { writeAnnotationsVolume } from './lib/downward-api.ts';
 import { isRoot } from '../test/support/netns.ts';

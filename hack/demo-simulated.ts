@@ -5,7 +5,7 @@
 // with timings; then removes everything it made. A control plane the demo started is
 // stopped at the end (--keep-cluster keeps it).
 import { KubeConfig } from '@kubernetes/client-node';
-import { parseMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
+import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { detectIptablesMode, planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
 import { startController } from '../test/support/controller-process.ts';
 import type { ControllerProcess } from '../test/support/controller-process.ts';

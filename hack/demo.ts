@@ -9,8 +9,8 @@
 // node and no images, the agent as a host process and simulated sandboxes.
 import { AppsV1Api, CoreV1Api, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
-import { parseMark, STATUS_ANNOTATION } from '../controller/src/mark.ts';
-import type { Mark } from '../controller/src/mark.ts';
+import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
+import type { Mark } from '../controller/src/pod-contract/index.ts';
 import { planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
 import {

@@ -3,7 +3,7 @@
 // controller's end-to-end tests and the demo, so both prove redirection the same way.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { runInNetns } from '../../controller/src/redirect/exec.ts';
+import { runInNetns } from '../../controller/src/redirect/index.ts';
 
 /** Our jump rules (nat PREROUTING -> ISTIO_INBOUND, OUTPUT -> ISTIO_OUTPUT) and ISTIO_* chains (any table), per save tool. */
 export interface JumpRuleCount {

@@ -2,7 +2,7 @@
 // to the real annotations file, self-test, timers, log and process exit.
 // Node's standard library only: the bundle is tiny and starts fast in any pod.
 import { readFileSync, readlinkSync } from 'node:fs';
-import { netnsInodeFromLink } from '../../controller/src/mark.ts';
+import { netnsInodeFromLink } from '../../controller/src/pod-contract/index.ts';
 import { watchAnnotations } from './annotations-watcher.ts';
 import { EXIT } from './exit-codes.ts';
 import { HelpRequested, parseOptions, USAGE, UsageError } from './options.ts';

@@ -4,11 +4,9 @@
 // are right. Mirrors ISTIO_OUTPUT's order: excluded ports RETURN, excluded CIDRs RETURN,
 // included ports REDIRECT, included CIDRs ('*' = all) REDIRECT.
 import { BlockList } from 'node:net';
-import { InvalidValue, type Cidr } from '../../controller/src/redirect/cidr.ts';
-import { parseCidrListOrAll, parsePortList } from '../../controller/src/redirect/lists.ts';
-import { ANNOTATIONS } from '../../controller/src/redirect/annotations.ts';
+import { ANNOTATIONS, InvalidValue, parseCidrListOrAll, parsePortList, type Cidr, type Family } from '../../controller/src/pod-contract/index.ts';
 
-export type Family = 'ipv4' | 'ipv6';
+export type { Family };
 
 export interface ProbeTarget {
   family: Family;

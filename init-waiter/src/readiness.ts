@@ -1,7 +1,6 @@
 // Decides from the annotations file and the waiter's own netns inode whether the
 // controller's mark lets this pod go on, or what it still waits for (pure).
-import { MarkFormatError, parseMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
-import type { Mark } from '../../controller/src/mark.ts';
+import { MarkFormatError, parseMark, STATUS_ANNOTATION, type Mark } from '../../controller/src/pod-contract/index.ts';
 import { parseDownwardApiAnnotations } from './downward-api.ts';
 import type { ParsedAnnotations } from './downward-api.ts';
 import type { AnnotationsSnapshot } from './annotations-watcher.ts';

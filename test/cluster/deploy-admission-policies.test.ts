@@ -14,7 +14,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeApiError, KubeClient } from '../../controller/src/kube/kube-client.ts';
 import { PodStatusWriter } from '../../controller/src/kube/pod-status-writer.ts';
-import { parseMark } from '../../controller/src/mark.ts';
+import { parseMark } from '../../controller/src/pod-contract/index.ts';
 import { adminKubeConfig, createServiceAccountToken, ensureNode, freshNamespace, kubeConfigForToken } from '../support/cluster.ts';
 import {
   CONTROLLER_NAMESPACE,

@@ -2,7 +2,7 @@
 // pods it programs and which it must leave alone, the proxy-UID refusal, bad
 // annotations and their recovery, and the metrics that count all of it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INITIALIZE_ANNOTATION } from '../../controller/src/mark.ts';
+import { INITIALIZE_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { startApiGate } from '../support/api-gate.ts';
 import { metricValue, startController } from '../support/controller-process.ts';
 import type { ControllerProcess } from '../support/controller-process.ts';

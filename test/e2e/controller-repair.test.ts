@@ -2,7 +2,7 @@
 // sandbox and flushed rules all get re-programmed; a re-init token is handled exactly
 // once; and a pod deleted while it waits for its sandbox does not leave an error loop.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMark, REINIT_ANNOTATION, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import { encodeMark, REINIT_ANNOTATION, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { planFromPod, removeRedirect, verifyRedirect } from '../../controller/src/redirect/index.ts';
 import { metricValue, startController } from '../support/controller-process.ts';
 import type { ControllerProcess, LogLine } from '../support/controller-process.ts';

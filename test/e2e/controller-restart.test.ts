@@ -2,7 +2,7 @@
 // again; every pod ends up initialized for its own netns with exactly one copy of our
 // rules (no duplicate jumps from a half-finished first run).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import { parseMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { pollUntil, startController } from '../support/controller-process.ts';
 import type { ControllerProcess } from '../support/controller-process.ts';
 import { useMeshNode } from '../support/mesh-node.ts';

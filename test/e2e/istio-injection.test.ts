@@ -12,7 +12,7 @@ import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernet
 import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { runInNetns } from '../../controller/src/redirect/exec.ts';
+import { runInNetns } from '../../controller/src/redirect/index.ts';
 import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
 import type { Family } from '../../controller/src/redirect/index.ts';
 import { natRules } from '../../hack/lib/redirect-probe.ts';

@@ -6,7 +6,7 @@
 // connection must reach the same listener with the same original destination in both.
 // Differences we keep on purpose are listed below with their reason, and asserted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runInNetns } from '../../controller/src/redirect/exec.ts';
+import { runInNetns } from '../../controller/src/redirect/index.ts';
 import {
   AnnotationError,
   applyRedirect,
@@ -15,7 +15,7 @@ import {
   type IptablesMode,
   type NodeRedirectConfig,
 } from '../../controller/src/redirect/index.ts';
-import { iptablesBinary, IPTABLES_MODES } from '../../controller/src/redirect/mode.ts';
+import { iptablesBinary, IPTABLES_MODES } from '../../controller/src/redirect/index.ts';
 import { istioBinDir, runIstioIptables, type IstioPodSettings } from '../support/istio-reference.ts';
 import {
   connectNetns,

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { writeAnnotationsVolume, writeAtomicVolume } from '../../hack/lib/downward-api.ts';
 import { isRoot, must, ROOT_SKIP_MESSAGE } from '../support/netns.ts';
 import { createPodSandbox } from '../support/waiter-netns.ts';

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
+import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { applyRedirect, DEFAULT_NODE_CONFIG, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
 import { writeAnnotationsVolume } from '../../hack/lib/downward-api.ts';
 import { isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../support/netns.ts';

@@ -3,7 +3,7 @@
 // sidecar injector gives istio-init for a pod's annotations.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { runInNetns, type ExecResult } from '../../controller/src/redirect/exec.ts';
+import { runInNetns, type ExecResult } from '../../controller/src/redirect/index.ts';
 import type { IptablesMode } from '../../controller/src/redirect/index.ts';
 
 const BUILD_SCRIPT = join(import.meta.dirname, '..', '..', 'hack', 'build-istio-binaries.sh');

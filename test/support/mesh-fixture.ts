@@ -11,8 +11,8 @@ import type { EventsV1Event, KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { createPodSandbox } from '../../hack/lib/pod-sandbox.ts';
 import type { PodSandbox } from '../../hack/lib/pod-sandbox.ts';
-import { parseMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
-import type { Mark } from '../../controller/src/mark.ts';
+import { parseMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
+import type { Mark } from '../../controller/src/pod-contract/index.ts';
 import { ensureNode } from './cluster.ts';
 import { pollUntil } from './controller-process.ts';
 

@@ -3,7 +3,7 @@
 // connections land. Shared by the controller's end-to-end test files.
 import { expect } from 'vitest';
 import { type IptablesMode, planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
-import type { Mark } from '../../controller/src/mark.ts';
+import type { Mark } from '../../controller/src/pod-contract/index.ts';
 import { connectFrom, jumpRuleCounts, noRedirectRules, startListener } from '../../hack/lib/redirect-probe.ts';
 import type { PodHandle } from './mesh-fixture.ts';
 import { APP_UID, PROXY_UID } from './mesh-pods.ts';

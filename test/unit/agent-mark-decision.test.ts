@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decideMarkAction, handledToken, markIsCurrent, wasInitialized } from '../../controller/src/agent/mark-decision.ts';
-import { encodeMark } from '../../controller/src/mark.ts';
+import { encodeMark } from '../../controller/src/pod-contract/index.ts';
 
 const at = '2026-11-23T01:02:03Z';
 const good = encodeMark({ state: 'initialized', netns: 4026532845, rules: 'abcdef0123456789', at });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
-import type { Mark } from '../../controller/src/mark.ts';
+import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
+import type { Mark } from '../../controller/src/pod-contract/index.ts';
 import type { AnnotationsSnapshot } from '../../init-waiter/src/annotations-watcher.ts';
 import { EXIT, exitCodeForTimeout } from '../../init-waiter/src/exit-codes.ts';
 import { assessMark } from '../../init-waiter/src/readiness.ts';

@@ -1,8 +1,8 @@
 // The init-waiter's state machine with a fake clock, annotations source and self-test
 // (no root, no files, no sockets): what it waits for, what it says, how it ends.
 import { describe, expect, it } from 'vitest';
-import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/mark.ts';
-import type { Mark } from '../../controller/src/mark.ts';
+import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
+import type { Mark } from '../../controller/src/pod-contract/index.ts';
 import type { AnnotationsSnapshot } from '../../init-waiter/src/annotations-watcher.ts';
 import { EXIT } from '../../init-waiter/src/exit-codes.ts';
 import { parseOptions } from '../../init-waiter/src/options.ts';

@@ -1,9 +1,8 @@
 // The agent's configuration: environment variables, each also a flag (flags win).
 // Pure: parses plain string maps, so every bad value is unit-testable.
 import { isIPv4, isIPv6 } from 'node:net';
-import { InvalidValue, parseCidr } from '../redirect/cidr.ts';
-import { IPTABLES_MODES, type IptablesMode } from '../redirect/mode.ts';
-import { DEFAULT_NODE_CONFIG, type Family, type NodeRedirectConfig } from '../redirect/types.ts';
+import { InvalidValue, parseCidr } from '../pod-contract/index.ts';
+import { DEFAULT_NODE_CONFIG, IPTABLES_MODES, type Family, type IptablesMode, type NodeRedirectConfig } from '../redirect/index.ts';
 
 
 export interface AgentConfig {

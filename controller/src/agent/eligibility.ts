@@ -1,7 +1,7 @@
 // Which pods the agent programs (issue 4, "Which pods"). Pure: every decision carries
 // a reason code that the reconciler logs at debug level.
 import type { V1Pod } from '@kubernetes/client-node';
-import { INITIALIZE_ANNOTATION } from '../mark.ts';
+import { INITIALIZE_ANNOTATION } from '../pod-contract/index.ts';
 
 export interface EligibilityPolicy {
   proxyContainer: string;

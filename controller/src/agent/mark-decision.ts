@@ -1,7 +1,7 @@
 // Whether an existing mark counts, and what the reconciler must do about it. Pure.
 // A mark is never trusted on its own: it counts only when it names the pod's current
 // netns and the current plan's rules hash, and even then the rules are verified.
-import { type Mark, MarkFormatError, parseMark } from '../mark.ts';
+import { type Mark, MarkFormatError, parseMark } from '../pod-contract/index.ts';
 
 export type MarkAction =
   /** The mark names this netns and these rules: verify the rules in the netns. */

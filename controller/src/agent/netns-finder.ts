@@ -5,7 +5,7 @@
 // burst of pending pods costs one scan, not one each; results are cached and
 // re-validated with two cheap syscalls.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { netnsInodeFromLink } from '../mark.ts';
+import { netnsInodeFromLink } from '../pod-contract/index.ts';
 import { ownerOfCgroupFile } from './cgroup-path.ts';
 
 export interface SandboxNetns {

@@ -3,7 +3,7 @@
 // caught here or by the work queue: logged, counted, evented, marked `error`.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { type Mark, REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../mark.ts';
+import { type Mark, REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../pod-contract/index.ts';
 import {
   AnnotationError,
   type EngineOptions,

@@ -4,7 +4,7 @@
 // when a pod of the same name but another UID took this one's place. Also reads one
 // pod fresh, for when the watch has not yet delivered our last write.
 import type { V1Pod } from '@kubernetes/client-node';
-import { type Mark, STATUS_ANNOTATION, encodeMark } from '../mark.ts';
+import { type Mark, STATUS_ANNOTATION, encodeMark } from '../pod-contract/index.ts';
 import { KubeApiError, type KubeClient } from './kube-client.ts';
 import { trimPod } from './pod-informer.ts';
 

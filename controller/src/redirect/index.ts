@@ -6,6 +6,8 @@ export { AnnotationError, NodeConfigError, RedirectError, XtablesLockTimeout } f
 export { planFromPod, podKey, validateNodeConfig } from './plan.ts';
 export { renderPlan, rulesHash } from './render.ts';
 export type { IptablesMode } from './mode.ts';
-export { chooseIptablesMode, detectIptablesMode, IptablesModeError, parseIptablesMode } from './mode.ts';
+export { chooseIptablesMode, detectIptablesMode, iptablesBinary, IPTABLES_MODES, IptablesModeError, parseIptablesMode } from './mode.ts';
+export type { ExecResult } from './exec.ts';
+export { runInNetns } from './exec.ts';
 export type { ApplyOptions, EngineOptions } from './apply.ts';
 export { applyRedirect, removeRedirect, verifyRedirect } from './apply.ts';

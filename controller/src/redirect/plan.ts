@@ -1,10 +1,21 @@
 // Pod + node configuration -> RedirectPlan (pure). Every annotation value is validated;
 // any bad value throws AnnotationError and no plan exists, so nothing half-applies.
 import { parseDocument } from 'yaml';
-import { ANNOTATIONS, UNSUPPORTED_ANNOTATIONS } from './annotations.ts';
-import { InvalidValue, parseCidr, type Cidr } from './cidr.ts';
+import {
+  ANNOTATIONS,
+  InvalidValue,
+  parseCidr,
+  parseCidrList,
+  parseCidrListOrAll,
+  parseInterfaceList,
+  parsePort,
+  parsePortList,
+  parsePortListOrAll,
+  sortedUnique,
+  UNSUPPORTED_ANNOTATIONS,
+  type Cidr,
+} from '../pod-contract/index.ts';
 import { AnnotationError, NodeConfigError } from './errors.ts';
-import { parseCidrList, parseCidrListOrAll, parseInterfaceList, parsePort, parsePortList, parsePortListOrAll, sortedUnique } from './lists.ts';
 import {
   BUILTIN_EXCLUDED_INBOUND_PORTS,
   DEFAULT_NODE_CONFIG,

@@ -1,6 +1,8 @@
 // Types shared by the redirect engine's pure parts (plan, render) and its effects (apply).
 
-export type Family = 'ipv4' | 'ipv6';
+import type { Family } from '../pod-contract/index.ts';
+
+export type { Family };
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
 
 /** The parts of a Pod the engine reads; structurally compatible with client-node's V1Pod. */

@@ -1,7 +1,7 @@
 // CIDR canonicalisation: the text must equal what iptables-save prints (glibc inet_ntop).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvalidValue, parseCidr } from '../../controller/src/redirect/cidr.ts';
+import { InvalidValue, parseCidr } from '../../controller/src/pod-contract/index.ts';
 
 describe('parseCidr', () => {
   it.each([

@@ -1,5 +1,5 @@
-// Names of the Istio pod annotations the engine reads (no dependencies, so the init-waiter's
-// bundle can share them without the engine's YAML parser).
+// The Istio pod annotations the redirect engine reads, and those it refuses. The
+// init-waiter reads some of them too (to pick its probe target).
 export const ANNOTATIONS = {
   interceptionMode: 'sidecar.istio.io/interceptionMode',
   includeInboundPorts: 'traffic.sidecar.istio.io/includeInboundPorts',

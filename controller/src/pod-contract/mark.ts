@@ -1,6 +1,5 @@
 // The mark: the annotation through which the controller tells a pod's init-waiter
-// (and operators) whether its redirect is in place. Imports nothing but types, so
-// the init-waiter bundle can share it without pulling in any dependency.
+// (and operators) whether its redirect is in place.
 
 const ANNOTATION_PREFIX = 'pod-network-controller.io/';
 export const STATUS_ANNOTATION = `${ANNOTATION_PREFIX}status`;

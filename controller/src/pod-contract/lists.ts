@@ -1,5 +1,5 @@
 // Parsers for the comma-separated values of Istio's traffic annotations. They throw
-// InvalidValue with a reason; plan.ts turns that into an AnnotationError naming the pod.
+// InvalidValue with a reason; callers add the pod and the annotation to the message.
 import { InvalidValue, parseCidr, type Cidr } from './cidr.ts';
 
 /** Bounds the rules one pod can ask for (each entry becomes a rule per family). */

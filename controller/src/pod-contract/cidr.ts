@@ -1,6 +1,8 @@
 // CIDR parsing into the canonical text iptables-save prints (network address, glibc
 // inet_ntop style), so rendered rules compare equal to what is read back from a netns.
-import type { Family } from './types.ts';
+
+/** An IP address family; the redirect engine programs one ruleset per family. */
+export type Family = 'ipv4' | 'ipv6';
 
 export class InvalidValue extends Error {
   override name = 'InvalidValue';
