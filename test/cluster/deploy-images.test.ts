@@ -108,7 +108,7 @@ describe('Dockerfile and .dockerignore', () => {
     const ownSources = Object.keys(result.metafile.inputs)
       .map((input) => relative(ROOT, resolve(ROOT, input)))
       .filter((input) => !input.startsWith('node_modules/'));
-    expect(ownSources).toContain('controller/src/mark.ts');
+    expect(ownSources).toContain('controller/src/pod-contract/mark.ts');
     expect(ownSources).toContain('hack/lib/bundle-options.ts');
     for (const source of ownSources) {
       expect(copied.some((c) => source === c || source.startsWith(`${c}/`)), `${source} is not copied into the build stage`).toBe(true);
