@@ -217,6 +217,10 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
     const handle = await k132.fixture.createPod(namespace, appPod('classic', k132.nodeName));
     expectIstioShape(handle.pod, { native: false, uid: 1337, gid: 1337 });
     await expectInitialized(k132, handle, 1337, 1337);
+    // The pod's own annotation overrides the node's version.
+    const asked = appPod('asks-native', k132.nodeName);
+    asked.metadata!.annotations = { 'sidecar.istio.io/nativeSidecar': 'true' };
+    expectIstioShape(await core.createNamespacedPod({ namespace, body: asked, dryRun: 'All' }), { native: true, uid: 1337, gid: 1337 });
   });
 
   it('native sidecar (kubelet 1.34): istio-validation, istio-proxy (restartPolicy Always), waiter; the agent initializes it', async () => {
@@ -329,6 +333,12 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
     const handle = await k134.fixture.createPod(namespace, injected);
     expectIstioShape(handle.pod, { native: false, uid: 1337, gid: 1337 });
     await expectInitialized(k134, handle, 1337, 1337);
+  });
+
+  it("istioctl kube-inject with cluster access sends the pod to the cluster's webhook, which applies defaultTemplates", async () => {
+    // istioctl picks the first webhook configuration labelled istio.io/rev=default: one of this file's injectors.
+    const injected = await kubeInject(binDir, rendered.helm, appPod('kube-inject-online', k134.nodeName), kubeconfig);
+    expect(injected.spec?.initContainers?.map((c) => c.name)).toEqual(['istio-validation', 'istio-proxy', 'pnc-init-waiter']);
   });
 
   it('istioctl route with the Helm keys under spec.values: istioctl forces pilot.cni.enabled off, so pods get root istio-init with NET_ADMIN', async () => {

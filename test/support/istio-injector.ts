@@ -139,14 +139,18 @@ export async function registerInjector(
 }
 
 /**
- * `istioctl kube-inject` offline, as its help shows it: the injector's config, values and mesh
- * config from RENDERED's ConfigMaps (--revision default, so it asks no cluster for revisions).
+ * `istioctl kube-inject` as its help shows it. Offline (no KUBECONFIG): the injector's config,
+ * values and mesh config from RENDERED's ConfigMaps. With KUBECONFIG: only the mesh config, and
+ * istioctl sends the pod to the cluster's injection webhook. --revision default either way, so
+ * it asks no cluster for revision tags.
  */
-export async function kubeInject(binDir: string, rendered: RenderedIstiod, pod: V1Pod): Promise<V1Pod> {
+export async function kubeInject(binDir: string, rendered: RenderedIstiod, pod: V1Pod, kubeconfig?: string): Promise<V1Pod> {
   const input = join(rendered.dir, `kube-inject-${pod.metadata?.name ?? 'pod'}.yaml`);
   await writeFile(input, stringify({ apiVersion: 'v1', kind: 'Pod', ...pod }));
-  const args = ['kube-inject', '--revision', 'default', '--injectConfigFile', join(rendered.dir, 'config'), '--meshConfigFile', join(rendered.dir, 'mesh'), '--valuesFile', join(rendered.dir, 'values'), '-f', input];
-  const { stdout } = await promisify(execFile)(join(binDir, 'istio-injector'), args, { env: {}, maxBuffer: 4 << 20 });
+  const args = ['kube-inject', '--revision', 'default', '--meshConfigFile', join(rendered.dir, 'mesh'), '-f', input];
+  if (!kubeconfig) args.push('--injectConfigFile', join(rendered.dir, 'config'), '--valuesFile', join(rendered.dir, 'values'));
+  const env: Record<string, string> = kubeconfig ? { KUBECONFIG: kubeconfig } : {};
+  const { stdout } = await promisify(execFile)(join(binDir, 'istio-injector'), args, { env, maxBuffer: 4 << 20 });
   const injected = parseAllDocuments(stdout).map((doc) => doc.toJS() as V1Pod | null).find((doc) => doc?.kind === 'Pod');
   if (!injected) throw new Error(`istioctl kube-inject printed no Pod: ${stdout.slice(0, 500)}`);
   return injected;
