@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the real control-plane binaries the tests and the demo run:
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl from k8s.io/kubernetes, and
-# etcd from go.etcd.io/etcd/server/v3, through the Go module proxy, into a cache
+# etcd from go.etcd.io/etcd/server/v3, and crictl (the real node's troubleshooting tool) from
+# sigs.k8s.io/cri-tools, through the Go module proxy, into a cache
 # outside the repo keyed by version. Prints the directory that holds them.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
 CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
@@ -15,7 +17,7 @@ log() { echo "build-k8s-binaries: $*" >&2; }
 
 have_all() {
   local b
-  for b in "${K8S_TOOLS[@]}" etcd; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
+  for b in "${K8S_TOOLS[@]}" etcd crictl; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
 }
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
@@ -73,4 +75,10 @@ for b in "${K8S_TOOLS[@]}"; do
   [[ -x "$BIN_DIR/$b" ]] || { build_kubernetes; break; }
 done
 [[ -x "$BIN_DIR/etcd" ]] || build_etcd
+if [[ ! -x "$BIN_DIR/crictl" ]]; then
+  start=$SECONDS
+  log "building crictl from sigs.k8s.io/cri-tools $CRICTL_VERSION"
+  GOBIN="$BIN_DIR" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  log "built crictl in $((SECONDS - start)) s"
+fi
 echo "$BIN_DIR"

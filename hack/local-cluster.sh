@@ -4,7 +4,7 @@
 #
 #   hack/local-cluster.sh up [--with-controller-manager|--with-node]   start, or reuse a running one; prints the kubeconfig path
 #   hack/local-cluster.sh down          stop what `up` started (recorded pids only), remove the state dir and the node's host traces
-#   hack/local-cluster.sh env           print `export KUBECONFIG=...` (PATH when kubectl is too old, CONTAINERD_ADDRESS with a node)
+#   hack/local-cluster.sh env           print `export KUBECONFIG=...` (PATH when kubectl is too old; with a node CONTAINERD_ADDRESS, crictl's endpoint)
 #   hack/local-cluster.sh status        exit 0 when running and ready
 #   hack/local-cluster.sh node-reboot   kill every pod sandbox, restart containerd and the kubelet
 #   hack/local-cluster.sh deploy        build the images, import them into the node, apply the manifests (hack/deploy-local.sh)
@@ -372,12 +372,18 @@ cmd_env() {
   local machine minor
   machine=$(command -v kubectl || true)
   [[ -n "$machine" ]] && minor=$(kubectl_minor "$machine")
+  # shellcheck disable=SC2016 # $PATH must expand in the caller's shell, not here
   if [[ -z "$machine" || -z "${minor:-}" || "$minor" -lt "$MIN_KUBECTL_MINOR" ]] && [[ -x "$BIN_DIR/kubectl" ]]; then
-    # shellcheck disable=SC2016 # $PATH must expand in the caller's shell, not here
     printf 'export PATH=%q:"$PATH"\n' "$BIN_DIR"
+  elif [[ -f "$STATE_DIR/node/node.env" ]]; then
+    # crictl for the node, after the machine's own tools.
+    printf 'export PATH="$PATH":%q\n' "$BIN_DIR"
   fi
   if [[ -f "$STATE_DIR/node/node.env" ]]; then
-    printf 'export CONTAINERD_ADDRESS=%q CONTAINERD_NAMESPACE=k8s.io\n' "$(sed -n 's/^CONTAINERD_ADDRESS=//p' "$STATE_DIR/node/node.env")"
+    local address
+    address=$(sed -n 's/^CONTAINERD_ADDRESS=//p' "$STATE_DIR/node/node.env")
+    # ctr reads the first two, crictl the last.
+    printf 'export CONTAINERD_ADDRESS=%q CONTAINERD_NAMESPACE=k8s.io CONTAINER_RUNTIME_ENDPOINT=%q\n' "$address" "unix://$address"
   fi
 }
 

@@ -96,7 +96,7 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
       env: { ...process.env, PNC_CLUSTER_DIR: inject('clusterDir') },
     });
     const address = inject('containerdAddress');
-    expect(env).toContain(`export CONTAINERD_ADDRESS=${address} CONTAINERD_NAMESPACE=k8s.io`);
+    expect(env).toContain(`export CONTAINERD_ADDRESS=${address} CONTAINERD_NAMESPACE=k8s.io CONTAINER_RUNTIME_ENDPOINT=unix://${address}\n`);
     expect(execFileSync('ctr', ['--address', address, '--namespace', 'k8s.io', 'images', 'ls', '-q'], { encoding: 'utf8' }).split('\n')).toContain(PAUSE_IMAGE);
   });
 

@@ -4,6 +4,7 @@
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -21,6 +22,7 @@ const clusterDir = inject('clusterDir');
 const AGENT_NAMESPACE = 'pod-network-controller';
 const AGENT_SELECTOR = 'app.kubernetes.io/name=pod-network-controller';
 
+const execFileAsync = promisify(execFile);
 const k = (args: string[], timeoutMs?: number, input?: string) =>
   input === undefined ? kubectl(inject('binDir'), inject('kubeconfig'), args, timeoutMs) : kubectlWithInput(args, input);
 
@@ -400,8 +402,12 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
       forward.kill();
     }
 
-    // verify from the agent, with the sandbox PID found on the node.
-    const { pid } = (await new NetnsFinder({ procRoot: '/proc' }).find(pod!.metadata!.uid!, 0))!;
+    // verify from the agent, with the sandbox PID found on the node by crictl as written.
+    const crictl = async (args: string[]) =>
+      (await execFileAsync(join(inject('binDir'), 'crictl'), args, { env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('containerdAddress')}` } })).stdout.trim();
+    const sandboxId = await crictl(['pods', '--namespace', mesh, '--name', name, '--state', 'ready', '-q']);
+    const pid = await crictl(['inspectp', '-o', 'go-template', '--template', '{{.info.pid}}', sandboxId]);
+    expect((await new NetnsFinder({ procRoot: '/proc' }).find(pod!.metadata!.uid!, 0))?.pid).toBe(Number(pid));
     const yaml = await k(['get', 'pod', '-n', mesh, name, '-o', 'yaml']);
     const verify = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const child = execFile(
