@@ -37,9 +37,9 @@ export interface Injector {
   stop(): Promise<void>;
 }
 
-/** The directory holding the built wrappers (builds them when stale; CI builds them first). */
+/** The directory holding the built istio-injector (built when stale; CI builds it first). */
 export async function istioBinDir(): Promise<string> {
-  const { stdout } = await promisify(execFile)('bash', [join(ROOT, 'hack/build-istio-binaries.sh')], { cwd: ROOT, maxBuffer: 1 << 20 });
+  const { stdout } = await promisify(execFile)('bash', [join(ROOT, 'hack/build-istio-binaries.sh'), 'istio-injector'], { cwd: ROOT, maxBuffer: 1 << 20 });
   return stdout.trim().split('\n').at(-1)!;
 }
 
