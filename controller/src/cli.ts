@@ -1,4 +1,5 @@
 // dist/controller.js: the node agent (`run`) and the operator's redirect tools.
+import { parseArgs } from 'node:util';
 import { redirectCommands, redirectHelp } from './commands/redirect.ts';
 import { runCommand, runHelp } from './commands/run.ts';
 
@@ -15,12 +16,14 @@ Exit codes:
   3  verify: the rules in the netns differ from the plan (a diff is printed)
 `;
 
+// The first argument is the command (or --help); the rest are the command's own flags.
 const [command, ...args] = process.argv.slice(2);
-if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+const [first] = parseArgs({ args: process.argv.slice(2, 3), options: { help: { type: 'boolean', short: 'h' } }, strict: false, allowPositionals: true, tokens: true }).tokens;
+if (first === undefined || (first.kind === 'option' && first.name === 'help' && first.value === undefined) || command === 'help') {
   process.stdout.write(HELP);
-  process.exit(command === undefined ? 2 : 0);
+  process.exit(first === undefined ? 2 : 0);
 }
-const handler = command === 'run' ? runCommand : redirectCommands[command];
+const handler = command === 'run' ? runCommand : redirectCommands[command!];
 if (!handler) {
   process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP}`);
   process.exit(2);

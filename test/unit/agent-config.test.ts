@@ -54,6 +54,7 @@ describe('agent config', () => {
     expect(parseConfig(base, ['--allow-proxy-uid-apps']).allowProxyUidApps).toBe(true);
     expect(parseConfig(base, ['--capture-dns', '--concurrency', '3']).captureDns).toBe(true);
     expect(parseConfig({ ...base, PNC_CAPTURE_DNS: 'true' }, ['--capture-dns=false']).captureDns).toBe(false);
+    expect(parseConfig({ ...base, PNC_CAPTURE_DNS: 'true' }, ['--capture-dns', 'false']).captureDns).toBe(false);
   });
 
   it('parses lists of ports and CIDRs, completing a bare address to a host prefix', () => {
@@ -98,6 +99,8 @@ describe('agent config', () => {
   it('refuses unknown flags and flags without a value', () => {
     expect(configError(base, ['--nodename', 'x']).value).toBe('--nodename');
     expect(configError(base, ['--concurrency']).variable).toBe('--concurrency');
+    expect(configError(base, ['--nodename=x']).value).toBe('--nodename=x');
+    expect(configError(base, ['stray']).value).toBe('stray');
   });
 
   it('derives flag names from the variables', () => {

@@ -1,6 +1,7 @@
 // The agent's configuration: environment variables, each also a flag (flags win).
 // Pure: parses plain string maps, so every bad value is unit-testable.
 import { isIPv4, isIPv6 } from 'node:net';
+import { parseArgs } from 'node:util';
 import { InvalidValue, parseCidr } from '../pod-contract/index.ts';
 import { DEFAULT_NODE_CONFIG, IPTABLES_MODES, type Family, type IptablesMode, type NodeRedirectConfig } from '../redirect/index.ts';
 
@@ -79,6 +80,47 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 type Get = (name: string) => string;
 
+export type FlagOptions = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+/** node:util parseArgs options of the settings: `http-port` for PNC_HTTP_PORT. */
+export function settingOptions(settings: readonly Setting[] = SETTINGS): FlagOptions {
+  return Object.fromEntries(settings.map((s) => [flagName(s.env).slice(2), { type: s.boolean ? ('boolean' as const) : ('string' as const) }]));
+}
+
+export interface Flag {
+  /** The option's name in the table (`http-port`). */
+  name: string;
+  /** The argument as given (`--http-port=0`), for messages. */
+  arg: string;
+  /** undefined: a string flag given no value. A boolean flag takes `=v` or the next non-flag argument, else "true". */
+  value: string | undefined;
+}
+
+/**
+ * The flags in args, tokenized by node:util parseArgs against `options`. Not strict: each
+ * token is judged here, so callers word their own errors; an option not in the table or a
+ * stray argument is handed to `unknown` (its name, undefined for a stray argument).
+ */
+export function scanFlags(args: readonly string[], options: FlagOptions, unknown: (arg: string, name: string | undefined) => Error): Flag[] {
+  const { tokens } = parseArgs({ args: [...args], options, strict: false, allowPositionals: true, tokens: true });
+  const flags: Flag[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    const arg = args[token.index]!;
+    if (token.kind !== 'option' || !Object.hasOwn(options, token.name)) {
+      throw unknown(arg, token.kind === 'option' ? token.name : undefined);
+    }
+    const next = tokens[i + 1];
+    if (options[token.name]!.type === 'boolean' && !token.inlineValue && next?.kind === 'positional') {
+      flags.push({ name: token.name, arg, value: next.value });
+      i++;
+    } else {
+      flags.push({ name: token.name, arg, value: token.value ?? (options[token.name]!.type === 'boolean' ? 'true' : undefined) });
+    }
+  }
+  return flags;
+}
+
 /** Reads flags (`--x v`, `--x=v`, booleans also bare `--x`) of `settings` over the environment. */
 function readSettings(env: Record<string, string | undefined>, args: readonly string[], settings: readonly Setting[]): Get {
   const values = new Map<string, string>();
@@ -86,17 +128,10 @@ function readSettings(env: Record<string, string | undefined>, args: readonly st
     const value = env[setting.env];
     if (value !== undefined) values.set(setting.env, value);
   }
-  const byFlag = new Map(settings.map((s) => [flagName(s.env), s]));
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const eq = arg.indexOf('=');
-    const flag = eq === -1 ? arg : arg.slice(0, eq);
-    const setting = byFlag.get(flag);
-    if (!setting) throw new ConfigError('flag', arg, `unknown flag (see --help)`);
-    if (eq !== -1) values.set(setting.env, arg.slice(eq + 1));
-    else if (setting.boolean && (args[i + 1] === undefined || args[i + 1]!.startsWith('--'))) values.set(setting.env, 'true');
-    else if (args[i + 1] === undefined) throw new ConfigError(flag, '', 'missing value');
-    else values.set(setting.env, args[++i]!);
+  const byName = new Map(settings.map((s) => [flagName(s.env).slice(2), s]));
+  for (const flag of scanFlags(args, settingOptions(settings), (arg) => new ConfigError('flag', arg, 'unknown flag (see --help)'))) {
+    if (flag.value === undefined) throw new ConfigError(`--${flag.name}`, '', 'missing value');
+    values.set(byName.get(flag.name)!.env, flag.value);
   }
   return (name) => (values.get(name) ?? settings.find((s) => s.env === name)!.defaultValue).trim();
 }

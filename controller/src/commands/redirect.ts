@@ -4,7 +4,19 @@
 // the rules the agent programmed as correct.
 import { stat } from 'node:fs/promises';
 import type { V1Pod } from '@kubernetes/client-node';
-import { ConfigError, configHelp, flagName, nodeRedirectConfig, parseRedirectSettings, REDIRECT_SETTINGS, type RedirectSettings } from '../agent/config.ts';
+import {
+  ConfigError,
+  configHelp,
+  flagName,
+  nodeRedirectConfig,
+  parseRedirectSettings,
+  REDIRECT_SETTINGS,
+  scanFlags,
+  SETTINGS,
+  settingOptions,
+  type FlagOptions,
+  type RedirectSettings,
+} from '../agent/config.ts';
 import { effectiveIdentity, findProxyContainer } from '../agent/proxy-identity.ts';
 import { PodManifestError, readPodManifest } from '../pod-manifest.ts';
 import {
@@ -46,28 +58,37 @@ class UsageError extends Error {
 
 type Flags = Map<string, string>;
 
-/** This command's own flags; every other argument goes to the node settings (parseRedirectSettings). */
-function parseFlags(args: string[], allowed: readonly string[]): { flags: Flags; settings: RedirectSettings } {
+/** The redirect commands' own flags (node:util parseArgs options); each command takes some of them. */
+export const REDIRECT_COMMAND_OPTIONS = {
+  netns: { type: 'string' },
+  pod: { type: 'string' },
+  family: { type: 'string' },
+} as const satisfies FlagOptions;
+
+type CommandFlag = keyof typeof REDIRECT_COMMAND_OPTIONS;
+
+/** The node settings the redirect commands take as flags, besides their own. */
+export const REDIRECT_SETTING_OPTIONS = settingOptions(SETTINGS.filter((s) => REDIRECT_SETTINGS.includes(s.env)));
+
+/** This command's own flags; the node settings among the arguments go to parseRedirectSettings. */
+function parseFlags(args: string[], allowed: readonly CommandFlag[]): { flags: Flags; settings: RedirectSettings } {
+  const own: FlagOptions = Object.fromEntries(allowed.map((name) => [name, REDIRECT_COMMAND_OPTIONS[name]]));
+  const unknown = (arg: string, name: string | undefined) =>
+    name === undefined || !arg.startsWith('--')
+      ? new UsageError(`unexpected argument ${JSON.stringify(arg)}`)
+      : new UsageError(`unknown flag --${name} (allowed: ${[...allowed.map((f) => `--${f}`), ...REDIRECT_SETTINGS.map(flagName)].join(' ')})`);
   const flags: Flags = new Map();
-  const rest: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (!allowed.includes(name)) {
-      const setting = REDIRECT_SETTINGS.find((env) => flagName(env) === `--${name}`);
-      if (setting === undefined) throw new UsageError(`unknown flag --${name} (allowed: ${[...allowed.map((f) => `--${f}`), ...REDIRECT_SETTINGS.map(flagName)].join(' ')})`);
-      rest.push(arg);
-      if (eq === -1 && args[i + 1] !== undefined && !args[i + 1]!.startsWith('--')) rest.push(args[++i]!);
+  const settingArgs: string[] = [];
+  for (const { name, value } of scanFlags(args, { ...own, ...REDIRECT_SETTING_OPTIONS }, unknown)) {
+    if (!Object.hasOwn(own, name)) {
+      settingArgs.push(value === undefined ? `--${name}` : `--${name}=${value}`);
       continue;
     }
-    const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined || value === '') throw new UsageError(`flag --${name} needs a value`);
     if (flags.has(name)) throw new UsageError(`flag --${name} given twice`);
     flags.set(name, value);
   }
-  return { flags, settings: parseRedirectSettings(process.env, rest) };
+  return { flags, settings: parseRedirectSettings(process.env, settingArgs) };
 }
 
 function required(flags: Flags, name: string): string {

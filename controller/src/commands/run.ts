@@ -1,7 +1,8 @@
 // `run`: the node agent, the DaemonSet's main process.
+import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
-import { type AgentConfig, ConfigError, configHelp, nodeRedirectConfig, parseConfig } from '../agent/config.ts';
+import { type AgentConfig, ConfigError, configHelp, type FlagOptions, nodeRedirectConfig, parseConfig, settingOptions } from '../agent/config.ts';
 import { type IptablesMode, NodeConfigError, type NodeRedirectConfig, detectIptablesMode, validateNodeConfig } from '../redirect/index.ts';
 
 export const runHelp = `  run [flags]
@@ -32,8 +33,12 @@ function reexecWithSmallYoungGeneration(): void {
   process.execve(process.execPath, [process.execPath, `${flag}=1`, ...process.execArgv, ...process.argv.slice(1)], { MALLOC_ARENA_MAX: '2', ...process.env });
 }
 
+/** `run`'s flags (node:util parseArgs options): every setting, and help. */
+export const RUN_OPTIONS = { ...settingOptions(), help: { type: 'boolean', short: 'h' } } satisfies FlagOptions;
+
 export async function runCommand(args: string[]): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
+  // Not strict: parseConfig judges the settings' flags and words their errors.
+  if (parseArgs({ args, options: RUN_OPTIONS, strict: false, allowPositionals: true }).values.help === true) {
     process.stdout.write(`Usage: node dist/controller.js run [flags]\n\n${runHelp}`);
     return 0;
   }
