@@ -409,6 +409,7 @@ case $command in
   node-reboot) lock; BIN_DIR=$(sed -n 's/^BIN_DIR=//p' "$CLUSTER_ENV"); local_node reboot ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  deploy) PNC_CLUSTER_DIR=$STATE_DIR bash "$HACK_DIR/deploy-local.sh" "$@" ;;
+  # exec: a long build must not read this file again (it may be edited meanwhile).
+  deploy) PNC_CLUSTER_DIR=$STATE_DIR exec bash "$HACK_DIR/deploy-local.sh" "$@" ;;
   *) usage ;;
 esac
