@@ -6,7 +6,7 @@ import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
-import { applyRedirect, DEFAULT_NODE_CONFIG, planFromPod } from '../controller/src/redirect/index.ts';
+import { applyRedirect, planFromPod } from '../controller/src/redirect/index.ts';
 import { writeAnnotationsVolume } from './lib/downward-api.ts';
 import { isRoot } from '../test/support/netns.ts';
 import { createPodSandbox } from '../test/support/waiter-netns.ts';
@@ -52,7 +52,7 @@ let bundle: WaiterBundle | undefined;
 const sandbox = createPodSandbox();
 try {
   bundle = bundleWaiter();
-  await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'bench', name: 'waiter' } }, DEFAULT_NODE_CONFIG));
+  await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'bench', name: 'waiter' } }));
   const mark = () => ({ [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }) });
   const unmarked = { 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' };
 

@@ -6,7 +6,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SUPPLEMENTAL_GROUPS_ANNOTATION, UID_RANGE_ANNOTATION } from '../../controller/src/agent/proxy-identity.ts';
-import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
+import { planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
 import { connectFrom, natRules, startListener } from '../../hack/lib/redirect-probe.ts';
 import { startController } from '../support/controller-process.ts';
 import type { ControllerProcess } from '../support/controller-process.ts';
@@ -73,14 +73,10 @@ function istioShapedPod(name: string, nodeName: string, options: { uid: number; 
   return pod;
 }
 
-function configFor(uid: number, gid: number) {
-  return { ...DEFAULT_NODE_CONFIG, proxyUid: uid, proxyGid: gid };
-}
-
 /** The mark names the sandbox and the rules planned for this identity; those rules are read back in the pod's netns. */
 async function expectInitializedFor(fixture: ReturnType<typeof useMeshNode>['fixture'], handle: PodHandle, uid: number, gid: number): Promise<void> {
   const mark = await fixture.waitForInitialized(handle);
-  const plan = planFromPod(handle.pod, configFor(uid, gid));
+  const plan = planFromPod(handle.pod, undefined, { uid, gid });
   expect(mark.rules).toBe(rulesHash(renderPlan(plan)));
   const { netnsPath } = handle.sandbox!;
   const verified = await verifyRedirect(netnsPath, plan);

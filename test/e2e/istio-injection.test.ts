@@ -13,7 +13,7 @@ import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { runInNetns } from '../../controller/src/redirect/index.ts';
-import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
+import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, validateNodeConfig, verifyRedirect } from '../../controller/src/redirect/index.ts';
 import type { Family } from '../../controller/src/redirect/index.ts';
 import { natRules } from '../../hack/lib/redirect-probe.ts';
 import { ROOT } from '../cluster/deploy-support.ts';
@@ -195,7 +195,7 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
   /** The agent on NODE initialized the pod with Istio's proxy identity: mark, verified rules, ::6 for IPv6. */
   async function expectInitialized(node: MeshNode, handle: PodHandle, uid: number, gid: number, families: Family[] = ['ipv4', 'ipv6']): Promise<void> {
     const mark = await node.fixture.waitForInitialized(handle);
-    const plan = planFromPod(handle.pod, { ...DEFAULT_NODE_CONFIG, proxyUid: uid, proxyGid: gid, families });
+    const plan = planFromPod(handle.pod, validateNodeConfig({ ...DEFAULT_NODE_CONFIG, families }), { uid, gid });
     expect(mark.rules).toBe(rulesHash(renderPlan(plan)));
     const { netnsPath } = handle.sandbox!;
     const verified = await verifyRedirect(netnsPath, plan);

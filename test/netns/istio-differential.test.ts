@@ -13,7 +13,9 @@ import {
   DEFAULT_NODE_CONFIG,
   planFromPod,
   type IptablesMode,
+  validateNodeConfig,
   type NodeRedirectConfig,
+  type ValidatedNodeConfig,
 } from '../../controller/src/redirect/index.ts';
 import { iptablesBinary, IPTABLES_MODES } from '../../controller/src/redirect/index.ts';
 import { istioBinDir, runIstioIptables, type IstioPodSettings } from '../support/istio-reference.ts';
@@ -254,16 +256,16 @@ function settingsOf(config: Config): IstioPodSettings {
   };
 }
 
-function nodeConfigOf(config: Config): NodeRedirectConfig {
+function nodeConfigOf(config: Config): ValidatedNodeConfig {
   const proxy = config.proxy ?? ISTIO_DEFAULT;
-  return {
+  return validateNodeConfig({
     ...DEFAULT_NODE_CONFIG,
     proxyUid: proxy.uid,
     proxyGid: proxy.gid,
     captureDns: config.dns === 'node',
     families: config.nodeFamilies ?? (config.dualStack || config.ipv6Only ? ['ipv4', 'ipv6'] : ['ipv4']),
     ...config.node,
-  };
+  });
 }
 
 const podOf = (config: Config) => ({ metadata: { namespace: 'differential', name: config.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase(), annotations: config.annotations ?? {} } });

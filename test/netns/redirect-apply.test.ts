@@ -12,6 +12,7 @@ import {
   removeRedirect,
   verifyRedirect,
   XtablesLockTimeout,
+  validateNodeConfig,
   type IptablesMode,
 } from '../../controller/src/redirect/index.ts';
 import { createNetns, deleteNetns, isRoot, must, ROOT_SKIP_MESSAGE, runInNetns, type TestNetns } from '../support/netns.ts';
@@ -124,7 +125,7 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('redirect eng
   it('removes our rules from a family the plan no longer has, and verify reports them until then', async () => {
     addForeignRules();
     await applyRedirect(netns!.path, basePlan, { mode });
-    const ipv4Only = planFromPod(podWith({}), { ...DEFAULT_NODE_CONFIG, families: ['ipv4'] });
+    const ipv4Only = planFromPod(podWith({}), validateNodeConfig({ ...DEFAULT_NODE_CONFIG, families: ['ipv4'] }));
     const before = await verifyRedirect(netns!.path, ipv4Only, { mode });
     expect(before.ok).toBe(false);
     expect(before.diff).toContain('--- ipv6: not in the plan');
@@ -137,7 +138,7 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('redirect eng
 
   it('adds the raw-table DNS zones with DNS capture and removes them when it is turned off', async () => {
     addForeignRules();
-    const dnsPlan = planFromPod(podWith({}), { ...DEFAULT_NODE_CONFIG, captureDns: true });
+    const dnsPlan = planFromPod(podWith({}), validateNodeConfig({ ...DEFAULT_NODE_CONFIG, captureDns: true }));
     const rawOf = (family: 'ipv4' | 'ipv6') =>
       must(['nsenter', `--net=${netns!.path}`, '--', `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${mode}-save`, '-t', 'raw']);
     await applyRedirect(netns!.path, basePlan, { mode });

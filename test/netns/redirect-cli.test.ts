@@ -117,7 +117,7 @@ describe.skipIf(!isRoot)('controller CLI redirect commands', () => {
     const node = nodeRedirectConfig(parseConfig(agentEnv, []));
     const pod = { metadata: { name: 'web', namespace: 'demo' } };
     await removeRedirect(netns!.path, { mode: 'nft' });
-    await applyRedirect(netns!.path, planFromPod(pod, { ...node, proxyUid: 1000659999, proxyGid: 1000650000 }), { mode: 'nft' });
+    await applyRedirect(netns!.path, planFromPod(pod, node, { uid: 1000659999, gid: 1000650000 }), { mode: 'nft' });
     try {
       const asAgent = cliWithEnv(agentEnv, 'verify', '--netns', netns!.path, '--pod', openshiftPod);
       expect(asAgent.stderr).toBe('');

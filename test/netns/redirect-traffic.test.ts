@@ -8,6 +8,7 @@ import {
   planFromPod,
   removeRedirect,
   verifyRedirect,
+  validateNodeConfig,
   type IptablesMode,
 } from '../../controller/src/redirect/index.ts';
 import {
@@ -41,7 +42,7 @@ const pod = {
   },
 };
 const plan = planFromPod(pod);
-const dnsPlan = planFromPod(pod, { ...DEFAULT_NODE_CONFIG, captureDns: true });
+const dnsPlan = planFromPod(pod, validateNodeConfig({ ...DEFAULT_NODE_CONFIG, captureDns: true }));
 
 const ADDRESSES = {
   ipv4: { pod: '192.0.2.1', remote: '192.0.2.2', excludedRemote: '198.51.100.2', loopback: '127.0.0.1' },
@@ -156,7 +157,7 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('traffic thro
     expect(drift.ok).toBe(false);
     expect(drift.diff).toContain('::6/128 is missing from lo');
     // An IPv4-only plan neither needs nor checks it.
-    const v4only = planFromPod(pod, { ...DEFAULT_NODE_CONFIG, families: ['ipv4'] });
+    const v4only = planFromPod(pod, validateNodeConfig({ ...DEFAULT_NODE_CONFIG, families: ['ipv4'] }));
     await applyRedirect(podNs!.path, v4only, { mode });
     expect(await verifyRedirect(podNs!.path, v4only, { mode })).toEqual({ ok: true, diff: '' });
     expect(await passthrough()).toBe('ERR:EADDRNOTAVAIL');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
-import { applyRedirect, DEFAULT_NODE_CONFIG, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
+import { applyRedirect, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
 import { writeAnnotationsVolume } from '../../hack/lib/downward-api.ts';
 import { isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../support/netns.ts';
 import { createPodSandbox } from '../support/waiter-netns.ts';
@@ -54,7 +54,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, rules: '0123456789abcdef', at: new Date().toISOString() }),
   });
   const program = (annotations: Record<string, string> = {}) =>
-    applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'waiter', annotations } }, DEFAULT_NODE_CONFIG));
+    applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'waiter', annotations } }));
 
   it('with a correct mark but no rules: the self-test fails (refused by the network) and it does not pass (exit 6)', async () => {
     const { dir, file } = freshVolume();
@@ -139,7 +139,7 @@ describe.skipIf(!isRoot)('init-waiter self-test in an IPv4-only pod', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pnc-podinfo-'));
     volume = dir;
     chmodSync(dir, 0o755);
-    await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'v4' } }, DEFAULT_NODE_CONFIG));
+    await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'v4' } }));
     writeAnnotationsVolume(dir, {
       [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }),
     });

@@ -3,7 +3,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, type NodeRedirectConfig } from '../../controller/src/redirect/index.ts';
+import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, validateNodeConfig, type NodeRedirectConfig } from '../../controller/src/redirect/index.ts';
 
 const GOLDEN_DIR = join(import.meta.dirname, '..', 'golden', 'redirect');
 
@@ -50,7 +50,7 @@ const cases: { name: string; annotations: Record<string, string>; config?: Parti
 
 describe('renderPlan golden files', () => {
   it.each(cases)('$name', ({ name, annotations, config }) => {
-    const plan = planFromPod({ metadata: { namespace: 'golden', name, annotations } }, { ...DEFAULT_NODE_CONFIG, ...config });
+    const plan = planFromPod({ metadata: { namespace: 'golden', name, annotations } }, validateNodeConfig({ ...DEFAULT_NODE_CONFIG, ...config }));
     const rendered = renderPlan(plan);
     expect(Object.keys(rendered)).toEqual(plan.families);
     for (const [family, payload] of Object.entries(rendered)) {

@@ -2,7 +2,7 @@
 // environment and flags as the agent, and both make the same engine node config from them.
 import { describe, expect, it } from 'vitest';
 import { ConfigError, nodeRedirectConfig, parseConfig, parseRedirectSettings } from '../../controller/src/agent/config.ts';
-import { DEFAULT_NODE_CONFIG } from '../../controller/src/redirect/index.ts';
+import { DEFAULT_NODE_CONFIG, NodeConfigError } from '../../controller/src/redirect/index.ts';
 
 const env = {
   NODE_NAME: 'node-a',
@@ -37,5 +37,11 @@ describe('parseRedirectSettings', () => {
     expect(() => parseRedirectSettings({}, ['--concurrency', '3'])).toThrow(ConfigError);
     expect(() => parseRedirectSettings({ PNC_CAPTURE_DNS: 'yes' }, [])).toThrow(/PNC_CAPTURE_DNS="yes"/);
     expect(() => parseRedirectSettings({}, ['--exclude-outbound-cidrs', '10.0.0.0/33'])).toThrow(/PNC_EXCLUDE_OUTBOUND_CIDRS/);
+  });
+
+  it('validates the node config where it is built: a CIDR of a family the node does not redirect is refused', () => {
+    const settings = parseRedirectSettings({ PNC_FAMILIES: 'ipv6', PNC_EXCLUDE_OUTBOUND_CIDRS: '192.0.2.0/24' }, []);
+    expect(() => nodeRedirectConfig(settings)).toThrow(NodeConfigError);
+    expect(() => nodeRedirectConfig(settings)).toThrow(/excludeOutboundCidrs="192.0.2.0\/24"/);
   });
 });

@@ -7,6 +7,7 @@ import {
   DEFAULT_NODE_CONFIG,
   NodeConfigError,
   planFromPod,
+  validateNodeConfig,
   type NodeRedirectConfig,
   type RedirectPlan,
 } from '../../controller/src/redirect/index.ts';
@@ -26,7 +27,7 @@ const A = {
 
 const pod = (annotations: Record<string, string>) => ({ metadata: { namespace: 'shop', name: 'cart-7d9', annotations } });
 const plan = (annotations: Record<string, string>, config: Partial<NodeRedirectConfig> = {}) =>
-  planFromPod(pod(annotations), { ...DEFAULT_NODE_CONFIG, ...config });
+  planFromPod(pod(annotations), validateNodeConfig({ ...DEFAULT_NODE_CONFIG, ...config }));
 
 function expectAnnotationError(annotations: Record<string, string>, annotation: string, value: string, config?: Partial<NodeRedirectConfig>) {
   let caught: unknown;
@@ -208,11 +209,28 @@ describe('planFromPod refuses bad values', () => {
     expect(() => planFromPod(bad)).toThrow(AnnotationError);
   });
 
+  it("refuses a root or out-of-range proxy identity given for the pod", () => {
+    expect(() => planFromPod(pod({}), undefined, { uid: 0, gid: 1337 })).toThrow(/proxyUid=0/);
+    expect(() => planFromPod(pod({}), undefined, { uid: 1337, gid: 2 ** 32 })).toThrow(NodeConfigError);
+    expect(planFromPod(pod({}), undefined, { uid: 2000, gid: 2001 })).toMatchObject({ proxyUid: 2000, proxyGid: 2001 });
+  });
+});
+
+describe('validateNodeConfig', () => {
   it('refuses a bad node config with NodeConfigError naming the field', () => {
-    expect(() => plan({}, { proxyUid: 0 })).toThrow(/proxyUid=0/);
-    expect(() => plan({}, { inboundPort: 70000 })).toThrow(NodeConfigError);
-    expect(() => plan({}, { families: [] })).toThrow(/families/);
-    expect(() => plan({}, { families: ['ipv6'], excludeOutboundCidrs: ['10.0.0.0/8'] })).toThrow(/excludeOutboundCidrs/);
+    const validate = (config: Partial<NodeRedirectConfig>) => validateNodeConfig({ ...DEFAULT_NODE_CONFIG, ...config });
+    expect(() => validate({ proxyUid: 0 })).toThrow(/proxyUid=0/);
+    expect(() => validate({ inboundPort: 70000 })).toThrow(NodeConfigError);
+    expect(() => validate({ families: [] })).toThrow(/families/);
+    expect(() => validate({ families: ['ipv6'], excludeOutboundCidrs: ['10.0.0.0/8'] })).toThrow(/excludeOutboundCidrs/);
+  });
+
+  it('returns a frozen copy, so the config planFromPod trusts cannot change after validation', () => {
+    const given = { ...DEFAULT_NODE_CONFIG, excludeOutboundPorts: [5432] };
+    const validated = validateNodeConfig(given);
+    given.excludeOutboundPorts.push(0);
+    expect(validated.excludeOutboundPorts).toEqual([5432]);
+    expect(Object.isFrozen(validated) && Object.isFrozen(validated.excludeOutboundPorts) && Object.isFrozen(validated.families)).toBe(true);
   });
 });
 

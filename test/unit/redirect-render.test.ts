@@ -1,7 +1,7 @@
 // Properties of renderPlan and rulesHash over many plans (the golden files pin exact text).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash } from '../../controller/src/redirect/index.ts';
+import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, validateNodeConfig } from '../../controller/src/redirect/index.ts';
 
 const v4 = fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 })).map(([ip, prefix]) => `${ip}/${prefix}`);
 const v6 = fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 128 })).map(([ip, prefix]) => `${ip}/${prefix}`);
@@ -20,7 +20,7 @@ describe('renderPlan', () => {
   it('keeps each family in its own payload, with exactly our two jumps and only our chains', () => {
     fc.assert(
       fc.property(annotations, fc.boolean(), (given, captureDns) => {
-        const rendered = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n', annotations: given } }, { ...DEFAULT_NODE_CONFIG, captureDns }));
+        const rendered = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n', annotations: given } }, validateNodeConfig({ ...DEFAULT_NODE_CONFIG, captureDns })));
         for (const [family, payload] of Object.entries(rendered)) {
           const [nat, raw = ''] = payload.split('*raw\n');
           const rules = nat!.split('\n').filter((line) => line.startsWith('-A '));

@@ -1,6 +1,6 @@
 // Reading our part back from iptables-save text, and the replace/remove transactions (pure).
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan } from '../../controller/src/redirect/index.ts';
+import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, validateNodeConfig } from '../../controller/src/redirect/index.ts';
 import { freshTransaction, lineDiff, ownedState, removeTransaction, replaceTransaction, stateDiff, stateLines } from '../../controller/src/redirect/ruleset.ts';
 
 const payload = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n' } })).ipv4!;
@@ -59,7 +59,7 @@ describe('ownedState', () => {
   });
 });
 
-const dnsPayload = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n' } }, { ...DEFAULT_NODE_CONFIG, captureDns: true })).ipv4!;
+const dnsPayload = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n' } }, validateNodeConfig({ ...DEFAULT_NODE_CONFIG, captureDns: true }))).ipv4!;
 
 describe('the raw table (DNS conntrack zones)', () => {
   it('keeps the raw chains apart from the nat chains of the same name', () => {

@@ -2,7 +2,7 @@
 // liveness check, a periodic resync, recovery from API outages and the SIGTERM drain.
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { IptablesMode, NodeRedirectConfig } from '../redirect/index.ts';
+import type { IptablesMode, ValidatedNodeConfig } from '../redirect/index.ts';
 import type { AgentConfig } from './config.ts';
 import { EventRecorder } from '../kube/event-recorder.ts';
 import { type HttpServer, startHttpServer } from './http-server.ts';
@@ -33,7 +33,7 @@ const WATCH_DOWN_UNREADY_MS = 5_000;
 
 export interface AgentOptions {
   config: AgentConfig;
-  redirectConfig: NodeRedirectConfig;
+  redirectConfig: ValidatedNodeConfig;
   iptablesMode: IptablesMode;
   log: Logger;
   /** Default: KUBECONFIG, ~/.kube/config, or in-cluster. */

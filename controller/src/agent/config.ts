@@ -3,7 +3,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 import { InvalidValue, parseCidr } from '../pod-contract/index.ts';
-import { DEFAULT_NODE_CONFIG, IPTABLES_MODES, type Family, type IptablesMode, type NodeRedirectConfig } from '../redirect/index.ts';
+import { DEFAULT_NODE_CONFIG, IPTABLES_MODES, validateNodeConfig, type Family, type IptablesMode, type ValidatedNodeConfig } from '../redirect/index.ts';
 
 
 export interface AgentConfig {
@@ -183,10 +183,13 @@ export function parseRedirectSettings(env: Record<string, string | undefined>, a
   return redirectSettings(readSettings(env, args, SETTINGS.filter((s) => REDIRECT_SETTINGS.includes(s.env))));
 }
 
-/** The engine's node config from those settings: what every pod's plan starts from. */
-export function nodeRedirectConfig(settings: RedirectSettings): NodeRedirectConfig {
+/**
+ * The engine's node config from those settings, validated (NodeConfigError when bad): what
+ * every pod's plan starts from. Built once, at agent or CLI start.
+ */
+export function nodeRedirectConfig(settings: Pick<RedirectSettings, 'families' | 'captureDns' | 'excludeInboundPorts' | 'excludeOutboundPorts' | 'excludeOutboundCidrs'>): ValidatedNodeConfig {
   const { families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs } = settings;
-  return { ...DEFAULT_NODE_CONFIG, families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs };
+  return validateNodeConfig({ ...DEFAULT_NODE_CONFIG, families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs });
 }
 
 /** Reads flags (`--x v`, `--x=v`, booleans also bare `--x`) over the environment. */

@@ -8,7 +8,7 @@ import {
   AnnotationError,
   type EngineOptions,
   type IptablesMode,
-  type NodeRedirectConfig,
+  type ValidatedNodeConfig,
   type RedirectPlan,
   applyRedirect,
   planFromPod,
@@ -56,7 +56,7 @@ const EVENT_RECOVERY_WINDOW_MS = 10 * 60_000;
 
 export interface ReconcilerDeps {
   config: AgentConfig;
-  redirectConfig: NodeRedirectConfig;
+  redirectConfig: ValidatedNodeConfig;
   iptablesMode: IptablesMode;
   /** The pod with this UID from the informer cache. */
   getPod: (uid: string) => V1Pod | undefined;
@@ -203,7 +203,7 @@ export class Reconciler {
 
     let plan: RedirectPlan;
     try {
-      plan = planFromPod(pod, { ...this.#deps.redirectConfig, proxyUid, proxyGid });
+      plan = planFromPod(pod, this.#deps.redirectConfig, { uid: proxyUid, gid: proxyGid });
     } catch (error) {
       if (!(error instanceof AnnotationError)) throw error;
       // The message names the pod, the annotation and the bad value.

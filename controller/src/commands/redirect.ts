@@ -107,14 +107,14 @@ function families(flags: Flags, settings: RedirectSettings): Family[] {
 
 async function plan(flags: Flags, settings: RedirectSettings): Promise<RedirectPlan> {
   const pod = await readPodManifest(required(flags, 'pod'));
-  const node = nodeRedirectConfig(settings);
+  const node = nodeRedirectConfig({ ...settings, families: families(flags, settings) });
   const proxy = findProxyContainer(pod as V1Pod, settings.proxyContainer);
   const identity = proxy ? effectiveIdentity(proxy, pod as V1Pod, { uid: node.proxyUid, gid: node.proxyGid }) : { uid: node.proxyUid, gid: node.proxyGid };
   // Root would exempt every root process of the pod from the redirect.
   if (proxy && (identity.uid === 0 || identity.gid === 0)) {
     throw new PodManifestError(`pod ${podKey(pod)}: container ${JSON.stringify(proxy.name)} runs with runAsUser=${identity.uid} runAsGroup=${identity.gid}; the proxy identity must not be root`);
   }
-  return planFromPod(pod, { ...node, families: families(flags, settings), proxyUid: identity.uid, proxyGid: identity.gid });
+  return planFromPod(pod, node, identity);
 }
 
 async function netns(flags: Flags): Promise<string> {

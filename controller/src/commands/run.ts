@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
 import { type AgentConfig, ConfigError, configHelp, type FlagOptions, nodeRedirectConfig, parseConfig, settingOptions } from '../agent/config.ts';
-import { type IptablesMode, NodeConfigError, type NodeRedirectConfig, detectIptablesMode, validateNodeConfig } from '../redirect/index.ts';
+import { type IptablesMode, NodeConfigError, type ValidatedNodeConfig, detectIptablesMode } from '../redirect/index.ts';
 
 export const runHelp = `  run [flags]
     The node agent: watches this node's pods, programs and verifies the redirect in each
@@ -43,11 +43,10 @@ export async function runCommand(args: string[]): Promise<number> {
     return 0;
   }
   let config: AgentConfig;
-  let redirectConfig: NodeRedirectConfig;
+  let redirectConfig: ValidatedNodeConfig;
   try {
     config = parseConfig(process.env, args);
     redirectConfig = nodeRedirectConfig(config);
-    validateNodeConfig(redirectConfig);
   } catch (error) {
     if (error instanceof ConfigError || error instanceof NodeConfigError) {
       process.stderr.write(`run: ${error.message}\n`);

@@ -1,6 +1,6 @@
 // The redirect engine's public surface: pod -> plan -> payloads (pure) and
 // apply/verify/remove inside a netns (effects).
-export type { Family, NodeRedirectConfig, PodLike, RedirectPlan } from './types.ts';
+export type { Family, NodeRedirectConfig, PodLike, ProxyIdentity, RedirectPlan, ValidatedNodeConfig } from './types.ts';
 export { DEFAULT_NODE_CONFIG } from './types.ts';
 export { AnnotationError, NodeConfigError, RedirectError, XtablesLockTimeout } from './errors.ts';
 export { planFromPod, podKey, validateNodeConfig } from './plan.ts';

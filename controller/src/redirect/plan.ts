@@ -25,7 +25,9 @@ import {
   type Family,
   type NodeRedirectConfig,
   type PodLike,
+  type ProxyIdentity,
   type RedirectPlan,
+  type ValidatedNodeConfig,
 } from './types.ts';
 
 /** Longer values are refused before parsing (a list of 256 IPv6 CIDRs fits easily). */
@@ -39,20 +41,24 @@ function isPort(value: number): boolean {
   return Number.isInteger(value) && value >= 1 && value <= 65535;
 }
 
-/** Throws NodeConfigError naming the first bad field. */
-export function validateNodeConfig(config: NodeRedirectConfig): void {
-  const fail = (field: string, value: unknown, why: string) => {
-    throw new NodeConfigError(`node config ${field}=${JSON.stringify(value)}: ${why}`);
-  };
-  for (const field of ['proxyUid', 'proxyGid'] as const) {
-    const id = config[field];
+function failConfig(field: string, value: unknown, why: string): never {
+  throw new NodeConfigError(`node config ${field}=${JSON.stringify(value)}: ${why}`);
+}
+
+function checkProxyIds(identity: ProxyIdentity): void {
+  for (const [field, id] of [['proxyUid', identity.uid], ['proxyGid', identity.gid]] as const) {
     // 0 would exempt every root process of the pod from redirection.
-    if (!Number.isInteger(id) || id < 1 || id > 0xfffffffe) fail(field, id, 'must be an integer 1..4294967294');
+    if (!Number.isInteger(id) || id < 1 || id > 0xfffffffe) failConfig(field, id, 'must be an integer 1..4294967294');
   }
+}
+
+/** The config, frozen and marked validated; throws NodeConfigError naming the first bad field. */
+export function validateNodeConfig(config: NodeRedirectConfig): ValidatedNodeConfig {
+  checkProxyIds({ uid: config.proxyUid, gid: config.proxyGid });
   for (const field of ['outboundPort', 'inboundPort', 'dnsPort'] as const) {
-    if (!isPort(config[field])) fail(field, config[field], 'must be a port 1..65535');
+    if (!isPort(config[field])) failConfig(field, config[field], 'must be a port 1..65535');
   }
-  if (typeof config.captureDns !== 'boolean') fail('captureDns', config.captureDns, 'must be a boolean');
+  if (typeof config.captureDns !== 'boolean') failConfig('captureDns', config.captureDns, 'must be a boolean');
   const families = config.families;
   if (
     !Array.isArray(families) ||
@@ -60,23 +66,33 @@ export function validateNodeConfig(config: NodeRedirectConfig): void {
     new Set(families).size !== families.length ||
     families.some((family) => !FAMILIES.includes(family))
   ) {
-    fail('families', families, 'must be a non-empty list of distinct ipv4/ipv6');
+    failConfig('families', families, 'must be a non-empty list of distinct ipv4/ipv6');
   }
   for (const field of ['excludeInboundPorts', 'excludeOutboundPorts'] as const) {
     const ports = config[field];
-    if (!Array.isArray(ports) || !ports.every(isPort)) fail(field, ports, 'must be a list of ports 1..65535');
+    if (!Array.isArray(ports) || !ports.every(isPort)) failConfig(field, ports, 'must be a list of ports 1..65535');
   }
-  if (!Array.isArray(config.excludeOutboundCidrs)) fail('excludeOutboundCidrs', config.excludeOutboundCidrs, 'must be a list');
+  if (!Array.isArray(config.excludeOutboundCidrs)) failConfig('excludeOutboundCidrs', config.excludeOutboundCidrs, 'must be a list');
   for (const text of config.excludeOutboundCidrs) {
     let cidr: Cidr;
     try {
       cidr = parseCidr(String(text));
     } catch (error) {
-      return fail('excludeOutboundCidrs', text, (error as Error).message);
+      return failConfig('excludeOutboundCidrs', text, (error as Error).message);
     }
-    if (!families.includes(cidr.family)) fail('excludeOutboundCidrs', text, `is ${cidr.family} but families are ${families.join(',')}`);
+    if (!families.includes(cidr.family)) failConfig('excludeOutboundCidrs', text, `is ${cidr.family} but families are ${families.join(',')}`);
   }
+  const frozen = <T>(list: T[]) => Object.freeze([...list]) as T[];
+  return Object.freeze({
+    ...config,
+    families: frozen(families),
+    excludeInboundPorts: frozen(config.excludeInboundPorts),
+    excludeOutboundPorts: frozen(config.excludeOutboundPorts),
+    excludeOutboundCidrs: frozen(config.excludeOutboundCidrs),
+  }) as ValidatedNodeConfig;
 }
+
+const DEFAULT_VALIDATED = validateNodeConfig(DEFAULT_NODE_CONFIG);
 
 function byFamily(cidrs: Cidr[]): CidrsByFamily {
   const sorted = (family: Family) => [...new Set(cidrs.filter((c) => c.family === family).map((c) => c.text))].sort();
@@ -84,13 +100,14 @@ function byFamily(cidrs: Cidr[]): CidrsByFamily {
 }
 
 /**
- * Computes the pod's plan. Pure: reads only the pod's annotations and the node config.
- * Throws AnnotationError for any bad annotation value, NodeConfigError for a bad config.
- * No annotation can change the proxy UID/GID or ports: those come from the node config (which
- * the agent makes per pod from the proxy container's identity).
+ * Computes the pod's plan. Pure: reads only the pod's annotations, the node config and the
+ * proxy identity (the node's unless given: the agent decides it per pod from the proxy
+ * container). Throws AnnotationError for any bad annotation value, NodeConfigError for a
+ * root or out-of-range identity. No annotation can change the proxy UID/GID or ports.
  */
-export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_NODE_CONFIG): RedirectPlan {
-  validateNodeConfig(config);
+export function planFromPod(pod: PodLike, config: ValidatedNodeConfig = DEFAULT_VALIDATED, proxy?: ProxyIdentity): RedirectPlan {
+  const identity = proxy ?? { uid: config.proxyUid, gid: config.proxyGid };
+  if (proxy) checkProxyIds(proxy);
   const key = podKey(pod);
   const annotations: Record<string, unknown> = pod.metadata?.annotations ?? {};
 
@@ -147,8 +164,8 @@ export function planFromPod(pod: PodLike, config: NodeRedirectConfig = DEFAULT_N
   return {
     pod: key,
     families: FAMILIES.filter((family) => config.families.includes(family)),
-    proxyUid: config.proxyUid,
-    proxyGid: config.proxyGid,
+    proxyUid: identity.uid,
+    proxyGid: identity.gid,
     outboundPort: config.outboundPort,
     inboundPort: config.inboundPort,
     dnsPort: config.dnsPort,

@@ -33,6 +33,20 @@ export interface NodeRedirectConfig {
   excludeOutboundCidrs: string[];
 }
 
+declare const validated: unique symbol;
+
+/**
+ * A node config validateNodeConfig accepted: the only kind planFromPod takes, so it is
+ * validated once where it is built (agent and CLI start), not on every reconcile.
+ */
+export type ValidatedNodeConfig = Readonly<NodeRedirectConfig> & { readonly [validated]: true };
+
+/** The UID/GID the pod's proxy runs as, when it is not the node's default. */
+export interface ProxyIdentity {
+  uid: number;
+  gid: number;
+}
+
 /** CIDRs split by family, each in the canonical text iptables-save prints. */
 export interface CidrsByFamily {
   ipv4: string[];
