@@ -1,5 +1,5 @@
-// Which pods the agent programs (issue 4, "Which pods"). Pure: every decision carries
-// a reason code that the reconciler logs at debug level.
+// Which pods the agent programs, and why it leaves each other pod alone. Pure: every
+// decision carries a reason code that the reconciler logs at debug level.
 import type { V1Pod } from '@kubernetes/client-node';
 import { INITIALIZE_ANNOTATION } from '../pod-contract/index.ts';
 
