@@ -5,6 +5,8 @@
 #   localhost/pod-network-controller/controller:dev    Dockerfile --target controller
 #   localhost/pod-network-controller/init-waiter:dev   Dockerfile --target init-waiter
 #   localhost/pod-network-controller/test-proxy:dev    hack/images/test-proxy (static, UID 1337)
+#   localhost/pod-network-controller/istio-proxy:dev   with --istio-proxy: Istio's proxy image stand-in,
+#                                                      Istio's real pilot-agent + the test proxy (hack/images/istio-proxy)
 #
 #   hack/build-images.sh            build (layer cache: a warm build takes seconds)
 #   hack/build-images.sh --import   also import them into containerd ($CONTAINERD_ADDRESS, namespace k8s.io)
@@ -36,10 +38,12 @@ log() { echo "build-images: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 import=0
+istio_proxy=0
 for arg in "$@"; do
   case $arg in
     --import) import=1 ;;
-    *) sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    --istio-proxy) istio_proxy=1 ;;
+    *) sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
   esac
 done
 
@@ -206,6 +210,29 @@ build_test_proxy() {
   log "built $image in $((SECONDS - start)) s"
 }
 
+# Istio's injector runs the proxy image with arguments only: istio-proxy-entry runs
+# istio-validation's with Istio's pilot-agent (built from the Istio module) and `proxy ...`
+# as the test proxy plus a 15021 health endpoint. UID 1337 and pilot-agent on PATH as in Istio's image.
+build_istio_proxy() {
+  local image="$REPO/istio-proxy:$TAG" start=$SECONDS ctr source_sum istio_bin
+  istio_bin=$(bash "$ROOT/hack/build-istio-binaries.sh" pilot-agent | tail -n1)
+  source_sum=$(cat "$ROOT"/hack/images/test-proxy/* "$ROOT"/hack/images/istio-proxy/* "$istio_bin/pilot-agent" <(gcc --version) | sha256sum | cut -d' ' -f1)
+  if [[ $(bh inspect --type image --format '{{index .OCIv1.Config.Labels "pnc.source-sha256"}}' "$image" 2>/dev/null) == "$source_sum" ]]; then
+    return 0
+  fi
+  mkdir -p "$work/istio-proxy"
+  bash "$ROOT/hack/images/test-proxy/build.sh" "$work/istio-proxy/test-proxy"
+  gcc -static -Os -s -Wall -Wextra -Werror -o "$work/istio-proxy/istio-proxy-entry" "$ROOT/hack/images/istio-proxy/istio-proxy-entry.c"
+  ctr=$(bh from --pull=never scratch)
+  containers+=("$ctr")
+  bh copy --quiet "$ctr" "$work/istio-proxy/test-proxy" "$work/istio-proxy/istio-proxy-entry" "$istio_bin/pilot-agent" /usr/local/bin/ >/dev/null
+  bh config --user 1337:1337 --env PATH=/usr/local/bin:/usr/bin:/bin --entrypoint '["/usr/local/bin/istio-proxy-entry"]' --cmd '[]' \
+    --label "pnc.source-sha256=$source_sum" "$ctr"
+  bh commit --quiet --format oci --rm "$ctr" "$image" >/dev/null
+  unset 'containers[-1]'
+  log "built $image in $((SECONDS - start)) s"
+}
+
 # An image as an OCI archive for containerd, written again only when the image changed
 # (pushing recompresses every layer: ~15 s for the controller).
 export_image() {
@@ -243,6 +270,10 @@ build_target init-waiter
 build_test_proxy
 
 images=("$REPO/controller:$TAG" "$REPO/init-waiter:$TAG" "$REPO/test-proxy:$TAG")
+if ((istio_proxy)); then
+  build_istio_proxy
+  images+=("$REPO/istio-proxy:$TAG")
+fi
 if ((import)); then
   for image in "${images[@]}"; do
     name=${image#"$REPO/"}
