@@ -1,4 +1,4 @@
-// Istio's own sidecar injector in the tests (hack/istio/cmd/istio-injector, built from the
+// Istio's own sidecar injector for the tests and bench:node (hack/istio/cmd/istio-injector, built from the
 // Go module proxy by hack/build-istio-binaries.sh): the istiod chart rendered the way an
 // install route does, and pkg/kube/inject's webhook served with that configuration and
 // registered on the test API server through the chart's own MutatingWebhookConfiguration.
