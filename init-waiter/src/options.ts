@@ -35,7 +35,7 @@ interface OptionSpec {
 
 // RFC 5737 / RFC 3849 documentation addresses: never routed anywhere real, so a
 // probe that escapes capture (no rules) reaches nobody.
-const SPECS = {
+export const WAITER_SETTINGS = {
   annotationsFile: {
     flag: '--annotations-file',
     env: 'PNC_WAITER_ANNOTATIONS_FILE',
@@ -74,29 +74,30 @@ const SPECS = {
   },
 } as const satisfies Record<string, OptionSpec>;
 
-type OptionName = keyof typeof SPECS;
+type OptionName = keyof typeof WAITER_SETTINGS;
 
 export const USAGE = [
   'usage: node init-waiter.js [flags]',
   '',
-  ...Object.values(SPECS).map(
+  ...Object.values(WAITER_SETTINGS).map(
     (spec: OptionSpec) => `  ${spec.flag.padEnd(20)} env ${spec.env.padEnd(28)} default ${spec.fallback}\n      ${spec.help}`,
   ),
   '  --help               print this text',
 ].join('\n');
 
-const PARSE_ARGS_OPTIONS = {
-  ...Object.fromEntries(Object.values(SPECS).map((spec: OptionSpec) => [spec.flag.slice(2), { type: 'string' as const }])),
+// node:util parseArgs options: every setting's flag, and help.
+export const WAITER_OPTIONS = {
+  ...Object.fromEntries(Object.values(WAITER_SETTINGS).map((spec: OptionSpec) => [spec.flag.slice(2), { type: 'string' as const }])),
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
 const NAME_BY_FLAG = new Map<string, OptionName>(
-  (Object.entries(SPECS) as [OptionName, OptionSpec][]).map(([name, spec]) => [spec.flag, name]),
+  (Object.entries(WAITER_SETTINGS) as [OptionName, OptionSpec][]).map(([name, spec]) => [spec.flag, name]),
 );
 
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): WaiterOptions {
   // Not strict: each token is judged below, so every mistake is a UsageError quoting the argument as given.
-  const { tokens } = parseArgs({ args: [...argv], options: PARSE_ARGS_OPTIONS, strict: false, allowPositionals: true, tokens: true });
+  const { tokens } = parseArgs({ args: [...argv], options: WAITER_OPTIONS, strict: false, allowPositionals: true, tokens: true });
   const fromFlags = new Map<OptionName, string>();
   for (const token of tokens) {
     const arg = argv[token.index] as string;
@@ -108,7 +109,7 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
   }
 
   const raw = (name: OptionName): { value: string; source: string } => {
-    const spec: OptionSpec = SPECS[name];
+    const spec: OptionSpec = WAITER_SETTINGS[name];
     const flagValue = fromFlags.get(name);
     if (flagValue !== undefined) return { value: flagValue, source: spec.flag };
     const envValue = env[spec.env];
@@ -165,6 +166,6 @@ function parseProbeAddresses({ value, source }: { value: string; source: string 
     found[family] = entry;
   }
   // A family left out keeps its default, so overriding only the IPv4 probe stays dual-stack safe.
-  const defaults = SPECS.probeAddress.fallback.split(',');
+  const defaults = WAITER_SETTINGS.probeAddress.fallback.split(',');
   return { ipv4: found.ipv4 ?? (defaults[0] as string), ipv6: found.ipv6 ?? (defaults[1] as string) };
 }
