@@ -53,7 +53,8 @@ export function standInPod(name: string, kind: StandInKind): V1Pod {
     metadata: { name, labels: { 'pnc-demo/kind': kind } },
     spec: {
       securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
-      automountServiceAccountToken: false,
+      // The default token volume, as most pods have: every kind then waits for a volume the same way.
+      automountServiceAccountToken: true,
       terminationGracePeriodSeconds: 5,
       containers: [
         container('app', APP_UID, ['listen', String(APP_PORT)]),
