@@ -9,6 +9,7 @@ import { HelpRequested, parseOptions, USAGE, UsageError } from './options.ts';
 import type { WaiterOptions } from './options.ts';
 import { podHasIpv6 } from './pod-addresses.ts';
 import { runSelfTest } from './self-test.ts';
+import { writeTerminationMessage } from './termination-message.ts';
 import { Waiter } from './waiter.ts';
 import type { Clock } from './waiter.ts';
 
@@ -16,6 +17,8 @@ import type { Clock } from './waiter.ts';
 const SELF_TEST_TIMEOUT_MS = 1_000;
 
 const startedAt = performance.now();
+/** Known once the options are parsed; before that only the log has the last words. */
+let terminationMessagePath: string | undefined;
 
 function log(message: string): void {
   const elapsed = ((performance.now() - startedAt) / 1000).toFixed(3);
@@ -25,6 +28,7 @@ function log(message: string): void {
 function exit(code: number, message: string): never {
   const cpu = process.cpuUsage();
   log(`${message} (exit ${code}, peak RSS ${peakRss()}, cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms)`);
+  if (terminationMessagePath !== undefined) writeTerminationMessage(terminationMessagePath, message);
   process.exit(code);
 }
 
@@ -71,6 +75,7 @@ function main(): void {
     }
     throw error;
   }
+  terminationMessagePath = options.terminationMessagePath;
 
   const waiter = new Waiter({
     options,

@@ -12,10 +12,12 @@ export interface ProbeAddresses {
 export interface WaiterOptions {
   annotationsFile: string;
   timeoutMs: number;
+  errorGraceMs: number;
   validate: boolean;
   proxyPort: number;
   probeAddresses: ProbeAddresses;
   probePort: number;
+  terminationMessagePath: string;
 }
 
 export class UsageError extends Error {
@@ -48,6 +50,12 @@ export const WAITER_SETTINGS = {
     fallback: '300',
     help: 'seconds to wait before giving up with the reason (decimals allowed)',
   },
+  errorGrace: {
+    flag: '--error-grace',
+    env: 'PNC_WAITER_ERROR_GRACE',
+    fallback: '15',
+    help: 'seconds an `error` mark may stand (the controller retrying) before giving up with its reason (0: at once)',
+  },
   validate: {
     flag: '--validate',
     env: 'PNC_WAITER_VALIDATE',
@@ -72,6 +80,12 @@ export const WAITER_SETTINGS = {
     fallback: '9',
     help: "destination port the self-test dials (moved up past the pod's excluded outbound ports)",
   },
+  terminationMessagePath: {
+    flag: '--termination-message-path',
+    env: 'PNC_WAITER_TERMINATION_MESSAGE_PATH',
+    fallback: '/dev/termination-log',
+    help: "the container's terminationMessagePath: the last words go there (only if it exists) for kubectl describe pod",
+  },
 } as const satisfies Record<string, OptionSpec>;
 
 type OptionName = keyof typeof WAITER_SETTINGS;
@@ -80,9 +94,9 @@ export const USAGE = [
   'usage: node init-waiter.js [flags]',
   '',
   ...Object.values(WAITER_SETTINGS).map(
-    (spec: OptionSpec) => `  ${spec.flag.padEnd(20)} env ${spec.env.padEnd(28)} default ${spec.fallback}\n      ${spec.help}`,
+    (spec: OptionSpec) => `  ${spec.flag.padEnd(28)} env ${spec.env.padEnd(36)} default ${spec.fallback}\n      ${spec.help}`,
   ),
-  '  --help               print this text',
+  '  --help                       print this text',
 ].join('\n');
 
 // node:util parseArgs options: every setting's flag, and help.
@@ -119,22 +133,26 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
 
   const annotationsFile = raw('annotationsFile');
   if (annotationsFile.value.trim() === '') throw new UsageError(`${annotationsFile.source}: empty path`);
+  const terminationMessagePath = raw('terminationMessagePath');
+  if (terminationMessagePath.value.trim() === '') throw new UsageError(`${terminationMessagePath.source}: empty path`);
 
   return {
     annotationsFile: annotationsFile.value,
     timeoutMs: parseSeconds(raw('timeout')),
+    errorGraceMs: parseSeconds(raw('errorGrace'), { zero: true }),
     validate: parseBoolean(raw('validate')),
     proxyPort: parsePort(raw('proxyPort')),
     probeAddresses: parseProbeAddresses(raw('probeAddress')),
     probePort: parsePort(raw('probePort')),
+    terminationMessagePath: terminationMessagePath.value,
   };
 }
 
-function parseSeconds({ value, source }: { value: string; source: string }): number {
+function parseSeconds({ value, source }: { value: string; source: string }, { zero = false } = {}): number {
   const seconds = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
   // A day is far beyond any sane pod start; the cap keeps setTimeout's 32-bit limit out of reach.
-  if (!(seconds > 0 && seconds <= 86_400)) {
-    throw new UsageError(`${source}: ${JSON.stringify(value)} is not a number of seconds in (0, 86400]`);
+  if (!((zero ? seconds >= 0 : seconds > 0) && seconds <= 86_400)) {
+    throw new UsageError(`${source}: ${JSON.stringify(value)} is not a number of seconds in ${zero ? '[' : '('}0, 86400]`);
   }
   return Math.round(seconds * 1000);
 }

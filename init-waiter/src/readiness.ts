@@ -56,7 +56,17 @@ export function assessMark(snapshot: AnnotationsSnapshot, ownNetns: number): Mar
 
   const because = mark.reason ? `: ${mark.reason}` : ' (no reason given)';
   if (mark.state === 'pending') return waiting('pending', `${STATUS_ANNOTATION} is pending${because}`, parsed);
-  if (mark.state === 'error') return waiting('mark-error', `${STATUS_ANNOTATION} is error${because}`, parsed);
+  if (mark.state === 'error') {
+    // An error about an earlier sandbox says nothing about this one, which the controller has yet to program.
+    if (mark.netns !== undefined && mark.netns !== ownNetns) {
+      return waiting(
+        'other-netns',
+        `${STATUS_ANNOTATION} is error for network namespace ${mark.netns}, but this pod's is ${ownNetns} (stale mark from an earlier sandbox)${because}`,
+        parsed,
+      );
+    }
+    return waiting('mark-error', `${STATUS_ANNOTATION} is error${because}`, parsed);
+  }
   if (mark.netns === undefined) {
     // Without a netns the mark cannot be tied to this sandbox: a forged or stale mark looks the same.
     return waiting('malformed', `${STATUS_ANNOTATION} is initialized but names no netns (value ${excerpt(raw)})`, parsed);

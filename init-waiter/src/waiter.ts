@@ -1,7 +1,8 @@
 // The init-waiter's state machine: holds the pod until the node's controller has marked it
 // initialized FOR THIS network namespace and (unless turned off) outbound capture
-// demonstrably works; on timeout it ends with the reason. Every effect (annotations file,
-// self-test, timers, log, exit) is injected: main.ts wires the real ones, unit tests fakes.
+// demonstrably works; on timeout, or once an `error` mark has stood for the error grace, it
+// ends with the reason. Every effect (annotations file, self-test, timers, log, exit) is
+// injected: main.ts wires the real ones, unit tests fakes.
 import type { AnnotationsSnapshot } from './annotations-watcher.ts';
 import { EXIT, exitCodeForTimeout } from './exit-codes.ts';
 import type { WaiterOptions } from './options.ts';
@@ -62,6 +63,8 @@ export class Waiter {
   #snapshot: AnnotationsSnapshot | undefined;
   #reportedProblems: string | undefined;
   #stop: (() => void)[] = [];
+  /** Cancels the error-grace timer, which runs while an `error` mark stands. */
+  #cancelErrorGrace: (() => void) | undefined;
 
   constructor(deps: WaiterDeps) {
     this.#deps = deps;
@@ -160,6 +163,21 @@ export class Waiter {
     );
   }
 
+  /**
+   * The controller retries a transient failure on its own (repairing the mark within seconds);
+   * an error that stands this long (a refusal, a bad annotation) needs a fix. Exiting puts the reason
+   * into `kubectl describe pod` at once, and the kubelet's restart of this container (with
+   * backoff) lets the pod start once the controller marks it initialized.
+   */
+  #onErrorGrace(): void {
+    this.#cancelErrorGrace = undefined;
+    this.#finish(
+      EXIT.markError,
+      `gave up after ${this.#deps.options.errorGraceMs / 1000} s of an error mark: ${this.#waiting.message}; ` +
+        'the kubelet restarts this container, and the pod starts once the controller marks it initialized',
+    );
+  }
+
   #wait(waiting: Waiting): void {
     this.#state = { name: 'waiting' };
     this.#setWaiting(waiting);
@@ -168,6 +186,9 @@ export class Waiter {
   #setWaiting(next: Waiting): void {
     if (next.message !== this.#waiting.message) this.#deps.log(`waiting: ${next.message}`);
     this.#waiting = next;
+    // The grace runs from the first of a series of error marks (a new reason does not restart it).
+    if (next.code !== 'mark-error') this.#stopErrorGrace();
+    else this.#cancelErrorGrace ??= this.#deps.clock.after(this.#deps.options.errorGraceMs, () => this.#guard(() => this.#onErrorGrace()));
   }
 
   /** A throw out of a transition is a bug: it ends the run as an internal error with the stack. */
@@ -189,6 +210,12 @@ export class Waiter {
 
   #stopAll(): void {
     for (const stop of this.#stop.splice(0)) stop();
+    this.#stopErrorGrace();
+  }
+
+  #stopErrorGrace(): void {
+    this.#cancelErrorGrace?.();
+    this.#cancelErrorGrace = undefined;
   }
 }
 

@@ -1,6 +1,6 @@
 // The init-waiter as a pod runs it (UID 65534, inside the pod's netns, annotations in a
 // kubelet-style downward-API volume): what it waits for, what it says, how it exits.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -81,6 +81,34 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
     const exit = await run.exited;
     expect(exit.code).toBe(4);
     expect(run.output()).toContain(`timed out after 1.5 s: ${STATUS_ANNOTATION} is error: ${reason}`);
+  });
+
+  it('gives up on an error mark that stood for the error grace (exit 4), its reason in the termination message file', async () => {
+    const dir = freshVolume();
+    // As the kubelet makes it: an empty file any UID may write.
+    const terminationLog = join(dir, 'termination-log');
+    writeFileSync(terminationLog, '');
+    chmodSync(terminationLog, 0o666);
+    const reason = 'refused: container "app" runAsUser=1337 equals the proxy identity (uid 1337, gid 1337)';
+    writeAnnotationsVolume(dir, mark({ state: 'error', reason, at: new Date().toISOString() }));
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '30', '--error-grace', '0.5'], { PNC_WAITER_TERMINATION_MESSAGE_PATH: terminationLog });
+    const exit = await run.exited;
+    expect(exit.code).toBe(4);
+    const message = readFileSync(terminationLog, 'utf8');
+    expect(message).toBe(
+      `gave up after 0.5 s of an error mark: ${STATUS_ANNOTATION} is error: ${reason}; ` +
+        'the kubelet restarts this container, and the pod starts once the controller marks it initialized',
+    );
+    expect(run.output()).toContain(`${message} (exit 4, peak RSS`);
+  });
+
+  it('writes no termination message file where none exists', async () => {
+    const dir = freshVolume();
+    writeAnnotationsVolume(dir, mark({ state: 'error', reason: 'bad annotation', at: new Date().toISOString() }));
+    const missing = join(dir, 'no-such-termination-log');
+    const run = start(['--annotations-file', annotationsFile, '--error-grace', '0', '--termination-message-path', missing]);
+    expect((await run.exited).code).toBe(4);
+    expect(existsSync(missing)).toBe(false);
   });
 
   it('passes once a missing file appears with its own netns (self-test off)', async () => {

@@ -50,7 +50,7 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   // iptables, iptables-restore
   '--comment', '--dport', '--dports', '--to-ports', '--noflush', '--wait',
   // kubectl
-  '--raw', '--for', '--server-side', '--field-selector', '--overwrite',
+  '--raw', '--for', '--server-side', '--field-selector', '--overwrite', '--previous',
   // crictl
   '--template', '--namespace', '--name', '--state',
   // kube-apiserver

@@ -6,11 +6,19 @@ describe('init-waiter options', () => {
     expect(parseOptions([], {})).toEqual({
       annotationsFile: '/etc/podinfo/annotations',
       timeoutMs: 300_000,
+      errorGraceMs: 15_000,
       validate: true,
       proxyPort: 15001,
       probeAddresses: { ipv4: '192.0.2.2', ipv6: '2001:db8::2' },
       probePort: 9,
+      terminationMessagePath: '/dev/termination-log',
     });
+  });
+
+  it('takes an error grace of 0 (give up on the first error mark) and decimals, from flag or env', () => {
+    expect(parseOptions(['--error-grace', '0'], {}).errorGraceMs).toBe(0);
+    expect(parseOptions([], { PNC_WAITER_ERROR_GRACE: '2.5' }).errorGraceMs).toBe(2_500);
+    expect(parseOptions(['--termination-message-path=/tmp/t'], { PNC_WAITER_TERMINATION_MESSAGE_PATH: '/env/t' }).terminationMessagePath).toBe('/tmp/t');
   });
 
   it('takes flags (both --flag value and --flag=value) over env over defaults', () => {
@@ -39,6 +47,9 @@ describe('init-waiter options', () => {
     [['--timeout', '-1'], '--timeout: "-1"'],
     [['--timeout', '1e3'], '--timeout: "1e3"'],
     [['--timeout', '86401'], '(0, 86400]'],
+    [['--error-grace', '-1'], '--error-grace: "-1" is not a number of seconds in [0, 86400]'],
+    [['--error-grace', '86401'], '[0, 86400]'],
+    [['--termination-message-path', ''], 'empty path'],
     [['--validate', 'yes'], '--validate: "yes" is neither true nor false'],
     [['--proxy-port', '0'], '--proxy-port: "0" is not a port'],
     [['--proxy-port', '65536'], 'is not a port'],
@@ -90,7 +101,7 @@ describe('init-waiter options', () => {
       help = error;
     }
     expect(help).toBeInstanceOf(HelpRequested);
-    for (const name of ['--annotations-file', 'PNC_WAITER_TIMEOUT', '--validate', '--proxy-port', '--probe-address', 'PNC_WAITER_PROBE_PORT']) {
+    for (const name of ['--annotations-file', 'PNC_WAITER_TIMEOUT', '--validate', '--proxy-port', '--probe-address', 'PNC_WAITER_PROBE_PORT', '--error-grace', 'PNC_WAITER_TERMINATION_MESSAGE_PATH']) {
       expect((help as Error).message).toContain(name);
     }
   });

@@ -34,6 +34,13 @@ describe('assessMark', () => {
     ['a pending mark', withMark({ state: 'pending', reason: 'netns not found yet', at }), 'pending', /is pending: netns not found yet$/],
     ['an error mark', withMark({ state: 'error', reason: 'iptables-restore exit 4', at }), 'mark-error', /is error: iptables-restore exit 4$/],
     ['an error mark without reason', withMark({ state: 'error', at }), 'mark-error', /is error \(no reason given\)$/],
+    ['an error mark for our own netns', withMark({ state: 'error', netns: OWN, reason: 'iptables-restore exit 4', at }), 'mark-error', /is error: iptables-restore exit 4$/],
+    [
+      'an error mark for an earlier sandbox',
+      withMark({ state: 'error', netns: OWN + 7, reason: 'iptables-restore exit 4', at }),
+      'other-netns',
+      new RegExp(`is error for network namespace ${OWN + 7}, but this pod's is ${OWN} \\(stale mark from an earlier sandbox\\): iptables-restore exit 4$`),
+    ],
     ['a mark for another netns', withMark({ state: 'initialized', netns: OWN + 7, at }), 'other-netns', new RegExp(`network namespace ${OWN + 7}, but this pod's is ${OWN}`)],
     ['an initialized mark without netns', withMark({ state: 'initialized', at }), 'malformed', /is initialized but names no netns/],
     ['a mark that is not JSON', content({ [STATUS_ANNOTATION]: 'initialized' }), 'malformed', /is not JSON: "initialized"/],

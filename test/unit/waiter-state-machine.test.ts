@@ -336,6 +336,93 @@ describe('Waiter', () => {
     expect(run.logs.filter((line) => line.startsWith('still waiting: no '))).toHaveLength(2);
   });
 
+  describe('an error mark standing for the error grace', () => {
+    const REFUSED = withMark({ state: 'error', reason: 'refused: container "app" runAsUser=1337 equals the proxy identity' });
+    const grace = { timeoutMs: 300_000, errorGraceMs: 15_000 };
+    const gaveUp = (seconds: number, reason: string) =>
+      `gave up after ${seconds} s of an error mark: ${STATUS_ANNOTATION} is error: ${reason}; ` +
+      'the kubelet restarts this container, and the pod starts once the controller marks it initialized';
+
+    it('ends with exit 4 and the mark\'s reason once the grace is over, long before the timeout', () => {
+      const run = setup({ first: REFUSED, options: grace });
+      run.waiter.start();
+      run.clock.advance(14_999);
+      expect(run.exits).toEqual([]);
+      run.clock.advance(1);
+      expect(run.ended()).toEqual({ code: EXIT.markError, message: gaveUp(15, 'refused: container "app" runAsUser=1337 equals the proxy identity') });
+    });
+
+    it('counts from when the error mark came, not from the start', () => {
+      const run = setup({ options: grace });
+      run.waiter.start();
+      run.clock.advance(10_000);
+      run.publish(REFUSED);
+      run.clock.advance(14_999);
+      expect(run.exits).toEqual([]);
+      run.clock.advance(1);
+      expect(run.ended().code).toBe(EXIT.markError);
+    });
+
+    it('starts over when the mark leaves error in between (the controller retrying), and a new reason does not restart it', () => {
+      const run = setup({ first: REFUSED, options: grace });
+      run.waiter.start();
+      run.clock.advance(10_000);
+      run.publish(withMark({ state: 'pending', reason: 'retrying' }));
+      run.clock.advance(1_000);
+      run.publish(withMark({ state: 'error', reason: 'iptables-restore exit 1' }));
+      run.clock.advance(10_000);
+      run.publish(withMark({ state: 'error', reason: 'iptables-restore exit 4' }));
+      run.clock.advance(4_999);
+      expect(run.exits).toEqual([]);
+      run.clock.advance(1);
+      // The latest reason is the one given.
+      expect(run.ended()).toEqual({ code: EXIT.markError, message: gaveUp(15, 'iptables-restore exit 4') });
+    });
+
+    it('passes when its own mark replaces the error within the grace, leaving no timer behind', () => {
+      const run = setup({ first: REFUSED, options: { ...grace, validate: false } });
+      run.waiter.start();
+      run.clock.advance(14_000);
+      run.publish(OURS);
+      expect(run.ended().code).toBe(EXIT.ready);
+    });
+
+    it('stops the grace when the self-test starts on a mark that follows the error', async () => {
+      const run = setup({ first: REFUSED, options: grace });
+      run.waiter.start();
+      run.clock.advance(14_000);
+      run.publish(OURS);
+      run.clock.advance(5_000);
+      expect(run.exits).toEqual([]);
+      run.selfTests[0]?.settle(PASSED);
+      await settled();
+      expect(run.ended().code).toBe(EXIT.ready);
+    });
+
+    it('with a grace of 0 gives up on the first error mark', () => {
+      const run = setup({ first: withMark({ state: 'error', reason: 'bad annotation' }), options: { errorGraceMs: 0 } });
+      run.waiter.start();
+      run.clock.advance(0);
+      expect(run.ended()).toEqual({ code: EXIT.markError, message: gaveUp(0, 'bad annotation') });
+    });
+
+    it('keeps waiting on an error mark of an earlier sandbox, and times out with exit 5', () => {
+      const run = setup({ first: withMark({ state: 'error', netns: OWN + 1, reason: 'iptables-restore exit 4' }), options: { errorGraceMs: 1_000 } });
+      run.waiter.start();
+      run.clock.advance(9_999);
+      expect(run.exits).toEqual([]);
+      run.clock.advance(1);
+      expect(run.ended().code).toBe(EXIT.otherNetns);
+    });
+
+    it('an error mark for its own netns counts', () => {
+      const run = setup({ first: withMark({ state: 'error', netns: OWN, reason: 'iptables-restore exit 4' }), options: { errorGraceMs: 1_000 } });
+      run.waiter.start();
+      run.clock.advance(1_000);
+      expect(run.ended()).toEqual({ code: EXIT.markError, message: gaveUp(1, 'iptables-restore exit 4') });
+    });
+  });
+
   it('on SIGTERM ends with 143 and what it was waiting for', () => {
     const run = setup({ first: withMark({ state: 'pending', reason: 'netns not found yet' }) });
     run.waiter.start();
