@@ -36,5 +36,6 @@ CMD ["run"]
 FROM ${WAITER_BASE_IMAGE} AS init-waiter
 WORKDIR /app
 COPY --from=build /src/dist/init-waiter.js /src/dist/package.json /app/
-# The base image's entrypoint is node itself.
-CMD ["/app/init-waiter.js"]
+# The waiter is the entrypoint, so a pod's `args` are the waiter's flags (Istio's template
+# passes --validate=false; with the script in CMD, args would replace it and go to node).
+ENTRYPOINT ["/nodejs/bin/node", "/app/init-waiter.js"]

@@ -69,7 +69,7 @@ export function standInPod(name: string, kind: StandInKind): V1Pod {
         name: 'trivial-init',
         image: IMAGES.initWaiter,
         imagePullPolicy: 'IfNotPresent',
-        args: ['/app/init-waiter.js', '--help'],
+        args: ['--help'],
         // The waiter's own resources (Guaranteed CPU for a fast Node start).
         resources: { requests: { cpu: '500m', memory: '64Mi' }, limits: { cpu: '500m', memory: '64Mi' } },
         securityContext: { ...restricted(65532), readOnlyRootFilesystem: true },
