@@ -70,8 +70,8 @@ export function standInPod(name: string, kind: StandInKind): V1Pod {
         image: IMAGES.initWaiter,
         imagePullPolicy: 'IfNotPresent',
         args: ['--help'],
-        // The waiter's own resources (Guaranteed CPU for a fast Node start).
-        resources: { requests: { cpu: '500m', memory: '64Mi' }, limits: { cpu: '500m', memory: '64Mi' } },
+        // The waiter's own resources (init-waiter-snippet.yaml: a small request, a 500m limit for a fast Node start).
+        resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '64Mi' } },
         securityContext: { ...restricted(65532), readOnlyRootFilesystem: true },
       },
     ];

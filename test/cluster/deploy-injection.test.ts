@@ -99,6 +99,33 @@ describe('the MutatingAdmissionPolicy', () => {
     expect(pod.spec?.volumes?.map((v) => v.name)).toEqual(['pnc-podinfo']);
   });
 
+  it("takes the waiter's CPU request from the ConfigMap's optional cpuRequest: 500m (the limit) keeps a Guaranteed pod Guaranteed, no key gives the 10m default", async () => {
+    const objects = await kustomize('manifests/injection/admission-policy');
+    const guaranteed = { limits: { cpu: '100m', memory: '64Mi' } };
+    const cases: [string, Record<string, string>, string, string][] = [
+      ['g', { image: waiterImage, cpuRequest: '500m' }, '500m', 'Guaranteed'],
+      ['d', { image: waiterImage }, '10m', 'Burstable'],
+    ];
+    for (const [variant, data, cpu, qosClass] of cases) {
+      const scope = `${run}-${variant}`;
+      const params = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `pnc-injection-${scope}`, namespace: 'pod-network-controller' }, data };
+      const policies = scopedToRun(objects, scope).map((o) => {
+        if (o.kind === 'MutatingAdmissionPolicyBinding') o.spec.paramRef.name = params.metadata.name;
+        return o;
+      });
+      cleanups.push(await install(admin, [params, ...policies]));
+      const scoped = await freshNamespace(admin, { ...INJECT_LABELS, [SCOPE_LABEL]: scope });
+      const pod = meshPod(`qos-${variant}`, { containers: [{ ...app, resources: guaranteed }, { ...proxy, resources: guaranteed }] });
+      await eventually(`the ${variant} policy to take effect`, async () => {
+        const probe = await core.createNamespacedPod({ namespace: scoped, body: pod, dryRun: 'All' });
+        return probe.spec?.initContainers?.[0]?.name === 'pnc-init-waiter';
+      });
+      const created = await core.createNamespacedPod({ namespace: scoped, body: pod });
+      expect(created.spec?.initContainers?.[0]?.resources, variant).toEqual({ requests: { cpu, memory: '64Mi' }, limits: { cpu: '500m', memory: '64Mi' } });
+      expect(created.status?.qosClass, variant).toBe(qosClass);
+    }
+  });
+
   it('leaves namespaces without the injection label alone', async () => {
     const other = await freshNamespace(admin, { [SCOPE_LABEL]: run });
     const pod = await createAndReadBack(meshPod('unlabelled'), other);
