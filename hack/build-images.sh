@@ -83,7 +83,7 @@ esac
 # The official Node build from its npm package, downloaded once per base build.
 node_dist() {
   if [[ ! -x "$work/node-dist/node_modules/$node_package/bin/node" ]]; then
-    npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$work/node-dist" "$node_package@$NODE_MAJOR" >&2
+    npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$work/node-dist" "$node_package@$NODE_MAJOR" >/dev/null
   fi
   echo "$work/node-dist/node_modules/$node_package"
 }
@@ -127,7 +127,7 @@ build_node_base() {
   mkdir -p "$work/node/usr/local/bin"
   cp -a "$dist/bin/node" "$work/node/usr/local/bin/"
   cp -a "$dist/include" "$dist/share" "$work/node/usr/local/"
-  npm install --global --no-audit --no-fund --loglevel=error --prefix "$work/node/usr/local" npm@11 corepack@0 >&2
+  npm install --global --no-audit --no-fund --loglevel=error --prefix "$work/node/usr/local" npm@11 corepack@0 >/dev/null
   tar --numeric-owner --owner=0 --group=0 -C "$work/node" -cf "$work/node.tar" usr
   commit_image "$NODE_BASE" "$archive" "$work/debian.tar" "$work/node.tar" -- \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env "NODE_VERSION=${version#v}" \
