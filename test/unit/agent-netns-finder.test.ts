@@ -12,11 +12,11 @@ const podB = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
 const HOST_NETNS = 4026531840;
 let root: string;
 
-function proc(pid: number, opts: { cgroup: string; netns: number; start: number; comm?: string }): void {
+function proc(pid: number, opts: { cgroup: string; netns: number; start: number; comm?: string; parent?: number }): void {
   const dir = join(root, String(pid));
   mkdirSync(join(dir, 'ns'), { recursive: true });
   writeFileSync(join(dir, 'cgroup'), opts.cgroup);
-  const fields = ['S', '1', String(pid), String(pid), '0', '-1', '4194560', '0', '0', '0', '0', '0', '0', '0', '0', '20', '0', '1', '0', String(opts.start), '0'];
+  const fields = ['S', String(opts.parent ?? 1), String(pid), String(pid), '0', '-1', '4194560', '0', '0', '0', '0', '0', '0', '0', '0', '20', '0', '1', '0', String(opts.start), '0'];
   writeFileSync(join(dir, 'stat'), `${pid} (${opts.comm ?? 'pause'}) ${fields.join(' ')}\n`);
   symlinkSync(`net:[${opts.netns}]`, join(dir, 'ns', 'net'));
 }
@@ -41,6 +41,22 @@ describe('netns finder', () => {
     proc(150, { cgroup: systemd(podA, 'conmon'), netns: HOST_NETNS, start: 100, comm: 'conmon' });
     const finder = new NetnsFinder({ procRoot: root });
     expect(await finder.find(podA)).toEqual({ pid: 200, inode: 4026532001, path: `${root}/200/ns/net`, startTime: 400 });
+  });
+
+  it("never takes the runtime's process that shares its parent's netns, even when /proc/1 is unreadable", async () => {
+    // In a container, readlink /proc/1/ns/net of the node's init can fail: the host check knows nothing.
+    rmSync(join(root, '1'), { recursive: true });
+    const NODE_NETNS = 4026531999;
+    proc(90, { cgroup: '0::/system.slice/containerd.service\n', netns: NODE_NETNS, start: 5, comm: 'runc' });
+    // runc's init, already in the pod's cgroup, not yet in the pod's netns.
+    proc(100, { cgroup: cgroupfs(podA, 'sb'), netns: NODE_NETNS, start: 50, comm: 'runc:[0:PARENT]', parent: 90 });
+    const finder = new NetnsFinder({ procRoot: root, minScanIntervalMs: 0 });
+    expect(await finder.find(podA, 0)).toBeUndefined();
+    proc(80, { cgroup: '0::/system.slice/containerd.service\n', netns: NODE_NETNS, start: 4, comm: 'containerd-shim' });
+    proc(101, { cgroup: cgroupfs(podA, 'sb'), netns: 4026532009, start: 60, parent: 80 });
+    // pause's child in the same netns (its parent is of the pod) counts as usual.
+    proc(102, { cgroup: cgroupfs(podA, 'app'), netns: 4026532009, start: 70, comm: 'app', parent: 101 });
+    expect(await finder.find(podA, 0)).toEqual({ pid: 101, inode: 4026532009, path: `${root}/101/ns/net`, startTime: 60 });
   });
 
   it('resolves many pods with one scan (cgroupfs and systemd forms)', async () => {

@@ -121,12 +121,19 @@ export class NetnsFinder {
 
   #oldestWithOwnNetns(pids: number[]): SandboxNetns | undefined {
     let best: SandboxNetns | undefined;
+    const ownPids = new Set(pids);
     for (const pid of pids) {
       const path = `${this.#procRoot}/${pid}/ns/net`;
       const inode = this.#inodeOf(path);
       if (inode === undefined || this.#hostInodes.has(inode)) continue;
-      const startTime = this.#startTimeOf(pid);
-      if (startTime === undefined) continue;
+      const stat = this.#statOf(pid);
+      if (stat === undefined) continue;
+      const { startTime, parentPid } = stat;
+      // A sandbox process never shares its netns with a parent outside the pod (the runtime's
+      // shim or conmon lives in the node's). One that does is still the runtime's own: runc
+      // moves its init into the pod's cgroup before that joins the pod's netns. Needed besides
+      // the host check: in a container, /proc/1/ns/net of the node's init may be unreadable.
+      if (!ownPids.has(parentPid) && this.#inodeOf(`${this.#procRoot}/${parentPid}/ns/net`) === inode) continue;
       if (!best || startTime < best.startTime || (startTime === best.startTime && pid < best.pid)) best = { pid, inode, path, startTime };
     }
     return best;
@@ -141,11 +148,19 @@ export class NetnsFinder {
   }
 
   #startTimeOf(pid: number): number | undefined {
+    return this.#statOf(pid)?.startTime;
+  }
+
+  #statOf(pid: number): { startTime: number; parentPid: number } | undefined {
+    let text: string;
     try {
-      return parseStartTime(readFileSync(`${this.#procRoot}/${pid}/stat`, 'utf8'));
+      text = readFileSync(`${this.#procRoot}/${pid}/stat`, 'utf8');
     } catch {
       return undefined;
     }
+    const startTime = parseStartTime(text);
+    const parentPid = Number(text.slice(text.lastIndexOf(')') + 2).split(' ')[1]);
+    return startTime === undefined || !Number.isSafeInteger(parentPid) ? undefined : { startTime, parentPid };
   }
 }
 
