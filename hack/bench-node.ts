@@ -8,17 +8,23 @@
 // on a quiet node. Prints create -> Ready per kind, the differences, and where a mesh
 // pod's time goes, from the API (a watch), the mark's own time and the containers' log
 // timestamps (the runtime's, nanoseconds). Prints numbers, asserts none.
+// istio: the same app injected by Istio's own injector with our Helm values (hack/lib/istio-node.ts):
+// Istio's real istio-validation, a native-sidecar istio-proxy, our waiter; counts
+// istio-validation restarts (each costs a kubelet back-off; the goal is none).
 //   --pods N (default 30)  --keep-cluster
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { positiveInteger } from './lib/flags.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
+import { istioAppPod, setUpIstioPath, VALIDATION_CONTAINER, VALIDATION_PASSED } from './lib/istio-node.ts';
+import type { IstioPath } from './lib/istio-node.ts';
 import { deployOnRealNode, isReady, meshNamespace, standInPod, waitForInjection, WAITER_CONTAINER } from './lib/real-node.ts';
 import type { StandInKind } from './lib/real-node.ts';
 import { quantile } from './lib/stats.ts';
 
-const KINDS: readonly StandInKind[] = ['plain', 'trivial-init', 'mesh'];
+type Kind = StandInKind | 'istio';
+const KINDS: readonly Kind[] = ['plain', 'trivial-init', 'mesh', 'istio'];
 const TRIVIAL_INIT = 'trivial-init';
 
 const args = process.argv.slice(2);
@@ -35,7 +41,7 @@ const now = () => performance.timeOrigin + performance.now();
 
 interface Sample {
   name: string;
-  kind: StandInKind;
+  kind: Kind;
   created: number;
   markSeen?: number;
   initExitSeen?: number;
@@ -46,6 +52,10 @@ interface Sample {
   initLastLog?: number;
   /** The pod's deletion is complete (a watch saw DELETED). */
   gone?: boolean;
+  /** istio: istio-validation's restarts once the pod is Ready, its log's last line, and whether it logged its pass. */
+  validationRestarts?: number;
+  validationLastLog?: number;
+  validationPassed?: boolean;
 }
 
 /** Observes every pod of the namespace through one watch; first-seen times of the mark, the init container's exit and Ready. */
@@ -54,7 +64,7 @@ function observe(pod: V1Pod, samples: Map<string, Sample>): void {
   if (!sample) return;
   const at = now();
   if (sample.markSeen === undefined && pod.metadata?.annotations?.[STATUS_ANNOTATION]) sample.markSeen = at;
-  const init = pod.status?.initContainerStatuses?.[0]?.state?.terminated;
+  const init = pod.status?.initContainerStatuses?.find((s) => s.name === WAITER_CONTAINER || s.name === TRIVIAL_INIT)?.state?.terminated;
   if (sample.initExitSeen === undefined && init?.exitCode === 0) sample.initExitSeen = at;
   if (sample.readySeen === undefined && isReady(pod)) sample.readySeen = at;
 }
@@ -73,6 +83,7 @@ const started = performance.now();
 let startedCluster = false;
 let core: CoreV1Api | undefined;
 let namespace: string | undefined;
+let istio: IstioPath | undefined;
 let exitCode = 0;
 let watch: AbortController | undefined;
 try {
@@ -86,14 +97,17 @@ try {
   namespace = `bench-node-${Date.now().toString(36)}`;
   await core.createNamespace({ body: meshNamespace(namespace) });
   await waitForInjection(core, namespace);
+  console.log("   Istio's injector with our Helm values, and the Istio proxy stand-in image");
+  istio = await setUpIstioPath(kc, deployed.cluster.kubeconfig, deployed.node.containerdAddress, `${namespace}-istio`, (line) => console.log(`   ${line}`));
 
   const samples = new Map<string, Sample>();
   let finished = false;
   // One watch for the whole run; restarted (after a catch-up list) if the server or the client's idle timeout ends it.
   const startWatch = async (): Promise<void> => {
+    // Both namespaces' pods, by their kind label.
     watch = await new Watch(kc).watch(
-      `/api/v1/namespaces/${namespace}/pods`,
-      {},
+      '/api/v1/pods',
+      { labelSelector: 'pnc-demo/kind' },
       (type: string, pod: V1Pod) => {
         const sample = samples.get(pod.metadata?.name ?? '');
         if (type === 'DELETED' && sample) sample.gone = true;
@@ -102,7 +116,7 @@ try {
       () => {
         if (finished) return;
         void startWatch().then(async () => {
-          for (const pod of (await core!.listNamespacedPod({ namespace: namespace! })).items) observe(pod, samples);
+          for (const pod of (await core!.listPodForAllNamespaces({ labelSelector: 'pnc-demo/kind' })).items) observe(pod, samples);
         });
       },
     );
@@ -129,36 +143,44 @@ try {
       const name = `${kind}-${round}`;
       const sample: Sample = { name, kind, created: now() };
       samples.set(name, sample);
-      await core.createNamespacedPod({ namespace, body: standInPod(name, kind) });
+      const podNamespace = kind === 'istio' ? istio.namespace : namespace;
+      await core.createNamespacedPod({ namespace: podNamespace, body: kind === 'istio' ? istioAppPod(name) : standInPod(name, kind) });
       await until(`pod ${name} to be Ready`, () => sample.readySeen !== undefined);
-      const pod = await core.readNamespacedPod({ namespace, name });
+      const pod = await core.readNamespacedPod({ namespace: podNamespace, name });
       const mark = pod.metadata?.annotations?.[STATUS_ANNOTATION];
       if (mark) sample.markWritten = Date.parse(parseMark(mark).at);
-      const container = kind === 'mesh' ? WAITER_CONTAINER : kind === TRIVIAL_INIT ? TRIVIAL_INIT : undefined;
-      if (container) [sample.initFirstLog, sample.initLastLog] = (await logSpan(core, namespace, name, container)) ?? [];
-      await core.deleteNamespacedPod({ namespace, name });
+      const container = kind === 'mesh' || kind === 'istio' ? WAITER_CONTAINER : kind === TRIVIAL_INIT ? TRIVIAL_INIT : undefined;
+      if (container) [sample.initFirstLog, sample.initLastLog] = (await logSpan(core, podNamespace, name, container)) ?? [];
+      if (kind === 'istio') {
+        sample.validationRestarts = pod.status?.initContainerStatuses?.find((s) => s.name === VALIDATION_CONTAINER)?.restartCount;
+        sample.validationLastLog = (await logSpan(core, podNamespace, name, VALIDATION_CONTAINER))?.[1];
+        const log = await core.readNamespacedPodLog({ namespace: podNamespace, name, container: VALIDATION_CONTAINER }).catch(() => '');
+        sample.validationPassed = log.includes(VALIDATION_PASSED);
+      }
+      await core.deleteNamespacedPod({ namespace: podNamespace, name });
     }
     if ((round + 1) % 5 === 0) console.log(`   ${(round + 1) * KINDS.length} pods Ready`);
   }
   finished = true;
   watch?.abort();
 
-  const of = (kind: StandInKind) => [...samples.values()].filter((s) => s.kind === kind);
+  const of = (kind: Kind) => [...samples.values()].filter((s) => s.kind === kind);
   const ms = (n: number) => `${Math.round(n)} ms`.padStart(8);
   const row = (label: string, values: number[]) => {
     const valid = values.filter((v) => Number.isFinite(v));
     console.log(`   ${label.padEnd(60)} ${ms(quantile(valid, 0.5))} ${ms(quantile(valid, 0.99))}${valid.length < values.length ? `   (${values.length - valid.length} missing)` : ''}`);
   };
-  const span = (kind: StandInKind, from: keyof Sample, to: keyof Sample) => of(kind).map((s) => (s[to] as number) - (s[from] as number));
+  const span = (kind: Kind, from: keyof Sample, to: keyof Sample) => of(kind).map((s) => (s[to] as number) - (s[from] as number));
 
   console.log(`\n== create -> Ready (${perKind} pods each)${' '.repeat(30)}      p50      p99`);
-  const ready = Object.fromEntries(KINDS.map((kind) => [kind, span(kind, 'created', 'readySeen')])) as Record<StandInKind, number[]>;
+  const ready = Object.fromEntries(KINDS.map((kind) => [kind, span(kind, 'created', 'readySeen')])) as Record<Kind, number[]>;
   for (const kind of KINDS) row(kind, ready[kind]);
-  const diff = (a: StandInKind, b: StandInKind) =>
+  const diff = (a: Kind, b: Kind) =>
     console.log(`   ${`${a} - ${b} (difference of the quantiles)`.padEnd(60)} ${ms(quantile(ready[a], 0.5) - quantile(ready[b], 0.5))} ${ms(quantile(ready[a], 0.99) - quantile(ready[b], 0.99))}`);
   diff('mesh', TRIVIAL_INIT);
   diff('mesh', 'plain');
   diff(TRIVIAL_INIT, 'plain');
+  diff('istio', 'mesh');
 
   console.log(`\n== where a mesh pod's time goes${' '.repeat(37)}      p50      p99`);
   row('create -> waiter started (its first log line)', span('mesh', 'created', 'initFirstLog'));
@@ -174,12 +196,23 @@ try {
   row('create -> init started (its log line)', span(TRIVIAL_INIT, 'created', 'initFirstLog'));
   row('init exits -> exit seen in the API (kubelet relist)', span(TRIVIAL_INIT, 'initLastLog', 'initExitSeen'));
   row('init exit seen -> Ready (app containers start)', span(TRIVIAL_INIT, 'initExitSeen', 'readySeen'));
+
+  console.log(`\n== Istio's path (istio-validation, native istio-proxy, waiter)${' '.repeat(6)}      p50      p99`);
+  row('create -> istio-validation exits (its last log line)', span('istio', 'created', 'validationLastLog'));
+  row('create -> mark written (the agent, mark.at)', span('istio', 'created', 'markWritten'));
+  row('create -> waiter started (its first log line)', span('istio', 'created', 'initFirstLog'));
+  row('waiter exit seen -> Ready (app container starts)', span('istio', 'initExitSeen', 'readySeen'));
+  const istioPods = of('istio');
+  const restarts = istioPods.reduce((sum, s) => sum + (s.validationRestarts ?? 0), 0);
+  const passed = istioPods.filter((s) => s.validationRestarts === 0 && s.validationPassed).length;
+  console.log(`   istio-validation restarts: ${restarts} in ${istioPods.length} pods (goal: none); passed at the first try: ${passed}/${istioPods.length}`);
   console.log('\n   target for what the product adds (mesh - trivial-init): p50 <= 300 ms, p99 <= 1000 ms');
 } catch (error) {
   console.error(`\nbench:node FAILED: ${error instanceof Error ? error.message : String(error)}`);
   exitCode = 1;
 } finally {
   watch?.abort();
+  await istio?.stop();
   if (core && namespace) await core.deleteNamespace({ name: namespace }).catch(() => undefined);
   if (startedCluster && !keepCluster) {
     await stopLocalCluster().catch((error: unknown) => {
