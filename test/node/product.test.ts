@@ -23,55 +23,7 @@ const AGENT_NAMESPACE = 'pod-network-controller';
 const AGENT_SELECTOR = 'app.kubernetes.io/name=pod-network-controller';
 
 const execFileAsync = promisify(execFile);
-const k = (args: string[], timeoutMs?: number, input?: string) =>
-  input === undefined ? kubectl(inject('binDir'), inject('kubeconfig'), args, timeoutMs) : kubectlWithInput(args, input);
-
-function kubectlWithInput(args: string[], input: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(join(inject('binDir'), 'kubectl'), args, { env: { ...process.env, KUBECONFIG: inject('kubeconfig') } }, (error, stdout, stderr) =>
-      error ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr.trim() || String(error)}`)) : resolve(stdout),
-    );
-    child.stdin!.end(input);
-  });
-}
-
-// Test-only: lowers the injected waiter's CPU request in namespaces labelled pnc-test/small-waiter.
-// Runs again after the product's policy has injected the waiter (reinvocation).
-const SMALL_WAITER_POLICY = `
-apiVersion: admissionregistration.k8s.io/v1beta1
-kind: MutatingAdmissionPolicy
-metadata:
-  name: pnc-test-small-waiter
-spec:
-  failurePolicy: Fail
-  reinvocationPolicy: IfNeeded
-  matchConstraints:
-    resourceRules:
-      - apiGroups: [""]
-        apiVersions: [v1]
-        operations: [CREATE]
-        resources: [pods]
-  matchConditions:
-    - name: injected
-      expression: "has(object.spec.initContainers) && object.spec.initContainers[0].name == '${WAITER_CONTAINER}'"
-  mutations:
-    - patchType: JSONPatch
-      jsonPatch:
-        expression: >-
-          [JSONPatch{op: "replace", path: "/spec/initContainers/0/resources", value: Object.spec.initContainers.resources{
-            requests: {"cpu": "10m", "memory": "64Mi"}, limits: {"cpu": "500m", "memory": "64Mi"}}}]
----
-apiVersion: admissionregistration.k8s.io/v1beta1
-kind: MutatingAdmissionPolicyBinding
-metadata:
-  name: pnc-test-small-waiter
-spec:
-  policyName: pnc-test-small-waiter
-  matchResources:
-    namespaceSelector:
-      matchLabels:
-        pnc-test/small-waiter: "true"
-`;
+const k = (args: string[], timeoutMs?: number) => kubectl(inject('binDir'), inject('kubeconfig'), args, timeoutMs);
 
 async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -122,7 +74,7 @@ async function readyPods(kc: KubeConfig, namespace: string, app: string, count: 
   );
 }
 
-/** Deletes the Deployment and waits until its pods are gone: each mesh pod holds the waiter's 500m CPU request. */
+/** Deletes the Deployment and waits until its pods are gone, so the next test starts on an idle node. */
 async function removeDeployment(kc: KubeConfig, namespace: string, name: string): Promise<void> {
   await kc.makeApiClient(AppsV1Api).deleteNamespacedDeployment({ namespace, name, propagationPolicy: 'Foreground' }).catch(() => undefined);
   await poll(`the pods of ${name} to be gone`, async () => {
@@ -288,14 +240,9 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
   });
 
   it('initializes each of 20 pods exactly once, none running its app unmarked, while the agent pod is deleted during the scale-up', async () => {
-    // Twenty waiters at 500m CPU each do not fit on this node: in this namespace only, a
-    // test policy lowers the injected waiter's request (its limit stays 500m).
-    const burst = await freshNamespace(kc, { ...meshNamespace('').metadata.labels, 'pnc-test/small-waiter': 'true' });
-    await k(['apply', '-f', '-'], undefined, SMALL_WAITER_POLICY);
-    await poll('the small-waiter policy to apply', async () => {
-      const probe = await kc.makeApiClient(CoreV1Api).createNamespacedPod({ namespace: burst, body: standInPod('probe', 'mesh'), dryRun: 'All' });
-      return probe.spec?.initContainers?.[0]?.resources?.requests?.cpu === '10m' ? true : undefined;
-    });
+    // Twenty mesh pods fit on this 2-CPU node as injected: the waiter requests 10m CPU (limit 500m).
+    const burst = await freshNamespace(kc, meshNamespace('').metadata.labels);
+    await waitForInjection(kc.makeApiClient(CoreV1Api), burst);
     await createDeployment(kc, burst, 'burst', 'mesh', 0);
     await k(['-n', burst, 'scale', 'deployment', 'burst', '--replicas=20']);
     const [agent] = await agentPods(kc);
@@ -321,10 +268,9 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
       expect(new Date(waiter.finishedAt!).getTime()).toBeGreaterThanOrEqual(Math.floor(new Date(mark.at).getTime() / 1000) * 1000);
     }
     await removeDeployment(kc, burst, 'burst');
-    await k(['delete', 'mutatingadmissionpolicybinding,mutatingadmissionpolicy', 'pnc-test-small-waiter']);
   }, 420_000);
 
-  it('refuses an app container running as the proxy UID: the pod stays in Init, the refusal in describe, Events and the waiter log', async () => {
+  it("refuses an app container running as the proxy UID: the pod stays in Init, the refusal in describe (Events, the waiter's termination message) and the waiter log", async () => {
     const refused = standInPod('refused', 'mesh');
     const app = refused.spec!.containers.find((c) => c.name === 'app')!;
     app.securityContext = { ...app.securityContext, runAsUser: 1337, runAsGroup: 1337 };
@@ -344,6 +290,25 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
       return out.includes('is error: refused') ? out : undefined;
     });
     expect(logs).toMatch(/equals the proxy identity \(uid 1337, gid 1337\)/);
+    // After the error grace (15 s) the waiter exits 4 with the mark's reason as its termination
+    // message, which describe shows; the kubelet restarts it, and the app never starts.
+    const described = await poll(
+      "the waiter's termination message in describe",
+      async () => {
+        const out = await k(['-n', mesh, 'describe', 'pod', 'refused']);
+        return /Message:\s+gave up after 15 s of an error mark/.test(out) ? out : undefined;
+      },
+      60_000,
+    );
+    expect(described).toMatch(
+      /Message:\s+gave up after 15 s of an error mark: pod-network-controller\.io\/status is error: refused: container "app" runAsUser=1337.* equals the proxy identity \(uid 1337, gid 1337\)/,
+    );
+    expect(described).toMatch(/Exit Code:\s+4\b/);
+    const waiterStatus = (await core.readNamespacedPod({ namespace: mesh, name: 'refused' })).status?.initContainerStatuses?.[0];
+    const terminated = waiterStatus?.state?.terminated ?? waiterStatus?.lastState?.terminated;
+    expect(terminated?.exitCode).toBe(4);
+    expect(terminated?.message).toMatch(/^gave up after 15 s of an error mark: .* is error: refused: container "app" runAsUser=1337/);
+    expect((await core.readNamespacedPod({ namespace: mesh, name: 'refused' })).status?.containerStatuses?.some((s) => s.state?.running)).toBe(false);
     await core.deleteNamespacedPod({ namespace: mesh, name: 'refused', gracePeriodSeconds: 0 });
   });
 
