@@ -17,6 +17,7 @@ export interface AgentMetrics {
   iptablesLockWaits: Counter;
   iptablesLockTimeouts: Counter;
   markWriteRefusals: Counter<'status'>;
+  reconcileBugs: Counter;
 }
 
 export function createMetrics(): AgentMetrics {
@@ -81,6 +82,11 @@ export function createMetrics(): AgentMetrics {
       name: 'pnc_mark_write_refusals_total',
       help: 'Mark writes the API server refused for a reason retrying cannot fix (e.g. 422: annotations too large), by HTTP status.',
       labelNames: ['status'],
+      registers: [registry],
+    }),
+    reconcileBugs: new Counter({
+      name: 'pnc_reconcile_bugs_total',
+      help: 'Passes that hit a bug in the agent (logged at error level; the pod is retried, nothing is written onto it). Should stay 0.',
       registers: [registry],
     }),
   };

@@ -1,0 +1,301 @@
+import { describe, expect, it } from 'vitest';
+import { SANDBOX_BACKOFF, ERROR_BACKOFF } from '../../controller/src/agent/backoff.ts';
+import { eventNameFor } from '../../controller/src/kube/event-recorder.ts';
+import { KubeApiError } from '../../controller/src/kube/kube-client.ts';
+import { REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
+import { RedirectError, XtablesLockTimeout, planFromPod, renderPlan, rulesHash } from '../../controller/src/redirect/index.ts';
+import { BAD_ANNOTATION, BAD_VALUE, PROXY_UID } from '../support/mesh-pods.ts';
+import { APPLIED_HASH, counterValue, fakeReconciler, histogramCount, testPod } from '../support/reconciler-fakes.ts';
+
+/** A reconciler with one pod in the API and the cache, and its sandbox running. */
+function withPod(options: Parameters<typeof testPod>[0] = {}, sandbox = true) {
+  const fakes = fakeReconciler();
+  const pod = fakes.api.add(testPod(options));
+  const uid = pod.metadata!.uid!;
+  const ref = { namespace: pod.metadata!.namespace!, name: pod.metadata!.name!, uid };
+  const netns = sandbox ? fakes.finder.start(uid) : undefined;
+  return { ...fakes, pod, uid, ref, netns };
+}
+
+/** The hash the decision computes for a pod: what a mark must carry to be verified. */
+const planHash = (pod: Parameters<typeof planFromPod>[0]) => rulesHash(renderPlan(planFromPod(pod, undefined, { uid: PROXY_UID, gid: PROXY_UID })));
+
+describe('reconciler executor: programming', () => {
+  it('programs a new pod and marks it with the hash apply returned, from sandbox found to mark written', async () => {
+    const t = withPod();
+    t.engine.appliedHash = APPLIED_HASH;
+    const queuedAt = t.clock.now();
+    t.clock.advance(40);
+    expect(await t.reconciler.reconcile(t.uid, queuedAt)).toEqual({ kind: 'done' });
+
+    expect(t.engine.applied).toHaveLength(1);
+    expect(t.engine.applied[0]).toMatchObject({ netnsPath: t.netns!.path, options: { mode: 'nft', lockWaitSeconds: 5, force: false } });
+    const mark = t.api.markOf(t.uid)!;
+    expect(mark).toMatchObject({ state: 'initialized', netns: t.netns!.inode, rules: APPLIED_HASH, at: t.clock.date().toISOString() });
+    expect(APPLIED_HASH).not.toBe(planHash(t.pod));
+    const [event] = t.events.of('Initialized');
+    expect(event).toEqual({
+      uid: t.uid,
+      reason: 'Initialized',
+      name: eventNameFor(t.ref, mark.at),
+      note: `redirect programmed and verified in netns ${t.netns!.inode} (rules ${APPLIED_HASH}) in 40 ms from sandbox found to mark written`,
+    });
+    expect(await counterValue(t.metrics.podResults, { outcome: 'initialized' })).toBe(1);
+    expect(await histogramCount(t.metrics.markLatency)).toBe(1);
+    expect(t.logs.find((line) => line.msg === 'pod initialized')).toMatchObject({ uid: t.uid, rules: APPLIED_HASH, latencyMs: 40 });
+  });
+
+  it('waits for the echo of its write instead of acting on the stale cached copy', async () => {
+    const t = withPod();
+    await t.reconciler.reconcile(t.uid);
+    // The cache still holds the copy without the mark.
+    t.clock.advance(1_000);
+    expect(await t.reconciler.reconcile(t.uid)).toMatchObject({ kind: 'retry', policy: { initialMs: 5_000 } });
+    expect(t.engine.applied).toHaveLength(1);
+    expect(t.api.writes).toHaveLength(1);
+    expect(t.api.reads).toBe(0);
+  });
+
+  it('reads the pod fresh when the echo is late, and does not program or mark it a second time', async () => {
+    const t = withPod();
+    await t.reconciler.reconcile(t.uid);
+    t.clock.advance(6_000);
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'done' });
+    expect(t.api.reads).toBe(1);
+    expect(t.engine.applied).toHaveLength(1);
+    expect(t.api.writes).toHaveLength(1);
+    expect(t.events.of('Initialized')).toHaveLength(1);
+    expect(t.logs.some((line) => line.msg === 'echo of our mark write is late; acting on a fresh read')).toBe(true);
+    // The echo arrives: cached copies are trusted again.
+    const echo = t.api.deliver(t.uid);
+    t.reconciler.observe(t.uid, echo.metadata!.resourceVersion);
+    await t.reconciler.reconcile(t.uid);
+    expect(t.api.reads).toBe(1);
+  });
+
+  it('forgets a pod the fresh read finds gone', async () => {
+    const t = withPod();
+    await t.reconciler.reconcile(t.uid);
+    t.api.server.delete(t.uid);
+    t.clock.advance(6_000);
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'done' });
+    expect(t.reconciler.podsWithChangedSandbox()).toEqual([]);
+    expect(t.api.writes).toHaveLength(1);
+  });
+
+  it('reads fresh after a write that got no answer, since it may have landed', async () => {
+    const t = withPod();
+    t.api.failNextWrite = new Error('socket hang up');
+    await expect(t.reconciler.reconcile(t.uid)).rejects.toThrow('socket hang up');
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'done' });
+    expect(t.api.reads).toBe(1);
+    expect(t.api.markOf(t.uid)).toMatchObject({ state: 'initialized' });
+    expect(await counterValue(t.metrics.reconcileBugs)).toBe(0);
+  });
+
+  it('re-initializes for a new token, forced, once', async () => {
+    const t = withPod({ annotations: { [REINIT_ANNOTATION]: 'token-1' } });
+    await t.reconciler.reconcile(t.uid);
+    expect(t.engine.applied[0]!.options.force).toBe(true);
+    expect(t.api.markOf(t.uid)).toMatchObject({ state: 'initialized', reinit: 'token-1' });
+    expect(t.events.of('Reinitialized')[0]!.note).toMatch(/^re-initialized for token "token-1"; redirect programmed/);
+  });
+
+  it('repairs a pod whose mark names another netns', async () => {
+    const forged = encodeMark({ state: 'initialized', netns: 4026531999, rules: '0123456789abcdef', at: '2020-01-01T00:00:00Z' });
+    const t = withPod({ annotations: { [STATUS_ANNOTATION]: forged } });
+    await t.reconciler.reconcile(t.uid);
+    expect(t.api.markOf(t.uid)).toMatchObject({ state: 'initialized', netns: t.netns!.inode });
+    expect(t.events.of('Repaired')[0]!.note).toContain('the mark named another network namespace');
+    expect(await counterValue(t.metrics.podResults, { outcome: 'repaired' })).toBe(1);
+  });
+});
+
+describe('reconciler executor: verifying', () => {
+  function verifiedPod(markAt: string) {
+    const t = withPod();
+    t.pod.metadata!.annotations![STATUS_ANNOTATION] = encodeMark({ state: 'initialized', netns: t.netns!.inode, rules: planHash(t.pod), at: markAt });
+    t.api.deliver(t.uid);
+    return t;
+  }
+
+  it('verifies a mark that counts, records its Initialized Event if an earlier agent lost it, once', async () => {
+    const t = verifiedPod(new Date(t0() - 60_000).toISOString());
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'done' });
+    expect(t.engine.verified).toHaveLength(1);
+    expect(t.engine.applied).toHaveLength(0);
+    expect(t.api.writes).toHaveLength(0);
+    expect(await counterValue(t.metrics.podResults, { outcome: 'verified' })).toBe(1);
+    const [event] = t.events.of('Initialized');
+    expect(event!.note).toContain('(recorded after an agent restart)');
+    // Verified moments ago: not read back again; later, read back but no second Event.
+    await t.reconciler.reconcile(t.uid);
+    expect(t.engine.verified).toHaveLength(1);
+    t.clock.advance(31_000);
+    await t.reconciler.reconcile(t.uid);
+    expect(t.engine.verified).toHaveLength(2);
+    expect(t.events.of('Initialized')).toHaveLength(1);
+  });
+
+  it('records no Event for a mark older than Events live', async () => {
+    const t = verifiedPod('2020-01-01T00:00:00Z');
+    await t.reconciler.reconcile(t.uid);
+    expect(t.events.recorded).toEqual([]);
+  });
+
+  it('repairs drifted rules and says so', async () => {
+    const t = verifiedPod('2020-01-01T00:00:00Z');
+    t.engine.appliedHash = APPLIED_HASH;
+    t.engine.verifyResult = { ok: false, diff: '--- ipv4: none of this project' };
+    await t.reconciler.reconcile(t.uid);
+    expect(t.engine.applied).toHaveLength(1);
+    expect(t.api.markOf(t.uid)).toMatchObject({ state: 'initialized', rules: APPLIED_HASH });
+    expect(t.events.of('Repaired')[0]!.note).toMatch(/^rules had drifted in netns \d+; re-programmed; redirect programmed/);
+    expect(t.logs.find((line) => line.msg === 'rules drifted from the mark; repairing')).toMatchObject({ level: 40 });
+  });
+});
+
+/** The fake clock's wall time at its start. */
+const t0 = () => Date.parse('2026-12-01T12:00:00Z') + 1_000_000;
+
+describe('reconciler executor: failures', () => {
+  it('keeps a pod whose sandbox is missing looking, and reports it once after a minute', async () => {
+    const t = withPod({}, false);
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'retry', policy: SANDBOX_BACKOFF });
+    expect(t.watcher.watching.has(t.uid)).toBe(true);
+    expect(t.events.recorded).toEqual([]);
+    t.clock.advance(60_000);
+    await t.reconciler.reconcile(t.uid);
+    await t.reconciler.reconcile(t.uid);
+    expect(t.events.of('SandboxNotFound')).toHaveLength(1);
+    expect(t.events.of('SandboxNotFound')[0]!.note).toContain('after 60 s');
+    t.finder.start(t.uid);
+    await t.reconciler.reconcile(t.uid);
+    expect(t.watcher.watching.has(t.uid)).toBe(false);
+    expect(t.api.markOf(t.uid)).toMatchObject({ state: 'initialized' });
+  });
+
+  it('refuses a pod whose app runs as the proxy: error mark, Warning, once', async () => {
+    const t = withPod({ appUid: PROXY_UID });
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'done' });
+    const mark = t.api.markOf(t.uid)!;
+    expect(mark.state).toBe('error');
+    expect(t.events.of('ProxyIdentityRefused')[0]!.note).toBe(mark.reason);
+    expect(await counterValue(t.metrics.podResults, { outcome: 'refused' })).toBe(1);
+    t.reconciler.observe(t.uid, t.api.deliver(t.uid).metadata!.resourceVersion);
+    await t.reconciler.reconcile(t.uid);
+    expect(t.api.writes).toHaveLength(1);
+    expect(t.events.recorded).toHaveLength(1);
+    expect(t.engine.applied).toHaveLength(0);
+  });
+
+  it('marks a pod with a bad annotation invalid, naming it', async () => {
+    const t = withPod({ annotations: { [BAD_ANNOTATION]: BAD_VALUE } });
+    await t.reconciler.reconcile(t.uid);
+    expect(t.api.markOf(t.uid)!.reason).toContain(BAD_VALUE);
+    expect(t.events.of('InvalidAnnotation')).toHaveLength(1);
+    expect(await counterValue(t.metrics.podResults, { outcome: 'invalid_annotation' })).toBe(1);
+  });
+
+  it('turns a mark the API server refuses for good (422) into a MarkWriteFailed Warning and a slow retry', async () => {
+    const t = withPod();
+    t.api.failNextWrite = new KubeApiError('PATCH', '/api/v1/namespaces/shop/pods/x/status', 422, '{"message":"metadata.annotations: Too long: must have at most 262144 bytes"}');
+    const result = await t.reconciler.reconcile(t.uid);
+    expect(result).toMatchObject({ kind: 'retry', policy: { initialMs: 60_000 } });
+    const [event] = t.events.of('MarkWriteFailed');
+    expect(event!.note).toContain(STATUS_ANNOTATION);
+    expect(event!.note).toMatch(/HTTP 422.*262144/);
+    expect(await counterValue(t.metrics.markWriteRefusals, { status: '422' })).toBe(1);
+    expect(t.api.markOf(t.uid)).toBeUndefined();
+    expect(t.events.of('Initialized')).toEqual([]);
+  });
+
+  it('retries a pod whose programming timed out on the xtables lock, without an error mark; latency counts the wait', async () => {
+    const t = withPod();
+    const queuedAt = t.clock.now();
+    t.engine.applyError = new XtablesLockTimeout(t.netns!.path, 5, 'iptables-restore: held');
+    expect(await t.reconciler.reconcile(t.uid, queuedAt)).toMatchObject({ kind: 'retry', policy: { initialMs: 1_000 } });
+    expect(t.events.of('IptablesLockTimeout')[0]!.note).toContain('5 s');
+    expect(await counterValue(t.metrics.iptablesLockTimeouts)).toBe(1);
+    expect(t.api.writes).toEqual([]);
+    t.clock.advance(7_000);
+    await t.reconciler.reconcile(t.uid, t.clock.now());
+    expect(t.api.markOf(t.uid)).toMatchObject({ state: 'initialized' });
+    expect(t.events.of('Initialized')[0]!.note).toContain('in 7000 ms from sandbox found');
+  });
+
+  it('marks a pod error when its netns refuses the rules, with a Warning, and retries', async () => {
+    const t = withPod();
+    t.engine.applyError = new RedirectError(t.netns!.path, 'iptables-restore --noflush failed (exit 2)');
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'retry', policy: ERROR_BACKOFF });
+    const mark = t.api.markOf(t.uid)!;
+    expect(mark).toMatchObject({ state: 'error', netns: t.netns!.inode });
+    expect(mark.reason).toContain('iptables-restore --noflush failed');
+    expect(t.events.of('RedirectFailed')[0]!.note).toBe(mark.reason);
+    expect(await counterValue(t.metrics.podResults, { outcome: 'error' })).toBe(1);
+  });
+
+  it('looks again when the sandbox died under the engine: no failure of the pod', async () => {
+    const t = withPod();
+    t.engine.apply = async () => {
+      t.finder.dead.add(t.netns!.pid);
+      throw new RedirectError(t.netns!.path, 'nsenter: No such file or directory');
+    };
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'retry', policy: SANDBOX_BACKOFF });
+    expect(t.logs.some((line) => line.msg === 'sandbox changed while programming; looking again')).toBe(true);
+    expect(t.watcher.watching.has(t.uid)).toBe(true);
+    expect(t.api.writes).toEqual([]);
+    expect(t.events.recorded).toEqual([]);
+  });
+
+  it('does not mark a pod whose sandbox was replaced between apply and the mark', async () => {
+    const t = withPod();
+    const apply = t.engine.apply.bind(t.engine);
+    t.engine.apply = async (...args) => {
+      const result = await apply(...args);
+      t.finder.start(t.uid, 2); // a new sandbox took its place
+      return result;
+    };
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'retry', policy: SANDBOX_BACKOFF });
+    expect(t.api.writes).toEqual([]);
+    expect(t.watcher.watching.has(t.uid)).toBe(true);
+    expect(t.reconciler.podsWithChangedSandbox()).toEqual([t.uid]);
+  });
+
+  it('lets a bug in the engine surface as a bug: logged, counted, retried by the queue, nothing written onto the pod', async () => {
+    const t = withPod();
+    const bug = new TypeError("Cannot read properties of undefined (reading 'families')");
+    t.engine.applyError = bug;
+    await expect(t.reconciler.reconcile(t.uid)).rejects.toBe(bug);
+    expect(t.api.writes).toEqual([]);
+    expect(t.events.recorded).toEqual([]);
+    expect(await counterValue(t.metrics.reconcileBugs)).toBe(1);
+    expect(await counterValue(t.metrics.podResults, { outcome: 'error' })).toBe(0);
+    const logged = t.logs.filter((line) => line.level === 50);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ uid: t.uid, msg: 'bug in the agent (not a failure of the pod); the pod is retried' });
+    // Even when the sandbox died meanwhile: still a bug, not a sandbox change.
+    t.engine.applyError = new RangeError('bad');
+    t.finder.dead.add(t.netns!.pid);
+    t.finder.find = async () => t.netns;
+    await expect(t.reconciler.reconcile(t.uid)).rejects.toThrow(RangeError);
+    expect(await counterValue(t.metrics.reconcileBugs)).toBe(2);
+  });
+
+  it('counts a bug in its own code once', async () => {
+    const t = withPod();
+    t.api.cache.get(t.uid)!.spec!.initContainers = 5 as never;
+    await expect(t.reconciler.reconcile(t.uid)).rejects.toThrow(TypeError);
+    expect(await counterValue(t.metrics.reconcileBugs)).toBe(1);
+    expect(t.api.writes).toEqual([]);
+  });
+
+  it('forgets a pod that is gone or no longer eligible', async () => {
+    const t = withPod({}, false);
+    await t.reconciler.reconcile(t.uid);
+    expect(t.watcher.watching.has(t.uid)).toBe(true);
+    t.api.cache.delete(t.uid);
+    expect(await t.reconciler.reconcile(t.uid)).toEqual({ kind: 'done' });
+    expect(t.watcher.watching.has(t.uid)).toBe(false);
+  });
+});
