@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SANDBOX_BACKOFF, ERROR_BACKOFF } from '../../controller/src/agent/backoff.ts';
 import { eventNameFor } from '../../controller/src/kube/event-recorder.ts';
 import { KubeApiError } from '../../controller/src/kube/kube-client.ts';
@@ -288,6 +288,31 @@ describe('reconciler executor: failures', () => {
     await expect(t.reconciler.reconcile(t.uid)).rejects.toThrow(TypeError);
     expect(await counterValue(t.metrics.reconcileBugs)).toBe(1);
     expect(t.api.writes).toEqual([]);
+  });
+
+  it('warns about and counts an iptables run still going after 3 s (waiting for the xtables lock, most likely)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const t = withPod();
+      const apply = t.engine.apply.bind(t.engine);
+      let release = () => {};
+      t.engine.apply = async (...args) => {
+        await new Promise<void>((resolve) => (release = resolve));
+        return apply(...args);
+      };
+      const pass = t.reconciler.reconcile(t.uid);
+      await vi.advanceTimersByTimeAsync(2_999);
+      expect(await counterValue(t.metrics.iptablesLockWaits)).toBe(0);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(await counterValue(t.metrics.iptablesLockWaits)).toBe(1);
+      expect(t.logs.find((line) => String(line.msg).includes('waiting for the xtables lock'))).toMatchObject({ level: 40, uid: t.uid });
+      t.clock.advance(4_000);
+      release();
+      expect(await pass).toEqual({ kind: 'done' });
+      expect(t.logs.find((line) => line.msg === 'iptables done after a wait')).toMatchObject({ tookMs: 4_000 });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('forgets a pod that is gone or no longer eligible', async () => {
