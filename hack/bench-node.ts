@@ -86,6 +86,8 @@ let namespace: string | undefined;
 let istio: IstioPath | undefined;
 let exitCode = 0;
 let watch: AbortController | undefined;
+// Set when the run ends, also by a failure: the watch must not restart against a stopped cluster.
+let finished = false;
 try {
   console.log('== the real node and the product');
   const deployed = await deployOnRealNode((line) => console.log(`   ${line}`));
@@ -101,7 +103,6 @@ try {
   istio = await setUpIstioPath(kc, deployed.cluster.kubeconfig, deployed.node.containerdAddress, `${namespace}-istio`, (line) => console.log(`   ${line}`));
 
   const samples = new Map<string, Sample>();
-  let finished = false;
   // One watch for the whole run; restarted (after a catch-up list) if the server or the client's idle timeout ends it.
   const startWatch = async (): Promise<void> => {
     // Both namespaces' pods, by their kind label.
@@ -211,6 +212,7 @@ try {
   console.error(`\nbench:node FAILED: ${error instanceof Error ? error.message : String(error)}`);
   exitCode = 1;
 } finally {
+  finished = true;
   watch?.abort();
   await istio?.stop();
   if (core && namespace) await core.deleteNamespace({ name: namespace }).catch(() => undefined);
