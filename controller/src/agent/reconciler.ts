@@ -49,7 +49,7 @@ export interface RedirectEngine {
   verify(netnsPath: string, plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }>;
 }
 
-export const REDIRECT_ENGINE: RedirectEngine = { apply: applyRedirect, verify: verifyRedirect };
+const REDIRECT_ENGINE: RedirectEngine = { apply: applyRedirect, verify: verifyRedirect };
 
 /** Monotonic milliseconds (latencies, waits) and the wall clock (marks, Event ages). */
 export interface Clock {
@@ -57,7 +57,7 @@ export interface Clock {
   date(): Date;
 }
 
-export const SYSTEM_CLOCK: Clock = { now: () => performance.now(), date: () => new Date() };
+const SYSTEM_CLOCK: Clock = { now: () => performance.now(), date: () => new Date() };
 
 export interface ReconcilerDeps {
   config: AgentConfig;
