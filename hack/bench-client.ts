@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ensureNode } from '../test/support/cluster.ts';
+import { createNamespace, deleteNamespace, ensureNode } from './lib/kube-objects.ts';
 import { BUNDLE_OPTIONS } from './lib/bundle-options.ts';
 import { positiveInteger } from './lib/flags.ts';
 import { ensureLocalCluster } from './lib/local-cluster.ts';
@@ -42,8 +42,7 @@ const workDir = mkdtempSync(join(tmpdir(), 'pnc-bench-client-'));
 
 try {
   await ensureNode(kc, nodeName);
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
-  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } });
+  await createNamespace(kc, namespace);
   for (let i = 0; i < POD_COUNT; i += 10) {
     await Promise.all(
       Array.from({ length: Math.min(10, POD_COUNT - i) }, (_, j) =>
@@ -101,7 +100,7 @@ try {
   console.log(`\nRSS saved: ${(baseline.rssMb - shipped.rssMb).toFixed(1)} MB; bundle ${(baseline.bundleKb / shipped.bundleKb).toFixed(1)}x smaller`);
   console.log(JSON.stringify({ pods: POD_COUNT, runs: RUNS, rows }));
 } finally {
-  await core.deleteNamespace({ name: namespace }).catch(() => undefined);
+  await deleteNamespace(kc, namespace).catch(() => undefined);
   await core.deleteNode({ name: nodeName }).catch(() => undefined);
   rmSync(workDir, { recursive: true, force: true });
 }

@@ -19,7 +19,8 @@ import { positiveInteger } from './lib/flags.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
 import { istioAppPod, setUpIstioPath, VALIDATION_CONTAINER, VALIDATION_PASSED } from './lib/istio-node.ts';
 import type { IstioPath } from './lib/istio-node.ts';
-import { deployOnRealNode, isReady, meshNamespace, standInPod, waitForInjection, WAITER_CONTAINER } from './lib/real-node.ts';
+import { deployOnRealNode, isReady, meshNamespace, standInPod, waitForInjection } from './lib/real-node.ts';
+import { WAITER_CONTAINER } from './lib/mesh-pods.ts';
 import type { StandInKind } from './lib/real-node.ts';
 import { quantile } from './lib/stats.ts';
 

@@ -8,10 +8,9 @@ import { join } from 'node:path';
 import { encodeMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { applyRedirect, planFromPod } from '../controller/src/redirect/index.ts';
 import { writeAnnotationsVolume } from './lib/downward-api.ts';
-import { isRoot } from '../test/support/netns.ts';
-import { createPodSandbox } from '../test/support/waiter-netns.ts';
-import { bundleWaiter, startWaiter } from '../test/support/waiter-process.ts';
-import type { WaiterBundle } from '../test/support/waiter-process.ts';
+import { isRoot, createRoutedNetns } from './lib/netns.ts';
+import { bundleWaiter, startWaiter } from './lib/waiter-process.ts';
+import type { WaiterBundle } from './lib/waiter-process.ts';
 import { quantile } from './lib/stats.ts';
 
 const LATENCY_RUNS = 100;
@@ -49,7 +48,7 @@ function freshVolume(): string {
 }
 
 let bundle: WaiterBundle | undefined;
-const sandbox = createPodSandbox();
+const sandbox = createRoutedNetns();
 try {
   bundle = bundleWaiter();
   await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'bench', name: 'waiter' } }));

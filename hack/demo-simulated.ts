@@ -7,13 +7,14 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { detectIptablesMode, planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
-import { startController } from '../test/support/controller-process.ts';
-import type { ControllerProcess } from '../test/support/controller-process.ts';
-import { MeshFixture, uniqueSuffix } from '../test/support/mesh-fixture.ts';
-import { APP_UID, meshPod, plainPod, PROXY_UID } from '../test/support/mesh-pods.ts';
+import { startController } from './lib/controller-process.ts';
+import type { ControllerProcess } from './lib/controller-process.ts';
+import { MeshFixture, uniqueSuffix } from './lib/mesh-fixture.ts';
+import { APP_UID, meshPod, plainPod, PROXY_UID } from './lib/mesh-pods.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
 import { ensureLocalCluster, isLocalClusterRunning, stopLocalCluster } from './lib/local-cluster.ts';
-import { connectFrom, jumpRuleCounts, natRules, noRedirectRules, startListener } from './lib/redirect-probe.ts';
+import { connectFrom, startListeners } from './lib/netns.ts';
+import { jumpRuleCounts, natRules, noRedirectRules } from './lib/redirect-probe.ts';
 
 const REMOTE_PORT = 8080;
 const OUTBOUND_CAPTURE_PORT = 15001;
@@ -110,17 +111,18 @@ try {
 
   step('a redirected connection');
   const remoteIP = meshSandbox.peerIPs[0]!;
-  const proxy = await startListener(meshSandbox.netnsPath, OUTBOUND_CAPTURE_PORT, `proxy listener on :${OUTBOUND_CAPTURE_PORT} in mesh-app`);
-  const meshRemote = await startListener(meshSandbox.peerNetnsPath, REMOTE_PORT, `remote host ${remoteIP}:${REMOTE_PORT}`);
+  // Each listener answers "<name>:<port>", so the answer says which socket took the connection.
+  const proxy = await startListeners(meshSandbox.netnsPath, 'mesh-app proxy', [OUTBOUND_CAPTURE_PORT]);
+  const meshRemote = await startListeners(meshSandbox.peerNetnsPath, `remote host ${remoteIP}`, [REMOTE_PORT]);
   const plainRemoteIP = plainSandbox.peerIPs[0]!;
-  const plainRemote = await startListener(plainSandbox.peerNetnsPath, REMOTE_PORT, `remote host ${plainRemoteIP}:${REMOTE_PORT}`);
+  const plainRemote = await startListeners(plainSandbox.peerNetnsPath, `remote host ${plainRemoteIP}`, [REMOTE_PORT]);
   try {
     const app = await connectFrom(meshSandbox.netnsPath, remoteIP, REMOTE_PORT, APP_UID);
-    console.log(`   mesh-app, app UID ${APP_UID}, connects to ${remoteIP}:${REMOTE_PORT}  -> answered by: ${app.replace(/^answer:/, '')}`);
-    check(app === `answer:proxy listener on :${OUTBOUND_CAPTURE_PORT} in mesh-app`, 'the app was redirected to the proxy');
+    console.log(`   mesh-app, app UID ${APP_UID}, connects to ${remoteIP}:${REMOTE_PORT}  -> answered by: ${app}`);
+    check(app === `mesh-app proxy:${OUTBOUND_CAPTURE_PORT}`, 'the app was redirected to the proxy');
     const own = await connectFrom(meshSandbox.netnsPath, remoteIP, REMOTE_PORT, PROXY_UID);
-    console.log(`   mesh-app, proxy UID ${PROXY_UID}, connects to ${remoteIP}:${REMOTE_PORT} -> answered by: ${own.replace(/^answer:/, '')}`);
-    check(own === `answer:remote host ${remoteIP}:${REMOTE_PORT}`, "the proxy's own traffic goes out directly (no loop)");
+    console.log(`   mesh-app, proxy UID ${PROXY_UID}, connects to ${remoteIP}:${REMOTE_PORT} -> answered by: ${own}`);
+    check(own === `remote host ${remoteIP}:${REMOTE_PORT}`, "the proxy's own traffic goes out directly (no loop)");
 
     step('the plain pod is untouched');
     const plainMark = (await fixture.readPod(plain)).metadata?.annotations?.[STATUS_ANNOTATION];
@@ -128,10 +130,10 @@ try {
     check(plainMark === undefined, 'no mark on plain-app');
     check(noRedirectRules(await jumpRuleCounts(plainSandbox.netnsPath)), 'no ISTIO_* chains in plain-app\'s netns (legacy or nft, IPv4 or IPv6)');
     const direct = await connectFrom(plainSandbox.netnsPath, plainRemoteIP, REMOTE_PORT, APP_UID);
-    console.log(`   plain-app, app UID ${APP_UID}, connects to ${plainRemoteIP}:${REMOTE_PORT} -> answered by: ${direct.replace(/^answer:/, '')}`);
-    check(direct === `answer:remote host ${plainRemoteIP}:${REMOTE_PORT}`, 'plain-app reaches the remote host directly');
+    console.log(`   plain-app, app UID ${APP_UID}, connects to ${plainRemoteIP}:${REMOTE_PORT} -> answered by: ${direct}`);
+    check(direct === `remote host ${plainRemoteIP}:${REMOTE_PORT}`, 'plain-app reaches the remote host directly');
   } finally {
-    await Promise.all([proxy.stop(), meshRemote.stop(), plainRemote.stop()]);
+    for (const listener of [proxy, meshRemote, plainRemote]) listener.stop();
   }
 
   step('timings');

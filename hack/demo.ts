@@ -8,24 +8,14 @@
 // (--keep-cluster keeps it). `npm run demo -- --simulated` runs the fast path instead: no
 // node and no images, the agent as a host process and simulated sandboxes.
 import { AppsV1Api, CoreV1Api, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
-import type { V1Pod } from '@kubernetes/client-node';
+import type { EventsV1Event, V1Pod } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import type { Mark } from '../controller/src/pod-contract/index.ts';
 import { planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
-import {
-  APP_PORT,
-  deployOnRealNode,
-  isReady,
-  kubectl,
-  meshNamespace,
-  podNetns,
-  podStatusText,
-  PROXY_UID,
-  standInPod,
-  waitForInjection,
-  WAITER_CONTAINER,
-} from './lib/real-node.ts';
+import { pollUntil } from './lib/poll.ts';
+import { APP_PORT, deployOnRealNode, isReady, kubectl, meshNamespace, podNetns, podStatusText, standInPod, waitForInjection } from './lib/real-node.ts';
+import { PROXY_UID, WAITER_CONTAINER } from './lib/mesh-pods.ts';
 import { jumpRuleCounts, natRules, noRedirectRules } from './lib/redirect-probe.ts';
 
 if (process.argv.includes('--simulated')) {
@@ -196,13 +186,13 @@ async function realNodeDemo(): Promise<never> {
 }
 
 async function waitFor(core: CoreV1Api, namespace: string, name: string, done: (pod: V1Pod) => boolean, timeoutMs: number): Promise<V1Pod> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const pod = await core.readNamespacedPod({ namespace, name });
-    if (done(pod)) return pod;
-    if (performance.now() > deadline) throw new Error(`pod ${namespace}/${name} not done within ${timeoutMs} ms: ${podStatusText(pod)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  let pod: V1Pod | undefined;
+  await pollUntil(
+    async () => done((pod = await core.readNamespacedPod({ namespace, name }))),
+    timeoutMs,
+    () => `pod ${namespace}/${name} not done within ${timeoutMs} ms: ${pod ? podStatusText(pod) : 'never read'}`,
+  );
+  return pod!;
 }
 
 interface Timeline {
@@ -244,12 +234,16 @@ async function followPod(core: CoreV1Api, namespace: string, name: string, creat
 }
 
 async function waitForEvent(events: EventsV1Api, namespace: string, uid: string, reason: string) {
-  const deadline = performance.now() + 20_000;
-  for (;;) {
-    const list = await events.listNamespacedEvent({ namespace });
-    const found = list.items.find((event) => event.regarding?.uid === uid && event.reason === reason);
-    if (found) return found;
-    if (performance.now() > deadline) throw new Error(`no ${reason} Event for pod ${uid} within 20 s`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  let found: EventsV1Event | undefined;
+  await pollUntil(
+    async () => {
+      const list = await events.listNamespacedEvent({ namespace });
+      found = list.items.find((event) => event.regarding?.uid === uid && event.reason === reason);
+      return found !== undefined;
+    },
+    20_000,
+    () => `no ${reason} Event for pod ${uid} within 20 s`,
+    200,
+  );
+  return found!;
 }

@@ -9,7 +9,9 @@ import { join, resolve } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { istioBinDir, registerInjector, renderIstiod, startInjector } from './istio-injector.ts';
-import { IMAGES, runWithProgress, standInPod } from './real-node.ts';
+import { pollUntil } from './poll.ts';
+import { runWithProgress } from './process.ts';
+import { IMAGES, standInPod } from './real-node.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const VALUES = 'manifests/injection/istio/istiod-values.yaml';
@@ -97,11 +99,13 @@ export function istioAppPod(name: string, sidecar: 'native' | 'classic' = 'nativ
 
 /** Waits until Istio's injector (the webhook, and its view of the namespace) injects in NAMESPACE. */
 async function waitForIstioInjection(core: CoreV1Api, namespace: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const probe = await core.createNamespacedPod({ namespace, body: istioAppPod('injection-probe'), dryRun: 'All' }).catch(() => undefined);
-    if (probe?.spec?.initContainers?.some((c) => c.name === VALIDATION_CONTAINER)) return;
-    if (Date.now() > deadline) throw new Error(`Istio's injector did not inject ${VALIDATION_CONTAINER} in namespace ${namespace} within ${timeoutMs} ms`);
-    await new Promise((done) => setTimeout(done, 200));
-  }
+  await pollUntil(
+    async () => {
+      const probe = await core.createNamespacedPod({ namespace, body: istioAppPod('injection-probe'), dryRun: 'All' }).catch(() => undefined);
+      return probe?.spec?.initContainers?.some((c) => c.name === VALIDATION_CONTAINER) ?? false;
+    },
+    timeoutMs,
+    () => `Istio's injector did not inject ${VALIDATION_CONTAINER} in namespace ${namespace} within ${timeoutMs} ms`,
+    200,
+  );
 }

@@ -23,6 +23,7 @@ import { removeAtomicVolume, writeAnnotationsVolume } from './downward-api.ts';
 import { cgroup2MountPoint, kubeletCgroupSegments, podQosClass } from './kubelet-cgroup.ts';
 import type { CgroupDriver, QosClass } from './kubelet-cgroup.ts';
 import { isSameProcessAlive, processStartTime } from './proc.ts';
+import { mustAsync } from './process.ts';
 
 export { formatDownwardApiAnnotations } from './downward-api.ts';
 
@@ -99,23 +100,6 @@ interface SandboxRecord {
   cgroupDirs: string[];
   pausePid?: number;
   annotationsDir?: string;
-}
-
-function run(command: string, args: string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${stderr.trim()}`));
-    });
-    // An early exit shows up in the exit code and stderr; the broken pipe adds nothing.
-    child.stdin?.on('error', () => undefined).end(input);
-  });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -200,7 +184,7 @@ async function deleteNetns(names: string[]): Promise<void> {
   for (const name of names) {
     if (await stat(join(NETNS_DIR, name)).then(() => true, () => false)) present.push(name);
   }
-  if (present.length) await run('ip', ['-batch', '-'], present.map((name) => `netns del ${name}\n`).join(''));
+  if (present.length) await mustAsync(['ip', '-batch', '-'], present.map((name) => `netns del ${name}\n`).join(''));
 }
 
 async function undoRecord(record: SandboxRecord): Promise<void> {
@@ -326,7 +310,7 @@ class SimulatedSandbox implements PodSandbox {
   async #createPeer(): Promise<void> {
     this.#record.netns.push(this.#peerNetns);
     await this.#saveRecord();
-    await run('ip', ['netns', 'add', this.#peerNetns]);
+    await mustAsync(['ip', 'netns', 'add', this.#peerNetns]);
   }
 
   /** The pod netns, its veth to the peer, addresses and routes on both ends. */
@@ -335,7 +319,7 @@ class SimulatedSandbox implements PodSandbox {
     const peerNetns = this.#peerNetns;
     this.#record.netns.push(podNetns);
     await this.#saveRecord();
-    await run('ip', ['-batch', '-'], `netns add ${podNetns}\nlink add ${POD_IFNAME} netns ${podNetns} type veth peer name ${PEER_IFNAME} netns ${peerNetns}\n`);
+    await mustAsync(['ip', '-batch', '-'], `netns add ${podNetns}\nlink add ${POD_IFNAME} netns ${podNetns} type veth peer name ${PEER_IFNAME} netns ${peerNetns}\n`);
     const { pod, peer, ipv4PrefixLength, ipv6PrefixLength } = sandboxAddresses(this.#slot);
     const ipv6 = this.#options.ipv6 ?? true;
     const podSide = [`link set lo up`, `link set ${POD_IFNAME} up`, `address add ${pod.ipv4}/${ipv4PrefixLength} dev ${POD_IFNAME}`, `route add default via ${peer.ipv4}`];
@@ -345,8 +329,8 @@ class SimulatedSandbox implements PodSandbox {
       podSide.push(`address add ${pod.ipv6}/${ipv6PrefixLength} dev ${POD_IFNAME} nodad`, `route add default via ${peer.ipv6}`);
       peerSide.push(`address add ${peer.ipv6}/${ipv6PrefixLength} dev ${PEER_IFNAME} nodad`);
     }
-    await run('ip', ['-n', podNetns, '-batch', '-'], podSide.map((line) => `${line}\n`).join(''));
-    await run('ip', ['-n', peerNetns, '-batch', '-'], peerSide.map((line) => `${line}\n`).join(''));
+    await mustAsync(['ip', '-n', podNetns, '-batch', '-'], podSide.map((line) => `${line}\n`).join(''));
+    await mustAsync(['ip', '-n', peerNetns, '-batch', '-'], peerSide.map((line) => `${line}\n`).join(''));
     this.netnsPath = join(NETNS_DIR, podNetns);
     this.netnsInode = (await stat(this.netnsPath)).ino;
   }
@@ -432,7 +416,7 @@ class SimulatedSandbox implements PodSandbox {
     await killPause(this.pausePid, [oldContainerDir], this.#cgroupRoot);
     // The kernel frees a deleted netns (and the veth in it) later, in a work queue: delete the
     // veth now, or the new one with the same peer name can meet "File exists".
-    await run('ip', ['-n', this.#peerNetns, 'link', 'del', PEER_IFNAME]);
+    await mustAsync(['ip', '-n', this.#peerNetns, 'link', 'del', PEER_IFNAME]);
     await deleteNetns([oldNetns]);
     await removeCgroupDir(oldContainerDir);
     this.#record.netns = this.#record.netns.filter((name) => name !== oldNetns);

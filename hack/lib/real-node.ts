@@ -1,15 +1,17 @@
 // What the demo and bench:node share on the local cluster's real node
 // (hack/local-cluster.sh up --with-node, then deploy): the image names, the stand-in pods,
 // kubectl, a long step's progress, and the pod's sandbox netns found from the node's side.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
 import { ensureLocalCluster, isLocalClusterRunning } from './local-cluster.ts';
 import type { LocalCluster, LocalNode } from './local-cluster.ts';
+import { APP_UID, PROXY_UID, WAITER_CONTAINER } from './mesh-pods.ts';
+import { pollUntil } from './poll.ts';
+import { runWithProgress } from './process.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -19,9 +21,6 @@ export const IMAGES = {
   testProxy: 'localhost/pod-network-controller/test-proxy:dev',
 } as const;
 
-export const WAITER_CONTAINER = 'pnc-init-waiter';
-export const APP_UID = 1000;
-export const PROXY_UID = 1337;
 export const APP_PORT = 8080;
 
 /**
@@ -91,15 +90,17 @@ export function meshNamespace(name: string) {
 
 /** Waits until the injection policy is in effect for NAMESPACE (a policy applies a moment after it is created). */
 export async function waitForInjection(core: CoreV1Api, namespace: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const probe = await core
-      .createNamespacedPod({ namespace, body: standInPod('injection-probe', 'mesh'), dryRun: 'All' })
-      .catch(() => undefined);
-    if (probe?.spec?.initContainers?.some((c) => c.name === WAITER_CONTAINER)) return;
-    if (Date.now() > deadline) throw new Error(`the injection policy did not inject ${WAITER_CONTAINER} in namespace ${namespace} within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await pollUntil(
+    async () => {
+      const probe = await core
+        .createNamespacedPod({ namespace, body: standInPod('injection-probe', 'mesh'), dryRun: 'All' })
+        .catch(() => undefined);
+      return probe?.spec?.initContainers?.some((c) => c.name === WAITER_CONTAINER) ?? false;
+    },
+    timeoutMs,
+    () => `the injection policy did not inject ${WAITER_CONTAINER} in namespace ${namespace} within ${timeoutMs} ms`,
+    200,
+  );
 }
 
 /** The STATUS column of `kubectl get pod` for the cases these pods go through. */
@@ -131,22 +132,6 @@ export async function kubectl(binDir: string, kubeconfig: string, args: string[]
     const { stderr } = error as { stderr?: string };
     throw new Error(`kubectl ${args.join(' ')}: ${stderr?.trim() || String(error)}`, { cause: error });
   }
-}
-
-/** Runs a long step, printing its stderr lines as they come (indented) so a cold run shows progress; resolves with stdout. */
-export async function runWithProgress(argv: string[], env: Record<string, string> = {}, indent = '   | '): Promise<string> {
-  const [program, ...args] = argv;
-  const child = spawn(program!, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  const lines = createInterface({ input: child.stderr });
-  lines.on('line', (line) => console.log(`${indent}${line}`));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', resolve);
-  });
-  if (code !== 0) throw new Error(`${argv.join(' ')} exited with ${code}`);
-  return stdout;
 }
 
 /** The CNI network namespaces of the node's containerd (it keeps them under its state dir). */

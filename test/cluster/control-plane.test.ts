@@ -12,7 +12,8 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { adminKubeConfig, createServiceAccountToken, ensureNode, freshNamespace, kubeConfigForToken } from '../support/cluster.ts';
+import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
+import { createServiceAccountToken, ensureNode, kubeConfigForToken } from '../../hack/lib/kube-objects.ts';
 
 const admin = adminKubeConfig();
 const core = admin.makeApiClient(CoreV1Api);

@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeApiError, KubeClient } from '../../controller/src/kube/kube-client.ts';
 import { PodStatusWriter } from '../../controller/src/kube/pod-status-writer.ts';
 import { parseMark } from '../../controller/src/pod-contract/index.ts';
-import { adminKubeConfig, createServiceAccountToken, ensureNode, freshNamespace, kubeConfigForToken } from '../support/cluster.ts';
+import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
+import { createServiceAccountToken, ensureNode, kubeConfigForToken } from '../../hack/lib/kube-objects.ts';
 import {
   CONTROLLER_NAMESPACE,
   CONTROLLER_SERVICE_ACCOUNT,

@@ -9,7 +9,8 @@ import {
   type V1ResourceAttributes,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminKubeConfig, createServiceAccountToken, ensureNode, freshNamespace, kubeConfigForToken } from '../support/cluster.ts';
+import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
+import { createServiceAccountToken, ensureNode, kubeConfigForToken } from '../../hack/lib/kube-objects.ts';
 import {
   CONTROLLER_NAMESPACE,
   CONTROLLER_SERVICE_ACCOUNT,

@@ -16,7 +16,8 @@ import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
 import { cgroup2MountPoint } from '../../hack/lib/kubelet-cgroup.ts';
 import { createPodSandbox, formatDownwardApiAnnotations, PodSandboxError, sweepStaleSandboxes } from '../../hack/lib/pod-sandbox.ts';
 import type { PodSandbox } from '../../hack/lib/pod-sandbox.ts';
-import { adminKubeConfig, ensureNode, freshNamespace } from '../support/cluster.ts';
+import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
+import { ensureNode } from '../../hack/lib/kube-objects.ts';
 
 const notRoot = process.getuid?.() !== 0;
 if (notRoot) console.warn('pod-sandbox tests skipped: they need root (network namespaces, veth pairs, cgroups)');

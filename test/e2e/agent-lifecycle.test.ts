@@ -3,10 +3,10 @@
 // the pod-sandbox simulator.
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONTROLLER_BUNDLE, metricValue, startController } from '../support/controller-process.ts';
-import type { ControllerProcess } from '../support/controller-process.ts';
+import { CONTROLLER_BUNDLE, metricValue, startController } from '../../hack/lib/controller-process.ts';
+import type { ControllerProcess } from '../../hack/lib/controller-process.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
-import { BAD_ANNOTATION, BAD_VALUE, badAnnotationPod } from '../support/mesh-pods.ts';
+import { BAD_ANNOTATION, BAD_VALUE, badAnnotationPod } from '../../hack/lib/mesh-pods.ts';
 
 const notRoot = process.getuid?.() !== 0;
 if (notRoot) console.warn('agent-lifecycle e2e skipped: needs root (network namespaces, iptables, cgroups)');

@@ -10,10 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
-import { metricValue, pollUntil, startController } from '../support/controller-process.ts';
-import type { ControllerProcess } from '../support/controller-process.ts';
-import { MeshFixture } from '../support/mesh-fixture.ts';
-import { meshPod } from '../support/mesh-pods.ts';
+import { metricValue, startController } from '../../hack/lib/controller-process.ts';
+import { pollUntil } from '../../hack/lib/poll.ts';
+import type { ControllerProcess } from '../../hack/lib/controller-process.ts';
+import { MeshFixture } from '../../hack/lib/mesh-fixture.ts';
+import { meshPod } from '../../hack/lib/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectRulesInPlace } from '../support/redirect-assertions.ts';
 
 const notRoot = process.getuid?.() !== 0;

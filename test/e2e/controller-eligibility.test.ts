@@ -4,11 +4,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INITIALIZE_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { startApiGate } from '../support/api-gate.ts';
-import { metricValue, startController } from '../support/controller-process.ts';
-import type { ControllerProcess } from '../support/controller-process.ts';
+import { metricValue, startController } from '../../hack/lib/controller-process.ts';
+import type { ControllerProcess } from '../../hack/lib/controller-process.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
-import type { PodHandle } from '../support/mesh-fixture.ts';
-import { BAD_ANNOTATION, BAD_VALUE, badAnnotationPod, hostNetworkMeshPod, meshPod, plainPod, proxyUidAppPod } from '../support/mesh-pods.ts';
+import type { PodHandle } from '../../hack/lib/mesh-fixture.ts';
+import { BAD_ANNOTATION, BAD_VALUE, badAnnotationPod, hostNetworkMeshPod, meshPod, plainPod, proxyUidAppPod } from '../../hack/lib/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectNoRedirectRules, expectRulesInPlace, expectTrafficRedirected, expectUntouched } from '../support/redirect-assertions.ts';
 
 const notRoot = process.getuid?.() !== 0;

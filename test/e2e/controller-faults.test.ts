@@ -5,13 +5,14 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { metricValue, pollUntil, startController } from '../support/controller-process.ts';
-import type { ControllerProcess, LogLine } from '../support/controller-process.ts';
+import { metricValue, startController } from '../../hack/lib/controller-process.ts';
+import { pollUntil } from '../../hack/lib/poll.ts';
+import type { ControllerProcess, LogLine } from '../../hack/lib/controller-process.ts';
 import { startApiGate } from '../support/api-gate.ts';
 import type { ApiGate } from '../support/api-gate.ts';
-import type { PodHandle } from '../support/mesh-fixture.ts';
+import type { PodHandle } from '../../hack/lib/mesh-fixture.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
-import { meshPod } from '../support/mesh-pods.ts';
+import { meshPod } from '../../hack/lib/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectRulesInPlace } from '../support/redirect-assertions.ts';
 
 const notRoot = process.getuid?.() !== 0;

@@ -7,12 +7,13 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SUPPLEMENTAL_GROUPS_ANNOTATION, UID_RANGE_ANNOTATION } from '../../controller/src/agent/proxy-identity.ts';
 import { planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
-import { connectFrom, natRules, startListener } from '../../hack/lib/redirect-probe.ts';
-import { startController } from '../support/controller-process.ts';
-import type { ControllerProcess } from '../support/controller-process.ts';
-import type { PodHandle } from '../support/mesh-fixture.ts';
+import { connectFrom, startListeners } from '../../hack/lib/netns.ts';
+import { natRules } from '../../hack/lib/redirect-probe.ts';
+import { startController } from '../../hack/lib/controller-process.ts';
+import type { ControllerProcess } from '../../hack/lib/controller-process.ts';
+import type { PodHandle } from '../../hack/lib/mesh-fixture.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
-import { PROXY_CONTAINER, WAITER_CONTAINER, meshPod } from '../support/mesh-pods.ts';
+import { PROXY_CONTAINER, WAITER_CONTAINER, meshPod } from '../../hack/lib/mesh-pods.ts';
 import { expectNoRedirectRules, expectOneCopyOfRules } from '../support/redirect-assertions.ts';
 
 const notRoot = process.getuid?.() !== 0;
@@ -92,16 +93,17 @@ async function expectInitializedFor(fixture: ReturnType<typeof useMeshNode>['fix
 /** Real connections: the app's is captured by the proxy port, the proxy identity's reaches the peer. */
 async function expectProxyExempt(handle: PodHandle, proxyUid: number, appUid: number): Promise<void> {
   const sandbox = handle.sandbox!;
-  const proxy = await startListener(sandbox.netnsPath, 15001, 'proxy');
-  const remote = await startListener(sandbox.peerNetnsPath, REMOTE_PORT, 'remote');
+  const proxy = await startListeners(sandbox.netnsPath, 'proxy', [15001]);
+  const remote = await startListeners(sandbox.peerNetnsPath, 'remote', [REMOTE_PORT]);
   try {
     const peer = sandbox.peerIPs[0]!;
-    expect(await connectFrom(sandbox.netnsPath, peer, REMOTE_PORT, appUid), `app ${appUid} -> ${peer}`).toBe('answer:proxy');
-    expect(await connectFrom(sandbox.netnsPath, peer, REMOTE_PORT, proxyUid), `proxy ${proxyUid} -> ${peer}`).toBe('answer:remote');
+    expect(await connectFrom(sandbox.netnsPath, peer, REMOTE_PORT, appUid), `app ${appUid} -> ${peer}`).toBe('proxy:15001');
+    expect(await connectFrom(sandbox.netnsPath, peer, REMOTE_PORT, proxyUid), `proxy ${proxyUid} -> ${peer}`).toBe(`remote:${REMOTE_PORT}`);
     // 1337 is an ordinary app identity in this pod: captured like any other.
-    if (proxyUid !== 1337) expect(await connectFrom(sandbox.netnsPath, peer, REMOTE_PORT, 1337), `1337 -> ${peer}`).toBe('answer:proxy');
+    if (proxyUid !== 1337) expect(await connectFrom(sandbox.netnsPath, peer, REMOTE_PORT, 1337), `1337 -> ${peer}`).toBe('proxy:15001');
   } finally {
-    await Promise.all([proxy.stop(), remote.stop()]);
+    proxy.stop();
+    remote.stop();
   }
 }
 

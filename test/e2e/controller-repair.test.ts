@@ -4,10 +4,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMark, REINIT_ANNOTATION, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { planFromPod, removeRedirect, verifyRedirect } from '../../controller/src/redirect/index.ts';
-import { metricValue, startController } from '../support/controller-process.ts';
-import type { ControllerProcess, LogLine } from '../support/controller-process.ts';
+import { metricValue, startController } from '../../hack/lib/controller-process.ts';
+import type { ControllerProcess, LogLine } from '../../hack/lib/controller-process.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
-import { meshPod } from '../support/mesh-pods.ts';
+import { meshPod } from '../../hack/lib/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectRulesInPlace } from '../support/redirect-assertions.ts';
 
 const notRoot = process.getuid?.() !== 0;

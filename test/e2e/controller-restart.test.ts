@@ -3,11 +3,12 @@
 // rules (no duplicate jumps from a half-finished first run).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
-import { pollUntil, startController } from '../support/controller-process.ts';
-import type { ControllerProcess } from '../support/controller-process.ts';
+import { pollUntil } from '../../hack/lib/poll.ts';
+import { startController } from '../../hack/lib/controller-process.ts';
+import type { ControllerProcess } from '../../hack/lib/controller-process.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
-import type { PodHandle } from '../support/mesh-fixture.ts';
-import { meshPod } from '../support/mesh-pods.ts';
+import type { PodHandle } from '../../hack/lib/mesh-fixture.ts';
+import { meshPod } from '../../hack/lib/mesh-pods.ts';
 import { expectMarkMatchesSandbox, expectRulesInPlace } from '../support/redirect-assertions.ts';
 
 const notRoot = process.getuid?.() !== 0;

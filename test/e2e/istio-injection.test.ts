@@ -17,11 +17,12 @@ import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, validateNodeCo
 import type { Family } from '../../controller/src/redirect/index.ts';
 import { natRules } from '../../hack/lib/redirect-probe.ts';
 import { ROOT } from '../cluster/deploy-support.ts';
-import { pollUntil, startController } from '../support/controller-process.ts';
-import type { ControllerProcess } from '../support/controller-process.ts';
+import { pollUntil } from '../../hack/lib/poll.ts';
+import { startController } from '../../hack/lib/controller-process.ts';
+import type { ControllerProcess } from '../../hack/lib/controller-process.ts';
 import { istioBinDir, kubeInject, registerInjector, renderIstiod, startInjector } from '../../hack/lib/istio-injector.ts';
 import type { Injector, InstallRoute, RenderedIstiod } from '../../hack/lib/istio-injector.ts';
-import type { MeshFixture, PodHandle } from '../support/mesh-fixture.ts';
+import type { MeshFixture, PodHandle } from '../../hack/lib/mesh-fixture.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
 import type { MeshNode } from '../support/mesh-node.ts';
 

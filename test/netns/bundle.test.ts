@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBundles } from '../../hack/lib/ensure-bundles.ts';
-import { createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, run, type TestNetns } from '../support/netns.ts';
+import { createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, type TestNetns } from '../../hack/lib/netns.ts';
+import { run } from '../../hack/lib/process.ts';
 
 if (!isRoot) console.warn(`bundle: ${ROOT_SKIP_MESSAGE}`);
 

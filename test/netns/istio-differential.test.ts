@@ -19,19 +19,8 @@ import {
 } from '../../controller/src/redirect/index.ts';
 import { iptablesBinary, IPTABLES_MODES } from '../../controller/src/redirect/index.ts';
 import { istioBinDir, runIstioIptables, type IstioPodSettings } from '../support/istio-reference.ts';
-import {
-  connectNetns,
-  createNetns,
-  deleteNetns,
-  isRoot,
-  must,
-  ROOT_SKIP_MESSAGE,
-  startClient,
-  startListeners,
-  type Listeners,
-  type TcpClient,
-  type TestNetns,
-} from '../support/netns.ts';
+import { connectNetns, createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, startClient, startListeners, type Listeners, type TcpClient, type TestNetns } from '../../hack/lib/netns.ts';
+import { must } from '../../hack/lib/process.ts';
 
 if (!isRoot) console.warn(`istio-differential: ${ROOT_SKIP_MESSAGE}`);
 

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeRedirectConfig, parseConfig } from '../../controller/src/agent/config.ts';
 import { applyRedirect, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
-import { createNetns, deleteNetns, isRoot, must, ROOT_SKIP_MESSAGE, run, type TestNetns } from '../support/netns.ts';
+import { createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, type TestNetns } from '../../hack/lib/netns.ts';
+import { must, run } from '../../hack/lib/process.ts';
 
 if (!isRoot) console.warn(`redirect-cli: ${ROOT_SKIP_MESSAGE}`);
 

@@ -11,19 +11,8 @@ import {
   validateNodeConfig,
   type IptablesMode,
 } from '../../controller/src/redirect/index.ts';
-import {
-  connectNetns,
-  createNetns,
-  deleteNetns,
-  isRoot,
-  must,
-  ROOT_SKIP_MESSAGE,
-  startClient,
-  startListeners,
-  type Listeners,
-  type TcpClient,
-  type TestNetns,
-} from '../support/netns.ts';
+import { connectNetns, createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, startClient, startListeners, type Listeners, type TcpClient, type TestNetns } from '../../hack/lib/netns.ts';
+import { must } from '../../hack/lib/process.ts';
 
 if (!isRoot) console.warn(`redirect-traffic: ${ROOT_SKIP_MESSAGE}`);
 

@@ -6,7 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetns, deleteNetns, isRoot, must, ROOT_SKIP_MESSAGE, run, runInNetns, type TestNetns } from '../support/netns.ts';
+import { createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, runInNetns, type TestNetns } from '../../hack/lib/netns.ts';
+import { must, run } from '../../hack/lib/process.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const PROXY_UID = 1337;

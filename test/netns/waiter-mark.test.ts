@@ -6,24 +6,24 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { writeAnnotationsVolume, writeAtomicVolume } from '../../hack/lib/downward-api.ts';
-import { isRoot, must, ROOT_SKIP_MESSAGE } from '../support/netns.ts';
-import { createPodSandbox } from '../support/waiter-netns.ts';
-import type { PodSandbox } from '../support/waiter-netns.ts';
-import { bundleWaiter, startWaiter } from '../support/waiter-process.ts';
-import type { WaiterBundle, WaiterRun } from '../support/waiter-process.ts';
+import { isRoot, ROOT_SKIP_MESSAGE, createRoutedNetns } from '../../hack/lib/netns.ts';
+import { must } from '../../hack/lib/process.ts';
+import type { RoutedNetns } from '../../hack/lib/netns.ts';
+import { bundleWaiter, startWaiter } from '../../hack/lib/waiter-process.ts';
+import type { WaiterBundle, WaiterRun } from '../../hack/lib/waiter-process.ts';
 
 if (!isRoot) console.warn(`waiter-mark.test.ts ${ROOT_SKIP_MESSAGE}`);
 
 describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   let bundle: WaiterBundle;
-  let sandbox: PodSandbox;
+  let sandbox: RoutedNetns;
   let volume: string | undefined;
   let annotationsFile: string;
   const runs: WaiterRun[] = [];
 
   beforeAll(async () => {
     bundle = bundleWaiter();
-    sandbox = createPodSandbox();
+    sandbox = createRoutedNetns();
   });
   afterAll(() => {
     sandbox?.destroy();

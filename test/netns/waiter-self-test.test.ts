@@ -7,23 +7,22 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { applyRedirect, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
 import { writeAnnotationsVolume } from '../../hack/lib/downward-api.ts';
-import { isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../support/netns.ts';
-import { createPodSandbox } from '../support/waiter-netns.ts';
-import type { PodSandbox } from '../support/waiter-netns.ts';
-import { bundleWaiter, startWaiter } from '../support/waiter-process.ts';
-import type { WaiterBundle, WaiterRun } from '../support/waiter-process.ts';
+import { isRoot, ROOT_SKIP_MESSAGE, runInNetns, createRoutedNetns } from '../../hack/lib/netns.ts';
+import type { RoutedNetns } from '../../hack/lib/netns.ts';
+import { bundleWaiter, startWaiter } from '../../hack/lib/waiter-process.ts';
+import type { WaiterBundle, WaiterRun } from '../../hack/lib/waiter-process.ts';
 
 if (!isRoot) console.warn(`waiter-self-test.test.ts ${ROOT_SKIP_MESSAGE}`);
 
 describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', () => {
   let bundle: WaiterBundle;
-  let sandbox: PodSandbox;
+  let sandbox: RoutedNetns;
   let volume: string | undefined;
   const runs: WaiterRun[] = [];
 
   beforeAll(async () => {
     bundle = bundleWaiter();
-    sandbox = createPodSandbox();
+    sandbox = createRoutedNetns();
   });
   afterAll(() => {
     sandbox?.destroy();
@@ -120,13 +119,13 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
 
 describe.skipIf(!isRoot)('init-waiter self-test in an IPv4-only pod', () => {
   let bundle: WaiterBundle;
-  let sandbox: PodSandbox;
+  let sandbox: RoutedNetns;
   let volume: string | undefined;
   let run: WaiterRun | undefined;
 
   beforeAll(async () => {
     bundle = bundleWaiter();
-    sandbox = createPodSandbox({ ipv6: false });
+    sandbox = createRoutedNetns({ ipv6: false });
   });
   afterAll(() => {
     run?.kill();

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { STATUS_ANNOTATION, parseMark } from '../../controller/src/pod-contract/index.ts';
 import { ISTIO_PROXY_IMAGE, VALIDATION_CONTAINER, VALIDATION_PASSED, istioAppPod, setUpIstioPath } from '../../hack/lib/istio-node.ts';
 import type { IstioPath } from '../../hack/lib/istio-node.ts';
-import { PROXY_UID, WAITER_CONTAINER, isReady, kubectl, podNetns } from '../../hack/lib/real-node.ts';
+import { PROXY_UID, WAITER_CONTAINER } from '../../hack/lib/mesh-pods.ts';
+import { isReady, kubectl, podNetns } from '../../hack/lib/real-node.ts';
 import { adminKubeConfig } from '../support/cluster.ts';
 
 const nodeName = inject('nodeName');

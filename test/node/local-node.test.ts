@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
 import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
 import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
-import { runInNetns } from '../support/netns.ts';
+import { runInNetns } from '../../hack/lib/netns.ts';
 
 const nodeName = inject('nodeName');
 const PAUSE_IMAGE = 'localhost/pod-network-controller/pause:dev';

@@ -13,9 +13,10 @@ import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
 import { STATUS_ANNOTATION, parseMark } from '../../controller/src/pod-contract/index.ts';
 import type { Mark } from '../../controller/src/pod-contract/index.ts';
 import { rebootLocalNode } from '../../hack/lib/local-cluster.ts';
-import { APP_PORT, WAITER_CONTAINER, isReady, kubectl, meshNamespace, podNetns, standInPod, waitForInjection } from '../../hack/lib/real-node.ts';
+import { APP_PORT, isReady, kubectl, meshNamespace, podNetns, standInPod, waitForInjection } from '../../hack/lib/real-node.ts';
+import { WAITER_CONTAINER } from '../../hack/lib/mesh-pods.ts';
 import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
-import { runInNetns } from '../support/netns.ts';
+import { runInNetns } from '../../hack/lib/netns.ts';
 
 const nodeName = inject('nodeName');
 const clusterDir = inject('clusterDir');

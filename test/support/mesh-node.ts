@@ -4,7 +4,7 @@
 // order), so an agent the block started is stopped before its pods and sandboxes go.
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, inject } from 'vitest';
-import { MeshFixture } from './mesh-fixture.ts';
+import { MeshFixture } from '../../hack/lib/mesh-fixture.ts';
 
 export interface MeshNode {
   kubeconfig: string;

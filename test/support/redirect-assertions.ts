@@ -4,9 +4,10 @@
 import { expect } from 'vitest';
 import { type IptablesMode, planFromPod, renderPlan, rulesHash, verifyRedirect } from '../../controller/src/redirect/index.ts';
 import type { Mark } from '../../controller/src/pod-contract/index.ts';
-import { connectFrom, jumpRuleCounts, noRedirectRules, startListener } from '../../hack/lib/redirect-probe.ts';
-import type { PodHandle } from './mesh-fixture.ts';
-import { APP_UID, PROXY_UID } from './mesh-pods.ts';
+import { connectFrom, startListeners } from '../../hack/lib/netns.ts';
+import { jumpRuleCounts, noRedirectRules } from '../../hack/lib/redirect-probe.ts';
+import type { PodHandle } from '../../hack/lib/mesh-fixture.ts';
+import { APP_UID, PROXY_UID } from '../../hack/lib/mesh-pods.ts';
 
 const OUTBOUND_CAPTURE_PORT = 15001;
 /** A port the peer ("remote host") listens on; the app's connection to it must reach the proxy instead. */
@@ -49,15 +50,16 @@ export async function expectRulesInPlace(handle: PodHandle, mode?: IptablesMode)
  */
 export async function expectTrafficRedirected(handle: PodHandle): Promise<void> {
   const sandbox = sandboxOf(handle);
-  const proxy = await startListener(sandbox.netnsPath, OUTBOUND_CAPTURE_PORT, 'proxy');
-  const remote = await startListener(sandbox.peerNetnsPath, REMOTE_PORT, 'remote');
+  const proxy = await startListeners(sandbox.netnsPath, 'proxy', [OUTBOUND_CAPTURE_PORT]);
+  const remote = await startListeners(sandbox.peerNetnsPath, 'remote', [REMOTE_PORT]);
   try {
     for (const peerIP of sandbox.peerIPs) {
-      expect(await connectFrom(sandbox.netnsPath, peerIP, REMOTE_PORT, APP_UID), `app -> ${peerIP}`).toBe('answer:proxy');
-      expect(await connectFrom(sandbox.netnsPath, peerIP, REMOTE_PORT, PROXY_UID), `proxy -> ${peerIP}`).toBe('answer:remote');
+      expect(await connectFrom(sandbox.netnsPath, peerIP, REMOTE_PORT, APP_UID), `app -> ${peerIP}`).toBe(`proxy:${OUTBOUND_CAPTURE_PORT}`);
+      expect(await connectFrom(sandbox.netnsPath, peerIP, REMOTE_PORT, PROXY_UID), `proxy -> ${peerIP}`).toBe(`remote:${REMOTE_PORT}`);
     }
   } finally {
-    await Promise.all([proxy.stop(), remote.stop()]);
+    proxy.stop();
+    remote.stop();
   }
 }
 
@@ -71,10 +73,10 @@ export async function expectNoRedirectRules(netnsPath: string): Promise<void> {
 export async function expectUntouched(handle: PodHandle): Promise<void> {
   const sandbox = sandboxOf(handle);
   await expectNoRedirectRules(sandbox.netnsPath);
-  const remote = await startListener(sandbox.peerNetnsPath, REMOTE_PORT, 'remote');
+  const remote = await startListeners(sandbox.peerNetnsPath, 'remote', [REMOTE_PORT]);
   try {
-    expect(await connectFrom(sandbox.netnsPath, sandbox.peerIPs[0]!, REMOTE_PORT, APP_UID)).toBe('answer:remote');
+    expect(await connectFrom(sandbox.netnsPath, sandbox.peerIPs[0]!, REMOTE_PORT, APP_UID)).toBe(`remote:${REMOTE_PORT}`);
   } finally {
-    await remote.stop();
+    remote.stop();
   }
 }

@@ -13,7 +13,7 @@ import {
 } from '../../controller/src/agent/reconcile-decision.ts';
 import { REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
 import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, validateNodeConfig } from '../../controller/src/redirect/index.ts';
-import { BAD_ANNOTATION, BAD_VALUE, PROXY_UID } from '../support/mesh-pods.ts';
+import { BAD_ANNOTATION, BAD_VALUE, PROXY_UID } from '../../hack/lib/mesh-pods.ts';
 import { NAMESPACE, NODE, testPod } from '../support/reconciler-fakes.ts';
 
 const config = parseConfig({ NODE_NAME: NODE }, []);

@@ -4,7 +4,7 @@ import { eventNameFor } from '../../controller/src/kube/event-recorder.ts';
 import { KubeApiError } from '../../controller/src/kube/kube-client.ts';
 import { REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
 import { RedirectError, XtablesLockTimeout, planFromPod, renderPlan, rulesHash } from '../../controller/src/redirect/index.ts';
-import { BAD_ANNOTATION, BAD_VALUE, PROXY_UID } from '../support/mesh-pods.ts';
+import { BAD_ANNOTATION, BAD_VALUE, PROXY_UID } from '../../hack/lib/mesh-pods.ts';
 import { APPLIED_HASH, counterValue, fakeReconciler, histogramCount, testPod } from '../support/reconciler-fakes.ts';
 
 /** A reconciler with one pod in the API and the cache, and its sandbox running. */

@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { IMAGES, podStatusText, standInPod, WAITER_CONTAINER } from '../../hack/lib/real-node.ts';
+import { IMAGES, podStatusText, standInPod } from '../../hack/lib/real-node.ts';
+import { WAITER_CONTAINER } from '../../hack/lib/mesh-pods.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const withStatus = (pod: V1Pod, status: V1Pod['status']): V1Pod => ({ ...pod, status });

@@ -1,6 +1,7 @@
-// Pod manifests for the controller's end-to-end tests: what an injected mesh pod looks
-// like (app + `istio-proxy` + the `pnc-init-waiter` init container) and each variation
-// the agent must treat differently. Pure builders: no API calls here.
+// Pod manifests for the simulated node (end-to-end tests, demo, benchmarks): what an
+// injected mesh pod looks like (app + `istio-proxy` + the `pnc-init-waiter` init container)
+// and each variation the agent must treat differently; the UIDs and the waiter's container
+// name the real-node pods share. Pure builders: no API calls here.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 
 export const PROXY_CONTAINER = 'istio-proxy';

@@ -1,11 +1,12 @@
 // Runs the real bundled node agent (`node dist/controller.js run`) as a child process,
 // the way the DaemonSet does: configuration through env, health and metrics over HTTP,
-// JSON logs on stdout. Tests drive it only through those public surfaces.
+// JSON logs on stdout. Callers drive it only through those public surfaces.
 import { spawn } from 'node:child_process';
 import type { ChildProcessByStdio } from 'node:child_process';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pollUntil } from './poll.ts';
 
 export const CONTROLLER_BUNDLE = resolve(import.meta.dirname, '../../dist/controller.js');
 
@@ -156,16 +157,6 @@ function parseLogLine(line: string): LogLine {
     // A non-JSON line is itself worth seeing in a failure message.
   }
   return { msg: line };
-}
-
-/** Polls `check` every 100 ms until it returns true; throws `message()` after the timeout. */
-export async function pollUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, message: () => string, intervalMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(message());
-    await new Promise((done) => setTimeout(done, intervalMs));
-  }
 }
 
 /**

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ensureBundles } from '../../hack/lib/ensure-bundles.ts';
+import { ensureBundles } from './ensure-bundles.ts';
 import { nodeForAnyUser } from './netns.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');

@@ -1,20 +1,15 @@
-// What one controller end-to-end test file needs around the agent: namespaces, pods
-// with simulated sandboxes on one node, the pods' marks and Events, and a cleanup that
-// removes all of it (sandboxes first, so no netns or pause process outlives a failure).
-import {
-  CoreV1Api,
-  EventsV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+// What a simulated node needs around the agent (end-to-end tests, demo --simulated,
+// bench:controller): namespaces, pods with simulated sandboxes on one node, the pods' marks
+// and Events, and a cleanup that removes all of it (sandboxes first, so no netns or pause process outlives a failure).
+import { CoreV1Api, EventsV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { EventsV1Event, KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
-import { createPodSandbox } from '../../hack/lib/pod-sandbox.ts';
-import type { PodSandbox } from '../../hack/lib/pod-sandbox.ts';
 import { parseMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import type { Mark } from '../../controller/src/pod-contract/index.ts';
-import { ensureNode } from './cluster.ts';
-import { pollUntil } from './controller-process.ts';
+import { createNamespace, deleteNamespace, ensureNode } from './kube-objects.ts';
+import { createPodSandbox } from './pod-sandbox.ts';
+import type { PodSandbox } from './pod-sandbox.ts';
+import { pollUntil } from './poll.ts';
 
 export interface PodHandle {
   namespace: string;
@@ -61,12 +56,9 @@ export class MeshFixture {
   /** A new namespace (deleted by cleanup) with a `default` ServiceAccount, so pods are admitted without kube-controller-manager. */
   async namespace(prefix: string, annotations: Record<string, string> = {}): Promise<string> {
     const name = `${prefix}-${uniqueSuffix()}`.slice(0, 63);
-    await this.core.createNamespace({ body: { metadata: { name, annotations } } });
+    // Recorded first, so cleanup removes it even when its ServiceAccount could not be made.
     this.namespaces.push(name);
-    await this.core.createNamespacedServiceAccount({ namespace: name, body: { metadata: { name: 'default' } } }).catch((error: unknown) => {
-      if ((error as { code?: number }).code !== 409) throw error;
-    });
-    return name;
+    return createNamespace(this.kc, name, { annotations });
   }
 
   async createPod(namespace: string, manifest: V1Pod, options: CreatePodOptions = {}): Promise<PodHandle> {
@@ -150,13 +142,7 @@ export class MeshFixture {
     };
     await settle(this.pods.map((handle) => handle.sandbox?.destroy() ?? Promise.resolve()));
     await settle(this.pods.map((handle) => this.deletePod(handle)));
-    await settle(
-      this.namespaces.map((name) =>
-        this.core.deleteNamespace({ name }).catch((error: unknown) => {
-          if ((error as { code?: number }).code !== 404) throw error;
-        }),
-      ),
-    );
+    await settle(this.namespaces.map((name) => deleteNamespace(this.kc, name)));
     if (this.nodeCreated) {
       await settle([this.core.deleteNode({ name: this.nodeName }).catch((error: unknown) => {
         if ((error as { code?: number }).code !== 404) throw error;

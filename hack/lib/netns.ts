@@ -1,35 +1,16 @@
-// Test helpers for real network namespaces: create/destroy netns and veth links, run
-// programs inside them, and real TCP listeners/clients that report who answered.
+// Real network namespaces for the harness: create/destroy netns and veth links, run
+// programs inside them, and real TCP/UDP listeners and clients that report who answered.
 // Everything takes argument arrays (no shell) and names are unique per process.
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { must, run, type RunResult } from './process.ts';
 
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 export const ROOT_SKIP_MESSAGE = 'skipped: needs root (network namespaces and iptables); CI runs it as root';
-
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs argv synchronously; never through a shell. */
-export function run(argv: string[], input?: string): RunResult {
-  const [program, ...args] = argv;
-  const result = spawnSync(program!, args, { input, encoding: 'utf8', timeout: 60_000 });
-  return { code: result.status ?? 128, stdout: result.stdout ?? '', stderr: (result.stderr ?? '') + (result.error?.message ?? '') };
-}
-
-/** Like run, but throws with the command and its stderr when it fails. */
-export function must(argv: string[], input?: string): string {
-  const result = run(argv, input);
-  if (result.code !== 0) throw new Error(`${argv.join(' ')} failed (${result.code}): ${result.stderr.trim()}`);
-  return result.stdout;
-}
 
 /** Runs argv inside the netns at path (e.g. /run/netns/NAME). */
 export function runInNetns(netnsPath: string, argv: string[], input?: string): RunResult {
@@ -81,6 +62,52 @@ export function connectNetns(a: LinkEnd, b: LinkEnd): [string, string] {
     must(['ip', '-n', end.netns.name, 'link', 'set', ifname, 'up']);
   }
   return [nameA, nameB];
+}
+
+/**
+ * A bare stand-in for a mesh pod's network, for the init-waiter (no apiserver, no cgroup; for
+ * a kubelet-shaped pod use createPodSandbox in pod-sandbox.ts): a "pod" netns with
+ * 192.0.2.1/24 and 2001:db8::1/64 on a veth whose other end is in a "network" netns holding
+ * 192.0.2.2 and 2001:db8::2 (the waiter's default probe addresses), with default routes
+ * through it. Nothing listens in the network netns, so a probe that escapes capture is
+ * refused there, never sent anywhere real. The host netns is not touched.
+ */
+export interface RoutedNetns {
+  pod: TestNetns;
+  network: TestNetns;
+  /** The pod netns's inode: what a correct mark names in `netns`. */
+  inode: number;
+  destroy(): void;
+}
+
+/** Creates a RoutedNetns (IPv6 too unless `ipv6: false`); on failure nothing is left behind. */
+export function createRoutedNetns(options: { ipv6?: boolean } = {}): RoutedNetns {
+  const ipv6 = options.ipv6 ?? true;
+  const pod = createNetns('pncwp');
+  let network: TestNetns | undefined;
+  try {
+    network = createNetns('pncwn');
+    const [podLink] = connectNetns(
+      { netns: pod, addresses: ['192.0.2.1/24', ...(ipv6 ? ['2001:db8::1/64'] : [])] },
+      { netns: network, addresses: ['192.0.2.2/24', ...(ipv6 ? ['2001:db8::2/64'] : [])] },
+    );
+    must(['ip', '-n', pod.name, 'route', 'add', 'default', 'via', '192.0.2.2', 'dev', podLink]);
+    if (ipv6) must(['ip', '-n', pod.name, '-6', 'route', 'add', 'default', 'via', '2001:db8::2', 'dev', podLink]);
+  } catch (error) {
+    deleteNetns(network);
+    deleteNetns(pod);
+    throw error;
+  }
+  const networkNetns = network;
+  return {
+    pod,
+    network: networkNetns,
+    inode: statSync(pod.path).ino,
+    destroy() {
+      deleteNetns(pod);
+      deleteNetns(networkNetns);
+    },
+  };
 }
 
 /**
@@ -272,4 +299,17 @@ export async function startClient(netnsPath: string, identity: { uid: number; gi
     udp: (host, port) => request(host, port, true),
     stop: () => child.kill('SIGKILL'),
   };
+}
+
+/**
+ * One connection from inside the netns as `uid` (gid the same) to host:port: resolves with
+ * the listener's answer ("<name>:<port>", see startListeners) or "ERR:<code>".
+ */
+export async function connectFrom(netnsPath: string, host: string, port: number, uid: number): Promise<string> {
+  const client = await startClient(netnsPath, { uid, gid: uid });
+  try {
+    return await client.connect(host, port);
+  } finally {
+    client.stop();
+  }
 }
