@@ -7,6 +7,11 @@ const moduleInternals = {
   regex: '/(redirect|pod-contract)/(?!index\\.ts$)[^/]+$',
   message: 'Import the redirect engine and the pod contract through their index.ts; their other files are internals.',
 };
+// test/ may import the harness in hack/lib; the harness and the hack/ scripts never import test/.
+const harnessStandsAlone = {
+  regex: '(^|/)test/|^vitest(/|$)',
+  message: 'hack/ (the harness, the demo, the benchmarks) imports neither test/ nor vitest: put the shared helper in hack/lib and keep only vitest fixtures in test/support.',
+};
 const waiterReachesOnlyContract = {
   regex: '/controller/src/(?!pod-contract/index\\.ts$)',
   message: 'The init-waiter shares only the pod contract with the controller: import controller/src/pod-contract/index.ts.',
@@ -28,6 +33,10 @@ export default tseslint.config(
     // The engine's own unit tests check its internals (ruleset diffing, step runner) directly.
     ignores: ['controller/src/redirect/**', 'controller/src/pod-contract/**', 'test/unit/redirect-*.test.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [moduleInternals] }] },
+  },
+  {
+    files: ['hack/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [moduleInternals, harnessStandsAlone] }] },
   },
   {
     files: ['init-waiter/src/**/*.ts'],
