@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   applyRedirect,
   DEFAULT_NODE_CONFIG,
+  NetnsMismatch,
   planFromPod,
   RedirectError,
   removeRedirect,
@@ -15,8 +16,7 @@ import {
   validateNodeConfig,
   type IptablesMode,
 } from '../../controller/src/redirect/index.ts';
-import { createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, runInNetns, type TestNetns } from '../../hack/lib/netns.ts';
-import { must } from '../../hack/lib/process.ts';
+import { createNetns, deleteNetns, isRoot, must, ROOT_SKIP_MESSAGE, runInNetns, type TestNetns } from '../support/netns.ts';
 
 if (!isRoot) console.warn(`redirect-apply: ${ROOT_SKIP_MESSAGE}`);
 
@@ -208,6 +208,37 @@ describe.skipIf(!isRoot)('redirect engine: netns by process and concurrent pods'
       expect(await verifyRedirect(procPath, basePlan, { mode: 'nft' })).toEqual({ ok: true, diff: '' });
     } finally {
       sleeper.kill('SIGKILL');
+    }
+  });
+
+  it('acts only in the netns with the expected inode: another one behind the path gets nothing (NetnsMismatch), the right one works as before', async () => {
+    const pod = createNetns('pnci');
+    const other = createNetns('pnci');
+    created.push(pod, other);
+    const podInode = statSync(pod.path).ino;
+    // A sandbox process found in `pod` whose PID now belongs to a process in `other` (a reused PID).
+    const reused = spawn('nsenter', [`--net=${other.path}`, '--', 'sleep', '60'], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const stale = { path: `/proc/${reused.pid}/ns/net`, inode: podInode };
+      for (const action of [() => applyRedirect(stale, basePlan, { mode: 'nft' }), () => verifyRedirect(stale, basePlan, { mode: 'nft' }), () => removeRedirect(stale, { mode: 'nft' })]) {
+        const attempt = action();
+        await expect(attempt).rejects.toBeInstanceOf(NetnsMismatch);
+        await expect(attempt).rejects.toThrow(`is net:[${statSync(other.path).ino}], not the expected net:[${podInode}]`);
+      }
+      await expect(applyRedirect({ path: other.path, inode: podInode }, basePlan, { mode: 'nft' })).rejects.toBeInstanceOf(NetnsMismatch);
+      for (const netns of [pod, other]) {
+        for (const family of ['ipv4', 'ipv6'] as const) expect(save(netns, 'nft', family)).not.toContain('ISTIO_');
+        expect(must(['ip', '-n', netns.name, '-6', '-o', 'addr', 'show', 'dev', 'lo'])).not.toContain('::6/128');
+      }
+      const right = { path: pod.path, inode: podInode };
+      expect((await applyRedirect(right, basePlan, { mode: 'nft' })).changed).toBe(true);
+      expect(await verifyRedirect(right, basePlan, { mode: 'nft' })).toEqual({ ok: true, diff: '' });
+      await removeRedirect(right, { mode: 'nft' });
+      expect(save(pod, 'nft', 'ipv4')).not.toContain('ISTIO_');
+      expect(save(other, 'nft', 'ipv4')).not.toContain('ISTIO_');
+    } finally {
+      reused.kill('SIGKILL');
     }
   });
 

@@ -1,8 +1,12 @@
 // runSteps: several programs through one runner process, in order, each step's output and
 // outcome kept apart; a failed required step stops the chain, a failed optional one does not.
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runSteps } from '../../controller/src/redirect/exec.ts';
+import { NetnsMismatch, RedirectError } from '../../controller/src/redirect/errors.ts';
+import { runInNetns, runSteps } from '../../controller/src/redirect/exec.ts';
 
 describe('runSteps (in the current netns)', () => {
   it('runs steps in order, feeds stdin to the first reader and keeps each output apart', async () => {
@@ -36,8 +40,9 @@ describe('runSteps (in the current netns)', () => {
   });
 
   it('reports a runner that could not start as the failure of every step', async () => {
-    const result = await runSteps('/no/such/netns', [{ name: 'x', argv: ['true'] }]);
-    expect(result.failure).toMatch(/exited/);
+    // Opens and has the expected inode, but is no netns: nsenter fails (EINVAL as root, EPERM otherwise).
+    const result = await runSteps({ path: '/dev/null', inode: statSync('/dev/null').ino }, [{ name: 'x', argv: ['true'] }]);
+    expect(result.failure).toMatch(/exited 1: nsenter/);
     expect(result.succeeded.size).toBe(0);
   });
 
@@ -49,5 +54,28 @@ describe('runSteps (in the current netns)', () => {
     expect(result.failure).toMatch(/killed by SIGKILL/);
     const left = spawnSync('pgrep', ['-f', `^sleep ${marker}$`], { encoding: 'utf8' });
     expect(left.stdout.trim()).toBe('');
+  });
+});
+
+describe('entering a netns with an expected inode', () => {
+  const own = { path: `/proc/${process.pid}/ns/net`, inode: statSync('/proc/self/ns/net').ino };
+
+  it('runs nothing when the path is another netns than expected (a reused PID): NetnsMismatch naming both', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pnc-exec-'));
+    try {
+      const stale = { path: own.path, inode: own.inode + 1 };
+      const marker = join(dir, 'ran');
+      await expect(runSteps(stale, [{ name: 'touch', argv: ['touch', marker] }])).rejects.toBeInstanceOf(NetnsMismatch);
+      await expect(runInNetns(stale, ['touch', marker])).rejects.toThrow(`netns ${own.path}: is net:[${own.inode}], not the expected net:[${own.inode + 1}]`);
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a path that cannot be opened is a RedirectError naming it, nothing started', async () => {
+    const attempt = runInNetns({ path: '/no/such/netns', inode: own.inode }, ['true']);
+    await expect(attempt).rejects.toBeInstanceOf(RedirectError);
+    await expect(attempt).rejects.toThrow(/^netns \/no\/such\/netns: cannot open the network namespace: ENOENT/);
   });
 });

@@ -32,6 +32,7 @@ import {
   verifyRedirect,
   type Family,
   type IptablesMode,
+  type Netns,
   type RedirectPlan,
 } from '../redirect/index.ts';
 
@@ -117,14 +118,14 @@ async function plan(flags: Flags, settings: RedirectSettings): Promise<RedirectP
   return planFromPod(pod, node, identity);
 }
 
-async function netns(flags: Flags): Promise<string> {
+/** The netns named by --netns, with its inode now: every later entry must find that same netns. */
+async function netns(flags: Flags): Promise<Netns> {
   const path = required(flags, 'netns');
   try {
-    await stat(path);
+    return { path, inode: (await stat(path)).ino };
   } catch (error) {
     throw new UsageError(`--netns ${path}: ${(error as Error).message}`);
   }
-  return path;
 }
 
 async function mode(settings: RedirectSettings): Promise<IptablesMode> {
@@ -134,8 +135,8 @@ async function mode(settings: RedirectSettings): Promise<IptablesMode> {
 /** The netns, the pod's plan and the backend that apply and verify act on. */
 async function target(args: string[]) {
   const { flags, settings } = parseFlags(args, ['netns', 'pod', 'family']);
-  const [path, redirectPlan, iptablesMode] = await Promise.all([netns(flags), plan(flags, settings), mode(settings)]);
-  return { path, redirectPlan, iptablesMode, lockWaitSeconds: settings.iptablesLockTimeout };
+  const [where, redirectPlan, iptablesMode] = await Promise.all([netns(flags), plan(flags, settings), mode(settings)]);
+  return { where, path: where.path, redirectPlan, iptablesMode, lockWaitSeconds: settings.iptablesLockTimeout };
 }
 
 /** Maps errors to the exit codes of the help text: 2 = bad usage or input, 1 = failure while acting. */
@@ -168,16 +169,16 @@ export const redirectCommands: Record<string, (args: string[]) => Promise<number
     return 0;
   }),
   apply: handle(async (args) => {
-    const { path, redirectPlan, iptablesMode, lockWaitSeconds } = await target(args);
-    const result = await applyRedirect(path, redirectPlan, { mode: iptablesMode, lockWaitSeconds });
+    const { where, path, redirectPlan, iptablesMode, lockWaitSeconds } = await target(args);
+    const result = await applyRedirect(where, redirectPlan, { mode: iptablesMode, lockWaitSeconds });
     process.stdout.write(
       `${result.changed ? 'applied' : 'unchanged'}: pod ${redirectPlan.pod} in ${path} (iptables-${iptablesMode}, rules ${result.hash})\n`,
     );
     return 0;
   }),
   verify: handle(async (args) => {
-    const { path, redirectPlan, iptablesMode } = await target(args);
-    const result = await verifyRedirect(path, redirectPlan, { mode: iptablesMode });
+    const { where, path, redirectPlan, iptablesMode } = await target(args);
+    const result = await verifyRedirect(where, redirectPlan, { mode: iptablesMode });
     if (result.ok) {
       process.stdout.write(`ok: pod ${redirectPlan.pod} rules are in place in ${path} (iptables-${iptablesMode})\n`);
       return 0;
@@ -187,10 +188,10 @@ export const redirectCommands: Record<string, (args: string[]) => Promise<number
   }),
   remove: handle(async (args) => {
     const { flags, settings } = parseFlags(args, ['netns']);
-    const path = await netns(flags);
+    const where = await netns(flags);
     const iptablesMode = await mode(settings);
-    await removeRedirect(path, { mode: iptablesMode });
-    process.stdout.write(`removed: pod-network-controller rules from ${path} (iptables-${iptablesMode})\n`);
+    await removeRedirect(where, { mode: iptablesMode });
+    process.stdout.write(`removed: pod-network-controller rules from ${where.path} (iptables-${iptablesMode})\n`);
     return 0;
   }),
 };

@@ -3,8 +3,8 @@
 // (to verify), plus `ip -6 addr add ::6/128 dev lo` for IPv6; an existing ruleset costs one save
 // more when it already matches, else save, restore, save.
 import { stat } from 'node:fs/promises';
-import { runInNetns, runSteps, type Step } from './exec.ts';
-import { BackendMixError, RedirectError, XtablesLockTimeout } from './errors.ts';
+import { runInNetns, runSteps, type Netns, type Step } from './exec.ts';
+import { BackendMixError, NetnsMismatch, RedirectError, XtablesLockTimeout } from './errors.ts';
 import { ADD_PASSTHROUGH_V6, knownLoopbackV6, passthroughAddressAdded, PASSTHROUGH_V6, readLoopbackV6 } from './loopback.ts';
 import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
 import { renderPlan, rulesHash } from './render.ts';
@@ -36,12 +36,12 @@ interface Saved {
   otherBackendPresent: boolean;
 }
 
-async function save(netnsPath: string, mode: IptablesMode, family: Family): Promise<Saved> {
+async function save(netns: Netns, mode: IptablesMode, family: Family): Promise<Saved> {
   const binary = iptablesBinary(mode, family, 'save');
   // Every table in one process: ours are nat and (with DNS capture) raw.
-  const result = await runInNetns(netnsPath, [binary]);
+  const result = await runInNetns(netns, [binary]);
   if (result.code !== 0) {
-    throw new RedirectError(netnsPath, `${binary} failed (exit ${result.code}): ${result.stderr.trim()}`);
+    throw new RedirectError(netns.path, `${binary} failed (exit ${result.code}): ${result.stderr.trim()}`);
   }
   return parseSaved(result.stdout, result.stderr);
 }
@@ -54,17 +54,17 @@ function restoreArgv(mode: IptablesMode, family: Family, lockWaitSeconds?: numbe
 }
 
 /** The lock was the problem: never a refused transaction, so no fallback may follow. */
-function lockTimeout(netnsPath: string, mode: IptablesMode, family: Family, stderr: string, lockWaitSeconds?: number): XtablesLockTimeout {
+function lockTimeout(netns: Netns, mode: IptablesMode, family: Family, stderr: string, lockWaitSeconds?: number): XtablesLockTimeout {
   const binary = iptablesBinary(mode, family, 'restore');
-  return new XtablesLockTimeout(netnsPath, lockWaitSeconds ?? 0, `${binary}: the xtables lock stayed held by another program for ${lockWaitSeconds} s: ${stderr.trim()}`);
+  return new XtablesLockTimeout(netns.path, lockWaitSeconds ?? 0, `${binary}: the xtables lock stayed held by another program for ${lockWaitSeconds} s: ${stderr.trim()}`);
 }
 
-async function restore(netnsPath: string, mode: IptablesMode, family: Family, payload: string, lockWaitSeconds?: number): Promise<void> {
+async function restore(netns: Netns, mode: IptablesMode, family: Family, payload: string, lockWaitSeconds?: number): Promise<void> {
   const argv = restoreArgv(mode, family, lockWaitSeconds);
-  const result = await runInNetns(netnsPath, argv, payload);
-  if (result.code === 4 && LOCK_BUSY.test(result.stderr)) throw lockTimeout(netnsPath, mode, family, result.stderr, lockWaitSeconds);
+  const result = await runInNetns(netns, argv, payload);
+  if (result.code === 4 && LOCK_BUSY.test(result.stderr)) throw lockTimeout(netns, mode, family, result.stderr, lockWaitSeconds);
   if (result.code !== 0) {
-    throw new RedirectError(netnsPath, `${argv[0]} --noflush failed (exit ${result.code}): ${result.stderr.trim()}\npayload:\n${payload}`);
+    throw new RedirectError(netns.path, `${argv[0]} --noflush failed (exit ${result.code}): ${result.stderr.trim()}\npayload:\n${payload}`);
   }
 }
 
@@ -72,12 +72,12 @@ async function restore(netnsPath: string, mode: IptablesMode, family: Family, pa
  * Refuses to program a netns whose other iptables backend already holds rules of ours
  * (e.g. programmed under another mode): two backends in one netns make both unreliable.
  */
-async function assertNotInOtherBackend(netnsPath: string, mode: IptablesMode, family: Family): Promise<void> {
+async function assertNotInOtherBackend(netns: Netns, mode: IptablesMode, family: Family): Promise<void> {
   const other: IptablesMode = mode === 'nft' ? 'legacy' : 'nft';
-  const result = await runInNetns(netnsPath, [iptablesBinary(other, family, 'save')]);
+  const result = await runInNetns(netns, [iptablesBinary(other, family, 'save')]);
   if (result.code === 0 && !isEmptyState(ownedState(result.stdout))) {
     throw new BackendMixError(
-      netnsPath,
+      netns.path,
       `${family} redirect rules of this project exist in iptables-${other}; refusing to also program iptables-${mode} (remove them with --iptables-mode ${other} first)`,
     );
   }
@@ -92,19 +92,27 @@ function familyDrift(family: Family, desired: OwnedState, current: OwnedState): 
 }
 
 /**
+ * A bare path's inode is taken first (right for a bound /run/netns path): every later entry
+ * must find that same netns. A process's /proc/PID/ns/net should come with the inode seen
+ * when the process was found, since the PID may be another process's by now.
+ */
+async function resolve(target: string | Netns): Promise<Netns> {
+  if (typeof target !== 'string') return target;
+  try {
+    return { path: target, inode: (await stat(target)).ino };
+  } catch (error) {
+    throw new RedirectError(target, `cannot open the network namespace: ${(error as Error).message}`);
+  }
+}
+
+/**
  * Refuses the netns this process runs in (the node's own, for the hostNetwork agent): a
  * hostNetwork pod's "sandbox" is the node, and redirecting the node's traffic would break it.
+ * Every entry checks the expected inode, so checking that inode is enough.
  */
-async function assertNotOwnNetns(netnsPath: string): Promise<void> {
-  let target;
-  try {
-    target = await stat(netnsPath);
-  } catch (error) {
-    throw new RedirectError(netnsPath, `cannot open the network namespace: ${(error as Error).message}`);
-  }
-  const own = await stat('/proc/self/ns/net');
-  if (target.ino === own.ino && target.dev === own.dev) {
-    throw new RedirectError(netnsPath, "is this process's own network namespace (the node's, for a hostNetwork pod); refusing to program it");
+async function assertNotOwnNetns(netns: Netns): Promise<void> {
+  if (netns.inode === (await stat('/proc/self/ns/net')).ino) {
+    throw new RedirectError(netns.path, "is this process's own network namespace (the node's, for a hostNetwork pod); refusing to program it");
   }
 }
 
@@ -131,7 +139,7 @@ function parseSaved(stdout: string, stderr: string): Saved {
  * we read, compare and replace, each its own process.
  */
 async function applyFamily(
-  netnsPath: string,
+  netns: Netns,
   mode: IptablesMode,
   family: Family,
   payload: string,
@@ -144,20 +152,20 @@ async function applyFamily(
     { name: 'restore', argv: restoreArgv(mode, family, opts.lockWaitSeconds) },
     { name: 'save', argv: [saveBinary] },
   ];
-  const run = await runSteps(netnsPath, steps, freshTransaction(payload));
-  if (run.failure !== undefined) throw new RedirectError(netnsPath, run.failure);
-  const addedAddress = opts.addAddress && (await passthroughAddressAdded(netnsPath, run.succeeded.has('address'), run.stderr));
+  const run = await runSteps(netns, steps, freshTransaction(payload));
+  if (run.failure !== undefined) throw new RedirectError(netns.path, run.failure);
+  const addedAddress = opts.addAddress && (await passthroughAddressAdded(netns, run.succeeded.has('address'), run.stderr));
   if (run.succeeded.has('restore')) {
-    if (!run.succeeded.has('save')) throw new RedirectError(netnsPath, `${saveBinary} failed: ${run.stderr.trim()}`);
+    if (!run.succeeded.has('save')) throw new RedirectError(netns.path, `${saveBinary} failed: ${run.stderr.trim()}`);
     const saved = parseSaved(run.stdout.get('save') ?? '', run.stderr);
     return { family, changed: true, addedAddress, saved, drift: familyDrift(family, desired, saved.state) };
   }
-  if (LOCK_BUSY.test(run.stderr)) throw lockTimeout(netnsPath, mode, family, run.stderr, opts.lockWaitSeconds);
-  const current = await save(netnsPath, mode, family);
+  if (LOCK_BUSY.test(run.stderr)) throw lockTimeout(netns, mode, family, run.stderr, opts.lockWaitSeconds);
+  const current = await save(netns, mode, family);
   if (!opts.force && stateDiff(desired, current.state) === '') return { family, changed: false, addedAddress, saved: current, drift: '' };
-  if (current.otherBackendPresent) await assertNotInOtherBackend(netnsPath, mode, family);
-  await restore(netnsPath, mode, family, replaceTransaction(payload, current.state), opts.lockWaitSeconds);
-  const saved = await save(netnsPath, mode, family);
+  if (current.otherBackendPresent) await assertNotInOtherBackend(netns, mode, family);
+  await restore(netns, mode, family, replaceTransaction(payload, current.state), opts.lockWaitSeconds);
+  const saved = await save(netns, mode, family);
   return { family, changed: true, addedAddress, saved, drift: familyDrift(family, desired, saved.state) };
 }
 
@@ -167,41 +175,42 @@ async function applyFamily(
  * leaves out; then reads them back and throws if they differ.
  */
 export async function applyRedirect(
-  netnsPath: string,
+  target: string | Netns,
   plan: RedirectPlan,
   opts: ApplyOptions = {},
 ): Promise<{ hash: string; changed: boolean }> {
-  await assertNotOwnNetns(netnsPath);
+  const netns = await resolve(target);
+  await assertNotOwnNetns(netns);
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
   const hash = rulesHash(rendered);
   // IPv6 inbound passthrough needs ::6 on lo; a process's netns shows its addresses in /proc without a process.
-  const addAddress = plan.families.includes('ipv6') && (await knownLoopbackV6(netnsPath)) === 'absent';
+  const addAddress = plan.families.includes('ipv6') && (await knownLoopbackV6(netns)) === 'absent';
   const [outcomes, guard, dropped] = await Promise.all([
     Promise.allSettled(
       plan.families.map((family) =>
-        applyFamily(netnsPath, mode, family, rendered[family]!, { force: opts.force === true, lockWaitSeconds: opts.lockWaitSeconds, addAddress: addAddress && family === 'ipv6' }),
+        applyFamily(netns, mode, family, rendered[family]!, { force: opts.force === true, lockWaitSeconds: opts.lockWaitSeconds, addAddress: addAddress && family === 'ipv6' }),
       ),
     ),
     // iptables-legacy-save says nothing about nft rules, so look at nft alongside (nft's save warns about legacy).
-    Promise.allSettled(mode === 'legacy' ? plan.families.map((family) => assertNotInOtherBackend(netnsPath, mode, family)) : []),
+    Promise.allSettled(mode === 'legacy' ? plan.families.map((family) => assertNotInOtherBackend(netns, mode, family)) : []),
     // A family the node no longer redirects (e.g. dual-stack -> IPv4 only) must not keep our old rules.
-    Promise.allSettled(droppedFamilies(plan).map((family) => removeFamily(netnsPath, mode, family, { unreadableIsEmpty: true }))),
+    Promise.allSettled(droppedFamilies(plan).map((family) => removeFamily(netns, mode, family, { unreadableIsEmpty: true }))),
   ]);
   const changed = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' && outcome.value.changed ? [outcome.value] : []));
   // nft's save (already done) warns when legacy tables exist: only then look at them.
   const lateGuard = await Promise.allSettled(
-    changed.filter(({ saved }) => saved.otherBackendPresent).map(({ family }) => assertNotInOtherBackend(netnsPath, mode, family)),
+    changed.filter(({ saved }) => saved.otherBackendPresent).map(({ family }) => assertNotInOtherBackend(netns, mode, family)),
   );
   const errors = [...outcomes, ...guard, ...dropped, ...lateGuard].flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
   if (errors.some((error) => error instanceof BackendMixError)) {
     // Never leave our rules in two backends: undo what this call programmed, then report.
-    await Promise.allSettled(changed.map(({ family }) => removeFamily(netnsPath, mode, family)));
+    await Promise.allSettled(changed.map(({ family }) => removeFamily(netns, mode, family)));
   }
   if (errors.length > 0) throw errors.find((error) => error instanceof BackendMixError) ?? errors[0];
   const drift = changed.map((outcome) => outcome.drift).filter((diff) => diff !== '');
   if (drift.length > 0) {
-    throw new RedirectError(netnsPath, `rules differ from the plan right after applying (pod ${plan.pod}):\n${drift.join('\n')}`);
+    throw new RedirectError(netns.path, `rules differ from the plan right after applying (pod ${plan.pod}):\n${drift.join('\n')}`);
   }
   const removedDropped = dropped.some((outcome) => outcome.status === 'fulfilled' && outcome.value);
   const addedAddress = outcomes.some((outcome) => outcome.status === 'fulfilled' && outcome.value.addedAddress);
@@ -210,16 +219,17 @@ export async function applyRedirect(
 
 /** Reads the netns's rules back; ok when our part equals the plan, else a readable diff. */
 export async function verifyRedirect(
-  netnsPath: string,
+  target: string | Netns,
   plan: RedirectPlan,
   opts: EngineOptions = {},
 ): Promise<{ ok: boolean; diff: string }> {
+  const netns = await resolve(target);
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
   const [saved, leftovers, address] = await Promise.all([
-    Promise.all(plan.families.map((family) => save(netnsPath, mode, family))),
-    Promise.all(droppedFamilies(plan).map(async (family) => ({ family, state: await readOwnedOrEmpty(netnsPath, mode, family) }))),
-    plan.families.includes('ipv6') ? readLoopbackV6(netnsPath) : undefined,
+    Promise.all(plan.families.map((family) => save(netns, mode, family))),
+    Promise.all(droppedFamilies(plan).map(async (family) => ({ family, state: await readOwnedOrEmpty(netns, mode, family) }))),
+    plan.families.includes('ipv6') ? readLoopbackV6(netns) : undefined,
   ]);
   const diffs = plan.families
     .map((family, index) => familyDrift(family, ownedState(rendered[family]!), saved[index]!.state))
@@ -236,10 +246,11 @@ function droppedFamilies(plan: RedirectPlan): Family[] {
 }
 
 /** Our part of a family the plan leaves out; a family the host cannot list (IPv6 disabled) has none. */
-async function readOwnedOrEmpty(netnsPath: string, mode: IptablesMode, family: Family): Promise<OwnedState> {
+async function readOwnedOrEmpty(netns: Netns, mode: IptablesMode, family: Family): Promise<OwnedState> {
   try {
-    return (await save(netnsPath, mode, family)).state;
-  } catch {
+    return (await save(netns, mode, family)).state;
+  } catch (error) {
+    if (error instanceof NetnsMismatch) throw error;
     return ownedState('');
   }
 }
@@ -249,16 +260,17 @@ async function readOwnedOrEmpty(netnsPath: string, mode: IptablesMode, family: F
  * ::6 stays on lo: it is harmless (reachable only inside the pod), a proxy that is still
  * running needs it, and nothing tells ours from one Istio's own tooling added.
  */
-export async function removeRedirect(netnsPath: string, opts: EngineOptions = {}): Promise<void> {
-  await assertNotOwnNetns(netnsPath);
+export async function removeRedirect(target: string | Netns, opts: EngineOptions = {}): Promise<void> {
+  const netns = await resolve(target);
+  await assertNotOwnNetns(netns);
   const mode = opts.mode ?? (await detectIptablesMode());
-  await Promise.all(FAMILIES.map((family) => removeFamily(netnsPath, mode, family)));
+  await Promise.all(FAMILIES.map((family) => removeFamily(netns, mode, family)));
 }
 
-async function removeFamily(netnsPath: string, mode: IptablesMode, family: Family, opts: { unreadableIsEmpty?: boolean } = {}): Promise<boolean> {
-  const state = opts.unreadableIsEmpty ? await readOwnedOrEmpty(netnsPath, mode, family) : (await save(netnsPath, mode, family)).state;
+async function removeFamily(netns: Netns, mode: IptablesMode, family: Family, opts: { unreadableIsEmpty?: boolean } = {}): Promise<boolean> {
+  const state = opts.unreadableIsEmpty ? await readOwnedOrEmpty(netns, mode, family) : (await save(netns, mode, family)).state;
   const transaction = removeTransaction(state);
   if (transaction === undefined) return false;
-  await restore(netnsPath, mode, family, transaction);
+  await restore(netns, mode, family, transaction);
   return true;
 }

@@ -31,6 +31,22 @@ export class RedirectError extends Error {
   }
 }
 
+/**
+ * The netns at the path is not the one expected: the process behind a /proc/PID/ns/net path
+ * exited and its PID was reused (or the path was rebound). Nothing ran in it.
+ */
+export class NetnsMismatch extends RedirectError {
+  override name = 'NetnsMismatch';
+  readonly expectedInode: number;
+  readonly foundInode: number;
+
+  constructor(netns: string, expectedInode: number, foundInode: number) {
+    super(netns, `is net:[${foundInode}], not the expected net:[${expectedInode}] (its process exited and the PID was reused?); nothing ran in it`);
+    this.expectedInode = expectedInode;
+    this.foundInode = foundInode;
+  }
+}
+
 /** The netns's other iptables backend already holds our rules; programming this one would mix them. */
 export class BackendMixError extends RedirectError {
   override name = 'BackendMixError';

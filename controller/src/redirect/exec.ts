@@ -1,6 +1,19 @@
 // Running programs inside a network namespace: `nsenter --net=PATH prog args...`,
 // argument arrays only (no shell), optional stdin, bounded time.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { open, type FileHandle } from 'node:fs/promises';
+import { NetnsMismatch, RedirectError } from './errors.ts';
+
+/**
+ * A network namespace to enter and the inode it must have. A /proc/PID/ns/net path names
+ * whatever netns the process holding PID has when it is opened: once the sandbox's process
+ * exits, its PID can be reused (PIDs wrap) by a process in another netns, the node's included.
+ */
+export interface Netns {
+  path: string;
+  /** As in `net:[N]`: what the finder saw, or stat(path).ino taken before anything else. */
+  inode: number;
+}
 
 export interface ExecResult {
   code: number;
@@ -25,11 +38,51 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
-/** Runs argv in the netns at netnsPath (or the current one when netnsPath is undefined). */
-export function runInNetns(netnsPath: string | undefined, argv: string[], stdin?: string, timeoutMs = TIMEOUT_MS): Promise<ExecResult> {
-  const [program, ...args] = netnsPath === undefined ? argv : ['nsenter', `--net=${netnsPath}`, '--', ...argv];
+/**
+ * Opens the netns once and checks the inode of what was opened: the open file keeps that netns,
+ * and nsenter enters it through the inherited descriptor (fd 3), so no reused PID can swap the
+ * netns between the check and the entry. Throws NetnsMismatch on another inode.
+ */
+async function openNetns(netns: Netns): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(netns.path, 'r');
+  } catch (error) {
+    throw new RedirectError(netns.path, `cannot open the network namespace: ${(error as Error).message}`);
+  }
+  const { ino } = await handle.stat().catch(async (error: unknown) => {
+    await handle.close();
+    throw error;
+  });
+  if (ino !== netns.inode) {
+    await handle.close();
+    throw new NetnsMismatch(netns.path, netns.inode, ino);
+  }
+  return handle;
+}
+
+/**
+ * Runs argv in a netns: a path is entered as it is (callers outside the engine: tests, tools);
+ * a Netns only after checking its inode, else NetnsMismatch and nothing runs. Undefined: the
+ * current netns.
+ */
+export async function runInNetns(netns: string | Netns | undefined, argv: string[], stdin?: string, timeoutMs = TIMEOUT_MS): Promise<ExecResult> {
+  if (typeof netns === 'object') {
+    const handle = await openNetns(netns);
+    try {
+      return await run(['nsenter', '--net=/proc/self/fd/3', '--', ...argv], stdin, timeoutMs, handle.fd);
+    } finally {
+      await handle.close();
+    }
+  }
+  return run(netns === undefined ? argv : ['nsenter', `--net=${netns}`, '--', ...argv], stdin, timeoutMs);
+}
+
+function run(argv: string[], stdin: string | undefined, timeoutMs: number, netnsFd?: number): Promise<ExecResult> {
+  const [program, ...args] = argv;
   return new Promise((resolve) => {
-    const child = spawn(program!, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    // fds 0-2 are pipes; fd 3 carries the netns to enter, if any.
+    const child = spawn(program!, args, { stdio: ['pipe', 'pipe', 'pipe', netnsFd ?? 'ignore'], detached: true }) as ChildProcessWithoutNullStreams;
     const timer = setTimeout(() => killGroup(child.pid), timeoutMs);
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
@@ -82,7 +135,7 @@ const STEP_FAILED = '--pnc-step-failed ';
  * step stops the chain, and `-printf` after each step marks how it ended. Argument arrays
  * throughout, never a shell; stdin goes to the first step that reads it.
  */
-export async function runSteps(netnsPath: string | undefined, steps: Step[], stdin?: string, timeoutMs?: number): Promise<StepsResult> {
+export async function runSteps(netns: Netns | undefined, steps: Step[], stdin?: string, timeoutMs?: number): Promise<StepsResult> {
   const expression: string[] = [];
   for (const step of steps) {
     // find would end the command at ";" and put its starting point in place of "{}".
@@ -90,7 +143,7 @@ export async function runSteps(netnsPath: string | undefined, steps: Step[], std
     const ran = ['-exec', ...step.argv, ';', '-printf', `${STEP_OK}${step.name}\n`];
     expression.push(...(step.optional ? ['(', ...ran, '-o', '-printf', `${STEP_FAILED}${step.name}\n`, ')'] : ran));
   }
-  const result = await runInNetns(netnsPath, ['find', '/', '-maxdepth', '0', ...expression], stdin, timeoutMs);
+  const result = await runInNetns(netns, ['find', '/', '-maxdepth', '0', ...expression], stdin, timeoutMs);
   const succeeded = new Set<string>();
   const stdout = new Map<string, string>();
   let chunk: string[] = [];

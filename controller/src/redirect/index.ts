@@ -2,12 +2,12 @@
 // apply/verify/remove inside a netns (effects).
 export type { Family, NodeRedirectConfig, PodLike, ProxyIdentity, RedirectPlan, ValidatedNodeConfig } from './types.ts';
 export { DEFAULT_NODE_CONFIG } from './types.ts';
-export { AnnotationError, NodeConfigError, RedirectError, XtablesLockTimeout } from './errors.ts';
+export { AnnotationError, NetnsMismatch, NodeConfigError, RedirectError, XtablesLockTimeout } from './errors.ts';
 export { planFromPod, podKey, validateNodeConfig } from './plan.ts';
 export { renderPlan, rulesHash } from './render.ts';
 export type { IptablesMode } from './mode.ts';
 export { chooseIptablesMode, detectIptablesMode, iptablesBinary, IPTABLES_MODES, IptablesModeError, parseIptablesMode } from './mode.ts';
-export type { ExecResult } from './exec.ts';
+export type { ExecResult, Netns } from './exec.ts';
 export { runInNetns } from './exec.ts';
 export type { ApplyOptions, EngineOptions } from './apply.ts';
 export { applyRedirect, removeRedirect, verifyRedirect } from './apply.ts';

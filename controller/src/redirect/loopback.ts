@@ -3,9 +3,9 @@
 // 127.0.0.0/8 already covers; IPv6 lo has only ::1/128), and ISTIO_OUTPUT RETURNs traffic from
 // it. Without the address, bind() fails with EADDRNOTAVAIL and every IPv6 inbound request
 // through the proxy fails. Istio's istio-iptables adds it the same way; nobody removes it.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { RedirectError } from './errors.ts';
-import { runInNetns } from './exec.ts';
+import { runInNetns, type Netns } from './exec.ts';
 
 export const PASSTHROUGH_V6 = '::6/128';
 
@@ -26,39 +26,34 @@ export function loopbackStateFromIp(text: string): LoopbackV6State {
   return lines.some((line) => line.includes(` inet6 ${PASSTHROUGH_V6} `)) ? 'present' : 'absent';
 }
 
-/** /proc/PID/net of a /proc/PID/ns/net path: that process's netns, readable without entering it. */
-function procNetDir(netnsPath: string): string | undefined {
-  const match = /^(.*\/\d+)\/ns\/net$/.exec(netnsPath);
-  return match ? `${match[1]}/net` : undefined;
+/**
+ * lo's state read from /proc/PID/net/if_inet6 when the netns is a process's (no process
+ * started), undefined when it cannot be read so. The PID must still have the expected netns
+ * after the read: else the file may have been another process's, after the PID was reused.
+ */
+async function stateFromProc(netns: Netns): Promise<LoopbackV6State | undefined> {
+  const match = /^(.*\/\d+)\/ns\/net$/.exec(netns.path);
+  if (!match) return undefined;
+  try {
+    const state = loopbackStateFromIfInet6(await readFile(`${match[1]}/net/if_inet6`, 'utf8'));
+    return (await stat(netns.path)).ino === netns.inode ? state : undefined;
+  } catch {
+    // no IPv6 in the kernel, or the process is gone
+    return undefined;
+  }
 }
 
-/**
- * The state when it can be read without entering the netns (a process's netns: its
- * /proc/PID/net/if_inet6); 'absent' when it cannot, so that the caller adds it (EEXIST is fine).
- */
-export async function knownLoopbackV6(netnsPath: string): Promise<LoopbackV6State> {
-  const dir = procNetDir(netnsPath);
-  if (dir === undefined) return 'absent';
-  try {
-    return loopbackStateFromIfInet6(await readFile(`${dir}/if_inet6`, 'utf8'));
-  } catch {
-    // no IPv6 in the kernel, or the process is gone: let the add tell
-    return 'absent';
-  }
+/** The state when it can be read without entering the netns; else 'absent', so that the caller adds it (EEXIST is fine). */
+export async function knownLoopbackV6(netns: Netns): Promise<LoopbackV6State> {
+  return (await stateFromProc(netns)) ?? 'absent';
 }
 
 /** Reads the state: from /proc when the netns is a process's, else with one `ip` process inside it. */
-export async function readLoopbackV6(netnsPath: string): Promise<LoopbackV6State> {
-  const dir = procNetDir(netnsPath);
-  if (dir !== undefined) {
-    try {
-      return loopbackStateFromIfInet6(await readFile(`${dir}/if_inet6`, 'utf8'));
-    } catch {
-      // no IPv6 in the kernel, or the process is gone: ask inside the netns instead
-    }
-  }
-  const result = await runInNetns(netnsPath, ['ip', '-6', '-o', 'addr', 'show', 'dev', 'lo']);
-  if (result.code !== 0) throw new RedirectError(netnsPath, `ip -6 addr show dev lo failed (exit ${result.code}): ${result.stderr.trim()}`);
+export async function readLoopbackV6(netns: Netns): Promise<LoopbackV6State> {
+  const known = await stateFromProc(netns);
+  if (known !== undefined) return known;
+  const result = await runInNetns(netns, ['ip', '-6', '-o', 'addr', 'show', 'dev', 'lo']);
+  if (result.code !== 0) throw new RedirectError(netns.path, `ip -6 addr show dev lo failed (exit ${result.code}): ${result.stderr.trim()}`);
   return loopbackStateFromIp(result.stdout);
 }
 
@@ -72,10 +67,10 @@ const ADDRESS_EXISTS = /RTNETLINK answers: File exists|address already assigned/
  * After running ADD_PASSTHROUGH_V6 (`succeeded`: it exited 0; `stderr` may hold other programs' too): true when it added the address, false when it was there
  * already or lo has IPv6 disabled (then nothing can bind ::6 and nothing needs it); else throws.
  */
-export async function passthroughAddressAdded(netnsPath: string, succeeded: boolean, stderr: string): Promise<boolean> {
+export async function passthroughAddressAdded(netns: Netns, succeeded: boolean, stderr: string): Promise<boolean> {
   if (succeeded) return true;
   if (ADDRESS_EXISTS.test(stderr)) return false;
-  const state = await readLoopbackV6(netnsPath);
+  const state = await readLoopbackV6(netns);
   if (state === 'present' || state === 'off') return false;
-  throw new RedirectError(netnsPath, `${ADD_PASSTHROUGH_V6.join(' ')} failed: ${stderr.trim()}`);
+  throw new RedirectError(netns.path, `${ADD_PASSTHROUGH_V6.join(' ')} failed: ${stderr.trim()}`);
 }
