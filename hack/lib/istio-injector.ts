@@ -37,10 +37,18 @@ export interface Injector {
   stop(): Promise<void>;
 }
 
-/** The directory holding the built istio-injector (built when stale; CI builds it first). */
-export async function istioBinDir(): Promise<string> {
-  const { stdout } = await promisify(execFile)('bash', [join(ROOT, 'hack/build-istio-binaries.sh'), 'istio-injector'], { cwd: ROOT, maxBuffer: 1 << 20 });
-  return stdout.trim().split('\n').at(-1)!;
+/**
+ * The directory holding the named binaries of hack/istio (default istio-injector), built from
+ * the Go module proxy by hack/build-istio-binaries.sh when the cache lacks them (cold: minutes; CI builds them first).
+ */
+export async function istioBinDir(...names: string[]): Promise<string> {
+  const args = [join(ROOT, 'hack/build-istio-binaries.sh'), ...(names.length ? names : ['istio-injector'])];
+  try {
+    const { stdout } = await promisify(execFile)('bash', args, { cwd: ROOT, timeout: 20 * 60_000, maxBuffer: 16 << 20 });
+    return stdout.trim().split('\n').at(-1)!;
+  } catch (error) {
+    throw new Error(`hack/build-istio-binaries.sh ${args.slice(1).join(' ')} failed: ${(error as { stderr?: string }).stderr?.trim() || String(error)}`, { cause: error });
+  }
 }
 
 /** Renders the istiod chart from FILES (paths relative to the repository root, or absolute) and SETS. */

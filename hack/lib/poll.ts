@@ -12,3 +12,13 @@ export async function pollUntil(check: () => Promise<boolean> | boolean, timeout
     await new Promise((done) => setTimeout(done, intervalMs));
   }
 }
+
+/**
+ * Polls `probe` every `intervalMs` (default 200 ms) until it returns a value other than
+ * undefined, and returns that value; throws "timed out after N ms waiting for WHAT".
+ */
+export async function pollFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
+  let value: T | undefined;
+  await pollUntil(async () => (value = await probe()) !== undefined, timeoutMs, () => `timed out after ${timeoutMs} ms waiting for ${what}`, intervalMs);
+  return value as T;
+}

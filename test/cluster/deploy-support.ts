@@ -16,6 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import { inject } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { pollUntil } from '../../hack/lib/poll.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CONTROLLER_NAMESPACE = 'pod-network-controller';
@@ -158,9 +159,5 @@ export function apiOnlyPod(name: string, spec: Partial<V1Pod['spec']> = {}, meta
 
 /** Polls CHECK until it returns true (policies take effect a moment after they are created). */
 export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  await pollUntil(check, timeoutMs, () => `timed out after ${timeoutMs} ms waiting for ${what}`, 250);
 }

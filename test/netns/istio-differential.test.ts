@@ -18,7 +18,8 @@ import {
   type ValidatedNodeConfig,
 } from '../../controller/src/redirect/index.ts';
 import { iptablesBinary, IPTABLES_MODES } from '../../controller/src/redirect/index.ts';
-import { istioBinDir, runIstioIptables, type IstioPodSettings } from '../support/istio-reference.ts';
+import { istioBinDir } from '../../hack/lib/istio-injector.ts';
+import { runIstioIptables, type IstioPodSettings } from '../support/istio-reference.ts';
 import { connectNetns, createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, startClient, startListeners, type Listeners, type TcpClient, type TestNetns } from '../../hack/lib/netns.ts';
 import { must } from '../../hack/lib/process.ts';
 
@@ -313,7 +314,7 @@ describe.skipIf(!isRoot).each([...IPTABLES_MODES])('our engine against Istio ist
   }
 
   beforeAll(async () => {
-    binDir = istioBinDir('istio-iptables');
+    binDir = await istioBinDir('istio-iptables');
     sides.istio = createSide(true);
     sides.ours = createSide(true);
     ipv6OnlySides.istio = createSide(false);

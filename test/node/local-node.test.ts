@@ -9,22 +9,14 @@ import { describe, expect, inject, it } from 'vitest';
 import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
 import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
 import { runInNetns } from '../../hack/lib/netns.ts';
+import { pollFor } from '../../hack/lib/poll.ts';
+import { isReady } from '../../hack/lib/real-node.ts';
 
 const nodeName = inject('nodeName');
 const PAUSE_IMAGE = 'localhost/pod-network-controller/pause:dev';
 const KUBERNETES_SERVICE_IP = '192.0.2.129';
 
-async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+const poll = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000) => pollFor(what, probe, timeoutMs);
 
 /** A one-replica Deployment of the pause image under Pod Security "restricted"; resolves with its Ready pod. */
 async function readyPausePod(kc: KubeConfig, namespace: string): Promise<V1Pod> {

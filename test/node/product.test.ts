@@ -17,6 +17,7 @@ import { APP_PORT, isReady, kubectl, meshNamespace, podNetns, standInPod, waitFo
 import { WAITER_CONTAINER } from '../../hack/lib/mesh-pods.ts';
 import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
 import { runInNetns } from '../../hack/lib/netns.ts';
+import { pollFor } from '../../hack/lib/poll.ts';
 
 const nodeName = inject('nodeName');
 const clusterDir = inject('clusterDir');
@@ -26,15 +27,7 @@ const AGENT_SELECTOR = 'app.kubernetes.io/name=pod-network-controller';
 const execFileAsync = promisify(execFile);
 const k = (args: string[], timeoutMs?: number) => kubectl(inject('binDir'), inject('kubeconfig'), args, timeoutMs);
 
-async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
+const poll = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000) => pollFor(what, probe, timeoutMs);
 
 function markOf(pod: V1Pod): Mark | undefined {
   const text = pod.metadata?.annotations?.[STATUS_ANNOTATION];

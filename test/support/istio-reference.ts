@@ -1,19 +1,9 @@
-// Istio's own istio-iptables as a reference: the binary (built by
-// hack/build-istio-binaries.sh from the Go module proxy) and the arguments Istio's
-// sidecar injector gives istio-init for a pod's annotations.
-import { spawnSync } from 'node:child_process';
+// Istio's own istio-iptables as a reference: the arguments Istio's sidecar injector gives
+// istio-init for a pod's annotations, and the binary run with them (istioBinDir in
+// hack/lib/istio-injector.ts builds it).
 import { join } from 'node:path';
 import { runInNetns, type ExecResult } from '../../controller/src/redirect/index.ts';
 import type { IptablesMode } from '../../controller/src/redirect/index.ts';
-
-const BUILD_SCRIPT = join(import.meta.dirname, '..', '..', 'hack', 'build-istio-binaries.sh');
-
-/** The directory holding the named Istio binaries; builds them first when the cache lacks them (cold: minutes). */
-export function istioBinDir(...names: string[]): string {
-  const result = spawnSync('bash', [BUILD_SCRIPT, ...names], { encoding: 'utf8', timeout: 20 * 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (result.status !== 0) throw new Error(`hack/build-istio-binaries.sh failed (${result.status}): ${result.stderr}${result.error?.message ?? ''}`);
-  return result.stdout.trim().split('\n').at(-1)!;
-}
 
 /** What decides istio-init's arguments: the pod's annotations and the mesh-wide (here: node-wide) settings. */
 export interface IstioPodSettings {
