@@ -11,6 +11,7 @@ import { startController } from './lib/controller-process.ts';
 import type { ControllerProcess } from './lib/controller-process.ts';
 import { MeshFixture, uniqueSuffix } from './lib/mesh-fixture.ts';
 import { APP_UID, meshPod, plainPod, PROXY_UID } from './lib/mesh-pods.ts';
+import { check, indent, step } from './lib/demo-output.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
 import { ensureLocalCluster, isLocalClusterRunning, stopLocalCluster } from './lib/local-cluster.ts';
 import { connectFrom, startListeners } from './lib/netns.ts';
@@ -22,14 +23,6 @@ const OUTBOUND_CAPTURE_PORT = 15001;
 if (process.getuid?.() !== 0) {
   console.error('npm run demo needs root: it creates network namespaces, iptables rules and cgroups');
   process.exit(2);
-}
-
-const bold = (text: string) => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
-const step = (title: string) => console.log(`\n${bold(`== ${title}`)}`);
-const indent = (text: string) => text.trimEnd().replace(/^/gm, '   ');
-function check(ok: boolean, what: string): void {
-  if (!ok) throw new Error(`demo check failed: ${what}`);
-  console.log(`   ok: ${what}`);
 }
 
 const started = performance.now();

@@ -12,6 +12,7 @@ import type { EventsV1Event, V1Pod } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import type { Mark } from '../controller/src/pod-contract/index.ts';
 import { planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
+import { check, indent, step } from './lib/demo-output.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
 import { pollUntil } from './lib/poll.ts';
 import { APP_PORT, deployOnRealNode, isReady, kubectl, meshNamespace, podNetns, podStatusText, standInPod, waitForInjection } from './lib/real-node.ts';
@@ -29,14 +30,7 @@ async function realNodeDemo(): Promise<never> {
     console.error('npm run demo needs root: it runs a kubelet and containerd (npm run demo -- --simulated needs root too)');
     process.exit(2);
   }
-  const bold = (text: string) => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
-  const step = (title: string) => console.log(`\n${bold(`== ${title}`)}`);
-  const indent = (text: string) => text.trimEnd().replace(/^/gm, '   ');
   const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-  const check = (ok: boolean, what: string) => {
-    if (!ok) throw new Error(`demo check failed: ${what}`);
-    console.log(`   ok: ${what}`);
-  };
   const keepCluster = process.argv.includes('--keep-cluster');
 
   const started = performance.now();
