@@ -552,18 +552,23 @@ make_cgroup_root() {
 # --- start -----------------------------------------------------------------------------
 ctr_() { ctr --address "$NODE_DIR/containerd/containerd.sock" --namespace k8s.io "$@"; }
 
+# Ready means its CRI plugin answers, not only its socket: the kubelet exits at start when
+# the CRI's Version call fails ("server is not initialized yet").
 start_containerd() {
   launch containerd containerd --config "$NODE_DIR/containerd/config.toml"
   local i
   for ((i = 0; i < 200; i++)); do
-    ctr_ version >/dev/null 2>&1 && return 0
+    "$BIN_DIR/crictl" --runtime-endpoint "unix://$NODE_DIR/containerd/containerd.sock" --timeout 2s version >/dev/null 2>&1 && return 0
     recorded_pid containerd >/dev/null || { tail -n 20 "$LOG_DIR/containerd.log" >&2; die "containerd exited during startup"; }
     sleep 0.1
   done
-  die "containerd did not answer on its socket within 20 s; see $LOG_DIR/containerd.log"
+  die "containerd's CRI did not answer within 20 s; see $LOG_DIR/containerd.log"
 }
 
+# Also records when it started: the Node object keeps the previous kubelet's Ready=True
+# until its lease expires, so only a heartbeat after this counts (see wait_node_ready).
 start_kubelet() {
+  KUBELET_STARTED=$(date +%s)
   launch kubelet "$BIN_DIR/kubelet" \
     --config="$NODE_DIR/kubelet/config.yaml" \
     --kubeconfig="$NODE_DIR/kubelet/kubeconfig" \
@@ -575,15 +580,17 @@ start_kubelet() {
 
 kubectl_() { "$BIN_DIR/kubectl" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
 
+# Ready=True posted by the running kubelet: a heartbeat not older than its start (any, for
+# a kubelet this run did not start), and that kubelet still alive once it is seen.
 wait_node_ready() {
-  local i status
+  local since=${KUBELET_STARTED:-0} i status beat
   for ((i = 0; i < 600; i++)); do
-    status=$(kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-    [[ "$status" == True ]] && return 0
+    read -r status beat < <(kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null || true) || true
     recorded_pid kubelet >/dev/null || { tail -n 20 "$LOG_DIR/kubelet.log" >&2; die "the kubelet exited during startup"; }
+    if [[ "$status" == True && -n "$beat" ]] && (($(date -d "$beat" +%s) >= since)); then return 0; fi
     sleep 0.1
   done
-  die "node $NODE_NAME not Ready after 60 s; see $LOG_DIR/kubelet.log"
+  die "node $NODE_NAME not Ready (a heartbeat since the kubelet started) after 60 s; see $LOG_DIR/kubelet.log"
 }
 
 write_node_env() {
