@@ -600,7 +600,7 @@ write_node_env() {
 
 cmd_up() {
   : "${BIN_DIR:?}" "${PKI:?}" "${APISERVER_URL:?}" "${ADMIN_KUBECONFIG:?}" "${KUBERNETES_SERVICE_IP:?}"
-  [[ -x "$BIN_DIR/kubelet" ]] || die "no kubelet in $BIN_DIR"
+  [[ -x "$BIN_DIR/kubelet" && -x "$BIN_DIR/crictl" ]] || die "no kubelet or crictl in $BIN_DIR (hack/build-k8s-binaries.sh builds both)"
   lock_slots
   SLOT=$(claim_slot)
   slot_vars "$SLOT"
