@@ -119,6 +119,8 @@ describe('the rendered kubernetes overlay', () => {
       readOnlyRootFilesystem: true,
       seccompProfile: { type: 'RuntimeDefault' },
     });
+    // A slow start gets 60 s before liveness (3 x 10 s) can restart the agent.
+    expect(container.startupProbe).toEqual({ httpGet: { path: '/healthz', port: 'http-metrics' }, periodSeconds: 2, failureThreshold: 30 });
     expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http-metrics' });
     expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http-metrics' });
     expect(container.ports).toEqual([{ name: 'http-metrics', containerPort: 9102, protocol: 'TCP' }]);
