@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SandboxChanged, classifyEngineFailure } from '../../controller/src/agent/engine-failure.ts';
 import { EVENT_RECOVERY_WINDOW_MS, errorMark, initializedMark, markRefusedNote, programmedNote, recoveredInitializedEvent } from '../../controller/src/agent/reconcile-reports.ts';
 import { encodeMark } from '../../controller/src/pod-contract/index.ts';
-import { RedirectError, XtablesLockTimeout } from '../../controller/src/redirect/index.ts';
+import { NetnsMismatch, RedirectError, XtablesLockTimeout } from '../../controller/src/redirect/index.ts';
 
 const at = new Date('2026-12-01T12:00:00.000Z');
 const previous = encodeMark({ state: 'initialized', netns: 4026532001, rules: '0123456789abcdef', at: '2026-12-01T11:59:00.000Z', reinit: 'old' });
@@ -44,6 +44,8 @@ describe('engine failures', () => {
   it('takes a replaced sandbox, or any engine error in a dead one, as a sandbox change', () => {
     expect(classifyEngineFailure(new SandboxChanged(), 7, alive, 5)).toEqual({ kind: 'sandbox-changed' });
     expect(classifyEngineFailure(new RedirectError('/proc/1/ns/net', 'nsenter failed'), 7, () => false, 5)).toEqual({ kind: 'sandbox-changed' });
+    // Even while the finder still believes in the process: what the path leads to is not the sandbox; never marked.
+    expect(classifyEngineFailure(new NetnsMismatch('/proc/9/ns/net', 7, 8), 7, alive, 5)).toEqual({ kind: 'sandbox-changed' });
   });
 
   it('waits out a held xtables lock without blaming the pod', () => {

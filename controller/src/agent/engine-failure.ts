@@ -2,7 +2,7 @@
 // Only the engine's own errors (RedirectError and its kinds) and a sandbox replaced under
 // our feet are handled; anything else thrown on the way is a bug in this program and must
 // surface as one, never be written onto the user's pod as a redirect failure. Pure.
-import { RedirectError, XtablesLockTimeout } from '../redirect/index.ts';
+import { NetnsMismatch, RedirectError, XtablesLockTimeout } from '../redirect/index.ts';
 
 /** The sandbox found for this pass was replaced (or died) before its mark was written. */
 export class SandboxChanged extends Error {
@@ -21,7 +21,8 @@ export type EngineFailure =
 
 /** `sandboxAlive` is asked only for an engine error: nsenter into a dead process fails too. */
 export function classifyEngineFailure(error: unknown, netns: number, sandboxAlive: () => boolean, lockTimeoutSeconds: number): EngineFailure {
-  if (error instanceof SandboxChanged) return { kind: 'sandbox-changed' };
+  // NetnsMismatch: the path no longer leads to the sandbox found (its PID was reused); nothing ran.
+  if (error instanceof SandboxChanged || error instanceof NetnsMismatch) return { kind: 'sandbox-changed' };
   if (!(error instanceof RedirectError)) return { kind: 'unhandled' };
   if (!sandboxAlive()) return { kind: 'sandbox-changed' };
   if (error instanceof XtablesLockTimeout) {
