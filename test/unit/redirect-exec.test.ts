@@ -40,7 +40,7 @@ describe('runSteps (in the current netns)', () => {
   });
 
   it('reports a runner that could not start as the failure of every step', async () => {
-    // Opens and has the expected inode, but is no netns: nsenter fails (EINVAL as root, EPERM otherwise).
+    // Opens and has the expected inode, but is no netns: nsenter's setns fails.
     const result = await runSteps({ path: '/dev/null', inode: statSync('/dev/null').ino }, [{ name: 'x', argv: ['true'] }]);
     expect(result.failure).toMatch(/exited 1: nsenter/);
     expect(result.succeeded.size).toBe(0);
