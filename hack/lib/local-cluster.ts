@@ -47,12 +47,14 @@ async function runScript(stateDir: string, args: string[]): Promise<string> {
       env: { ...process.env, PNC_CLUSTER_DIR: stateDir },
       // A cold build of the binaries can take many minutes; a warm start takes seconds.
       timeout: 30 * 60_000,
-      maxBuffer: 16 * 1024 * 1024,
+      // deploy's image builds are chatty.
+      maxBuffer: 64 * 1024 * 1024,
     });
     return stdout;
   } catch (error) {
-    const { stderr } = error as { stderr?: string };
-    throw new Error(`hack/local-cluster.sh ${args.join(' ')} failed (state dir ${stateDir}): ${stderr?.trim() || String(error)}`, {
+    // The end of a long log says what failed.
+    const stderr = (error as { stderr?: string }).stderr?.trim().split('\n').slice(-20).join('\n');
+    throw new Error(`hack/local-cluster.sh ${args.join(' ')} failed (state dir ${stateDir}): ${stderr || String(error)}`, {
       cause: error,
     });
   }
@@ -93,6 +95,11 @@ export async function ensureLocalCluster(options: LocalClusterOptions = {}): Pro
 /** A node reboot as its pods see it: every sandbox killed, containerd and the kubelet started again. */
 export async function rebootLocalNode(options: Pick<LocalClusterOptions, 'stateDir'> = {}): Promise<void> {
   await runScript(resolveStateDir(options), ['node-reboot']);
+}
+
+/** Installs the product on the cluster's node as a user would (`local-cluster.sh deploy`: images from the Dockerfile, the shipped manifests). */
+export async function deployToLocalCluster(options: Pick<LocalClusterOptions, 'stateDir'> = {}): Promise<void> {
+  await runScript(resolveStateDir(options), ['deploy']);
 }
 
 /** True when a control plane recorded in the state dir answers /readyz. */

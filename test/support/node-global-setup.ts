@@ -4,14 +4,11 @@
 // in a private state dir, removed at the end even when tests fail;
 // nodes left by crashed runs are removed at the start of the next. Without root there is
 // no node: the tests skip, saying so.
-import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
-import { ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
+import { deployToLocalCluster, ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
 import { processStartTime } from '../../hack/lib/proc.ts';
 import { sweepClustersOfDeadRuns } from './cluster-global-setup.ts';
 
@@ -28,17 +25,6 @@ declare module 'vitest' {
 const RUN_DIR_PREFIX = 'pnc-test-kubelet-';
 /** test/node/local-node-lifecycle.test.ts's second cluster. */
 export const LIFECYCLE_DIR_PREFIX = 'pnc-test-lifecycle-';
-const SCRIPT = fileURLToPath(new URL('../../hack/local-cluster.sh', import.meta.url));
-
-async function deploy(stateDir: string): Promise<void> {
-  try {
-    // A cold image build takes minutes; a warm one seconds.
-    await promisify(execFile)('bash', [SCRIPT, 'deploy'], { env: { ...process.env, PNC_CLUSTER_DIR: stateDir }, timeout: 20 * 60_000, maxBuffer: 64 * 1024 * 1024 });
-  } catch (error) {
-    throw new Error(`hack/local-cluster.sh deploy failed: ${(error as { stderr?: string }).stderr?.trim().split('\n').slice(-20).join('\n') ?? String(error)}`, { cause: error });
-  }
-}
-
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   if (process.getuid?.() !== 0) {
     console.warn('node-global-setup: not root, so no real node: the node tests skip');
@@ -60,7 +46,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   });
   console.log(`node-global-setup: control plane and node ready in ${Date.now() - started} ms (${stateDir})`);
   const deployStarted = Date.now();
-  await deploy(stateDir).catch(async (error: unknown) => {
+  await deployToLocalCluster({ stateDir }).catch(async (error: unknown) => {
     await stop().catch(() => undefined);
     throw error;
   });
