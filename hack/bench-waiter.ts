@@ -2,12 +2,11 @@
 // The bundled waiter runs as UID 65534 in a test pod netns whose redirect rules the engine
 // programmed, so every pass includes the real self-test. Prints numbers, asserts none.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { applyRedirect, planFromPod } from '../controller/src/redirect/index.ts';
-import { writeAnnotationsVolume } from './lib/downward-api.ts';
+import { volumeDir, writeAnnotationsVolume } from './lib/downward-api.ts';
 import { isRoot, createRoutedNetns } from './lib/netns.ts';
 import { bundleWaiter, startWaiter } from './lib/waiter-process.ts';
 import type { WaiterBundle } from './lib/waiter-process.ts';
@@ -41,12 +40,6 @@ function emptyNodePeakMiB(): number {
   return Number(result.stdout.trim()) / 1024;
 }
 
-function freshVolume(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'pnc-bench-podinfo-'));
-  chmodSync(dir, 0o755);
-  return dir;
-}
-
 let bundle: WaiterBundle | undefined;
 const sandbox = createRoutedNetns();
 try {
@@ -61,7 +54,7 @@ try {
   const anonymousRss: number[] = [];
   const cpuMs: number[] = [];
   for (let i = 0; i < LATENCY_RUNS; i++) {
-    const volume = freshVolume();
+    const volume = volumeDir('pnc-bench-podinfo-');
     try {
       writeAnnotationsVolume(volume, unmarked);
       const run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args: ['--annotations-file', join(volume, 'annotations'), '--timeout', '30'] });
@@ -84,7 +77,7 @@ try {
   const firstLine: number[] = [];
   const toReady: number[] = [];
   for (let i = 0; i < COLD_START_RUNS; i++) {
-    const volume = freshVolume();
+    const volume = volumeDir('pnc-bench-podinfo-');
     try {
       writeAnnotationsVolume(volume, { ...unmarked, ...mark() });
       const spawned = performance.now();

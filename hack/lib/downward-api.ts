@@ -1,7 +1,8 @@
 // A downward-API `metadata.annotations` volume exactly as the kubelet writes it: the content
 // format of k8s.io/kubernetes/pkg/fieldpath.FormatMap and the atomic writer's `..data` swap.
 import { randomInt } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u;
@@ -127,4 +128,14 @@ export function removeAtomicVolume(dir: string, names: string[]): void {
   } catch {
     // other files in it are not ours: keep them
   }
+}
+
+/**
+ * A new, empty temp directory for a downward-API volume that any UID can read (the waiter
+ * runs as 65534); the caller removes it. Its annotations file will be DIR/annotations.
+ */
+export function volumeDir(prefix = 'pnc-podinfo-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
 }

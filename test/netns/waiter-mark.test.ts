@@ -1,60 +1,26 @@
 // The init-waiter as a pod runs it (UID 65534, inside the pod's netns, annotations in a
 // kubelet-style downward-API volume): what it waits for, what it says, how it exits.
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { writeAnnotationsVolume, writeAtomicVolume } from '../../hack/lib/downward-api.ts';
-import { isRoot, ROOT_SKIP_MESSAGE, createRoutedNetns } from '../../hack/lib/netns.ts';
+import { isRoot, ROOT_SKIP_MESSAGE } from '../../hack/lib/netns.ts';
 import { must } from '../../hack/lib/process.ts';
-import type { RoutedNetns } from '../../hack/lib/netns.ts';
-import { bundleWaiter, startWaiter } from '../../hack/lib/waiter-process.ts';
-import type { WaiterBundle, WaiterRun } from '../../hack/lib/waiter-process.ts';
+import { useWaiterSandbox } from '../support/waiter-sandbox.ts';
 
 if (!isRoot) console.warn(`waiter-mark.test.ts ${ROOT_SKIP_MESSAGE}`);
 
 describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
-  let bundle: WaiterBundle;
-  let sandbox: RoutedNetns;
-  let volume: string | undefined;
-  let annotationsFile: string;
-  const runs: WaiterRun[] = [];
+  const waiter = useWaiterSandbox();
+  const { freshVolume, start } = waiter;
 
-  beforeAll(async () => {
-    bundle = bundleWaiter();
-    sandbox = createRoutedNetns();
-  });
-  afterAll(() => {
-    sandbox?.destroy();
-    bundle?.dispose();
-  });
-
-  // Each test gets a fresh volume directory so a previous test's files never leak in.
-  const freshVolume = (): string => {
-    const dir = mkdtempSync(join(tmpdir(), 'pnc-podinfo-'));
-    chmodSync(dir, 0o755);
-    volume = dir;
-    annotationsFile = join(dir, 'annotations');
-    return dir;
-  };
-  afterEach(() => {
-    for (const run of runs.splice(0)) run.kill();
-    if (volume) rmSync(volume, { recursive: true, force: true });
-    volume = undefined;
-  });
-
-  const start = (args: string[], env?: Record<string, string>) => {
-    const run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args, ...(env ? { env } : {}) });
-    runs.push(run);
-    return run;
-  };
   const mark = (fields: Parameters<typeof encodeMark>[0]) => ({ [STATUS_ANNOTATION]: encodeMark(fields), 'app.example/x': 'y' });
 
   it('without a mark keeps waiting and times out with the "no mark" reason and exit 3 (settings from env)', async () => {
-    const dir = freshVolume();
+    const { dir, file: annotationsFile } = freshVolume();
     writeAnnotationsVolume(dir, { 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' });
-    const run = start([], { PNC_WAITER_ANNOTATIONS_FILE: annotationsFile, PNC_WAITER_TIMEOUT: '1.5' });
+    const run = start([], { env: { PNC_WAITER_ANNOTATIONS_FILE: annotationsFile, PNC_WAITER_TIMEOUT: '1.5' } });
     const exit = await run.exited;
     expect(exit.code).toBe(3);
     expect(run.output()).toMatch(/timed out after 1\.5 s: no pod-network-controller\.io\/status annotation yet/);
@@ -63,18 +29,18 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   });
 
   it('does not pass on a mark for another network namespace (exit 5, names both inodes)', async () => {
-    const dir = freshVolume();
-    const other = sandbox.inode + 1;
+    const { dir, file: annotationsFile } = freshVolume();
+    const other = waiter.sandbox.inode + 1;
     writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: other, rules: 'feedc0de', at: new Date().toISOString() }));
     const run = start(['--annotations-file', annotationsFile, '--timeout', '1.5', '--validate', 'false']);
     const exit = await run.exited;
     expect(exit.code).toBe(5);
-    expect(run.output()).toContain(`is for network namespace ${other}, but this pod's is ${sandbox.inode}`);
+    expect(run.output()).toContain(`is for network namespace ${other}, but this pod's is ${waiter.sandbox.inode}`);
     expect(run.output()).not.toMatch(/ready:/);
   });
 
   it('reports the reason of an error mark (exit 4)', async () => {
-    const dir = freshVolume();
+    const { dir, file: annotationsFile } = freshVolume();
     const reason = 'iptables-restore failed in netns: "nat" table busy';
     writeAnnotationsVolume(dir, mark({ state: 'error', reason, at: new Date().toISOString() }));
     const run = start(['--annotations-file', annotationsFile, '--timeout', '1.5']);
@@ -84,14 +50,14 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   });
 
   it('gives up on an error mark that stood for the error grace (exit 4), its reason in the termination message file', async () => {
-    const dir = freshVolume();
+    const { dir, file: annotationsFile } = freshVolume();
     // As the kubelet makes it: an empty file any UID may write.
     const terminationLog = join(dir, 'termination-log');
     writeFileSync(terminationLog, '');
     chmodSync(terminationLog, 0o666);
     const reason = 'refused: container "app" runAsUser=1337 equals the proxy identity (uid 1337, gid 1337)';
     writeAnnotationsVolume(dir, mark({ state: 'error', reason, at: new Date().toISOString() }));
-    const run = start(['--annotations-file', annotationsFile, '--timeout', '30', '--error-grace', '0.5'], { PNC_WAITER_TERMINATION_MESSAGE_PATH: terminationLog });
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '30', '--error-grace', '0.5'], { env: { PNC_WAITER_TERMINATION_MESSAGE_PATH: terminationLog } });
     const exit = await run.exited;
     expect(exit.code).toBe(4);
     const message = readFileSync(terminationLog, 'utf8');
@@ -103,7 +69,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   });
 
   it('writes no termination message file where none exists', async () => {
-    const dir = freshVolume();
+    const { dir, file: annotationsFile } = freshVolume();
     writeAnnotationsVolume(dir, mark({ state: 'error', reason: 'bad annotation', at: new Date().toISOString() }));
     const missing = join(dir, 'no-such-termination-log');
     const run = start(['--annotations-file', annotationsFile, '--error-grace', '0', '--termination-message-path', missing]);
@@ -112,20 +78,20 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   });
 
   it('passes once a missing file appears with its own netns (self-test off)', async () => {
-    const dir = freshVolume();
+    const { dir, file: annotationsFile } = freshVolume();
     const run = start(['--annotations-file', annotationsFile, '--timeout', '20', '--validate=false']);
     await run.waitForOutput(/does not exist yet/);
     writeAnnotationsVolume(dir, mark({ state: 'pending', reason: 'waiting for the node agent', at: new Date().toISOString() }));
     await run.waitForOutput(/is pending: waiting for the node agent/);
-    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: sandbox.inode, rules: 'abc123', at: new Date().toISOString() }));
+    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: waiter.sandbox.inode, rules: 'abc123', at: new Date().toISOString() }));
     const exit = await run.exited;
     expect(exit.code).toBe(0);
-    expect(run.output()).toMatch(new RegExp(`ready: .*netns ${sandbox.inode} initialized .*self-test off`));
+    expect(run.output()).toMatch(new RegExp(`ready: .*netns ${waiter.sandbox.inode} initialized .*self-test off`));
     expect(run.output()).toMatch(/peak RSS \d+\.\d MiB/);
   });
 
   it('survives a huge file, binary garbage and a million lines, says so, and still passes on a good mark', async () => {
-    const dir = freshVolume();
+    const { dir, file: annotationsFile } = freshVolume();
     const run = start(['--annotations-file', annotationsFile, '--timeout', '30', '--validate', 'false']);
     writeAtomicVolume(dir, { annotations: Buffer.alloc(3 * 1024 * 1024, 'a') });
     await run.waitForOutput(/is 3145728 bytes, over the \d+-byte limit; not reading it/);
@@ -138,14 +104,14 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
     writeAtomicVolume(dir, { annotations: 'x\n'.repeat(1_000_000) });
     await run.waitForOutput(/1000000 malformed line\(s\)/);
 
-    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }));
+    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: waiter.sandbox.inode, at: new Date().toISOString() }));
     const exit = await run.exited;
     expect(exit.code).toBe(0);
     expect(run.output()).toMatch(/ready: /);
   });
 
   it('does not pass a malformed mark and names the bad value (exit 7)', async () => {
-    const dir = freshVolume();
+    const { dir, file: annotationsFile } = freshVolume();
     writeAnnotationsVolume(dir, { [STATUS_ANNOTATION]: '{"state":"initialized","netns":"not-a-number"}' });
     const run = start(['--annotations-file', annotationsFile, '--timeout', '1', '--validate', 'false']);
     const exit = await run.exited;
@@ -154,7 +120,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   });
 
   it('a FIFO planted at the path does not hang it (exit 7, "not a regular file")', async () => {
-    const dir = freshVolume();
+    const { dir } = freshVolume();
     const fifo = join(dir, 'annotations');
     must(['mkfifo', '-m', '0644', fifo]);
     const run = start(['--annotations-file', fifo, '--timeout', '1']);
@@ -164,7 +130,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   });
 
   it('on SIGTERM (pod deleted) exits 143 and says what it was waiting for', async () => {
-    const dir = freshVolume();
+    const { dir, file: annotationsFile } = freshVolume();
     writeAnnotationsVolume(dir, mark({ state: 'pending', reason: 'netns not found yet', at: new Date().toISOString() }));
     const run = start(['--annotations-file', annotationsFile]);
     await run.waitForOutput(/is pending: netns not found yet/);
@@ -180,7 +146,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
     expect((await badFlag.exited).code).toBe(2);
     expect(badFlag.output()).toContain('--timeout: "soon" is not a number of seconds');
     expect(badFlag.output()).toContain('usage: node init-waiter.js');
-    const badEnv = start([], { PNC_WAITER_PROXY_PORT: '70000' });
+    const badEnv = start([], { env: { PNC_WAITER_PROXY_PORT: '70000' } });
     expect((await badEnv.exited).code).toBe(2);
     expect(badEnv.output()).toContain('PNC_WAITER_PROXY_PORT: "70000" is not a port');
   });

@@ -1,59 +1,26 @@
 // The init-waiter's active proof of outbound capture, against real rules programmed by
 // the redirect engine in a real pod netns, the waiter running unprivileged as a pod would.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { applyRedirect, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
 import { writeAnnotationsVolume } from '../../hack/lib/downward-api.ts';
-import { isRoot, ROOT_SKIP_MESSAGE, runInNetns, createRoutedNetns } from '../../hack/lib/netns.ts';
-import type { RoutedNetns } from '../../hack/lib/netns.ts';
-import { bundleWaiter, startWaiter } from '../../hack/lib/waiter-process.ts';
-import type { WaiterBundle, WaiterRun } from '../../hack/lib/waiter-process.ts';
+import { isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../../hack/lib/netns.ts';
+import { useWaiterSandbox } from '../support/waiter-sandbox.ts';
 
 if (!isRoot) console.warn(`waiter-self-test.test.ts ${ROOT_SKIP_MESSAGE}`);
 
 describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', () => {
-  let bundle: WaiterBundle;
-  let sandbox: RoutedNetns;
-  let volume: string | undefined;
-  const runs: WaiterRun[] = [];
+  const waiter = useWaiterSandbox();
+  const { freshVolume, start } = waiter;
+  // Each test programs what it needs; none inherits rules from the one before.
+  afterEach(() => removeRedirect(waiter.sandbox.pod.path));
 
-  beforeAll(async () => {
-    bundle = bundleWaiter();
-    sandbox = createRoutedNetns();
-  });
-  afterAll(() => {
-    sandbox?.destroy();
-    bundle?.dispose();
-  });
-  afterEach(async () => {
-    for (const run of runs.splice(0)) run.kill();
-    if (volume) rmSync(volume, { recursive: true, force: true });
-    volume = undefined;
-    // Each test programs what it needs; none inherits rules from the one before.
-    if (sandbox) await removeRedirect(sandbox.pod.path);
-  });
-
-  /** A new volume directory for this test; returns it and its annotations file. */
-  const freshVolume = () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pnc-podinfo-'));
-    chmodSync(dir, 0o755);
-    volume = dir;
-    return { dir, file: join(dir, 'annotations') };
-  };
-  const start = (args: string[], identity?: { uid: number; gid: number }) => {
-    const run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args, ...(identity ? { identity } : {}) });
-    runs.push(run);
-    return run;
-  };
   const annotationsWithMark = (extra: Record<string, string> = {}) => ({
     ...extra,
-    [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, rules: '0123456789abcdef', at: new Date().toISOString() }),
+    [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: waiter.sandbox.inode, rules: '0123456789abcdef', at: new Date().toISOString() }),
   });
   const program = (annotations: Record<string, string> = {}) =>
-    applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'waiter', annotations } }));
+    applyRedirect(waiter.sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'waiter', annotations } }));
 
   it('with a correct mark but no rules: the self-test fails (refused by the network) and it does not pass (exit 6)', async () => {
     const { dir, file } = freshVolume();
@@ -79,7 +46,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     expect(exit.at - written).toBeLessThan(2_000);
     expect(run.output()).toMatch(/self-test passed: 192\.0\.2\.2:9 -> 127\.0\.0\.1:15001, \[2001:db8::2\]:9 -> \[::1\]:15001/);
     // No listener and no TIME_WAIT left on 15001: the proxy can bind it right away.
-    const sockets = runInNetns(sandbox.pod.path, ['ss', '-Htan', 'state', 'all', '( sport = :15001 or dport = :15001 )']);
+    const sockets = runInNetns(waiter.sandbox.pod.path, ['ss', '-Htan', 'state', 'all', '( sport = :15001 or dport = :15001 )']);
     expect(sockets.code).toBe(0);
     expect(sockets.stdout.trim()).toBe('');
   });
@@ -99,7 +66,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     const { dir, file } = freshVolume();
     await program();
     writeAnnotationsVolume(dir, annotationsWithMark());
-    const run = start(['--annotations-file', file, '--timeout', '2.5'], { uid: 1337, gid: 1337 });
+    const run = start(['--annotations-file', file, '--timeout', '2.5'], { identity: { uid: 1337, gid: 1337 } });
     const exit = await run.exited;
     expect(exit.code).toBe(6);
     expect(run.output()).toContain("this container runs as UID/GID 1337/1337; traffic of the proxy's identity");
@@ -118,31 +85,15 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
 });
 
 describe.skipIf(!isRoot)('init-waiter self-test in an IPv4-only pod', () => {
-  let bundle: WaiterBundle;
-  let sandbox: RoutedNetns;
-  let volume: string | undefined;
-  let run: WaiterRun | undefined;
-
-  beforeAll(async () => {
-    bundle = bundleWaiter();
-    sandbox = createRoutedNetns({ ipv6: false });
-  });
-  afterAll(() => {
-    run?.kill();
-    if (volume) rmSync(volume, { recursive: true, force: true });
-    sandbox?.destroy();
-    bundle?.dispose();
-  });
+  const v4 = useWaiterSandbox({ ipv6: false });
 
   it('proves IPv4 capture only (no global IPv6 address, so no [::1] listener)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pnc-podinfo-'));
-    volume = dir;
-    chmodSync(dir, 0o755);
-    await applyRedirect(sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'v4' } }));
+    const { dir, file } = v4.freshVolume();
+    await applyRedirect(v4.sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'v4' } }));
     writeAnnotationsVolume(dir, {
-      [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, at: new Date().toISOString() }),
+      [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: v4.sandbox.inode, at: new Date().toISOString() }),
     });
-    run = startWaiter(bundle, { netnsPath: sandbox.pod.path, args: ['--annotations-file', join(dir, 'annotations'), '--timeout', '10'] });
+    const run = v4.start(['--annotations-file', file, '--timeout', '10']);
     const exit = await run.exited;
     expect(exit.code).toBe(0);
     expect(run.output()).toContain('self-test on (ipv4, proxy port 15001)');
