@@ -11,7 +11,7 @@ import { type Clock, type RedirectEngine, Reconciler } from '../../controller/sr
 import type { EventReason } from '../../controller/src/kube/event-recorder.ts';
 import type { PodRef, WriteResult } from '../../controller/src/kube/pod-status-writer.ts';
 import { type Mark, STATUS_ANNOTATION, encodeMark, parseMark } from '../../controller/src/pod-contract/index.ts';
-import { type ApplyOptions, DEFAULT_NODE_CONFIG, type EngineOptions, type RedirectPlan, renderPlan, rulesHash, validateNodeConfig } from '../../controller/src/redirect/index.ts';
+import { type ApplyOptions, DEFAULT_NODE_CONFIG, type EngineOptions, type Netns, type RedirectPlan, renderPlan, rulesHash, validateNodeConfig } from '../../controller/src/redirect/index.ts';
 import { meshPod } from '../../hack/lib/mesh-pods.ts';
 
 export const NODE = 'node-1';
@@ -137,26 +137,26 @@ export class FakeEvents {
 export const APPLIED_HASH = 'feedfacecafe0001';
 
 export class FakeEngine implements RedirectEngine {
-  readonly applied: { netnsPath: string; plan: RedirectPlan; options: ApplyOptions }[] = [];
-  readonly verified: { netnsPath: string; options: EngineOptions }[] = [];
+  readonly applied: { netns: Netns; plan: RedirectPlan; options: ApplyOptions }[] = [];
+  readonly verified: { netns: Netns; options: EngineOptions }[] = [];
   /** Thrown by the next apply (then cleared). */
   applyError: unknown;
   verifyResult = { ok: true, diff: '' };
   /** What apply reports having applied; by default the plan's hash, as the real engine's. */
   appliedHash: string | undefined;
 
-  async apply(netnsPath: string, plan: RedirectPlan, options: ApplyOptions): Promise<{ hash: string; changed: boolean }> {
+  async apply(netns: Netns, plan: RedirectPlan, options: ApplyOptions): Promise<{ hash: string; changed: boolean }> {
     if (this.applyError !== undefined) {
       const error = this.applyError;
       this.applyError = undefined;
       throw error;
     }
-    this.applied.push({ netnsPath, plan, options });
+    this.applied.push({ netns, plan, options });
     return { hash: this.appliedHash ?? rulesHash(renderPlan(plan)), changed: true };
   }
 
-  async verify(netnsPath: string, _plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }> {
-    this.verified.push({ netnsPath, options });
+  async verify(netns: Netns, _plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }> {
+    this.verified.push({ netns, options });
     return this.verifyResult;
   }
 }

@@ -29,7 +29,7 @@ describe('reconciler executor: programming', () => {
     expect(await t.reconciler.reconcile(t.uid, queuedAt)).toEqual({ kind: 'done' });
 
     expect(t.engine.applied).toHaveLength(1);
-    expect(t.engine.applied[0]).toMatchObject({ netnsPath: t.netns!.path, options: { mode: 'nft', lockWaitSeconds: 5, force: false } });
+    expect(t.engine.applied[0]).toMatchObject({ netns: { path: t.netns!.path, inode: t.netns!.inode }, options: { mode: 'nft', lockWaitSeconds: 5, force: false } });
     const mark = t.api.markOf(t.uid)!;
     expect(mark).toMatchObject({ state: 'initialized', netns: t.netns!.inode, rules: APPLIED_HASH, at: t.clock.date().toISOString() });
     expect(APPLIED_HASH).not.toBe(planHash(t.pod));

@@ -9,6 +9,7 @@ import {
   type ApplyOptions,
   type EngineOptions,
   type IptablesMode,
+  type Netns,
   type RedirectPlan,
   type ValidatedNodeConfig,
   RedirectError,
@@ -44,9 +45,12 @@ const ECHO_BACKSTOP = { initialMs: ECHO_WAIT_MS, maxMs: ECHO_WAIT_MS, factor: 1,
 
 /** Programs and checks the rules in a netns: the redirect engine, or a fake in tests. */
 export interface RedirectEngine {
-  /** Throws unless the rules read back equal the plan; returns the hash of the rules it applied. */
-  apply(netnsPath: string, plan: RedirectPlan, options: ApplyOptions): Promise<{ hash: string; changed: boolean }>;
-  verify(netnsPath: string, plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }>;
+  /**
+   * Throws unless the rules read back equal the plan; returns the hash of the rules it applied.
+   * Enters the netns only while its inode is still the one the finder saw (else NetnsMismatch).
+   */
+  apply(netns: Netns, plan: RedirectPlan, options: ApplyOptions): Promise<{ hash: string; changed: boolean }>;
+  verify(netns: Netns, plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }>;
 }
 
 const REDIRECT_ENGINE: RedirectEngine = { apply: applyRedirect, verify: verifyRedirect };
@@ -199,7 +203,7 @@ export class Reconciler {
           memory.settled(this.#clock.now());
           return { kind: 'done' };
         case 'verify': {
-          const check = await this.#inNetns(log, () => this.#engine.verify(sandbox.path, target.plan, engine));
+          const check = await this.#inNetns(log, () => this.#engine.verify(sandbox, target.plan, engine));
           if (check.ok) {
             memory.settled(this.#clock.now());
             memory.verifiedNow({ markText: step.markText, inode: sandbox.inode, hash: target.hash, at: this.#clock.now() });
@@ -221,7 +225,7 @@ export class Reconciler {
 
   async #program(pass: Pass, target: Target, sandbox: SandboxNetns, programming: Programming, engine: EngineOptions): Promise<WorkResult> {
     const { ref, log, memory } = pass;
-    const applied = await this.#inNetns(log, () => this.#engine.apply(sandbox.path, target.plan, { ...engine, force: programming.force }));
+    const applied = await this.#inNetns(log, () => this.#engine.apply(sandbox, target.plan, { ...engine, force: programming.force }));
     if (programming.why !== undefined) log.debug({ why: programming.why, changed: applied.changed }, 'programmed');
     // Fail closed: apply reads the rules back from the pod's own netns and throws unless they
     // equal the plan; that read-back is the verification the mark waits for. The netns must

@@ -52,7 +52,7 @@ async function openNetns(netns: Netns): Promise<FileHandle> {
   }
   const { ino } = await handle.stat().catch(async (error: unknown) => {
     await handle.close();
-    throw error;
+    throw new RedirectError(netns.path, `cannot stat the network namespace: ${(error as Error).message}`);
   });
   if (ino !== netns.inode) {
     await handle.close();
