@@ -16,7 +16,8 @@ import {
   validateNodeConfig,
   type IptablesMode,
 } from '../../controller/src/redirect/index.ts';
-import { createNetns, deleteNetns, isRoot, must, ROOT_SKIP_MESSAGE, runInNetns, type TestNetns } from '../support/netns.ts';
+import { createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, runInNetns, type TestNetns } from '../../hack/lib/netns.ts';
+import { must } from '../../hack/lib/process.ts';
 
 if (!isRoot) console.warn(`redirect-apply: ${ROOT_SKIP_MESSAGE}`);
 
