@@ -10,7 +10,8 @@ const moduleInternals = {
 // test/ may import the harness in hack/lib; the harness and the hack/ scripts never import test/.
 const harnessStandsAlone = {
   regex: '(^|/)test/|^vitest(/|$)',
-  message: 'hack/ (the harness, the demo, the benchmarks) imports neither test/ nor vitest: put the shared helper in hack/lib and keep only vitest fixtures in test/support.',
+  message:
+    'hack/ (the harness, the demo, the benchmarks) imports neither test/ nor vitest: put the shared helper in hack/lib and keep only vitest fixtures in test/support.',
 };
 const waiterReachesOnlyContract = {
   regex: '/controller/src/(?!pod-contract/index\\.ts$)',
@@ -21,6 +22,16 @@ export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'test/golden/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  {
+    // Type-aware: a promise nobody awaits or handles would lose its failure silently.
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/await-thenable': 'error',
+    },
+  },
   {
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
     rules: {

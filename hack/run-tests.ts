@@ -1,4 +1,4 @@
-// `npm test`: build, typecheck, lint, then every vitest project; the last line is "N passed, N failed".
+// `npm test`: build, typecheck, lint, format check, then every vitest project; the last line is "N passed, N failed".
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 
@@ -18,6 +18,7 @@ for (const [name, args] of [
   ['build', [process.execPath, 'hack/build.ts']],
   ['typecheck', ['npx', 'tsc', '-p', 'tsconfig.json']],
   ['lint', ['npx', 'eslint', '.']],
+  ['format', ['npx', 'prettier', '--check', '--log-level=warn', '**/*.{ts,js}']],
 ] as const) {
   console.log(`\n== ${name}`);
   if (ok([...args])) passed++;
@@ -31,7 +32,12 @@ mkdirSync('.test-results', { recursive: true });
 // The real-node project runs alone after the others: its kubelet and pods would otherwise
 // share the two cores with every other suite. Arguments (e.g. --project X) make one run.
 const extra = process.argv.slice(2);
-const phases = extra.length ? [extra] : [['--project', '!node'], ['--project', 'node']];
+const phases = extra.length
+  ? [extra]
+  : [
+      ['--project', '!node'],
+      ['--project', 'node'],
+    ];
 let skipped = 0;
 for (const [index, args] of phases.entries()) {
   const report = `.test-results/vitest-${index}.json`;

@@ -48,23 +48,50 @@ const productVariables = new Set([...SETTINGS.map((s) => s.env), ...Object.value
  */
 const OTHER_PROGRAMS_FLAGS = new Set([
   // iptables, iptables-restore
-  '--comment', '--dport', '--dports', '--to-ports', '--noflush', '--wait',
+  '--comment',
+  '--dport',
+  '--dports',
+  '--to-ports',
+  '--noflush',
+  '--wait',
   // kubectl
-  '--raw', '--for', '--server-side', '--field-selector', '--overwrite', '--previous',
+  '--raw',
+  '--for',
+  '--server-side',
+  '--field-selector',
+  '--overwrite',
+  '--previous',
+  // prettier
+  '--check',
   // crictl
-  '--template', '--namespace', '--name', '--state',
+  '--template',
+  '--namespace',
+  '--name',
+  '--state',
   // kube-apiserver
-  '--advertise-address', '--authorization-mode', '--runtime-config', '--feature-gates', '--kubelet-preferred-address-types',
+  '--advertise-address',
+  '--authorization-mode',
+  '--runtime-config',
+  '--feature-gates',
+  '--kubelet-preferred-address-types',
   // nsenter, setpriv
-  '--net', '--pdeathsig',
+  '--net',
+  '--pdeathsig',
   // istio-iptables (istio-validation)
-  '--run-validation', '--skip-rule-apply',
+  '--run-validation',
+  '--skip-rule-apply',
   // docker, buildah, mmdebstrap
-  '--target', '--layers', '--pull', '--network', '--variant',
+  '--target',
+  '--layers',
+  '--pull',
+  '--network',
+  '--variant',
   // helm, istioctl
-  '--set', '--reuse-values',
+  '--set',
+  '--reuse-values',
   // node, vitest
-  '--max-semi-space-size', '--project',
+  '--max-semi-space-size',
+  '--project',
 ]);
 
 const mentionedFlags = new Set([...docs.matchAll(/(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?![\w])/g)].map((m) => `--${m[1]}`));
@@ -78,7 +105,9 @@ const mentionedPrefixes = new Set([...docs.matchAll(/\b(PNC_[A-Z0-9_]*_)\*/g)].m
  */
 function harnessDefinesFlag(flag: string): boolean {
   const name = flag.slice(2);
-  return [`(^|[\\s{,])'?${name}'?: \\{ type:`, `^\\s*${flag}(\\|[^)]*)?\\)`, `includes\\('${flag}'\\)`].some((pattern) => new RegExp(pattern, 'm').test(harness));
+  return [`(^|[\\s{,])'?${name}'?: \\{ type:`, `^\\s*${flag}(\\|[^)]*)?\\)`, `includes\\('${flag}'\\)`].some((pattern) =>
+    new RegExp(pattern, 'm').test(harness),
+  );
 }
 
 describe('documentation and code agree', () => {
@@ -104,7 +133,7 @@ describe('documentation and code agree', () => {
     expect(shadowing, `flags of ours listed as other programs': ${shadowing.join(' ')}`).toEqual([]);
   });
 
-  it("documents every setting of the agent (variable and flag) and every flag of the redirect tools", () => {
+  it('documents every setting of the agent (variable and flag) and every flag of the redirect tools', () => {
     const missingVariables = SETTINGS.map((s) => s.env).filter((env) => !new RegExp(`\\b${env}\\b`).test(docs));
     expect(missingVariables, `settings not documented: ${missingVariables.join(' ')}`).toEqual([]);
     const missingFlags = [...controllerFlags].filter((flag) => !mentionedFlags.has(flag));
@@ -113,8 +142,10 @@ describe('documentation and code agree', () => {
     expect(Object.keys(REDIRECT_SETTING_OPTIONS).every((name) => SETTINGS.some((s) => flagName(s.env) === `--${name}`))).toBe(true);
   });
 
-  it("documents every init-waiter flag and variable", () => {
-    const missing = Object.values(WAITER_SETTINGS).flatMap((s) => [s.flag, s.env]).filter((name) => (name.startsWith('--') ? !mentionedFlags.has(name) : !mentionedVariables.has(name)));
+  it('documents every init-waiter flag and variable', () => {
+    const missing = Object.values(WAITER_SETTINGS)
+      .flatMap((s) => [s.flag, s.env])
+      .filter((name) => (name.startsWith('--') ? !mentionedFlags.has(name) : !mentionedVariables.has(name)));
     expect(missing, `init-waiter options not documented: ${missing.join(' ')}`).toEqual([]);
     expect(waiterFlags.has('--help') && mentionedFlags.has('--help')).toBe(true);
   });
