@@ -34,8 +34,7 @@ const rendered = renderPlan(plan);
 /** The same rules as individual iptables commands: one process per rule, like the original script. */
 const baselineCommands = (['ipv4', 'ipv6'] as const).flatMap((family) => {
   const binary = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${mode}`;
-  return rendered[family]!
-    .split('\n')
+  return rendered[family]!.split('\n')
     .filter((line) => line.startsWith(':') || line.startsWith('-A '))
     .map((line) => [binary, '-w', '-t', 'nat', ...(line.startsWith(':') ? ['-N', line.slice(1).split(' ')[0]!] : line.split(' '))]);
 });
@@ -71,7 +70,6 @@ async function timed(action: () => Promise<unknown>): Promise<number> {
   await action();
   return performance.now() - start;
 }
-
 
 const results: { name: string; samples: number[] }[] = [];
 try {
@@ -115,7 +113,9 @@ try {
 }
 
 const fmt = (ms: number) => ms.toFixed(1).padStart(8);
-const load = loadavg().map((value) => value.toFixed(2)).join(' ');
+const load = loadavg()
+  .map((value) => value.toFixed(2))
+  .join(' ');
 console.log(`\nbench:apply  pods=${pods}  iptables-${mode}  node ${process.version}  ${availableParallelism()} CPUs  load ${load}  (ms per pod)\n`);
 console.log(`| ${'what'.padEnd(46)} | ${'p50'.padStart(8)} | ${'p99'.padStart(8)} |`);
 console.log(`| ${'-'.repeat(46)} | ${'-'.repeat(8)} | ${'-'.repeat(8)} |`);

@@ -50,7 +50,13 @@ try {
           namespace,
           body: {
             metadata: { name: `pod-${i + j}`, annotations: { 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' } },
-            spec: { nodeName, containers: [{ name: 'app', image: 'app' }, { name: 'istio-proxy', image: 'proxy' }] },
+            spec: {
+              nodeName,
+              containers: [
+                { name: 'app', image: 'app' },
+                { name: 'istio-proxy', image: 'proxy' },
+              ],
+            },
           },
         }),
       ),

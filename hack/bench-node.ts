@@ -170,7 +170,9 @@ try {
   const ms = (n: number) => `${Math.round(n)} ms`.padStart(8);
   const row = (label: string, values: number[]) => {
     const valid = values.filter((v) => Number.isFinite(v));
-    console.log(`   ${label.padEnd(60)} ${ms(quantile(valid, 0.5))} ${ms(quantile(valid, 0.99))}${valid.length < values.length ? `   (${values.length - valid.length} missing)` : ''}`);
+    console.log(
+      `   ${label.padEnd(60)} ${ms(quantile(valid, 0.5))} ${ms(quantile(valid, 0.99))}${valid.length < values.length ? `   (${values.length - valid.length} missing)` : ''}`,
+    );
   };
   const span = (kind: Kind, from: keyof Sample, to: keyof Sample) => of(kind).map((s) => (s[to] as number) - (s[from] as number));
 
@@ -178,7 +180,9 @@ try {
   const ready = Object.fromEntries(KINDS.map((kind) => [kind, span(kind, 'created', 'readySeen')])) as Record<Kind, number[]>;
   for (const kind of KINDS) row(kind, ready[kind]);
   const diff = (a: Kind, b: Kind) =>
-    console.log(`   ${`${a} - ${b} (difference of the quantiles)`.padEnd(60)} ${ms(quantile(ready[a], 0.5) - quantile(ready[b], 0.5))} ${ms(quantile(ready[a], 0.99) - quantile(ready[b], 0.99))}`);
+    console.log(
+      `   ${`${a} - ${b} (difference of the quantiles)`.padEnd(60)} ${ms(quantile(ready[a], 0.5) - quantile(ready[b], 0.5))} ${ms(quantile(ready[a], 0.99) - quantile(ready[b], 0.99))}`,
+    );
   diff('mesh', TRIVIAL_INIT);
   diff('mesh', 'plain');
   diff(TRIVIAL_INIT, 'plain');

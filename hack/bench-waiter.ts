@@ -93,7 +93,9 @@ try {
   }
 
   const bundleKiB = statSync(bundle.script).size / 1024;
-  console.log(`init-waiter benchmark: Node ${process.version}, bundle ${bundleKiB.toFixed(1)} KiB, UID 65534 in a test pod netns with engine-programmed rules (IPv4+IPv6 self-test)`);
+  console.log(
+    `init-waiter benchmark: Node ${process.version}, bundle ${bundleKiB.toFixed(1)} KiB, UID 65534 in a test pod netns with engine-programmed rules (IPv4+IPv6 self-test)`,
+  );
   console.log(`mark written (atomic ..data swap) -> waiter exit 0, ${LATENCY_RUNS} runs: ${summary(latencies, 'ms')}`);
   console.log(`cold start, spawn -> first log line, ${COLD_START_RUNS} runs: ${summary(firstLine, 'ms')}`);
   console.log(`cold start, spawn -> exit 0 with the mark already present, ${COLD_START_RUNS} runs: ${summary(toReady, 'ms')}`);

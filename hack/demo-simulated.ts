@@ -96,9 +96,23 @@ try {
   step(`the rules in mesh-app's netns (${mode} backend; iptables-save -t nat, then ip6tables-save -t nat)`);
   const v4 = await natRules(meshSandbox.netnsPath, `iptables-${mode}-save`);
   const v6 = await natRules(meshSandbox.netnsPath, `ip6tables-${mode}-save`);
-  console.log(indent(v4.split('\n').filter((line) => !line.startsWith('#')).join('\n')));
+  console.log(
+    indent(
+      v4
+        .split('\n')
+        .filter((line) => !line.startsWith('#'))
+        .join('\n'),
+    ),
+  );
   console.log('   IPv6 (ISTIO_* lines; same layout with ::1/128 and ::6/128):');
-  console.log(indent(v6.split('\n').filter((line) => /ISTIO/.test(line)).join('\n')));
+  console.log(
+    indent(
+      v6
+        .split('\n')
+        .filter((line) => /ISTIO/.test(line))
+        .join('\n'),
+    ),
+  );
   const verified = await verifyRedirect(meshSandbox.netnsPath, planFromPod(mesh.pod), { mode });
   check(verified.ok, `the engine reads back exactly the pod's plan, IPv4 and IPv6${verified.ok ? '' : `:\n${verified.diff}`}`);
 
@@ -121,7 +135,7 @@ try {
     const plainMark = (await fixture.readPod(plain)).metadata?.annotations?.[STATUS_ANNOTATION];
     console.log(`   mark: ${plainMark === undefined ? '(none)' : JSON.stringify(parseMark(plainMark))}`);
     check(plainMark === undefined, 'no mark on plain-app');
-    check(noRedirectRules(await jumpRuleCounts(plainSandbox.netnsPath)), 'no ISTIO_* chains in plain-app\'s netns (legacy or nft, IPv4 or IPv6)');
+    check(noRedirectRules(await jumpRuleCounts(plainSandbox.netnsPath)), "no ISTIO_* chains in plain-app's netns (legacy or nft, IPv4 or IPv6)");
     const direct = await connectFrom(plainSandbox.netnsPath, plainRemoteIP, REMOTE_PORT, APP_UID);
     console.log(`   plain-app, app UID ${APP_UID}, connects to ${plainRemoteIP}:${REMOTE_PORT} -> answered by: ${direct}`);
     check(direct === `remote host ${plainRemoteIP}:${REMOTE_PORT}`, 'plain-app reaches the remote host directly');
@@ -138,7 +152,13 @@ try {
   console.log(`   the agent's own measure (Initialized note):  ${event.note}`);
 } catch (error) {
   console.error(`\ndemo FAILED: ${error instanceof Error ? error.message : String(error)}`);
-  if (controller) console.error(`agent's last log lines:\n${controller.logs.slice(-10).map((line) => JSON.stringify(line)).join('\n')}`);
+  if (controller)
+    console.error(
+      `agent's last log lines:\n${controller.logs
+        .slice(-10)
+        .map((line) => JSON.stringify(line))
+        .join('\n')}`,
+    );
   exitCode = 1;
 } finally {
   step('cleanup');

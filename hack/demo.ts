@@ -67,13 +67,20 @@ async function realNodeDemo(): Promise<never> {
     const daemonSet = await apps.readNamespacedDaemonSet({ namespace: 'pod-network-controller', name: 'pod-network-controller' });
     const agents = await core.listNamespacedPod({ namespace: 'pod-network-controller', labelSelector: 'app.kubernetes.io/name=pod-network-controller' });
     const agent = agents.items.find(isReady);
-    check(agent !== undefined, `DaemonSet ${daemonSet.metadata?.name}: ${daemonSet.status?.numberReady}/${daemonSet.status?.desiredNumberScheduled} pods Ready`);
+    check(
+      agent !== undefined,
+      `DaemonSet ${daemonSet.metadata?.name}: ${daemonSet.status?.numberReady}/${daemonSet.status?.desiredNumberScheduled} pods Ready`,
+    );
     const agentContainer = agent!.spec!.containers[0]!;
     console.log(`   pod ${agent!.metadata?.name} on ${agent!.spec?.nodeName}, image ${agentContainer.image}`);
-    console.log(`   capabilities ${agentContainer.securityContext?.capabilities?.add?.join(', ')}; hostPID ${agent!.spec?.hostPID}; not privileged, read-only root`);
+    console.log(
+      `   capabilities ${agentContainer.securityContext?.capabilities?.add?.join(', ')}; hostPID ${agent!.spec?.hostPID}; not privileged, read-only root`,
+    );
     const readySince = agent!.status?.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime;
     if (readySince && agent!.metadata?.creationTimestamp) {
-      console.log(`   created -> Ready: ${seconds(new Date(readySince).getTime() - new Date(agent!.metadata.creationTimestamp).getTime())} (whole seconds, as the API records them)`);
+      console.log(
+        `   created -> Ready: ${seconds(new Date(readySince).getTime() - new Date(agent!.metadata.creationTimestamp).getTime())} (whole seconds, as the API records them)`,
+      );
     }
 
     namespace = `demo-${Date.now().toString(36)}`;
@@ -98,20 +105,41 @@ async function realNodeDemo(): Promise<never> {
     console.log(indent(JSON.stringify(mark, null, 2)));
     const meshIPs = (meshPod.status?.podIPs ?? []).map((ip) => ip.ip);
     const meshNetns = await podNetns(cluster.stateDir, meshIPs[0]!);
-    check(mark.netns === meshNetns.inode, `mark.netns ${mark.netns} is the inode of the sandbox netns holding ${meshIPs[0]} (${meshNetns.path.split('/').pop()})`);
+    check(
+      mark.netns === meshNetns.inode,
+      `mark.netns ${mark.netns} is the inode of the sandbox netns holding ${meshIPs[0]} (${meshNetns.path.split('/').pop()})`,
+    );
 
     step('the Initialized Event (events.k8s.io/v1)');
     const event = await waitForEvent(events, namespace, meshPod.metadata!.uid!, 'Initialized');
-    console.log(indent(`type: ${event.type}   reason: ${event.reason}   reportingController: ${event.reportingController}   reportingInstance: ${event.reportingInstance}\nnote: ${event.note}`));
+    console.log(
+      indent(
+        `type: ${event.type}   reason: ${event.reason}   reportingController: ${event.reportingController}   reportingInstance: ${event.reportingInstance}\nnote: ${event.note}`,
+      ),
+    );
 
     step("the rules in mesh-app's sandbox netns");
     const counts = await jumpRuleCounts(meshNetns.path);
     const v4Tool = counts.find((c) => c.tool.startsWith('iptables-') && c.outbound > 0)?.tool ?? 'iptables-nft-save';
     const mode = v4Tool.includes('legacy') ? 'legacy' : 'nft';
     console.log(`   ${v4Tool} -t nat:`);
-    console.log(indent((await natRules(meshNetns.path, v4Tool)).split('\n').filter((line) => !line.startsWith('#')).join('\n')));
+    console.log(
+      indent(
+        (await natRules(meshNetns.path, v4Tool))
+          .split('\n')
+          .filter((line) => !line.startsWith('#'))
+          .join('\n'),
+      ),
+    );
     console.log(`   ip6tables-${mode}-save -t nat (ISTIO_* lines):`);
-    console.log(indent((await natRules(meshNetns.path, `ip6tables-${mode}-save`)).split('\n').filter((line) => /ISTIO/.test(line)).join('\n')));
+    console.log(
+      indent(
+        (await natRules(meshNetns.path, `ip6tables-${mode}-save`))
+          .split('\n')
+          .filter((line) => /ISTIO/.test(line))
+          .join('\n'),
+      ),
+    );
     const verified = await verifyRedirect(meshNetns.path, planFromPod(meshPod), { mode });
     check(verified.ok, `exactly the pod's plan, IPv4 and IPv6 (${mode} backend)${verified.ok ? '' : `:\n${verified.diff}`}`);
 
@@ -128,7 +156,10 @@ async function realNodeDemo(): Promise<never> {
     };
     for (const ip of plainIPs) {
       const answer = await connect('mesh-app', 'app', ip);
-      check(answer.listener === 15001 && answer.original === hostPort(ip), `the app's outbound connection was redirected to the proxy (:15001), original destination kept`);
+      check(
+        answer.listener === 15001 && answer.original === hostPort(ip),
+        `the app's outbound connection was redirected to the proxy (:15001), original destination kept`,
+      );
     }
     const own = await connect('mesh-app', 'istio-proxy', plainIPs[0]!);
     check(own.listener === APP_PORT, `the proxy's own traffic (UID ${PROXY_UID}) goes out directly: answered by plain-app itself`);
@@ -144,7 +175,7 @@ async function realNodeDemo(): Promise<never> {
     const direct = await connect('plain-app', 'app', plainIPs[0]!);
     check(direct.listener === APP_PORT, 'plain-app connects directly');
 
-    step('timings (mesh-app; this machine\'s clock for both the demo and the agent)');
+    step("timings (mesh-app; this machine's clock for both the demo and the agent)");
     const markWritten = Date.parse(mark.at) - performance.timeOrigin - meshCreated;
     console.log(`   create -> mark written by the agent (mark.at):  ${seconds(markWritten)}`);
     if (timeline.markSeen !== undefined) console.log(`   create -> mark seen in the API:                 ${seconds(timeline.markSeen)}`);

@@ -18,7 +18,13 @@ Exit codes:
 
 // The first argument is the command (or --help); the rest are the command's own flags.
 const [command, ...args] = process.argv.slice(2);
-const [first] = parseArgs({ args: process.argv.slice(2, 3), options: { help: { type: 'boolean', short: 'h' } }, strict: false, allowPositionals: true, tokens: true }).tokens;
+const [first] = parseArgs({
+  args: process.argv.slice(2, 3),
+  options: { help: { type: 'boolean', short: 'h' } },
+  strict: false,
+  allowPositionals: true,
+  tokens: true,
+}).tokens;
 if (first === undefined || (first.kind === 'option' && first.name === 'help' && first.value === undefined) || command === 'help') {
   process.stdout.write(HELP);
   process.exit(first === undefined ? 2 : 0);

@@ -89,7 +89,10 @@ export async function startController(options: ControllerOptions): Promise<Contr
 
   const describe = () =>
     `controller ${options.nodeName} (pid ${child.pid})${exitStatus ? ` exited ${JSON.stringify(exitStatus)}` : ''}; ` +
-    `stderr: ${stderr.slice(-2000)}; last logs: ${logs.slice(-15).map((l) => JSON.stringify(l)).join('\n')}`;
+    `stderr: ${stderr.slice(-2000)}; last logs: ${logs
+      .slice(-15)
+      .map((l) => JSON.stringify(l))
+      .join('\n')}`;
 
   const get = async (path: string) => {
     const response = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });

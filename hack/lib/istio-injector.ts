@@ -47,7 +47,9 @@ export async function istioBinDir(...names: string[]): Promise<string> {
     const { stdout } = await promisify(execFile)('bash', args, { cwd: ROOT, timeout: 20 * 60_000, maxBuffer: 16 << 20 });
     return stdout.trim().split('\n').at(-1)!;
   } catch (error) {
-    throw new Error(`hack/build-istio-binaries.sh ${args.slice(1).join(' ')} failed: ${(error as { stderr?: string }).stderr?.trim() || String(error)}`, { cause: error });
+    throw new Error(`hack/build-istio-binaries.sh ${args.slice(1).join(' ')} failed: ${(error as { stderr?: string }).stderr?.trim() || String(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -159,7 +161,9 @@ export async function kubeInject(binDir: string, rendered: RenderedIstiod, pod: 
   if (!kubeconfig) args.push('--injectConfigFile', join(rendered.dir, 'config'), '--valuesFile', join(rendered.dir, 'values'));
   const env: Record<string, string> = kubeconfig ? { KUBECONFIG: kubeconfig } : {};
   const { stdout } = await promisify(execFile)(join(binDir, 'istio-injector'), args, { env, maxBuffer: 4 << 20 });
-  const injected = parseAllDocuments(stdout).map((doc) => doc.toJS() as V1Pod | null).find((doc) => doc?.kind === 'Pod');
+  const injected = parseAllDocuments(stdout)
+    .map((doc) => doc.toJS() as V1Pod | null)
+    .find((doc) => doc?.kind === 'Pod');
   if (!injected) throw new Error(`istioctl kube-inject printed no Pod: ${stdout.slice(0, 500)}`);
   return injected;
 }

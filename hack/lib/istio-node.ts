@@ -35,7 +35,13 @@ export interface IstioPath {
  * Istio's injector for NAMESPACE (created here, with what istiod's namespace controller would
  * put in it) and waits until it injects. stop() removes all of it.
  */
-export async function setUpIstioPath(kc: KubeConfig, kubeconfig: string, containerdAddress: string, namespace: string, print: (line: string) => void = () => {}): Promise<IstioPath> {
+export async function setUpIstioPath(
+  kc: KubeConfig,
+  kubeconfig: string,
+  containerdAddress: string,
+  namespace: string,
+  print: (line: string) => void = () => {},
+): Promise<IstioPath> {
   const core = kc.makeApiClient(CoreV1Api);
   const cleanups: (() => Promise<unknown>)[] = [];
   const stop = async () => {
@@ -48,21 +54,28 @@ export async function setUpIstioPath(kc: KubeConfig, kubeconfig: string, contain
 
     const scratch = await mkdtemp(join(tmpdir(), 'pnc-istio-path-'));
     cleanups.push(() => rm(scratch, { recursive: true, force: true }));
-    const rendered = await renderIstiod(binDir, 'helm', [await localValues(scratch)], [
-      `global.hub=${REPO}`,
-      'global.tag=dev',
-      // One image for istio-proxy and istio-validation, as Istio's proxyv2 is both.
-      'global.proxy.image=istio-proxy',
-      'global.proxy_init.image=istio-proxy',
-      'global.imagePullPolicy=IfNotPresent',
-    ]);
+    const rendered = await renderIstiod(
+      binDir,
+      'helm',
+      [await localValues(scratch)],
+      [
+        `global.hub=${REPO}`,
+        'global.tag=dev',
+        // One image for istio-proxy and istio-validation, as Istio's proxyv2 is both.
+        'global.proxy.image=istio-proxy',
+        'global.proxy_init.image=istio-proxy',
+        'global.imagePullPolicy=IfNotPresent',
+      ],
+    );
     cleanups.push(() => rendered.remove());
     const injector = await startInjector(binDir, rendered, kubeconfig);
     cleanups.push(() => injector.stop());
     cleanups.push(await registerInjector(kc, rendered, injector, SCOPE_KEY, namespace));
 
     await core.createNamespace({
-      body: { metadata: { name: namespace, labels: { 'istio-injection': 'enabled', [SCOPE_KEY]: namespace, 'pod-security.kubernetes.io/enforce': 'restricted' } } },
+      body: {
+        metadata: { name: namespace, labels: { 'istio-injection': 'enabled', [SCOPE_KEY]: namespace, 'pod-security.kubernetes.io/enforce': 'restricted' } },
+      },
     });
     cleanups.push(() => core.deleteNamespace({ name: namespace }));
     // istiod's namespace controller publishes its CA here; the proxy mounts it (not optional).

@@ -57,12 +57,7 @@ export interface ServiceAccountTokenOptions {
 }
 
 /** Creates the ServiceAccount when missing and returns a token for it from the TokenRequest API. */
-export async function createServiceAccountToken(
-  kc: KubeConfig,
-  namespace: string,
-  name: string,
-  options: ServiceAccountTokenOptions = {},
-): Promise<string> {
+export async function createServiceAccountToken(kc: KubeConfig, namespace: string, name: string, options: ServiceAccountTokenOptions = {}): Promise<string> {
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } }).catch(ignoreConflict);
   const { boundPod, expirationSeconds = 3600 } = options;

@@ -121,10 +121,7 @@ export class MeshFixture {
 
   /** A JSON merge patch of the pod's annotations, as an admin with kubectl would do it (null removes a key). */
   async annotate(handle: PodHandle, annotations: Record<string, string | null>): Promise<V1Pod> {
-    return this.core.patchNamespacedPod(
-      { namespace: handle.namespace, name: handle.name, body: { metadata: { annotations } } },
-      mergePatch,
-    );
+    return this.core.patchNamespacedPod({ namespace: handle.namespace, name: handle.name, body: { metadata: { annotations } } }, mergePatch);
   }
 
   /** Deletes the pod at once (grace 0): there is no kubelet to confirm a graceful deletion. */
@@ -144,9 +141,11 @@ export class MeshFixture {
     await settle(this.pods.map((handle) => this.deletePod(handle)));
     await settle(this.namespaces.map((name) => deleteNamespace(this.kc, name)));
     if (this.nodeCreated) {
-      await settle([this.core.deleteNode({ name: this.nodeName }).catch((error: unknown) => {
-        if ((error as { code?: number }).code !== 404) throw error;
-      })]);
+      await settle([
+        this.core.deleteNode({ name: this.nodeName }).catch((error: unknown) => {
+          if ((error as { code?: number }).code !== 404) throw error;
+        }),
+      ]);
       this.nodeCreated = false;
     }
     this.pods.length = 0;

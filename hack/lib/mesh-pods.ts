@@ -56,9 +56,7 @@ export function meshPod(name: string, nodeName: string, options: MeshPodOptions 
     },
   };
   if (options.waiter ?? true) {
-    pod.spec!.initContainers = [
-      { name: WAITER_CONTAINER, image: 'registry.example/init-waiter:1', securityContext: restricted(65532, 65532) },
-    ];
+    pod.spec!.initContainers = [{ name: WAITER_CONTAINER, image: 'registry.example/init-waiter:1', securityContext: restricted(65532, 65532) }];
   }
   return pod;
 }

@@ -55,7 +55,10 @@ export function connectNetns(a: LinkEnd, b: LinkEnd): [string, string] {
   const nameA = a.ifname ?? uniqueName('va');
   const nameB = b.ifname ?? uniqueName('vb');
   must(['ip', '-n', a.netns.name, 'link', 'add', nameA, 'type', 'veth', 'peer', 'name', nameB, 'netns', b.netns.name]);
-  for (const [end, ifname] of [[a, nameA], [b, nameB]] as const) {
+  for (const [end, ifname] of [
+    [a, nameA],
+    [b, nameB],
+  ] as const) {
     for (const address of end.addresses) {
       must(['ip', '-n', end.netns.name, 'addr', 'add', address, 'dev', ifname, ...(address.includes(':') ? ['nodad'] : [])]);
     }

@@ -182,7 +182,13 @@ async function killPause(pid: number, cgroupDirs: string[], root: string): Promi
 async function deleteNetns(names: string[]): Promise<void> {
   const present: string[] = [];
   for (const name of names) {
-    if (await stat(join(NETNS_DIR, name)).then(() => true, () => false)) present.push(name);
+    if (
+      await stat(join(NETNS_DIR, name)).then(
+        () => true,
+        () => false,
+      )
+    )
+      present.push(name);
   }
   if (present.length) await mustAsync(['ip', '-batch', '-'], present.map((name) => `netns del ${name}\n`).join(''));
 }
@@ -254,7 +260,10 @@ async function waitForPause(pid: number, netnsInode: number, exited: () => strin
     const why = exited();
     if (why) throw new PodSandboxError(`pod ${pod}: the pause process exited at once (${why})`);
     const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
-    const inode = await stat(`/proc/${pid}/ns/net`).then((s) => s.ino, () => 0);
+    const inode = await stat(`/proc/${pid}/ns/net`).then(
+      (s) => s.ino,
+      () => 0,
+    );
     if (comm === 'sleep\n' && inode === netnsInode) return;
     await sleep(20);
   }
@@ -319,10 +328,18 @@ class SimulatedSandbox implements PodSandbox {
     const peerNetns = this.#peerNetns;
     this.#record.netns.push(podNetns);
     await this.#saveRecord();
-    await mustAsync(['ip', '-batch', '-'], `netns add ${podNetns}\nlink add ${POD_IFNAME} netns ${podNetns} type veth peer name ${PEER_IFNAME} netns ${peerNetns}\n`);
+    await mustAsync(
+      ['ip', '-batch', '-'],
+      `netns add ${podNetns}\nlink add ${POD_IFNAME} netns ${podNetns} type veth peer name ${PEER_IFNAME} netns ${peerNetns}\n`,
+    );
     const { pod, peer, ipv4PrefixLength, ipv6PrefixLength } = sandboxAddresses(this.#slot);
     const ipv6 = this.#options.ipv6 ?? true;
-    const podSide = [`link set lo up`, `link set ${POD_IFNAME} up`, `address add ${pod.ipv4}/${ipv4PrefixLength} dev ${POD_IFNAME}`, `route add default via ${peer.ipv4}`];
+    const podSide = [
+      `link set lo up`,
+      `link set ${POD_IFNAME} up`,
+      `address add ${pod.ipv4}/${ipv4PrefixLength} dev ${POD_IFNAME}`,
+      `route add default via ${peer.ipv4}`,
+    ];
     const peerSide = ['link set lo up', `link set ${PEER_IFNAME} up`, `address add ${peer.ipv4}/${ipv4PrefixLength} dev ${PEER_IFNAME}`];
     if (ipv6) {
       // nodad: usable at once, no duplicate address detection wait.

@@ -19,6 +19,11 @@ export async function pollUntil(check: () => Promise<boolean> | boolean, timeout
  */
 export async function pollFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
   let value: T | undefined;
-  await pollUntil(async () => (value = await probe()) !== undefined, timeoutMs, () => `timed out after ${timeoutMs} ms waiting for ${what}`, intervalMs);
+  await pollUntil(
+    async () => (value = await probe()) !== undefined,
+    timeoutMs,
+    () => `timed out after ${timeoutMs} ms waiting for ${what}`,
+    intervalMs,
+  );
   return value as T;
 }

@@ -92,9 +92,7 @@ export function meshNamespace(name: string) {
 export async function waitForInjection(core: CoreV1Api, namespace: string, timeoutMs = 30_000): Promise<void> {
   await pollUntil(
     async () => {
-      const probe = await core
-        .createNamespacedPod({ namespace, body: standInPod('injection-probe', 'mesh'), dryRun: 'All' })
-        .catch(() => undefined);
+      const probe = await core.createNamespacedPod({ namespace, body: standInPod('injection-probe', 'mesh'), dryRun: 'All' }).catch(() => undefined);
       return probe?.spec?.initContainers?.some((c) => c.name === WAITER_CONTAINER) ?? false;
     },
     timeoutMs,

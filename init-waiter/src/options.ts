@@ -105,9 +105,7 @@ export const WAITER_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
-const NAME_BY_FLAG = new Map<string, OptionName>(
-  (Object.entries(WAITER_SETTINGS) as [OptionName, OptionSpec][]).map(([name, spec]) => [spec.flag, name]),
-);
+const NAME_BY_FLAG = new Map<string, OptionName>((Object.entries(WAITER_SETTINGS) as [OptionName, OptionSpec][]).map(([name, spec]) => [spec.flag, name]));
 
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): WaiterOptions {
   // Not strict: each token is judged below, so every mistake is a UsageError quoting the argument as given.

@@ -31,12 +31,7 @@ export class ProbeTargetError extends Error {
  * there is nothing to prove. Throws ProbeTargetError naming the annotation and value when
  * capture exists but the probe address is outside it.
  */
-export function chooseProbeTarget(
-  annotations: ReadonlyMap<string, string>,
-  family: Family,
-  address: string,
-  preferredPort: number,
-): ProbeTarget | undefined {
+export function chooseProbeTarget(annotations: ReadonlyMap<string, string>, family: Family, address: string, preferredPort: number): ProbeTarget | undefined {
   const excludedPorts = new Set(parsePorts(annotations, OUTBOUND_ANNOTATIONS.excludePorts));
   const includedPorts = parsePorts(annotations, OUTBOUND_ANNOTATIONS.includePorts);
   if (matchesCidrs(annotations, OUTBOUND_ANNOTATIONS.excludeCidrs, family, address, false)) {
@@ -76,13 +71,7 @@ function parsePorts(annotations: ReadonlyMap<string, string>, key: string): numb
 }
 
 /** True when the address is in the annotation's CIDR list; `*` matches all; an absent annotation gives `absentMeans`. */
-function matchesCidrs(
-  annotations: ReadonlyMap<string, string>,
-  key: string,
-  family: Family,
-  address: string,
-  absentMeans: boolean,
-): boolean {
+function matchesCidrs(annotations: ReadonlyMap<string, string>, key: string, family: Family, address: string, absentMeans: boolean): boolean {
   const cidrs = parseWith(annotations, key, parseCidrListOrAll);
   if (cidrs === undefined) return absentMeans;
   if (cidrs === '*') return true;

@@ -6,23 +6,14 @@ import type { ParsedAnnotations } from './downward-api.ts';
 import type { AnnotationsSnapshot } from './annotations-watcher.ts';
 
 /** What the waiter is still waiting for; each maps to one exit code on timeout (see exit-codes.ts). */
-export type WaitCode =
-  | 'no-file'
-  | 'no-mark'
-  | 'pending'
-  | 'mark-error'
-  | 'other-netns'
-  | 'malformed'
-  | 'self-test';
+export type WaitCode = 'no-file' | 'no-mark' | 'pending' | 'mark-error' | 'other-netns' | 'malformed' | 'self-test';
 
 export interface Waiting {
   code: WaitCode;
   message: string;
 }
 
-export type MarkVerdict =
-  | { ready: true; mark: Mark; parsed: ParsedAnnotations }
-  | { ready: false; waiting: Waiting; parsed?: ParsedAnnotations };
+export type MarkVerdict = { ready: true; mark: Mark; parsed: ParsedAnnotations } | { ready: false; waiting: Waiting; parsed?: ParsedAnnotations };
 
 export function assessMark(snapshot: AnnotationsSnapshot, ownNetns: number): MarkVerdict {
   switch (snapshot.kind) {
@@ -31,10 +22,7 @@ export function assessMark(snapshot: AnnotationsSnapshot, ownNetns: number): Mar
     case 'unreadable':
       return waiting('malformed', `annotations file ${snapshot.path} cannot be read: ${snapshot.error}`);
     case 'too-large':
-      return waiting(
-        'malformed',
-        `annotations file ${snapshot.path} is ${snapshot.size} bytes, over the ${snapshot.limit}-byte limit; not reading it`,
-      );
+      return waiting('malformed', `annotations file ${snapshot.path} is ${snapshot.size} bytes, over the ${snapshot.limit}-byte limit; not reading it`);
     case 'content':
       break;
   }

@@ -75,16 +75,12 @@ export async function runSelfTest(options: SelfTestOptions): Promise<SelfTestRes
     const problems = [...expected].flatMap(([token, target]) => {
       if (arrived.has(token)) return [];
       const why = failures.get(target) ?? `nothing arrived within ${options.timeoutMs} ms`;
-      return [
-        `${hostPort(target.address, target.port)} was not captured to ${hostPort(LISTEN_ADDRESS[target.family], options.proxyPort)} (${why})`,
-      ];
+      return [`${hostPort(target.address, target.port)} was not captured to ${hostPort(LISTEN_ADDRESS[target.family], options.proxyPort)} (${why})`];
     });
     if (problems.length > 0) return { ok: false, reason: `redirect self-test failed: ${problems.join('; ')}${uidHint()}` };
     return {
       ok: true,
-      summary: options.targets
-        .map((t) => `${hostPort(t.address, t.port)} -> ${hostPort(LISTEN_ADDRESS[t.family], options.proxyPort)}`)
-        .join(', '),
+      summary: options.targets.map((t) => `${hostPort(t.address, t.port)} -> ${hostPort(LISTEN_ADDRESS[t.family], options.proxyPort)}`).join(', '),
     };
   } finally {
     // RST instead of FIN: no TIME_WAIT is left on the proxy port, so the proxy binds it at once.

@@ -47,11 +47,7 @@ export interface WaiterDeps {
  * - done: exit was called; nothing happens any more.
  */
 type State =
-  | { name: 'starting' }
-  | { name: 'waiting' }
-  | { name: 'testing'; snapshot: AnnotationsSnapshot }
-  | { name: 'retrying'; cancel: () => void }
-  | { name: 'done' };
+  { name: 'starting' } | { name: 'waiting' } | { name: 'testing'; snapshot: AnnotationsSnapshot } | { name: 'retrying'; cancel: () => void } | { name: 'done' };
 
 export type Phase = State['name'];
 
@@ -157,10 +153,7 @@ export class Waiter {
   #onTimeout(): void {
     // The controller's Warning Events say why a mark never came (e.g. MarkWriteFailed: no room left for it in the annotations).
     const hint = this.#waiting.code === 'no-mark' ? "; the controller's Events on this pod (kubectl describe pod) say why, e.g. MarkWriteFailed" : '';
-    this.#finish(
-      exitCodeForTimeout(this.#waiting.code),
-      `timed out after ${this.#deps.options.timeoutMs / 1000} s: ${this.#waiting.message}${hint}`,
-    );
+    this.#finish(exitCodeForTimeout(this.#waiting.code), `timed out after ${this.#deps.options.timeoutMs / 1000} s: ${this.#waiting.message}${hint}`);
   }
 
   /**

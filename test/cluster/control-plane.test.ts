@@ -40,7 +40,11 @@ async function eventually<T>(what: string, attempt: () => Promise<T>, timeoutMs 
   }
 }
 
-const statusCode = (promise: Promise<unknown>) => promise.then(() => 200, (error: { code?: number }) => error.code ?? -1);
+const statusCode = (promise: Promise<unknown>) =>
+  promise.then(
+    () => 200,
+    (error: { code?: number }) => error.code ?? -1,
+  );
 /** The apiserver's Status message of a rejected request ('' when it was admitted). */
 const denialMessage = (promise: Promise<unknown>) =>
   promise.then(

@@ -2,15 +2,7 @@
 // with real ServiceAccount tokens: mark integrity (nobody but the controller writes the
 // mark) and node scoping (the controller writes only the mark, only on its own node).
 import { randomBytes } from 'node:crypto';
-import {
-  AuthenticationV1Api,
-  CoreV1Api,
-  PatchStrategy,
-  RbacAuthorizationV1Api,
-  setHeaderOptions,
-  type KubeConfig,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, PatchStrategy, RbacAuthorizationV1Api, setHeaderOptions, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeApiError, KubeClient } from '../../controller/src/kube/kube-client.ts';
 import { PodStatusWriter } from '../../controller/src/kube/pod-status-writer.ts';
@@ -46,7 +38,10 @@ let controller: CoreV1Api;
 
 const markPatch = (value: string | null, extra: Record<string, unknown> = {}) => ({
   ...extra,
-  metadata: { ...(extra.metadata as object | undefined), annotations: { [MARK]: value, ...(extra.metadata as { annotations?: object } | undefined)?.annotations } },
+  metadata: {
+    ...(extra.metadata as object | undefined),
+    annotations: { [MARK]: value, ...(extra.metadata as { annotations?: object } | undefined)?.annotations },
+  },
 });
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -86,7 +81,10 @@ beforeAll(async () => {
   cleanups.push(await install(admin, [...rbacAndAccount, ...scopedToRun(base, run)]));
   await ensureNode(admin, nodeA);
   await ensureNode(admin, nodeB);
-  cleanups.push(() => core.deleteNode({ name: nodeA }), () => core.deleteNode({ name: nodeB }));
+  cleanups.push(
+    () => core.deleteNode({ name: nodeA }),
+    () => core.deleteNode({ name: nodeB }),
+  );
   namespace = await freshNamespace(admin, { [SCOPE_LABEL]: run });
   controllerConfig = await controllerClientOn(nodeA);
   controller = controllerConfig.makeApiClient(CoreV1Api);
@@ -94,12 +92,14 @@ beforeAll(async () => {
   // integrity policy denies a forged pod and the node scoping one a mark on node B.
   await createPod(apiOnlyPod('scope-probe', { nodeName: nodeB }));
   await eventually('the admission policies to take effect', async () => {
-    const forgedPod = await core
-      .createNamespacedPod({ namespace, body: apiOnlyPod('probe', {}, { annotations: { [MARK]: MARK_VALUE } }), dryRun: 'All' })
-      .then(() => 'admitted', () => 'denied');
-    const markOnB = await controller
-      .patchNamespacedPodStatus({ name: 'scope-probe', namespace, body: markPatch(MARK_VALUE), dryRun: 'All' }, mergePatch)
-      .then(() => 'admitted', () => 'denied');
+    const forgedPod = await core.createNamespacedPod({ namespace, body: apiOnlyPod('probe', {}, { annotations: { [MARK]: MARK_VALUE } }), dryRun: 'All' }).then(
+      () => 'admitted',
+      () => 'denied',
+    );
+    const markOnB = await controller.patchNamespacedPodStatus({ name: 'scope-probe', namespace, body: markPatch(MARK_VALUE), dryRun: 'All' }, mergePatch).then(
+      () => 'admitted',
+      () => 'denied',
+    );
     return forgedPod === 'denied' && markOnB === 'denied';
   });
 });
@@ -211,7 +211,13 @@ describe("the agent's own mark writer, with the controller token of node A", () 
     const token = controllerConfig.getCurrentUser()!.token!;
     const ca = adminKubeConfig().getCurrentCluster()!.caData!;
     return new PodStatusWriter(
-      new KubeClient({ server: new URL(cluster.server), ca: Buffer.from(ca, 'base64'), insecureSkipTlsVerify: false, token: () => token, source: 'test token' }),
+      new KubeClient({
+        server: new URL(cluster.server),
+        ca: Buffer.from(ca, 'base64'),
+        insecureSkipTlsVerify: false,
+        token: () => token,
+        source: 'test token',
+      }),
     );
   }
 

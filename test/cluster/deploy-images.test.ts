@@ -111,7 +111,10 @@ describe('Dockerfile and .dockerignore', () => {
     expect(ownSources).toContain('controller/src/pod-contract/mark.ts');
     expect(ownSources).toContain('hack/lib/bundle-options.ts');
     for (const source of ownSources) {
-      expect(copied.some((c) => source === c || source.startsWith(`${c}/`)), `${source} is not copied into the build stage`).toBe(true);
+      expect(
+        copied.some((c) => source === c || source.startsWith(`${c}/`)),
+        `${source} is not copied into the build stage`,
+      ).toBe(true);
       expect(inContext(dockerignore, source), `${source} is excluded by .dockerignore`).toBe(true);
     }
   });
@@ -120,7 +123,10 @@ describe('Dockerfile and .dockerignore', () => {
     const build = stages.find((s) => s.name === 'build')!;
     for (const target of ['controller', 'init-waiter'] as const) {
       const copies = stages.find((s) => s.name === target)!.copies;
-      expect(copies.every((c) => c.from === 'build'), `${target} copies only from the build stage`).toBe(true);
+      expect(
+        copies.every((c) => c.from === 'build'),
+        `${target} copies only from the build stage`,
+      ).toBe(true);
       const files = copies.flatMap((c) => c.sources).map((source) => relative(build.workdir, source));
       expect(files.sort()).toEqual([`dist/${target}.js`, 'dist/package.json']);
       for (const file of files) await expect(stat(join(ROOT, file)), `${file} after node hack/build.ts`).resolves.toBeTruthy();

@@ -81,9 +81,7 @@ describe('the MutatingAdmissionPolicy', () => {
   });
 
   it('injects before a native-sidecar istio-proxy, so the proxy starts only after redirection', async () => {
-    const pod = await createAndReadBack(
-      meshPod('native-sidecar', { containers: [app], initContainers: [{ ...proxy, restartPolicy: 'Always' }] }),
-    );
+    const pod = await createAndReadBack(meshPod('native-sidecar', { containers: [app], initContainers: [{ ...proxy, restartPolicy: 'Always' }] }));
     expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['pnc-init-waiter', 'istio-proxy']);
   });
 
@@ -115,7 +113,12 @@ describe('the MutatingAdmissionPolicy', () => {
       });
       cleanups.push(await install(admin, [params, ...policies]));
       const scoped = await freshNamespace(admin, { ...INJECT_LABELS, [SCOPE_LABEL]: scope });
-      const pod = meshPod(`qos-${variant}`, { containers: [{ ...app, resources: guaranteed }, { ...proxy, resources: guaranteed }] });
+      const pod = meshPod(`qos-${variant}`, {
+        containers: [
+          { ...app, resources: guaranteed },
+          { ...proxy, resources: guaranteed },
+        ],
+      });
       await eventually(`the ${variant} policy to take effect`, async () => {
         const probe = await core.createNamespacedPod({ namespace: scoped, body: pod, dryRun: 'All' });
         return probe.spec?.initContainers?.[0]?.name === 'pnc-init-waiter';

@@ -22,7 +22,12 @@ const sccCrd: Manifest = {
   spec: {
     group: 'security.openshift.io',
     scope: 'Cluster',
-    names: { plural: 'securitycontextconstraints', singular: 'securitycontextconstraints', kind: 'SecurityContextConstraints', listKind: 'SecurityContextConstraintsList' },
+    names: {
+      plural: 'securitycontextconstraints',
+      singular: 'securitycontextconstraints',
+      kind: 'SecurityContextConstraints',
+      listKind: 'SecurityContextConstraintsList',
+    },
     versions: [
       {
         name: 'v1',
@@ -36,12 +41,30 @@ const sccCrd: Manifest = {
               kind: { type: 'string' },
               metadata: { type: 'object' },
               ...Object.fromEntries(
-                ['allowHostDirVolumePlugin', 'allowHostIPC', 'allowHostNetwork', 'allowHostPID', 'allowHostPorts', 'allowPrivilegeEscalation',
-                  'allowPrivilegedContainer', 'defaultAllowPrivilegeEscalation', 'readOnlyRootFilesystem'].map((field) => [field, boolean]),
+                [
+                  'allowHostDirVolumePlugin',
+                  'allowHostIPC',
+                  'allowHostNetwork',
+                  'allowHostPID',
+                  'allowHostPorts',
+                  'allowPrivilegeEscalation',
+                  'allowPrivilegedContainer',
+                  'defaultAllowPrivilegeEscalation',
+                  'readOnlyRootFilesystem',
+                ].map((field) => [field, boolean]),
               ),
               ...Object.fromEntries(
-                ['allowedCapabilities', 'defaultAddCapabilities', 'requiredDropCapabilities', 'allowedUnsafeSysctls', 'forbiddenSysctls',
-                  'seccompProfiles', 'users', 'groups', 'volumes'].map((field) => [field, strings]),
+                [
+                  'allowedCapabilities',
+                  'defaultAddCapabilities',
+                  'requiredDropCapabilities',
+                  'allowedUnsafeSysctls',
+                  'forbiddenSysctls',
+                  'seccompProfiles',
+                  'users',
+                  'groups',
+                  'volumes',
+                ].map((field) => [field, strings]),
               ),
               allowedFlexVolumes: { type: 'array', nullable: true, items: strategy },
               priority: { type: 'integer', format: 'int32', nullable: true },
@@ -69,19 +92,16 @@ afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
 });
 
-describe.each(['manifests/base', 'manifests/overlays/kubernetes', 'manifests/overlays/openshift', 'manifests/injection/admission-policy'])(
-  '%s',
-  (dir) => {
-    it('passes a server-side dry-run apply of every object', async () => {
-      const objects = await kustomize(dir);
-      const result = await kubectl(['apply', '-k', dir, '--server-side', '--dry-run=server', '--field-manager=pnc-deploy-test']);
-      expect(result.stderr).toBe('');
-      expect(result.code).toBe(0);
-      const applied = result.stdout.split('\n').filter((line) => line.endsWith('serverside-applied (server dry run)'));
-      expect(applied).toHaveLength(objects.length);
-    });
-  },
-);
+describe.each(['manifests/base', 'manifests/overlays/kubernetes', 'manifests/overlays/openshift', 'manifests/injection/admission-policy'])('%s', (dir) => {
+  it('passes a server-side dry-run apply of every object', async () => {
+    const objects = await kustomize(dir);
+    const result = await kubectl(['apply', '-k', dir, '--server-side', '--dry-run=server', '--field-manager=pnc-deploy-test']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const applied = result.stdout.split('\n').filter((line) => line.endsWith('serverside-applied (server dry run)'));
+    expect(applied).toHaveLength(objects.length);
+  });
+});
 
 describe('the rendered kubernetes overlay', () => {
   let objects: Manifest[];
@@ -160,15 +180,22 @@ describe('the rendered openshift overlay', () => {
     const objects = await kustomize('manifests/overlays/openshift');
     const scc = findManifest(objects, 'SecurityContextConstraints');
     const role = findManifest(objects, 'ClusterRole', 'pod-network-controller-scc');
-    expect(role.rules).toEqual([{ apiGroups: ['security.openshift.io'], resources: ['securitycontextconstraints'], resourceNames: [scc.metadata.name], verbs: ['use'] }]);
+    expect(role.rules).toEqual([
+      { apiGroups: ['security.openshift.io'], resources: ['securitycontextconstraints'], resourceNames: [scc.metadata.name], verbs: ['use'] },
+    ]);
     const binding = findManifest(objects, 'RoleBinding', 'pod-network-controller-scc');
     expect(binding.metadata.namespace).toBe('pod-network-controller');
-    expect(binding.subjects).toEqual([
-      { kind: 'ServiceAccount', name: 'pod-network-controller', namespace: 'pod-network-controller' },
-    ]);
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'pod-network-controller', namespace: 'pod-network-controller' }]);
     const pod = findManifest(objects, 'DaemonSet', 'pod-network-controller').spec.template.spec;
     expect(pod.containers[0].securityContext).toMatchObject({ privileged: true, allowPrivilegeEscalation: true });
-    expect(scc).toMatchObject({ allowPrivilegedContainer: true, allowHostPID: true, allowHostNetwork: false, allowHostDirVolumePlugin: false, users: [], groups: [] });
+    expect(scc).toMatchObject({
+      allowPrivilegedContainer: true,
+      allowHostPID: true,
+      allowHostNetwork: false,
+      allowHostDirVolumePlugin: false,
+      users: [],
+      groups: [],
+    });
     const volumeTypes = pod.volumes.map((v: Record<string, unknown>) => Object.keys(v).find((k) => k !== 'name'));
     expect(volumeTypes.every((type: string) => scc.volumes.includes(type))).toBe(true);
     // ...and nothing more (the service account token is a projected volume the API server adds).

@@ -1,13 +1,7 @@
 // The controller's ClusterRole (manifests/base/rbac.yaml) against the real API server,
 // with a token of the controller's ServiceAccount: exactly what the agent uses, nothing more.
 import { randomBytes } from 'node:crypto';
-import {
-  AuthorizationV1Api,
-  CoreV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1ResourceAttributes,
-} from '@kubernetes/client-node';
+import { AuthorizationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, type V1ResourceAttributes } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
 import { createServiceAccountToken, ensureNode, kubeConfigForToken } from '../../hack/lib/kube-objects.ts';
@@ -32,7 +26,12 @@ let asController: ReturnType<typeof adminKubeConfig>;
 beforeAll(async () => {
   await ensureControllerNamespace(admin);
   const base = await kustomize('manifests/base');
-  cleanups.push(await install(admin, base.filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind))));
+  cleanups.push(
+    await install(
+      admin,
+      base.filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind)),
+    ),
+  );
   await ensureNode(admin, node);
   cleanups.push(() => core.deleteNode({ name: node }));
   namespace = await freshNamespace(admin);
@@ -81,9 +80,7 @@ describe('the controller ServiceAccount', () => {
 
   it.each(cases)('%s %s/%s/%s: allowed=%s (SelfSubjectAccessReview)', async (verb, group, resource, subresource, allowed) => {
     const attributes: V1ResourceAttributes = { verb, group, resource, subresource, namespace };
-    const review = await asController
-      .makeApiClient(AuthorizationV1Api)
-      .createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: attributes } } });
+    const review = await asController.makeApiClient(AuthorizationV1Api).createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: attributes } } });
     expect(review.status?.allowed).toBe(allowed);
   });
 
@@ -107,7 +104,12 @@ describe('the controller ServiceAccount', () => {
     await core.createNamespacedPod({ namespace, body: apiOnlyPod('mark-target', { nodeName: node }) });
     const controllerCore = asController.makeApiClient(CoreV1Api);
     await controllerCore.patchNamespacedPodStatus(
-      { name: 'mark-target', namespace, body: { metadata: { annotations: { [MARK]: '{"state":"pending","at":"x"}' } } }, fieldManager: 'pod-network-controller' },
+      {
+        name: 'mark-target',
+        namespace,
+        body: { metadata: { annotations: { [MARK]: '{"state":"pending","at":"x"}' } } },
+        fieldManager: 'pod-network-controller',
+      },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     const pod = await controllerCore.readNamespacedPod({ name: 'mark-target', namespace });

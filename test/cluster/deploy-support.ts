@@ -5,15 +5,7 @@
 // cluster are never subject to them.
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import {
-  ApiException,
-  CoreV1Api,
-  KubernetesObjectApi,
-  PatchStrategy,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, KubernetesObjectApi, PatchStrategy, type KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import { inject } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { pollUntil } from '../../hack/lib/poll.ts';
@@ -110,7 +102,10 @@ export function scopedToRun(objects: Manifest[], run: string): Manifest[] {
       if (bindingKinds.includes(o.kind)) {
         copy.spec.policyName = `${o.spec.policyName}-${run}`;
         const selector = copy.spec.matchResources?.namespaceSelector ?? {};
-        copy.spec.matchResources = { ...copy.spec.matchResources, namespaceSelector: { ...selector, matchLabels: { ...selector.matchLabels, [SCOPE_LABEL]: run } } };
+        copy.spec.matchResources = {
+          ...copy.spec.matchResources,
+          namespaceSelector: { ...selector, matchLabels: { ...selector.matchLabels, [SCOPE_LABEL]: run } },
+        };
       }
       return copy;
     });

@@ -130,7 +130,9 @@ describe.skipIf(notRoot)('pod-sandbox simulator', () => {
     expect(await netnsInode(sandbox.pausePid)).toBe(sandbox.netnsInode);
     expect(sandbox.netnsInode).not.toBe(await netnsInode('self'));
     expect(await unifiedCgroup(sandbox.pausePid)).toMatch(
-      new RegExp(`^0::/kubepods\\.slice/kubepods-besteffort\\.slice/kubepods-besteffort-pod${uid.replaceAll('-', '_')}\\.slice/cri-containerd-[0-9a-f]{64}\\.scope$`),
+      new RegExp(
+        `^0::/kubepods\\.slice/kubepods-besteffort\\.slice/kubepods-besteffort-pod${uid.replaceAll('-', '_')}\\.slice/cri-containerd-[0-9a-f]{64}\\.scope$`,
+      ),
     );
 
     await expectPeerReachable(sandbox);

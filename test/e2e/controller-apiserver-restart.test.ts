@@ -44,7 +44,11 @@ async function restartApiserver(stateDir: string, downtimeMs: number): Promise<v
   expect(argv.join(' ')).toContain(stateDir);
   process.kill(pid, 'SIGTERM');
   const escalate = setTimeout(() => process.kill(pid, 'SIGKILL'), 5000);
-  await pollUntil(() => hasExited(pid), 30_000, () => `kube-apiserver ${pid} did not exit on SIGTERM nor SIGKILL`);
+  await pollUntil(
+    () => hasExited(pid),
+    30_000,
+    () => `kube-apiserver ${pid} did not exit on SIGTERM nor SIGKILL`,
+  );
   clearTimeout(escalate);
   await sleep(downtimeMs);
   const log = await open(join(stateDir, 'logs', 'kube-apiserver.log'), 'a');
@@ -94,7 +98,11 @@ describe.skipIf(notRoot)('controller on a real control plane: apiserver restart 
     await restartApiserver(stateDir, 3000);
     const core = kc.makeApiClient(CoreV1Api);
     await pollUntil(
-      async () => (await core.readNamespace({ name: ns }).then(() => true).catch(() => false)),
+      async () =>
+        await core
+          .readNamespace({ name: ns })
+          .then(() => true)
+          .catch(() => false),
       60_000,
       () => 'the restarted kube-apiserver did not come back within 60 s',
     );

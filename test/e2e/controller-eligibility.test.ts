@@ -9,7 +9,13 @@ import type { ControllerProcess } from '../../hack/lib/controller-process.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
 import type { PodHandle } from '../../hack/lib/mesh-fixture.ts';
 import { BAD_ANNOTATION, BAD_VALUE, badAnnotationPod, hostNetworkMeshPod, meshPod, plainPod, proxyUidAppPod } from '../../hack/lib/mesh-pods.ts';
-import { expectMarkMatchesSandbox, expectNoRedirectRules, expectRulesInPlace, expectTrafficRedirected, expectUntouched } from '../support/redirect-assertions.ts';
+import {
+  expectMarkMatchesSandbox,
+  expectNoRedirectRules,
+  expectRulesInPlace,
+  expectTrafficRedirected,
+  expectUntouched,
+} from '../support/redirect-assertions.ts';
 
 const notRoot = process.getuid?.() !== 0;
 if (notRoot) console.warn('controller-eligibility e2e skipped: needs root (network namespaces, iptables, cgroups)');

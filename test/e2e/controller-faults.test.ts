@@ -56,7 +56,11 @@ describe.skipIf(notRoot)('controller under faults', () => {
       // Pods the agent cannot see until it watches again.
       const unseen = await Promise.all([0, 1, 2].map((i) => fixture.createPod(ns, meshPod(`unseen-${i}`, nodeName))));
       // Long enough for the watch backoff (0.5 s doubling) to pass 8 s.
-      await pollUntil(async () => (await agent.get('/readyz')).status === 503, 15_000, () => '/readyz stayed 200 with the watches down');
+      await pollUntil(
+        async () => (await agent.get('/readyz')).status === 503,
+        15_000,
+        () => '/readyz stayed 200 with the watches down',
+      );
       expect((await agent.get('/readyz')).body).toMatch(/watch down for \d+ s/);
       expect(metricValue(await agent.metrics(), 'pnc_watch_up', { resource: 'pods' })).toBe(0);
       await sleep(Math.max(0, cutAt + 20_000 - Date.now()));
@@ -67,13 +71,19 @@ describe.skipIf(notRoot)('controller under faults', () => {
       const all = [...seen, ...unseen, ...after];
       const marks = await Promise.all(all.map((pod) => fixture.waitForInitialized(pod, 10_000, 50)));
       const lateMs = marks.map((mark) => Date.parse(mark.at) - backAt);
-      console.log(`API outage ${backAt - cutAt} ms: marks after the API answered again (ms): ${JSON.stringify(Object.fromEntries(all.map((pod, i) => [pod.name, lateMs[i]])))}`);
+      console.log(
+        `API outage ${backAt - cutAt} ms: marks after the API answered again (ms): ${JSON.stringify(Object.fromEntries(all.map((pod, i) => [pod.name, lateMs[i]])))}`,
+      );
       for (const [i, pod] of all.entries()) {
         expectMarkMatchesSandbox(pod, marks[i]!);
         expect(lateMs[i], `${pod.name} marked ${lateMs[i]} ms after the API answered`).toBeLessThanOrEqual(2_000);
       }
       await expectRulesInPlace(after[0]!);
-      await pollUntil(async () => (await agent.get('/readyz')).status === 200, 5_000, () => '/readyz did not recover');
+      await pollUntil(
+        async () => (await agent.get('/readyz')).status === 200,
+        5_000,
+        () => '/readyz did not recover',
+      );
       expect(metricValue(await agent.metrics(), 'pnc_watch_up', { resource: 'pods' })).toBe(1);
 
       // Past the 5 s echo wait: a stale cache would have acted by now.
@@ -180,7 +190,10 @@ describe.skipIf(notRoot)('controller under faults', () => {
         const initialized = (await fixture.podEvents(lost)).filter((event) => event.reason === 'Initialized');
         expect(initialized, `round ${round}`).toHaveLength(1);
         expect(initialized[0]!.note).toContain('recorded after an agent restart');
-        expect((await fixture.podEvents(kept)).filter((event) => event.reason === 'Initialized'), `round ${round}`).toHaveLength(1);
+        expect(
+          (await fixture.podEvents(kept)).filter((event) => event.reason === 'Initialized'),
+          `round ${round}`,
+        ).toHaveLength(1);
         await agent.stop('SIGKILL');
       }
     });
@@ -198,7 +211,14 @@ describe.skipIf(notRoot)('controller under faults', () => {
       expect((await readFile(`/proc/${agent.pid}/environ`, 'utf8')).split('\0')).toContain('MALLOC_ARENA_MAX=2');
       const rssMb = async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${agent.pid}/status`, 'utf8'))?.[1]) / 1024;
       const samples: number[] = [];
-      const sampler = setInterval(() => void rssMb().then((mb) => samples.push(mb), () => {}), 1_000);
+      const sampler = setInterval(
+        () =>
+          void rssMb().then(
+            (mb) => samples.push(mb),
+            () => {},
+          ),
+        1_000,
+      );
       const endAt = Date.now() + 45_000;
       let round = 0;
       let handled = 0;
@@ -206,11 +226,13 @@ describe.skipIf(notRoot)('controller under faults', () => {
         while (Date.now() < endAt) {
           const pods: PodHandle[] = await Promise.all(Array.from({ length: 10 }, (_, i) => fixture.createPod(ns, meshPod(`churn-${round}-${i}`, nodeName))));
           await Promise.all(pods.map((pod) => fixture.waitForInitialized(pod, 20_000, 50)));
-          await Promise.all(pods.map(async (pod) => {
-            await pod.sandbox?.destroy();
-            pod.sandbox = undefined;
-            await fixture.deletePod(pod);
-          }));
+          await Promise.all(
+            pods.map(async (pod) => {
+              await pod.sandbox?.destroy();
+              pod.sandbox = undefined;
+              await fixture.deletePod(pod);
+            }),
+          );
           handled += pods.length;
           round++;
         }
@@ -222,7 +244,9 @@ describe.skipIf(notRoot)('controller under faults', () => {
       const peak = (part: number[]) => Math.max(...part);
       const early = peak(samples.slice(quarter, 2 * quarter));
       const late = peak(samples.slice(3 * quarter));
-      console.log(`churn: ${handled} pods in ${round} rounds; RSS MB second quarter peak ${early.toFixed(1)}, last quarter peak ${late.toFixed(1)}, overall peak ${peak(samples).toFixed(1)}`);
+      console.log(
+        `churn: ${handled} pods in ${round} rounds; RSS MB second quarter peak ${early.toFixed(1)}, last quarter peak ${late.toFixed(1)}, overall peak ${peak(samples).toFixed(1)}`,
+      );
       expect(handled).toBeGreaterThanOrEqual(50);
       expect(late, `RSS samples: ${samples.map((mb) => mb.toFixed(1)).join(' ')}`).toBeLessThanOrEqual(early + 10);
       expect(peak(samples)).toBeLessThanOrEqual(100);

@@ -49,8 +49,37 @@ function istioValidation(uid: number, gid: number, image = PROXY_IMAGE): V1Conta
   return {
     name: 'istio-validation',
     image,
-    args: ['istio-iptables', '-p', '15001', '-z', '15006', '-u', String(uid), '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020', '--log_output_level=default:info', '--run-validation', '--skip-rule-apply'],
-    securityContext: { allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true, runAsGroup: gid, runAsUser: uid, runAsNonRoot: true },
+    args: [
+      'istio-iptables',
+      '-p',
+      '15001',
+      '-z',
+      '15006',
+      '-u',
+      String(uid),
+      '-m',
+      'REDIRECT',
+      '-i',
+      '*',
+      '-x',
+      '',
+      '-b',
+      '*',
+      '-d',
+      '15090,15021,15020',
+      '--log_output_level=default:info',
+      '--run-validation',
+      '--skip-rule-apply',
+    ],
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      readOnlyRootFilesystem: true,
+      runAsGroup: gid,
+      runAsUser: uid,
+      runAsNonRoot: true,
+    },
   };
 }
 
@@ -59,7 +88,11 @@ function istioValidation(uid: number, gid: number, image = PROXY_IMAGE): V1Conta
  * (native sidecars) the istio-proxy with restartPolicy Always, then pnc-init-waiter
  * with --validate=false.
  */
-function istioShapedPod(name: string, nodeName: string, options: { uid: number; gid: number; appUid: number; native: boolean; validationImage?: string }): V1Pod {
+function istioShapedPod(
+  name: string,
+  nodeName: string,
+  options: { uid: number; gid: number; appUid: number; native: boolean; validationImage?: string },
+): V1Pod {
   const pod = podAs(name, nodeName, options, options.appUid);
   const waiter = pod.spec!.initContainers![0]!;
   waiter.args = ['--validate=false'];
@@ -153,7 +186,14 @@ describe.skipIf(notRoot)('controller on a real control plane: per-pod proxy iden
       fixture.createPod(slashNs, podAs('range-bottom', nodeName, { uid: 1000650000, gid: SLASH_TOP }, 1000650001)),
       fixture.createPod(plainNs, podAs('top-elsewhere', nodeName, { uid: SLASH_TOP, gid: SLASH_TOP }, 1000)),
     ]);
-    await expectRefused(fixture, inRange, 'proxy container "istio-proxy"', 'runAsUser=1000650000', `expected 1337 (the node's proxy UID) or ${SLASH_TOP}`, SLASH_RANGE);
+    await expectRefused(
+      fixture,
+      inRange,
+      'proxy container "istio-proxy"',
+      'runAsUser=1000650000',
+      `expected 1337 (the node's proxy UID) or ${SLASH_TOP}`,
+      SLASH_RANGE,
+    );
     await expectRefused(fixture, plain, `runAsUser=${SLASH_TOP}, expected 1337`, `runAsGroup=${SLASH_TOP}, expected 1337`);
   });
 
@@ -170,7 +210,7 @@ describe.skipIf(notRoot)('controller on a real control plane: per-pod proxy iden
     await expectProxyExempt(native, SLASH_TOP, 1000650000);
   });
 
-  it('refuses a fake istio-validation (another image) running as the proxy, naming why it is not Istio\'s', async () => {
+  it("refuses a fake istio-validation (another image) running as the proxy, naming why it is not Istio's", async () => {
     const fake = await fixture.createPod(
       plainNs,
       istioShapedPod('fake-validation', nodeName, { uid: 1337, gid: 1337, appUid: 1000, native: false, validationImage: 'registry.example/not-istio:1' }),

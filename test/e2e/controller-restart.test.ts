@@ -42,9 +42,7 @@ describe.skipIf(notRoot)('controller on a real control plane: SIGKILL during a b
   it('initializes all 50 pods, each with one copy of the rules, after a SIGKILL mid-burst and a restart', async () => {
     const first = await startController({ kubeconfig, nodeName });
     controllers.push(first);
-    const handles = await Promise.all(
-      Array.from({ length: BURST }, (_, i) => fixture.createPod(ns, meshPod(`burst-${i}`, nodeName), { sandbox: false })),
-    );
+    const handles = await Promise.all(Array.from({ length: BURST }, (_, i) => fixture.createPod(ns, meshPod(`burst-${i}`, nodeName), { sandbox: false })));
     const pending = [...handles];
     const sandboxes = Promise.all(
       Array.from({ length: SANDBOX_CONCURRENCY }, async () => {
@@ -52,7 +50,11 @@ describe.skipIf(notRoot)('controller on a real control plane: SIGKILL during a b
       }),
     );
 
-    await pollUntil(async () => (await countInitialized()) >= 5, 30_000, () => 'the first controller initialized fewer than 5 pods in 30 s');
+    await pollUntil(
+      async () => (await countInitialized()) >= 5,
+      30_000,
+      () => 'the first controller initialized fewer than 5 pods in 30 s',
+    );
     const killed = await first.stop('SIGKILL');
     const initializedAtKill = await countInitialized();
     expect(killed.signal).toBe('SIGKILL');

@@ -131,7 +131,12 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
   }
 
   /** A namespace served by INSTANCE's injector (label istio-injection=enabled), once injection is in effect there. */
-  async function injectedNamespace(fixture: MeshFixture, instance: InstanceName, annotations: Record<string, string> = {}, probe?: (pod: V1Pod) => boolean): Promise<string> {
+  async function injectedNamespace(
+    fixture: MeshFixture,
+    instance: InstanceName,
+    annotations: Record<string, string> = {},
+    probe?: (pod: V1Pod) => boolean,
+  ): Promise<string> {
     const namespace = await fixture.namespace(`istio-${kebab(instance)}`, annotations);
     await core.patchNamespace({ name: namespace, body: { metadata: { labels: { 'istio-injection': 'enabled', [SCOPE_KEY]: scope(instance) } } } }, mergePatch);
     // The webhook, and the injector's view of this namespace, take effect a moment later.
@@ -159,7 +164,12 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
   /** Istio's exact pod shape with our template: istio-validation, [native istio-proxy], pnc-init-waiter, the app's. */
   function expectIstioShape(pod: V1Pod, shape: Shape): void {
     const init = pod.spec?.initContainers ?? [];
-    expect(init.map((c) => c.name)).toEqual(['istio-validation', ...(shape.native ? ['istio-proxy'] : []), 'pnc-init-waiter', ...(shape.appInitContainers ?? [])]);
+    expect(init.map((c) => c.name)).toEqual([
+      'istio-validation',
+      ...(shape.native ? ['istio-proxy'] : []),
+      'pnc-init-waiter',
+      ...(shape.appInitContainers ?? []),
+    ]);
     expect(pod.spec?.containers.map((c) => c.name)).toEqual(shape.native ? ['app'] : ['app', 'istio-proxy']);
 
     const validation = init[0]!;
@@ -184,7 +194,13 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
     expect(proxy.image).toBe(proxyImage);
     expect(proxy.restartPolicy).toBe(shape.native ? 'Always' : undefined);
     expect(proxy.args?.slice(0, 2)).toEqual(['proxy', 'sidecar']);
-    expect(proxy.securityContext).toMatchObject({ runAsUser: shape.uid, runAsGroup: shape.gid, runAsNonRoot: true, privileged: false, allowPrivilegeEscalation: false });
+    expect(proxy.securityContext).toMatchObject({
+      runAsUser: shape.uid,
+      runAsGroup: shape.gid,
+      runAsNonRoot: true,
+      privileged: false,
+      allowPrivilegeEscalation: false,
+    });
 
     expect(init.find((c) => c.name === 'pnc-init-waiter')).toEqual({ ...snippet.initContainer, args: ['--validate=false'] });
     expect(pod.spec?.volumes).toContainEqual(snippet.volume);
@@ -252,22 +268,41 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
     const replicaSet = await apps.createNamespacedReplicaSet({
       namespace,
       body: {
-        metadata: { name: `web-${hash}`, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', uid: deployment.metadata!.uid!, controller: true }] },
-        spec: { selector: { matchLabels: { app: 'web', 'pod-template-hash': hash } }, template: { metadata: { labels: { app: 'web', 'pod-template-hash': hash } }, spec: template.spec } },
+        metadata: {
+          name: `web-${hash}`,
+          ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', uid: deployment.metadata!.uid!, controller: true }],
+        },
+        spec: {
+          selector: { matchLabels: { app: 'web', 'pod-template-hash': hash } },
+          template: { metadata: { labels: { app: 'web', 'pod-template-hash': hash } }, spec: template.spec },
+        },
       },
     });
     const pod: V1Pod = {
       metadata: {
         generateName: `web-${hash}-`,
         labels: { app: 'web', 'pod-template-hash': hash },
-        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: replicaSet.metadata!.name!, uid: replicaSet.metadata!.uid!, controller: true, blockOwnerDeletion: true }],
+        ownerReferences: [
+          {
+            apiVersion: 'apps/v1',
+            kind: 'ReplicaSet',
+            name: replicaSet.metadata!.name!,
+            uid: replicaSet.metadata!.uid!,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
       },
       spec: template.spec,
     };
     const handle = await k134.fixture.createPod(namespace, pod, { sandbox: false });
     expectIstioShape(handle.pod, { native: false, uid: 1337, gid: 1337 });
     expect(handle.pod.metadata?.labels?.['service.istio.io/canonical-name']).toBe('web');
-    await core.createNamespacedPodBinding({ name: handle.name, namespace, body: { metadata: { name: handle.name }, target: { kind: 'Node', name: k134.nodeName } } });
+    await core.createNamespacedPodBinding({
+      name: handle.name,
+      namespace,
+      body: { metadata: { name: handle.name }, target: { kind: 'Node', name: k134.nodeName } },
+    });
     handle.pod = await k134.fixture.readPod(handle);
     await k134.fixture.addSandbox(handle);
     await expectInitialized(k134, handle, 1337, 1337);
@@ -370,5 +405,26 @@ function isInjected(pod: V1Pod): boolean {
 
 /** The istio-iptables validation arguments Istio's template gives istio-validation (defaults, no annotations). */
 function validationArgs(uid: number): string[] {
-  return ['istio-iptables', '-p', '15001', '-z', '15006', '-u', String(uid), '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020', '--log_output_level=default:info', '--run-validation', '--skip-rule-apply'];
+  return [
+    'istio-iptables',
+    '-p',
+    '15001',
+    '-z',
+    '15006',
+    '-u',
+    String(uid),
+    '-m',
+    'REDIRECT',
+    '-i',
+    '*',
+    '-x',
+    '',
+    '-b',
+    '*',
+    '-d',
+    '15090,15021,15020',
+    '--log_output_level=default:info',
+    '--run-validation',
+    '--skip-rule-apply',
+  ];
 }

@@ -20,7 +20,18 @@ import {
 import { iptablesBinary, IPTABLES_MODES } from '../../controller/src/redirect/index.ts';
 import { istioBinDir } from '../../hack/lib/istio-injector.ts';
 import { runIstioIptables, type IstioPodSettings } from '../support/istio-reference.ts';
-import { connectNetns, createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, startClient, startListeners, type Listeners, type TcpClient, type TestNetns } from '../../hack/lib/netns.ts';
+import {
+  connectNetns,
+  createNetns,
+  deleteNetns,
+  isRoot,
+  ROOT_SKIP_MESSAGE,
+  startClient,
+  startListeners,
+  type Listeners,
+  type TcpClient,
+  type TestNetns,
+} from '../../hack/lib/netns.ts';
 import { must } from '../../hack/lib/process.ts';
 
 if (!isRoot) console.warn(`istio-differential: ${ROOT_SKIP_MESSAGE}`);
@@ -37,8 +48,26 @@ const OPENSHIFT_SPLIT = { uid: 1000659999, gid: 1000650000 };
 const RANGE_A = { ipv4: '198.51.100.0/25', ipv6: '2001:db8:1::/64' };
 const RANGE_B = { ipv4: '198.51.100.128/25', ipv6: '2001:db8:2::/64' };
 const HOSTS = {
-  ipv4: { pod: '192.0.2.1', peer: '192.0.2.2', rangeA: '198.51.100.2', rangeB: '198.51.100.200', net1Pod: '203.0.113.1', net1Peer: '203.0.113.2', loopback: '127.0.0.1', passthrough: '127.0.0.6' },
-  ipv6: { pod: '2001:db8::1', peer: '2001:db8::2', rangeA: '2001:db8:1::2', rangeB: '2001:db8:2::2', net1Pod: '2001:db8:3::1', net1Peer: '2001:db8:3::2', loopback: '::1', passthrough: '::6' },
+  ipv4: {
+    pod: '192.0.2.1',
+    peer: '192.0.2.2',
+    rangeA: '198.51.100.2',
+    rangeB: '198.51.100.200',
+    net1Pod: '203.0.113.1',
+    net1Peer: '203.0.113.2',
+    loopback: '127.0.0.1',
+    passthrough: '127.0.0.6',
+  },
+  ipv6: {
+    pod: '2001:db8::1',
+    peer: '2001:db8::2',
+    rangeA: '2001:db8:1::2',
+    rangeB: '2001:db8:2::2',
+    net1Pod: '2001:db8:3::1',
+    net1Peer: '2001:db8:3::2',
+    loopback: '::1',
+    passthrough: '::6',
+  },
 } as const;
 const EXTRA_LOOPBACK = '127.1.2.3';
 
@@ -81,10 +110,7 @@ const FLOWS: Flow[] = (['ipv4', 'ipv6'] as const).flatMap((family) => {
   ]);
   // Envoy's inbound passthrough connects to the app from 127.0.0.6 / ::6.
   const passthrough = (['proxy-uid', 'app'] as const).map((client) => flow(client, h.pod, 8080, { local: h.passthrough }));
-  const inbound = [
-    ...[8080, 9090, 9091, 15001, 15006, 15008, 15020, 15021, 15090].map((port) => flow('peer', h.pod, port)),
-    flow('peer', h.net1Pod, 8080),
-  ];
+  const inbound = [...[8080, 9090, 9091, 15001, 15006, 15008, 15020, 15021, 15090].map((port) => flow('peer', h.pod, port)), flow('peer', h.net1Pod, 8080)];
   return [...outbound, ...passthrough, ...inbound];
 });
 
@@ -112,7 +138,13 @@ const CONFIGS: Config[] = [
   { name: 'defaults, dual-stack', dualStack: true },
   { name: 'defaults, IPv6-only pod', dualStack: false, ipv6Only: true },
   { name: 'IPv6-only pod on a node that programs IPv6 only', dualStack: false, ipv6Only: true, nodeFamilies: ['ipv6'] },
-  { name: 'DNS capture and exclusions, IPv6-only pod', dualStack: false, ipv6Only: true, dns: 'node', annotations: { [`${T}/excludeOutboundIPRanges`]: RANGE_A.ipv6, [`${T}/excludeOutboundPorts`]: '5432' } },
+  {
+    name: 'DNS capture and exclusions, IPv6-only pod',
+    dualStack: false,
+    ipv6Only: true,
+    dns: 'node',
+    annotations: { [`${T}/excludeOutboundIPRanges`]: RANGE_A.ipv6, [`${T}/excludeOutboundPorts`]: '5432' },
+  },
   // A list captures the listed 15020/15021 (exclusions apply only to "*"), but never 15008.
   { name: 'includeInboundPorts list', dualStack: true, annotations: { [`${T}/includeInboundPorts`]: '8080,15008,15020,15021' } },
   { name: 'includeInboundPorts empty', dualStack: true, annotations: { [`${T}/includeInboundPorts`]: '' } },
@@ -231,7 +263,11 @@ const EXPECTED_DIFFERENCES: Record<string, ExpectedDifference[]> = {
 const REFUSED: { name: string; annotations: Record<string, string>; why: string }[] = [
   { name: 'TPROXY interception', annotations: { 'sidecar.istio.io/interceptionMode': 'TPROXY' }, why: 'only REDIRECT is implemented' },
   { name: 'kubevirtInterfaces', annotations: { [`${T}/kubevirtInterfaces`]: 'net1' }, why: 'rerouting VM interfaces to 15001 is not implemented' },
-  { name: 'reroute-virtual-interfaces', annotations: { 'istio.io/reroute-virtual-interfaces': 'net1' }, why: 'rerouting VM interfaces to 15001 is not implemented' },
+  {
+    name: 'reroute-virtual-interfaces',
+    annotations: { 'istio.io/reroute-virtual-interfaces': 'net1' },
+    why: 'rerouting VM interfaces to 15001 is not implemented',
+  },
 ];
 
 function settingsOf(config: Config): IstioPodSettings {
@@ -258,7 +294,9 @@ function nodeConfigOf(config: Config): ValidatedNodeConfig {
   });
 }
 
-const podOf = (config: Config) => ({ metadata: { namespace: 'differential', name: config.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase(), annotations: config.annotations ?? {} } });
+const podOf = (config: Config) => ({
+  metadata: { namespace: 'differential', name: config.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase(), annotations: config.annotations ?? {} },
+});
 
 interface Side {
   pod: TestNetns;
@@ -291,8 +329,14 @@ describe.skipIf(!isRoot).each([...IPTABLES_MODES])('our engine against Istio ist
     const peer = createNetns('pncdr');
     namespaces.push(peer);
     const v4 = (addresses: string[]) => (withIpv4 ? addresses : []);
-    connectNetns({ netns: pod, ifname: 'eth0', addresses: [...v4(['192.0.2.1/24']), '2001:db8::1/64'] }, { netns: peer, addresses: ['192.0.2.2/24', '2001:db8::2/64'] });
-    connectNetns({ netns: pod, ifname: 'net1', addresses: [...v4(['203.0.113.1/24']), '2001:db8:3::1/64'] }, { netns: peer, addresses: ['203.0.113.2/24', '2001:db8:3::2/64'] });
+    connectNetns(
+      { netns: pod, ifname: 'eth0', addresses: [...v4(['192.0.2.1/24']), '2001:db8::1/64'] },
+      { netns: peer, addresses: ['192.0.2.2/24', '2001:db8::2/64'] },
+    );
+    connectNetns(
+      { netns: pod, ifname: 'net1', addresses: [...v4(['203.0.113.1/24']), '2001:db8:3::1/64'] },
+      { netns: peer, addresses: ['203.0.113.2/24', '2001:db8:3::2/64'] },
+    );
     for (const family of ['ipv4', 'ipv6'] as const) {
       for (const host of [HOSTS[family].rangeA, HOSTS[family].rangeB]) {
         must(['ip', '-n', peer.name, 'addr', 'add', family === 'ipv4' ? `${host}/32` : `${host}/128`, 'dev', 'lo', ...(family === 'ipv6' ? ['nodad'] : [])]);
@@ -426,29 +470,34 @@ describe.skipIf(!isRoot).each([...IPTABLES_MODES])('our engine against Istio ist
   });
 
   // One test per configuration, named in full (it.each would shorten long names).
-  for (const config of CONFIGS) it(config.name, async () => {
-    const pair = pairOf(config);
-    await Promise.all([reset(pair.istio!), reset(pair.ours!)]);
-    await Promise.all([programIstio(pair.istio!, settingsOf(config)), applyRedirect(pair.ours!.pod.path, planFromPod(podOf(config), nodeConfigOf(config)), { mode })]);
-    const { istio, differences } = await observeBoth(config);
-    // Istio's side is really redirected (the comparison is not between two unredirected pods).
-    const captured = Object.values(istio).filter((answer) => /^pod:(15001|15006|15053) /.test(answer) || answer.startsWith('pod:udp:15053 '));
-    expect(captured.length).toBeGreaterThan(0);
-    expect(differences).toEqual((EXPECTED_DIFFERENCES[config.name] ?? []).map(({ flow, istio, ours }) => ({ flow, istio, ours })));
-  });
+  for (const config of CONFIGS)
+    it(config.name, async () => {
+      const pair = pairOf(config);
+      await Promise.all([reset(pair.istio!), reset(pair.ours!)]);
+      await Promise.all([
+        programIstio(pair.istio!, settingsOf(config)),
+        applyRedirect(pair.ours!.pod.path, planFromPod(podOf(config), nodeConfigOf(config)), { mode }),
+      ]);
+      const { istio, differences } = await observeBoth(config);
+      // Istio's side is really redirected (the comparison is not between two unredirected pods).
+      const captured = Object.values(istio).filter((answer) => /^pod:(15001|15006|15053) /.test(answer) || answer.startsWith('pod:udp:15053 '));
+      expect(captured.length).toBeGreaterThan(0);
+      expect(differences).toEqual((EXPECTED_DIFFERENCES[config.name] ?? []).map(({ flow, istio, ours }) => ({ flow, istio, ours })));
+    });
 
-  for (const { name, annotations, why } of REFUSED) it(`${name}: Istio programs it, we refuse it (${why})`, async () => {
-    const config: Config = { name: 'refused', dualStack: true, annotations };
-    await reset(sides.istio!);
-    try {
-      await programIstio(sides.istio!, settingsOf(config));
-    } finally {
-      // TPROXY also adds policy routing (fwmark 1337 -> table 133), which no flush removes.
-      for (const family of ['-4', '-6']) await runInNetns(sides.istio!.pod.path, ['ip', family, 'rule', 'del', 'fwmark', '1337', 'lookup', '133']);
+  for (const { name, annotations, why } of REFUSED)
+    it(`${name}: Istio programs it, we refuse it (${why})`, async () => {
+      const config: Config = { name: 'refused', dualStack: true, annotations };
       await reset(sides.istio!);
-    }
-    const plan = () => planFromPod(podOf(config), nodeConfigOf(config));
-    expect(plan).toThrow(AnnotationError);
-    expect(plan).toThrow(Object.keys(annotations)[0]!);
-  });
+      try {
+        await programIstio(sides.istio!, settingsOf(config));
+      } finally {
+        // TPROXY also adds policy routing (fwmark 1337 -> table 133), which no flush removes.
+        for (const family of ['-4', '-6']) await runInNetns(sides.istio!.pod.path, ['ip', family, 'rule', 'del', 'fwmark', '1337', 'lookup', '133']);
+        await reset(sides.istio!);
+      }
+      const plan = () => planFromPod(podOf(config), nodeConfigOf(config));
+      expect(plan).toThrow(AnnotationError);
+      expect(plan).toThrow(Object.keys(annotations)[0]!);
+    });
 });

@@ -23,7 +23,9 @@ if (!isRoot) console.warn(`redirect-apply: ${ROOT_SKIP_MESSAGE}`);
 
 const podWith = (annotations: Record<string, string>) => ({ metadata: { namespace: 'ns', name: 'p', annotations } });
 const basePlan = planFromPod(podWith({}));
-const changedPlan = planFromPod(podWith({ 'traffic.sidecar.istio.io/includeInboundPorts': '8080,9090', 'traffic.sidecar.istio.io/excludeOutboundPorts': '5432' }));
+const changedPlan = planFromPod(
+  podWith({ 'traffic.sidecar.istio.io/includeInboundPorts': '8080,9090', 'traffic.sidecar.istio.io/excludeOutboundPorts': '5432' }),
+);
 
 const save = (netns: TestNetns, mode: IptablesMode, family: 'ipv4' | 'ipv6') =>
   must(['nsenter', `--net=${netns.path}`, '--', `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${mode}-save`, '-t', 'nat'])
@@ -146,7 +148,10 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('redirect eng
     await applyRedirect(netns!.path, basePlan, { mode });
     expect((await applyRedirect(netns!.path, dnsPlan, { mode })).changed).toBe(true);
     expect(rawOf('ipv6')).toContain('-A ISTIO_OUTPUT_DNS -p udp -m udp --dport 53 -j CT --zone 2');
-    expect(await verifyRedirect(netns!.path, basePlan, { mode })).toMatchObject({ ok: false, diff: expect.stringContaining('+ -A ISTIO_INBOUND -p udp -m udp --sport 53 -j CT --zone 1') });
+    expect(await verifyRedirect(netns!.path, basePlan, { mode })).toMatchObject({
+      ok: false,
+      diff: expect.stringContaining('+ -A ISTIO_INBOUND -p udp -m udp --sport 53 -j CT --zone 1'),
+    });
     expect((await applyRedirect(netns!.path, basePlan, { mode })).changed).toBe(true);
     for (const family of ['ipv4', 'ipv6'] as const) expect(rawOf(family)).not.toContain('ISTIO_');
     expect(await verifyRedirect(netns!.path, basePlan, { mode })).toEqual({ ok: true, diff: '' });
@@ -222,7 +227,11 @@ describe.skipIf(!isRoot)('redirect engine: netns by process and concurrent pods'
     try {
       await new Promise((resolve) => setTimeout(resolve, 200));
       const stale = { path: `/proc/${reused.pid}/ns/net`, inode: podInode };
-      for (const action of [() => applyRedirect(stale, basePlan, { mode: 'nft' }), () => verifyRedirect(stale, basePlan, { mode: 'nft' }), () => removeRedirect(stale, { mode: 'nft' })]) {
+      for (const action of [
+        () => applyRedirect(stale, basePlan, { mode: 'nft' }),
+        () => verifyRedirect(stale, basePlan, { mode: 'nft' }),
+        () => removeRedirect(stale, { mode: 'nft' }),
+      ]) {
         const attempt = action();
         await expect(attempt).rejects.toBeInstanceOf(NetnsMismatch);
         await expect(attempt).rejects.toThrow(`is net:[${statSync(other.path).ino}], not the expected net:[${podInode}]`);

@@ -37,7 +37,11 @@ describe.skipIf(!isRoot)('controller CLI redirect commands', () => {
     );
     writeFileSync(
       badPod,
-      JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'demo', annotations: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '10.0.0.0/33' } } }),
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'web', namespace: 'demo', annotations: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '10.0.0.0/33' } },
+      }),
     );
     netns = createNetns('pncc');
   });
@@ -97,9 +101,15 @@ describe.skipIf(!isRoot)('controller CLI redirect commands', () => {
     expect(gone.stdout).toContain("none of this project's chains or jumps are present");
   });
 
-  it('plans with the agent\'s node settings: verify in the agent\'s environment accepts what the agent applied', async () => {
+  it("plans with the agent's node settings: verify in the agent's environment accepts what the agent applied", async () => {
     // An agent on a node with DNS capture and extra exclusions, programming an OpenShift-style proxy identity.
-    const agentEnv = { NODE_NAME: 'node-a', PNC_CAPTURE_DNS: 'true', PNC_EXCLUDE_OUTBOUND_PORTS: '6379', PNC_EXCLUDE_INBOUND_PORTS: '22', PNC_IPTABLES_MODE: 'nft' };
+    const agentEnv = {
+      NODE_NAME: 'node-a',
+      PNC_CAPTURE_DNS: 'true',
+      PNC_EXCLUDE_OUTBOUND_PORTS: '6379',
+      PNC_EXCLUDE_INBOUND_PORTS: '22',
+      PNC_IPTABLES_MODE: 'nft',
+    };
     const openshiftPod = join(dir, 'openshift.yaml');
     writeFileSync(
       openshiftPod,
@@ -137,7 +147,10 @@ describe.skipIf(!isRoot)('controller CLI redirect commands', () => {
       expect(cliWithEnv(agentEnv, 'render', '--pod', openshiftPod).stdout).toContain('-m owner --uid-owner 1000659999 -j RETURN');
       expect(cliWithEnv(agentEnv, 'render', '--pod', openshiftPod).stdout).toContain('-m owner --gid-owner 1000650000 -j RETURN');
       const rootProxy = join(dir, 'root-proxy.yaml');
-      writeFileSync(rootProxy, 'kind: Pod\nmetadata: {name: web, namespace: demo}\nspec:\n  containers:\n  - {name: istio-proxy, securityContext: {runAsUser: 0}}\n');
+      writeFileSync(
+        rootProxy,
+        'kind: Pod\nmetadata: {name: web, namespace: demo}\nspec:\n  containers:\n  - {name: istio-proxy, securityContext: {runAsUser: 0}}\n',
+      );
       const refused = cliWithEnv(agentEnv, 'render', '--pod', rootProxy);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('pod demo/web: container "istio-proxy" runs with runAsUser=0');

@@ -11,7 +11,18 @@ import {
   validateNodeConfig,
   type IptablesMode,
 } from '../../controller/src/redirect/index.ts';
-import { connectNetns, createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, startClient, startListeners, type Listeners, type TcpClient, type TestNetns } from '../../hack/lib/netns.ts';
+import {
+  connectNetns,
+  createNetns,
+  deleteNetns,
+  isRoot,
+  ROOT_SKIP_MESSAGE,
+  startClient,
+  startListeners,
+  type Listeners,
+  type TcpClient,
+  type TestNetns,
+} from '../../hack/lib/netns.ts';
 import { must } from '../../hack/lib/process.ts';
 
 if (!isRoot) console.warn(`redirect-traffic: ${ROOT_SKIP_MESSAGE}`);
@@ -130,7 +141,7 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('traffic thro
     expect(await observe(family)).toEqual(UNREDIRECTED);
   });
 
-  it('ipv6: the proxy\'s inbound passthrough from ::6 reaches the app (apply adds ::6/128 to lo; verify misses it)', async () => {
+  it("ipv6: the proxy's inbound passthrough from ::6 reaches the app (apply adds ::6/128 to lo; verify misses it)", async () => {
     const passthrough = () => clients.proxy!.connect(ADDRESSES.ipv6.pod, 8080, '::6');
     must(['ip', '-n', podNs!.name, '-6', 'addr', 'flush', 'dev', 'lo', 'to', '::6/128']);
     // Without the address the proxy cannot even bind its passthrough source.
@@ -175,7 +186,7 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('traffic thro
     }
   });
 
-  it.each(['ipv4', 'ipv6'] as const)('%s: with DNS capture, app DNS (UDP and TCP) lands on 15053, the proxy\'s goes out', async (family) => {
+  it.each(['ipv4', 'ipv6'] as const)("%s: with DNS capture, app DNS (UDP and TCP) lands on 15053, the proxy's goes out", async (family) => {
     await removeRedirect(podNs!.path, { mode });
     const remote = ADDRESSES[family].remote;
     const dns = async () => ({

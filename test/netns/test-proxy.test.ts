@@ -37,8 +37,46 @@ describe.skipIf(!isRoot)('test-proxy', () => {
     must(['ip', '-n', netns.name, 'addr', 'add', `${POD_V6}/128`, 'dev', 'lo', 'nodad']);
     must(['ip', '-n', netns.name, 'route', 'add', `${REMOTE_V4}/32`, 'dev', 'lo']);
     must(['ip', '-n', netns.name, '-6', 'route', 'add', `${REMOTE_V6}/128`, 'dev', 'lo']);
-    must(['ip', 'netns', 'exec', netns.name, 'iptables', '-w', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE_V4, '-j', 'REDIRECT', '--to-ports', '15001']);
-    must(['ip', 'netns', 'exec', netns.name, 'ip6tables', '-w', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE_V6, '-j', 'REDIRECT', '--to-ports', '15006']);
+    must([
+      'ip',
+      'netns',
+      'exec',
+      netns.name,
+      'iptables',
+      '-w',
+      '-t',
+      'nat',
+      '-A',
+      'OUTPUT',
+      '-p',
+      'tcp',
+      '-d',
+      REMOTE_V4,
+      '-j',
+      'REDIRECT',
+      '--to-ports',
+      '15001',
+    ]);
+    must([
+      'ip',
+      'netns',
+      'exec',
+      netns.name,
+      'ip6tables',
+      '-w',
+      '-t',
+      'nat',
+      '-A',
+      'OUTPUT',
+      '-p',
+      'tcp',
+      '-d',
+      REMOTE_V6,
+      '-j',
+      'REDIRECT',
+      '--to-ports',
+      '15006',
+    ]);
     proxy = spawn('nsenter', [`--net=${netns.path}`, '--', 'setpriv', `--reuid=${PROXY_UID}`, `--regid=${PROXY_UID}`, '--clear-groups', binary]);
     // Ready once both ports listen on both families.
     await new Promise<void>((resolveReady, reject) => {

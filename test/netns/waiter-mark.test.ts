@@ -57,7 +57,9 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
     chmodSync(terminationLog, 0o666);
     const reason = 'refused: container "app" runAsUser=1337 equals the proxy identity (uid 1337, gid 1337)';
     writeAnnotationsVolume(dir, mark({ state: 'error', reason, at: new Date().toISOString() }));
-    const run = start(['--annotations-file', annotationsFile, '--timeout', '30', '--error-grace', '0.5'], { env: { PNC_WAITER_TERMINATION_MESSAGE_PATH: terminationLog } });
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '30', '--error-grace', '0.5'], {
+      env: { PNC_WAITER_TERMINATION_MESSAGE_PATH: terminationLog },
+    });
     const exit = await run.exited;
     expect(exit.code).toBe(4);
     const message = readFileSync(terminationLog, 'utf8');

@@ -28,7 +28,9 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     const run = start(['--annotations-file', file, '--timeout', '2.5']);
     const exit = await run.exited;
     expect(exit.code).toBe(6);
-    expect(run.output()).toMatch(/timed out after 2\.5 s: redirect self-test failed: 192\.0\.2\.2:9 was not captured to 127\.0\.0\.1:15001 \(connect ECONNREFUSED\)/);
+    expect(run.output()).toMatch(
+      /timed out after 2\.5 s: redirect self-test failed: 192\.0\.2\.2:9 was not captured to 127\.0\.0\.1:15001 \(connect ECONNREFUSED\)/,
+    );
     expect(run.output()).toContain('[2001:db8::2]:9 was not captured to [::1]:15001');
     expect(run.output()).not.toMatch(/ready:/);
   });

@@ -26,7 +26,9 @@ describe.skipIf(!nodeName)("Istio's injection path on a real node (skipped witho
   beforeAll(async () => {
     kc = adminKubeConfig();
     core = kc.makeApiClient(CoreV1Api);
-    istio = await setUpIstioPath(kc, inject('kubeconfig'), inject('containerdAddress'), `pnc-istio-${randomBytes(3).toString('hex')}`, (line) => console.log(line));
+    istio = await setUpIstioPath(kc, inject('kubeconfig'), inject('containerdAddress'), `pnc-istio-${randomBytes(3).toString('hex')}`, (line) =>
+      console.log(line),
+    );
   });
   afterAll(async () => {
     await istio?.stop();

@@ -44,7 +44,8 @@ async function hostTraces(stateDir: string, slot: string, sandboxIds: string[]):
   const mounts = await readFile('/proc/self/mountinfo', 'utf8');
   if (mounts.includes(`${stateDir}/`)) traces.push('mounts under the state dir');
   const results = await readdir('/var/lib/cni/results').catch(() => [] as string[]);
-  for (const file of results) if (file.startsWith(`pnc-node-${slot}-`) || sandboxIds.some((id) => file.includes(id))) traces.push(`/var/lib/cni/results/${file}`);
+  for (const file of results)
+    if (file.startsWith(`pnc-node-${slot}-`) || sandboxIds.some((id) => file.includes(id))) traces.push(`/var/lib/cni/results/${file}`);
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');

@@ -82,7 +82,7 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     expect(inCidr(internal[1]!, '2001:db8::/32')).toBe(true);
   });
 
-  it('exports the node\'s containerd socket from `env`, where the imported images are', () => {
+  it("exports the node's containerd socket from `env`, where the imported images are", () => {
     const env = execFileSync('bash', [fileURLToPath(new URL('../../hack/local-cluster.sh', import.meta.url)), 'env'], {
       encoding: 'utf8',
       env: { ...process.env, PNC_CLUSTER_DIR: inject('clusterDir') },

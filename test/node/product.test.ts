@@ -70,7 +70,10 @@ async function readyPods(kc: KubeConfig, namespace: string, app: string, count: 
 
 /** Deletes the Deployment and waits until its pods are gone, so the next test starts on an idle node. */
 async function removeDeployment(kc: KubeConfig, namespace: string, name: string): Promise<void> {
-  await kc.makeApiClient(AppsV1Api).deleteNamespacedDeployment({ namespace, name, propagationPolicy: 'Foreground' }).catch(() => undefined);
+  await kc
+    .makeApiClient(AppsV1Api)
+    .deleteNamespacedDeployment({ namespace, name, propagationPolicy: 'Foreground' })
+    .catch(() => undefined);
   await poll(`the pods of ${name} to be gone`, async () => {
     const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace, labelSelector: `app=${name}` });
     return pods.items.length === 0 ? true : undefined;
@@ -96,12 +99,30 @@ async function natRules(clusterStateDir: string, podIP: string): Promise<string>
 
 /** Takes the agent off the node (a nodeSelector nothing matches) and waits until its pod is gone. */
 async function stopAgent(kc: KubeConfig): Promise<void> {
-  await k(['-n', AGENT_NAMESPACE, 'patch', 'daemonset', 'pod-network-controller', '--type=merge', '-p', '{"spec":{"template":{"spec":{"nodeSelector":{"pnc-test/no-agent":"true"}}}}}']);
+  await k([
+    '-n',
+    AGENT_NAMESPACE,
+    'patch',
+    'daemonset',
+    'pod-network-controller',
+    '--type=merge',
+    '-p',
+    '{"spec":{"template":{"spec":{"nodeSelector":{"pnc-test/no-agent":"true"}}}}}',
+  ]);
   await poll('the agent pod to be gone', async () => ((await agentPods(kc)).length === 0 ? true : undefined));
 }
 
 async function startAgent(kc: KubeConfig): Promise<void> {
-  await k(['-n', AGENT_NAMESPACE, 'patch', 'daemonset', 'pod-network-controller', '--type=json', '-p', '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]']);
+  await k([
+    '-n',
+    AGENT_NAMESPACE,
+    'patch',
+    'daemonset',
+    'pod-network-controller',
+    '--type=json',
+    '-p',
+    '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]',
+  ]);
   await poll('the agent pod to be Ready', async () => ((await agentPods(kc)).some(isReady) ? true : undefined), 120_000);
 }
 
@@ -128,7 +149,9 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const volumes = join(clusterDir, 'node/kubelet/root/pods', agent!.metadata!.uid!, 'volumes/kubernetes.io~projected');
     const [tokenVolume] = (await readdir(volumes)).filter((name) => name.startsWith('kube-api-access-'));
     const token = await readFile(join(volumes, tokenVolume!, 'token'), 'utf8');
-    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { 'kubernetes.io': { node: { name: string }; pod: { uid: string } } };
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {
+      'kubernetes.io': { node: { name: string }; pod: { uid: string } };
+    };
     expect(claims['kubernetes.io'].node.name).toBe(nodeName);
     expect(claims['kubernetes.io'].pod.uid).toBe(agent!.metadata!.uid);
 
@@ -157,7 +180,10 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const elsewhere = `pnc-elsewhere-${mesh}`;
     await core.createNode({ body: { metadata: { name: elsewhere } } });
     try {
-      await core.createNamespacedPod({ namespace: mesh, body: { ...standInPod('elsewhere', 'mesh'), spec: { ...standInPod('elsewhere', 'mesh').spec!, nodeName: elsewhere } } });
+      await core.createNamespacedPod({
+        namespace: mesh,
+        body: { ...standInPod('elsewhere', 'mesh'), spec: { ...standInPod('elsewhere', 'mesh').spec!, nodeName: elsewhere } },
+      });
       await stopAgent(kc);
       await createDeployment(kc, mesh, 'held', 'mesh');
       const held = await poll('the mesh pod to run its waiter', async () => {
@@ -223,7 +249,9 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const name = pod!.metadata!.name!;
     await k(['-n', mesh, 'annotate', 'pod', name, 'pod-network-controller.io/reinit=first']);
     const core = kc.makeApiClient(CoreV1Api);
-    await poll('the reinit token in the mark', async () => (markOf(await core.readNamespacedPod({ namespace: mesh, name }))?.reinit === 'first' ? true : undefined));
+    await poll('the reinit token in the mark', async () =>
+      markOf(await core.readNamespacedPod({ namespace: mesh, name }))?.reinit === 'first' ? true : undefined,
+    );
     // Another update of the pod with the same token changes nothing.
     await k(['-n', mesh, 'label', 'pod', name, 'touched=yes']);
     await new Promise((resolve) => setTimeout(resolve, 2_000));
@@ -255,7 +283,10 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     );
     for (const pod of pods) {
       const reasons = await eventReasons(kc, burst, pod.metadata!.name!);
-      expect(reasons.filter((r) => r === 'Initialized' || r === 'Repaired' || r === 'Reinitialized'), pod.metadata!.name).toEqual(['Initialized']);
+      expect(
+        reasons.filter((r) => r === 'Initialized' || r === 'Repaired' || r === 'Reinitialized'),
+        pod.metadata!.name,
+      ).toEqual(['Initialized']);
       const mark = markOf(pod)!;
       expect(mark.netns).toBe((await podNetns(clusterDir, pod.status!.podIP!)).inode);
       const waiter = pod.status!.initContainerStatuses![0]!.state!.terminated!;
@@ -335,10 +366,23 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const [pod] = await readyPods(kc, mesh, 'trouble', 1);
     const name = pod!.metadata!.name!;
     expect(await k(['events', '-n', mesh, '--for', `pod/${name}`])).toMatch(/Initialized/);
-    expect(await k(['get', 'pod', '-n', mesh, name, '-o', 'jsonpath={.metadata.annotations.pod-network-controller\\.io/status}'])).toMatch(/"state":"initialized"/);
+    expect(await k(['get', 'pod', '-n', mesh, name, '-o', 'jsonpath={.metadata.annotations.pod-network-controller\\.io/status}'])).toMatch(
+      /"state":"initialized"/,
+    );
     expect(await k(['logs', '-n', mesh, name, '-c', WAITER_CONTAINER])).not.toBe('');
     const agent = (
-      await k(['-n', AGENT_NAMESPACE, 'get', 'pod', '-l', AGENT_SELECTOR, '--field-selector', `spec.nodeName=${nodeName}`, '-o', 'jsonpath={.items[0].metadata.name}'])
+      await k([
+        '-n',
+        AGENT_NAMESPACE,
+        'get',
+        'pod',
+        '-l',
+        AGENT_SELECTOR,
+        '--field-selector',
+        `spec.nodeName=${nodeName}`,
+        '-o',
+        'jsonpath={.items[0].metadata.name}',
+      ])
     ).trim();
     expect(agent).not.toBe('');
     expect(await k(['-n', AGENT_NAMESPACE, 'logs', agent])).not.toBe('');
@@ -363,7 +407,11 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
 
     // verify from the agent, with the sandbox PID found on the node by crictl as written.
     const crictl = async (args: string[]) =>
-      (await execFileAsync(join(inject('binDir'), 'crictl'), args, { env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('containerdAddress')}` } })).stdout.trim();
+      (
+        await execFileAsync(join(inject('binDir'), 'crictl'), args, {
+          env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('containerdAddress')}` },
+        })
+      ).stdout.trim();
     const sandboxId = await crictl(['pods', '--namespace', mesh, '--name', name, '--state', 'ready', '-q']);
     const pid = await crictl(['inspectp', '-o', 'go-template', '--template', '{{.info.pid}}', sandboxId]);
     expect((await new NetnsFinder({ procRoot: '/proc' }).find(pod!.metadata!.uid!, 0))?.pid).toBe(Number(pid));
@@ -381,4 +429,3 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     await removeDeployment(kc, mesh, 'trouble');
   });
 });
-

@@ -39,17 +39,27 @@ function excludeInboundPort(statusPort: string, excluded: string): string {
 export function istioInitArgs(settings: IstioPodSettings, mode: IptablesMode): { args: string[]; env: Record<string, string> } {
   const a = settings.annotations;
   const has = (name: string) => Object.hasOwn(a, name);
-  const excluded = excludeInboundPort(a['status.sidecar.istio.io/port'] ?? STATUS_PORT,
-    a['traffic.sidecar.istio.io/excludeInboundPorts'] ?? (settings.excludeInboundPorts ?? []).join(','));
+  const excluded = excludeInboundPort(
+    a['status.sidecar.istio.io/port'] ?? STATUS_PORT,
+    a['traffic.sidecar.istio.io/excludeInboundPorts'] ?? (settings.excludeInboundPorts ?? []).join(','),
+  );
   const args = [
-    '-p', '15001',
-    '-z', '15006',
-    '-u', String(settings.proxyUid),
-    '-m', a['sidecar.istio.io/interceptionMode'] ?? 'REDIRECT',
-    '-i', a['traffic.sidecar.istio.io/includeOutboundIPRanges'] ?? '*',
-    '-x', a['traffic.sidecar.istio.io/excludeOutboundIPRanges'] ?? (settings.excludeOutboundCidrs ?? []).join(','),
-    '-b', a['traffic.sidecar.istio.io/includeInboundPorts'] ?? '*',
-    '-d', excluded === '' ? '15090,15021' : `15090,15021,${excluded}`,
+    '-p',
+    '15001',
+    '-z',
+    '15006',
+    '-u',
+    String(settings.proxyUid),
+    '-m',
+    a['sidecar.istio.io/interceptionMode'] ?? 'REDIRECT',
+    '-i',
+    a['traffic.sidecar.istio.io/includeOutboundIPRanges'] ?? '*',
+    '-x',
+    a['traffic.sidecar.istio.io/excludeOutboundIPRanges'] ?? (settings.excludeOutboundCidrs ?? []).join(','),
+    '-b',
+    a['traffic.sidecar.istio.io/includeInboundPorts'] ?? '*',
+    '-d',
+    excluded === '' ? '15090,15021' : `15090,15021,${excluded}`,
   ];
   if (has('traffic.sidecar.istio.io/includeOutboundPorts')) args.push('-q', a['traffic.sidecar.istio.io/includeOutboundPorts']!);
   const excludeOutboundPorts = a['traffic.sidecar.istio.io/excludeOutboundPorts'] ?? (settings.excludeOutboundPorts ?? []).join(',');

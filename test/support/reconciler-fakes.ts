@@ -11,7 +11,16 @@ import { type Clock, type RedirectEngine, Reconciler } from '../../controller/sr
 import type { EventReason } from '../../controller/src/kube/event-recorder.ts';
 import type { PodRef, WriteResult } from '../../controller/src/kube/pod-status-writer.ts';
 import { type Mark, STATUS_ANNOTATION, encodeMark, parseMark } from '../../controller/src/pod-contract/index.ts';
-import { type ApplyOptions, DEFAULT_NODE_CONFIG, type EngineOptions, type Netns, type RedirectPlan, renderPlan, rulesHash, validateNodeConfig } from '../../controller/src/redirect/index.ts';
+import {
+  type ApplyOptions,
+  DEFAULT_NODE_CONFIG,
+  type EngineOptions,
+  type Netns,
+  type RedirectPlan,
+  renderPlan,
+  rulesHash,
+  validateNodeConfig,
+} from '../../controller/src/redirect/index.ts';
 import { meshPod } from '../../hack/lib/mesh-pods.ts';
 
 export const NODE = 'node-1';

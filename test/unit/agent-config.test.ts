@@ -59,7 +59,13 @@ describe('agent config', () => {
 
   it('parses lists of ports and CIDRs, completing a bare address to a host prefix', () => {
     const config = parseConfig(
-      { ...base, PNC_EXCLUDE_INBOUND_PORTS: '22, 8080', PNC_EXCLUDE_OUTBOUND_PORTS: '443', PNC_EXCLUDE_OUTBOUND_CIDRS: '192.0.2.0/24,2001:db8::1', PNC_FAMILIES: 'ipv6' },
+      {
+        ...base,
+        PNC_EXCLUDE_INBOUND_PORTS: '22, 8080',
+        PNC_EXCLUDE_OUTBOUND_PORTS: '443',
+        PNC_EXCLUDE_OUTBOUND_CIDRS: '192.0.2.0/24,2001:db8::1',
+        PNC_FAMILIES: 'ipv6',
+      },
       [],
     );
     expect(config.excludeInboundPorts).toEqual([22, 8080]);

@@ -48,7 +48,7 @@ describe('eligibility', () => {
     expect(decideEligibility(pod, { 'pod-network-controller.io/initialize': 'true' }, policy)).toEqual({ eligible: false, reason: 'host-network' });
   });
 
-  it('skips excluded namespaces, the controller\'s own included', () => {
+  it("skips excluded namespaces, the controller's own included", () => {
     expect(decideEligibility(meshPod({ namespace: 'kube-system' }), {}, policy).reason).toBe('excluded-namespace');
     expect(decideEligibility(meshPod({ namespace: 'pnc' }), {}, policy).reason).toBe('excluded-namespace');
   });

@@ -11,12 +11,22 @@ function pod(spec: V1Pod['spec']): V1Pod {
 
 describe('proxy identity policy', () => {
   it('allows the proxy itself to run as 1337', () => {
-    const p = pod({ containers: [{ name: 'app', securityContext: { runAsUser: 1000 } }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }] });
+    const p = pod({
+      containers: [
+        { name: 'app', securityContext: { runAsUser: 1000 } },
+        { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } },
+      ],
+    });
     expect(findIdentityViolations(p, policy)).toEqual([]);
   });
 
   it('refuses an app container running as the proxy UID or GID', () => {
-    const p = pod({ containers: [{ name: 'app', securityContext: { runAsUser: 1337 } }, { name: 'side', securityContext: { runAsGroup: 1337 } }] });
+    const p = pod({
+      containers: [
+        { name: 'app', securityContext: { runAsUser: 1337 } },
+        { name: 'side', securityContext: { runAsGroup: 1337 } },
+      ],
+    });
     expect(findIdentityViolations(p, policy)).toEqual([
       { container: 'app', field: 'runAsUser', value: 1337 },
       { container: 'side', field: 'runAsGroup', value: 1337 },
@@ -33,7 +43,11 @@ describe('proxy identity policy', () => {
   });
 
   it('checks init and ephemeral containers too', () => {
-    const p = pod({ initContainers: [{ name: 'setup', securityContext: { runAsGroup: 1337 } }], containers: [{ name: 'app' }], ephemeralContainers: [{ name: 'debug', securityContext: { runAsUser: 1337 } }] });
+    const p = pod({
+      initContainers: [{ name: 'setup', securityContext: { runAsGroup: 1337 } }],
+      containers: [{ name: 'app' }],
+      ephemeralContainers: [{ name: 'debug', securityContext: { runAsUser: 1337 } }],
+    });
     expect(findIdentityViolations(p, policy).map((v) => `${v.container}:${v.field}`)).toEqual(['setup:runAsGroup', 'debug:runAsUser']);
   });
 
@@ -47,7 +61,13 @@ describe('proxy identity policy', () => {
   });
 
   it("counts a container of the proxy's image without an identity as running as the image's USER", () => {
-    const p = pod({ containers: [{ name: 'istio-proxy', image: 'hub/proxyv2:1' }, { name: 'copy', image: 'hub/proxyv2:1', command: ['sh'] }, { name: 'other', image: 'app:1' }] });
+    const p = pod({
+      containers: [
+        { name: 'istio-proxy', image: 'hub/proxyv2:1' },
+        { name: 'copy', image: 'hub/proxyv2:1', command: ['sh'] },
+        { name: 'other', image: 'app:1' },
+      ],
+    });
     expect(findIdentityViolations(p, policy).map((v) => `${v.container}:${v.field}`)).toEqual(['copy:runAsUser', 'copy:runAsGroup']);
   });
 });
@@ -58,8 +78,37 @@ function istioValidation(uid: number, gid: number): V1Container {
   return {
     name: 'istio-validation',
     image: PROXY_IMAGE,
-    args: ['istio-iptables', '-p', '15001', '-z', '15006', '-u', String(uid), '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020', '--log_output_level=default:info', '--run-validation', '--skip-rule-apply'],
-    securityContext: { allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true, runAsGroup: gid, runAsUser: uid, runAsNonRoot: true },
+    args: [
+      'istio-iptables',
+      '-p',
+      '15001',
+      '-z',
+      '15006',
+      '-u',
+      String(uid),
+      '-m',
+      'REDIRECT',
+      '-i',
+      '*',
+      '-x',
+      '',
+      '-b',
+      '*',
+      '-d',
+      '15090,15021,15020',
+      '--log_output_level=default:info',
+      '--run-validation',
+      '--skip-rule-apply',
+    ],
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      readOnlyRootFilesystem: true,
+      runAsGroup: gid,
+      runAsUser: uid,
+      runAsNonRoot: true,
+    },
   };
 }
 function istioPod(validation: V1Container, uid = 1337, gid = 1337, native = false): V1Pod {

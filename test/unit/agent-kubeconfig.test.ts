@@ -11,7 +11,7 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-function kubeconfig(user: string, cluster = "server: https://127.0.0.1:6443\n    certificate-authority-data: Q0EtREFUQQ=="): string {
+function kubeconfig(user: string, cluster = 'server: https://127.0.0.1:6443\n    certificate-authority-data: Q0EtREFUQQ=='): string {
   const path = join(dir, 'config');
   writeFileSync(
     path,
@@ -49,7 +49,9 @@ describe('kubeconfig loading', () => {
 
   it('reads certificate files relative to the kubeconfig, and a bearer token', () => {
     writeFileSync(join(dir, 'ca.crt'), 'CA-FILE');
-    const credentials = fromKubeconfigFile(kubeconfig('    token: abc.def', 'server: https://192.0.2.10:443\n    certificate-authority: ca.crt\n    tls-server-name: api'));
+    const credentials = fromKubeconfigFile(
+      kubeconfig('    token: abc.def', 'server: https://192.0.2.10:443\n    certificate-authority: ca.crt\n    tls-server-name: api'),
+    );
     expect(credentials.ca?.toString()).toBe('CA-FILE');
     expect(credentials.tlsServerName).toBe('api');
     expect(credentials.token()).toBe('abc.def');

@@ -16,14 +16,37 @@ function proc(pid: number, opts: { cgroup: string; netns: number; start: number;
   const dir = join(root, String(pid));
   mkdirSync(join(dir, 'ns'), { recursive: true });
   writeFileSync(join(dir, 'cgroup'), opts.cgroup);
-  const fields = ['S', String(opts.parent ?? 1), String(pid), String(pid), '0', '-1', '4194560', '0', '0', '0', '0', '0', '0', '0', '0', '20', '0', '1', '0', String(opts.start), '0'];
+  const fields = [
+    'S',
+    String(opts.parent ?? 1),
+    String(pid),
+    String(pid),
+    '0',
+    '-1',
+    '4194560',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '20',
+    '0',
+    '1',
+    '0',
+    String(opts.start),
+    '0',
+  ];
   writeFileSync(join(dir, 'stat'), `${pid} (${opts.comm ?? 'pause'}) ${fields.join(' ')}\n`);
   symlinkSync(`net:[${opts.netns}]`, join(dir, 'ns', 'net'));
 }
 
 const systemd = (uid: string, id: string) =>
   `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid.replaceAll('-', '_')}.slice/cri-containerd-${id.padEnd(64, '0')}.scope\n`;
-const cgroupfs = (uid: string, id: string) => `12:memory:/kubepods/burstable/pod${uid}/${id.padEnd(64, '0')}\n0::/kubepods/burstable/pod${uid}/${id.padEnd(64, '0')}\n`;
+const cgroupfs = (uid: string, id: string) =>
+  `12:memory:/kubepods/burstable/pod${uid}/${id.padEnd(64, '0')}\n0::/kubepods/burstable/pod${uid}/${id.padEnd(64, '0')}\n`;
 
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), `pnc-fake-proc-${process.pid}-`));

@@ -1,11 +1,6 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import {
-  SUPPLEMENTAL_GROUPS_ANNOTATION,
-  UID_RANGE_ANNOTATION,
-  decideProxyIdentity,
-  namespaceProxyIds,
-} from '../../controller/src/agent/proxy-identity.ts';
+import { SUPPLEMENTAL_GROUPS_ANNOTATION, UID_RANGE_ANNOTATION, decideProxyIdentity, namespaceProxyIds } from '../../controller/src/agent/proxy-identity.ts';
 
 const node = { uid: 1337, gid: 1337 };
 const openshift = { [UID_RANGE_ANNOTATION]: '1000650000/10000', [SUPPLEMENTAL_GROUPS_ANNOTATION]: '1000650000/10000' };
@@ -52,7 +47,19 @@ describe('namespaceProxyIds: Istio injector rule (GetProxyIDs) on OpenShift name
   it('yields nothing for a plain namespace, an unknown one, or malformed ranges (fail closed)', () => {
     expect(namespaceProxyIds({})).toEqual({});
     expect(namespaceProxyIds(undefined)).toEqual({});
-    for (const bad of ['', '1000650000', '1000650000/0', '10-5', '0-0', '-5/10', '1/2/3', '4294967290/100', 'abc/10', '1000650000/10000,garbage', '99999999999/1']) {
+    for (const bad of [
+      '',
+      '1000650000',
+      '1000650000/0',
+      '10-5',
+      '0-0',
+      '-5/10',
+      '1/2/3',
+      '4294967290/100',
+      'abc/10',
+      '1000650000/10000,garbage',
+      '99999999999/1',
+    ]) {
       expect(namespaceProxyIds({ [UID_RANGE_ANNOTATION]: bad }), bad).toEqual({});
     }
   });
@@ -88,7 +95,9 @@ describe('decideProxyIdentity', () => {
     if (wrong.ok) return;
     expect(wrong.reason).toContain('proxy container "istio-proxy"');
     expect(wrong.reason).toContain('runAsUser=1000650000');
-    expect(wrong.reason).toContain("expected 1337 (the node's proxy UID) or 1000659999 (the top of namespace \"shop\"'s openshift.io/sa.scc.uid-range \"1000650000/10000\")");
+    expect(wrong.reason).toContain(
+      'expected 1337 (the node\'s proxy UID) or 1000659999 (the top of namespace "shop"\'s openshift.io/sa.scc.uid-range "1000650000/10000")',
+    );
     expect(wrong.reason).not.toContain('runAsGroup');
   });
 
@@ -99,7 +108,7 @@ describe('decideProxyIdentity', () => {
     expect(decide(pod(as(0, 1337))).ok).toBe(false);
   });
 
-  it("follows a node configured with another proxy identity", () => {
+  it('follows a node configured with another proxy identity', () => {
     const p = pod(as(2000, 2000));
     expect(decideProxyIdentity(p, 'istio-proxy', { name: 'shop', annotations: {} }, { uid: 2000, gid: 2000 }).ok).toBe(true);
     expect(decide(p).ok).toBe(false);

@@ -128,7 +128,14 @@ describe('decideWithSandbox: what the mark is worth', () => {
   });
 
   it('programs a pod without a mark: Initialized, outcome initialized, no extra note', () => {
-    expect(decideWithSandbox(inputs(targetOf()))).toEqual({ kind: 'program', why: 'no-mark', force: false, outcome: 'initialized', event: 'Initialized', note: '' });
+    expect(decideWithSandbox(inputs(targetOf()))).toEqual({
+      kind: 'program',
+      why: 'no-mark',
+      force: false,
+      outcome: 'initialized',
+      event: 'Initialized',
+      note: '',
+    });
   });
 
   it('programs a pod marked error as a first initialization', () => {
@@ -147,13 +154,24 @@ describe('decideWithSandbox: what the mark is worth', () => {
       note: `the mark named another network namespace (new sandbox, or a forged mark); programmed netns ${sandbox.inode}`,
     });
     const otherRules = targetOf({ [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: sandbox.inode, rules: '0123456789abcdef', at }) });
-    expect(decideWithSandbox(inputs(otherRules))).toMatchObject({ kind: 'repair', why: 'rules-changed', note: `the mark did not match (rules-changed); programmed netns ${sandbox.inode}` });
+    expect(decideWithSandbox(inputs(otherRules))).toMatchObject({
+      kind: 'repair',
+      why: 'rules-changed',
+      note: `the mark did not match (rules-changed); programmed netns ${sandbox.inode}`,
+    });
   });
 
   it('re-initializes, forced, for a new token', () => {
     const target = targetOf({ [REINIT_ANNOTATION]: 't1' });
     target.markText = markFor(target);
-    expect(decideWithSandbox(inputs(target))).toEqual({ kind: 'reinit', force: true, reinitToken: 't1', outcome: 'initialized', event: 'Reinitialized', note: 're-initialized for token "t1"' });
+    expect(decideWithSandbox(inputs(target))).toEqual({
+      kind: 'reinit',
+      force: true,
+      reinitToken: 't1',
+      outcome: 'initialized',
+      event: 'Reinitialized',
+      note: 're-initialized for token "t1"',
+    });
     target.markText = markFor(target, { reinit: 't1' });
     expect(decideWithSandbox(inputs(target)).kind).toBe('verify');
   });

@@ -29,7 +29,10 @@ describe('reconciler executor: programming', () => {
     expect(await t.reconciler.reconcile(t.uid, queuedAt)).toEqual({ kind: 'done' });
 
     expect(t.engine.applied).toHaveLength(1);
-    expect(t.engine.applied[0]).toMatchObject({ netns: { path: t.netns!.path, inode: t.netns!.inode }, options: { mode: 'nft', lockWaitSeconds: 5, force: false } });
+    expect(t.engine.applied[0]).toMatchObject({
+      netns: { path: t.netns!.path, inode: t.netns!.inode },
+      options: { mode: 'nft', lockWaitSeconds: 5, force: false },
+    });
     const mark = t.api.markOf(t.uid)!;
     expect(mark).toMatchObject({ state: 'initialized', netns: t.netns!.inode, rules: APPLIED_HASH, at: t.clock.date().toISOString() });
     expect(APPLIED_HASH).not.toBe(planHash(t.pod));
@@ -199,7 +202,12 @@ describe('reconciler executor: failures', () => {
 
   it('turns a mark the API server refuses for good (422) into a MarkWriteFailed Warning and a slow retry', async () => {
     const t = withPod();
-    t.api.failNextWrite = new KubeApiError('PATCH', '/api/v1/namespaces/shop/pods/x/status', 422, '{"message":"metadata.annotations: Too long: must have at most 262144 bytes"}');
+    t.api.failNextWrite = new KubeApiError(
+      'PATCH',
+      '/api/v1/namespaces/shop/pods/x/status',
+      422,
+      '{"message":"metadata.annotations: Too long: must have at most 262144 bytes"}',
+    );
     const result = await t.reconciler.reconcile(t.uid);
     expect(result).toMatchObject({ kind: 'retry', policy: { initialMs: 60_000 } });
     const [event] = t.events.of('MarkWriteFailed');

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { SandboxChanged, classifyEngineFailure } from '../../controller/src/agent/engine-failure.ts';
-import { EVENT_RECOVERY_WINDOW_MS, errorMark, initializedMark, markRefusedNote, programmedNote, recoveredInitializedEvent } from '../../controller/src/agent/reconcile-reports.ts';
+import {
+  EVENT_RECOVERY_WINDOW_MS,
+  errorMark,
+  initializedMark,
+  markRefusedNote,
+  programmedNote,
+  recoveredInitializedEvent,
+} from '../../controller/src/agent/reconcile-reports.ts';
 import { encodeMark } from '../../controller/src/pod-contract/index.ts';
 import { NetnsMismatch, RedirectError, XtablesLockTimeout } from '../../controller/src/redirect/index.ts';
 
@@ -9,7 +16,13 @@ const previous = encodeMark({ state: 'initialized', netns: 4026532001, rules: '0
 
 describe('marks and Event texts', () => {
   it('builds an initialized mark from what was applied, keeping the re-init token handled now or before', () => {
-    expect(initializedMark(4026532002, 'feedfacecafe0001', at, previous)).toEqual({ state: 'initialized', netns: 4026532002, rules: 'feedfacecafe0001', at: at.toISOString(), reinit: 'old' });
+    expect(initializedMark(4026532002, 'feedfacecafe0001', at, previous)).toEqual({
+      state: 'initialized',
+      netns: 4026532002,
+      rules: 'feedfacecafe0001',
+      at: at.toISOString(),
+      reinit: 'old',
+    });
     expect(initializedMark(4026532002, 'feedfacecafe0001', at, previous, 'new').reinit).toBe('new');
     expect(initializedMark(4026532002, 'feedfacecafe0001', at, undefined)).not.toHaveProperty('reinit');
   });
@@ -54,7 +67,10 @@ describe('engine failures', () => {
   });
 
   it('blames the pod for any other engine error, naming the netns', () => {
-    expect(classifyEngineFailure(new RedirectError('/p', 'iptables-restore failed'), 7, alive, 5)).toEqual({ kind: 'redirect-failed', reason: 'redirect failed in netns 7: netns /p: iptables-restore failed' });
+    expect(classifyEngineFailure(new RedirectError('/p', 'iptables-restore failed'), 7, alive, 5)).toEqual({
+      kind: 'redirect-failed',
+      reason: 'redirect failed in netns 7: netns /p: iptables-restore failed',
+    });
   });
 
   it('leaves anything else (bugs, API failures) unhandled, without looking at the sandbox', () => {

@@ -10,7 +10,9 @@ const ROOT = join(import.meta.dirname, '../..');
 const docFiles = [
   'README.md',
   ...(existsSync(join(ROOT, 'docs'))
-    ? readdirSync(join(ROOT, 'docs'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))
+    ? readdirSync(join(ROOT, 'docs'), { recursive: true, encoding: 'utf8' })
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => join('docs', f))
     : []),
 ];
 
@@ -25,7 +27,11 @@ function headingAnchors(markdown: string): Set<string> {
   const seen = new Map<string, number>();
   const withoutCode = markdown.replace(/^```[\s\S]*?^```/gm, '');
   for (const [, text] of withoutCode.matchAll(/^#{1,6} (.+)$/gm)) {
-    const base = text!.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+    const base = text!
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N} _-]/gu, '')
+      .replace(/ /g, '-');
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     anchors.add(n === 0 ? base : `${base}-${n}`);

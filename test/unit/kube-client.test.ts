@@ -21,7 +21,8 @@ async function serve(handler: Handler, port = 0): Promise<Server> {
   return server;
 }
 
-const clientFor = (port: number) => new KubeClient({ server: new URL(`http://127.0.0.1:${port}`), insecureSkipTlsVerify: false, token: () => undefined, source: 'test' });
+const clientFor = (port: number) =>
+  new KubeClient({ server: new URL(`http://127.0.0.1:${port}`), insecureSkipTlsVerify: false, token: () => undefined, source: 'test' });
 const close = (server: Server) => new Promise<void>((resolve) => server.close(() => resolve()));
 
 describe('KubeClient', () => {

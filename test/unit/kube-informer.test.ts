@@ -133,7 +133,11 @@ describe('ResourceInformer with a scripted transport', () => {
 
   it('relists at once on 410 (an ERROR event or an HTTP 410), without backoff, and reports deletes missed meanwhile', async () => {
     const transport = new ScriptedTransport();
-    transport.lists.push({ items: [obj('a', 'u1', '5'), obj('b', 'u2', '6')], rv: '10' }, { items: [obj('a', 'u1', '30')], rv: '31' }, { items: [obj('a', 'u1', '30')], rv: '40' });
+    transport.lists.push(
+      { items: [obj('a', 'u1', '5'), obj('b', 'u2', '6')], rv: '10' },
+      { items: [obj('a', 'u1', '30')], rv: '31' },
+      { items: [obj('a', 'u1', '30')], rv: '40' },
+    );
     transport.watches.push(
       (s) => s.emit({ type: 'ERROR', object: { code: 410 } as unknown as Obj }),
       new KubeApiError('GET', '/api/v1/pods', 410, '{"reason":"Expired"}'),

@@ -55,14 +55,18 @@ describe('podStatusText', () => {
       ),
     ).toBe('PodInitializing');
     expect(
-      podStatusText(withStatus(mesh, { phase: 'Running', initContainerStatuses: [{ name: WAITER_CONTAINER, state: { terminated: { exitCode: 0 } } } as never] })),
+      podStatusText(
+        withStatus(mesh, { phase: 'Running', initContainerStatuses: [{ name: WAITER_CONTAINER, state: { terminated: { exitCode: 0 } } } as never] }),
+      ),
     ).toBe('Running');
   });
 
   it('names a failing or stuck init container, and a pod being deleted', () => {
-    expect(podStatusText(withStatus(mesh, { initContainerStatuses: [{ name: WAITER_CONTAINER, state: { terminated: { exitCode: 3, reason: 'Error' } } } as never] }))).toBe(
-      'Init:Error',
-    );
+    expect(
+      podStatusText(
+        withStatus(mesh, { initContainerStatuses: [{ name: WAITER_CONTAINER, state: { terminated: { exitCode: 3, reason: 'Error' } } } as never] }),
+      ),
+    ).toBe('Init:Error');
     expect(
       podStatusText(withStatus(mesh, { initContainerStatuses: [{ name: WAITER_CONTAINER, state: { waiting: { reason: 'CrashLoopBackOff' } } } as never] })),
     ).toBe('Init:CrashLoopBackOff');

@@ -10,11 +10,15 @@ import { runInNetns, runSteps } from '../../controller/src/redirect/exec.ts';
 
 describe('runSteps (in the current netns)', () => {
   it('runs steps in order, feeds stdin to the first reader and keeps each output apart', async () => {
-    const result = await runSteps(undefined, [
-      { name: 'first', argv: ['echo', 'one'] },
-      { name: 'reader', argv: ['cat'] },
-      { name: 'last', argv: ['echo', 'two', 'lines\n--pnc-x'] },
-    ], 'from stdin\n');
+    const result = await runSteps(
+      undefined,
+      [
+        { name: 'first', argv: ['echo', 'one'] },
+        { name: 'reader', argv: ['cat'] },
+        { name: 'last', argv: ['echo', 'two', 'lines\n--pnc-x'] },
+      ],
+      'from stdin\n',
+    );
     expect(result.failure).toBeUndefined();
     expect([...result.succeeded]).toEqual(['first', 'reader', 'last']);
     expect(Object.fromEntries(result.stdout)).toEqual({ first: 'one\n', reader: 'from stdin\n', last: 'two lines\n--pnc-x\n' });

@@ -27,7 +27,16 @@ describe('parseRedirectSettings', () => {
       excludeOutboundCidrs: ['192.0.2.0/24'],
     });
     expect(nodeRedirectConfig(parseRedirectSettings(env, []))).toEqual(agent);
-    const flags = ['--capture-dns', '--families', 'ipv4', '--exclude-inbound-ports=22', '--exclude-outbound-ports', '6379,53', '--exclude-outbound-cidrs', '192.0.2.0/24'];
+    const flags = [
+      '--capture-dns',
+      '--families',
+      'ipv4',
+      '--exclude-inbound-ports=22',
+      '--exclude-outbound-ports',
+      '6379,53',
+      '--exclude-outbound-cidrs',
+      '192.0.2.0/24',
+    ];
     expect(nodeRedirectConfig(parseRedirectSettings({}, flags))).toEqual(agent);
     expect(parseRedirectSettings(env, [])).toMatchObject({ iptablesMode: 'legacy', iptablesLockTimeout: 7, proxyContainer: 'istio-proxy' });
   });

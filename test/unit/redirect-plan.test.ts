@@ -62,7 +62,10 @@ describe('planFromPod defaults', () => {
   });
 
   it('takes ports, identity, DNS capture and families from the node config', () => {
-    const result = plan({}, { proxyUid: 2000, proxyGid: 2001, outboundPort: 16001, inboundPort: 16006, captureDns: true, families: ['ipv6'], excludeInboundPorts: [22] });
+    const result = plan(
+      {},
+      { proxyUid: 2000, proxyGid: 2001, outboundPort: 16001, inboundPort: 16006, captureDns: true, families: ['ipv6'], excludeInboundPorts: [22] },
+    );
     expect(result).toMatchObject({ proxyUid: 2000, proxyGid: 2001, outboundPort: 16001, inboundPort: 16006, captureDns: true, families: ['ipv6'] });
     expect(result.inbound.excludePorts).toEqual([22, 15020, 15021, 15090]);
   });
@@ -127,7 +130,7 @@ describe('planFromPod honours Istio annotations', () => {
     expect(plan({ [A.statusPort]: '15020', [A.inExclude]: '15020' }).inbound.excludePorts).toEqual([15020, 15021, 15090]);
   });
 
-  it('takes DNS capture from the pod\'s proxy config, the node setting otherwise', () => {
+  it("takes DNS capture from the pod's proxy config, the node setting otherwise", () => {
     const dns = (value: string) => `proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: "${value}"\n`;
     expect(plan({ [A.proxyConfig]: dns('true') }).captureDns).toBe(true);
     expect(plan({ [A.proxyConfig]: dns('True') }, { captureDns: false }).captureDns).toBe(true);
@@ -180,7 +183,10 @@ describe('planFromPod refuses bad values', () => {
   it('refuses to capture a range of a family the node does not redirect; excluding one changes nothing', () => {
     expectAnnotationError({ [A.outRanges]: '10.0.0.0/8' }, A.outRanges, '10.0.0.0/8', { families: ['ipv6'] });
     expectAnnotationError({ [A.outRanges]: '2001:db8::/32' }, A.outRanges, '2001:db8::/32', { families: ['ipv4'] });
-    expect(plan({ [A.outExcludeRanges]: '2001:db8::/32,10.0.0.0/8' }, { families: ['ipv6'] }).outbound.excludeCidrs).toEqual({ ipv4: [], ipv6: ['2001:db8::/32'] });
+    expect(plan({ [A.outExcludeRanges]: '2001:db8::/32,10.0.0.0/8' }, { families: ['ipv6'] }).outbound.excludeCidrs).toEqual({
+      ipv4: [],
+      ipv6: ['2001:db8::/32'],
+    });
   });
 
   it.each([
@@ -209,7 +215,7 @@ describe('planFromPod refuses bad values', () => {
     expect(() => planFromPod(bad)).toThrow(AnnotationError);
   });
 
-  it("refuses a root or out-of-range proxy identity given for the pod", () => {
+  it('refuses a root or out-of-range proxy identity given for the pod', () => {
     expect(() => planFromPod(pod({}), undefined, { uid: 0, gid: 1337 })).toThrow(/proxyUid=0/);
     expect(() => planFromPod(pod({}), undefined, { uid: 1337, gid: 2 ** 32 })).toThrow(NodeConfigError);
     expect(planFromPod(pod({}), undefined, { uid: 2000, gid: 2001 })).toMatchObject({ proxyUid: 2000, proxyGid: 2001 });
@@ -247,7 +253,12 @@ function assertValidPlan(result: RedirectPlan): void {
   const cidrs = result.outbound.includeCidrs === '*' ? { ipv4: [], ipv6: [] } : result.outbound.includeCidrs;
   for (const cidr of [...cidrs.ipv4, ...result.outbound.excludeCidrs.ipv4]) {
     expect(cidr).toMatch(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d|[12]\d|3[0-2])$/);
-    expect(cidr.split('/')[0]!.split('.').every((octet) => Number(octet) <= 255)).toBe(true);
+    expect(
+      cidr
+        .split('/')[0]!
+        .split('.')
+        .every((octet) => Number(octet) <= 255),
+    ).toBe(true);
   }
   for (const cidr of [...cidrs.ipv6, ...result.outbound.excludeCidrs.ipv6]) {
     expect(cidr).toMatch(/^[0-9a-f:.]+\/(\d|[1-9]\d|1[01]\d|12[0-8])$/);
@@ -267,7 +278,10 @@ describe('annotation parsers under fuzzing', () => {
     fc.string({ maxLength: 12 }),
     fc.string({ unit: 'binary', maxLength: 8 }),
   );
-  const value = fc.oneof(fc.array(tokens, { maxLength: 6 }).map((parts) => parts.join(',')), fc.string({ maxLength: 40 }));
+  const value = fc.oneof(
+    fc.array(tokens, { maxLength: 6 }).map((parts) => parts.join(',')),
+    fc.string({ maxLength: 40 }),
+  );
   const annotations = fc.dictionary(fc.constantFrom(...names), value, { maxKeys: names.length });
   const families = fc.constantFrom<NodeRedirectConfig['families']>(['ipv4', 'ipv6'], ['ipv4'], ['ipv6']);
 

@@ -5,7 +5,11 @@ import { parsePodManifest, PodManifestError } from '../../controller/src/pod-man
 describe('parsePodManifest', () => {
   it('reads YAML and JSON alike', () => {
     const yaml = 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  namespace: b\n  annotations:\n    traffic.sidecar.istio.io/includeInboundPorts: "8080"\n';
-    const json = JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a', namespace: 'b', annotations: { 'traffic.sidecar.istio.io/includeInboundPorts': '8080' } } });
+    const json = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'a', namespace: 'b', annotations: { 'traffic.sidecar.istio.io/includeInboundPorts': '8080' } },
+    });
     expect(parsePodManifest(yaml, 'x.yaml')).toEqual(parsePodManifest(json, 'x.json'));
     expect(parsePodManifest(yaml, 'x.yaml').metadata?.annotations).toEqual({ 'traffic.sidecar.istio.io/includeInboundPorts': '8080' });
   });

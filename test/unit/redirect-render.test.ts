@@ -20,17 +20,21 @@ describe('renderPlan', () => {
   it('keeps each family in its own payload, with exactly our two jumps and only our chains', () => {
     fc.assert(
       fc.property(annotations, fc.boolean(), (given, captureDns) => {
-        const rendered = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n', annotations: given } }, validateNodeConfig({ ...DEFAULT_NODE_CONFIG, captureDns })));
+        const rendered = renderPlan(
+          planFromPod({ metadata: { name: 'p', namespace: 'n', annotations: given } }, validateNodeConfig({ ...DEFAULT_NODE_CONFIG, captureDns })),
+        );
         for (const [family, payload] of Object.entries(rendered)) {
           const [nat, raw = ''] = payload.split('*raw\n');
           const rules = nat!.split('\n').filter((line) => line.startsWith('-A '));
           expect(rules.filter((rule) => / -j ISTIO_(INBOUND|OUTPUT)$/.test(rule) && /^-A (PREROUTING|OUTPUT) /.test(rule))).toHaveLength(2);
-          for (const rule of rules) expect(rule).toMatch(/^-A (PREROUTING|OUTPUT|ISTIO_INBOUND|ISTIO_IN_REDIRECT|ISTIO_OUTPUT|ISTIO_REDIRECT|ISTIO_OUTPUT_DNS) /);
+          for (const rule of rules)
+            expect(rule).toMatch(/^-A (PREROUTING|OUTPUT|ISTIO_INBOUND|ISTIO_IN_REDIRECT|ISTIO_OUTPUT|ISTIO_REDIRECT|ISTIO_OUTPUT_DNS) /);
           expect(rules.some((rule) => rule.startsWith('-A ISTIO_OUTPUT_DNS '))).toBe(captureDns);
           // raw only with DNS capture, and only conntrack zones for UDP DNS
           const rawRules = raw.split('\n').filter((line) => line.startsWith('-A '));
           expect(rawRules.length > 0).toBe(captureDns);
-          for (const rule of rawRules) expect(rule).toMatch(/^-A (PREROUTING|OUTPUT|ISTIO_INBOUND|ISTIO_OUTPUT_DNS) -p udp .*-j (CT --zone [12]|ISTIO_INBOUND|ISTIO_OUTPUT_DNS)$/);
+          for (const rule of rawRules)
+            expect(rule).toMatch(/^-A (PREROUTING|OUTPUT|ISTIO_INBOUND|ISTIO_OUTPUT_DNS) -p udp .*-j (CT --zone [12]|ISTIO_INBOUND|ISTIO_OUTPUT_DNS)$/);
           const addresses = payload.match(/-[sd] \S+/g) ?? [];
           for (const address of addresses) expect(address.includes(':')).toBe(family === 'ipv6');
           expect(payload.startsWith('*nat\n') && payload.endsWith('COMMIT\n')).toBe(true);

@@ -12,12 +12,9 @@ interface GoldenCase {
 const golden = JSON.parse(readFileSync(new URL('../golden/downward-api/annotations.json', import.meta.url), 'utf8')) as GoldenCase[];
 
 describe('formatDownwardApiAnnotations', () => {
-  it.each(golden.map((entry) => [Object.keys(entry.annotations).join(',') || '(none)', entry] as const))(
-    'matches Go for %s',
-    (_, { annotations, file }) => {
-      expect(formatDownwardApiAnnotations(annotations)).toBe(file);
-    },
-  );
+  it.each(golden.map((entry) => [Object.keys(entry.annotations).join(',') || '(none)', entry] as const))('matches Go for %s', (_, { annotations, file }) => {
+    expect(formatDownwardApiAnnotations(annotations)).toBe(file);
+  });
 });
 
 describe('goQuote', () => {

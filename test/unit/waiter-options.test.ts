@@ -101,7 +101,16 @@ describe('init-waiter options', () => {
       help = error;
     }
     expect(help).toBeInstanceOf(HelpRequested);
-    for (const name of ['--annotations-file', 'PNC_WAITER_TIMEOUT', '--validate', '--proxy-port', '--probe-address', 'PNC_WAITER_PROBE_PORT', '--error-grace', 'PNC_WAITER_TERMINATION_MESSAGE_PATH']) {
+    for (const name of [
+      '--annotations-file',
+      'PNC_WAITER_TIMEOUT',
+      '--validate',
+      '--proxy-port',
+      '--probe-address',
+      'PNC_WAITER_PROBE_PORT',
+      '--error-grace',
+      'PNC_WAITER_TERMINATION_MESSAGE_PATH',
+    ]) {
       expect((help as Error).message).toContain(name);
     }
   });

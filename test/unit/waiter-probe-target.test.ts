@@ -16,7 +16,11 @@ describe('chooseProbeTarget', () => {
   });
 
   it('uses an included port when the CIDRs do not cover the probe address', () => {
-    const annotations = { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '10.0.0.0/8', 'traffic.sidecar.istio.io/includeOutboundPorts': '443,8080', 'traffic.sidecar.istio.io/excludeOutboundPorts': '443' };
+    const annotations = {
+      'traffic.sidecar.istio.io/includeOutboundIPRanges': '10.0.0.0/8',
+      'traffic.sidecar.istio.io/includeOutboundPorts': '443,8080',
+      'traffic.sidecar.istio.io/excludeOutboundPorts': '443',
+    };
     expect(choose(annotations)).toEqual({ family: 'ipv4', address: '192.0.2.2', port: 8080 });
   });
 
@@ -35,7 +39,9 @@ describe('chooseProbeTarget', () => {
   it('refuses, naming annotation and value, when the probe address is excluded', () => {
     const annotations = { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.0.2.0/25' };
     expect(() => choose(annotations)).toThrow(ProbeTargetError);
-    expect(() => choose(annotations)).toThrow('probe address 192.0.2.2 is in traffic.sidecar.istio.io/excludeOutboundIPRanges="192.0.2.0/25"; set --probe-address');
+    expect(() => choose(annotations)).toThrow(
+      'probe address 192.0.2.2 is in traffic.sidecar.istio.io/excludeOutboundIPRanges="192.0.2.0/25"; set --probe-address',
+    );
     // An exclusion of the other family does not matter.
     expect(choose(annotations, 'ipv6')).toMatchObject({ port: 9 });
   });

@@ -18,8 +18,7 @@ const path = '/etc/podinfo/annotations';
 const at = '2026-11-23T01:02:03Z';
 const MISSING: AnnotationsSnapshot = { kind: 'missing', path };
 const content = (annotations: Record<string, string>): AnnotationsSnapshot => ({ kind: 'content', path, text: formatDownwardApiAnnotations(annotations) });
-const withMark = (mark: Omit<Mark, 'at'>, extra: Record<string, string> = {}) =>
-  content({ ...extra, [STATUS_ANNOTATION]: encodeMark({ at, ...mark }) });
+const withMark = (mark: Omit<Mark, 'at'>, extra: Record<string, string> = {}) => content({ ...extra, [STATUS_ANNOTATION]: encodeMark({ at, ...mark }) });
 const OURS = withMark({ state: 'initialized', netns: OWN, rules: 'abcdef0123456789' });
 const PASSED: SelfTestResult = { ok: true, summary: '192.0.2.2:9 -> 127.0.0.1:15001' };
 const FAILED: SelfTestResult = { ok: false, reason: 'redirect self-test failed: 192.0.2.2:9 was not captured (connect ECONNREFUSED)' };
@@ -120,9 +119,7 @@ describe('Waiter', () => {
     const { waiter, logs } = setup();
     expect(waiter.phase).toBe('starting');
     waiter.start();
-    expect(logs[0]).toBe(
-      `waiting for ${path} to mark netns ${OWN} initialized; self-test on (ipv4+ipv6, proxy port 15001); uid 65534; timeout 10 s`,
-    );
+    expect(logs[0]).toBe(`waiting for ${path} to mark netns ${OWN} initialized; self-test on (ipv4+ipv6, proxy port 15001); uid 65534; timeout 10 s`);
     expect(logs[1]).toMatch(/^waiting: annotations file .* does not exist yet/);
     expect(waiter.phase).toBe('waiting');
   });
@@ -343,7 +340,7 @@ describe('Waiter', () => {
       `gave up after ${seconds} s of an error mark: ${STATUS_ANNOTATION} is error: ${reason}; ` +
       'the kubelet restarts this container, and the pod starts once the controller marks it initialized';
 
-    it('ends with exit 4 and the mark\'s reason once the grace is over, long before the timeout', () => {
+    it("ends with exit 4 and the mark's reason once the grace is over, long before the timeout", () => {
       const run = setup({ first: REFUSED, options: grace });
       run.waiter.start();
       run.clock.advance(14_999);

@@ -5,7 +5,6 @@ import { parseArgs } from 'node:util';
 import { InvalidValue, parseCidr } from '../pod-contract/index.ts';
 import { DEFAULT_NODE_CONFIG, IPTABLES_MODES, validateNodeConfig, type Family, type IptablesMode, type ValidatedNodeConfig } from '../redirect/index.ts';
 
-
 export interface AgentConfig {
   nodeName: string;
   /** The controller's own namespace; always excluded. Empty when unknown. */
@@ -154,7 +153,14 @@ export const REDIRECT_SETTINGS: readonly string[] = [
 
 export type RedirectSettings = Pick<
   AgentConfig,
-  'proxyContainer' | 'iptablesMode' | 'iptablesLockTimeout' | 'families' | 'captureDns' | 'excludeInboundPorts' | 'excludeOutboundPorts' | 'excludeOutboundCidrs'
+  | 'proxyContainer'
+  | 'iptablesMode'
+  | 'iptablesLockTimeout'
+  | 'families'
+  | 'captureDns'
+  | 'excludeInboundPorts'
+  | 'excludeOutboundPorts'
+  | 'excludeOutboundCidrs'
 >;
 
 function redirectSettings(get: Get): RedirectSettings {
@@ -180,14 +186,22 @@ function redirectSettings(get: Get): RedirectSettings {
 
 /** REDIRECT_SETTINGS from the environment and flags (any other flag is refused). */
 export function parseRedirectSettings(env: Record<string, string | undefined>, args: readonly string[]): RedirectSettings {
-  return redirectSettings(readSettings(env, args, SETTINGS.filter((s) => REDIRECT_SETTINGS.includes(s.env))));
+  return redirectSettings(
+    readSettings(
+      env,
+      args,
+      SETTINGS.filter((s) => REDIRECT_SETTINGS.includes(s.env)),
+    ),
+  );
 }
 
 /**
  * The engine's node config from those settings, validated (NodeConfigError when bad): what
  * every pod's plan starts from. Built once, at agent or CLI start.
  */
-export function nodeRedirectConfig(settings: Pick<RedirectSettings, 'families' | 'captureDns' | 'excludeInboundPorts' | 'excludeOutboundPorts' | 'excludeOutboundCidrs'>): ValidatedNodeConfig {
+export function nodeRedirectConfig(
+  settings: Pick<RedirectSettings, 'families' | 'captureDns' | 'excludeInboundPorts' | 'excludeOutboundPorts' | 'excludeOutboundCidrs'>,
+): ValidatedNodeConfig {
   const { families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs } = settings;
   return validateNodeConfig({ ...DEFAULT_NODE_CONFIG, families, captureDns, excludeInboundPorts, excludeOutboundPorts, excludeOutboundCidrs });
 }
@@ -268,9 +282,11 @@ function cidr(variable: string, value: string): string {
 export function configHelp(only?: readonly string[]): string {
   const settings = only ? SETTINGS.filter((s) => only.includes(s.env)) : SETTINGS;
   const width = Math.max(...settings.map((s) => flagName(s.env).length + s.env.length + 3));
-  return settings.map((s) => {
-    const left = `${flagName(s.env)} / ${s.env}`;
-    const def = s.defaultValue ? ` (default ${s.defaultValue})` : '';
-    return `    ${left.padEnd(width)}  ${s.help}${def}`;
-  }).join('\n');
+  return settings
+    .map((s) => {
+      const left = `${flagName(s.env)} / ${s.env}`;
+      const def = s.defaultValue ? ` (default ${s.defaultValue})` : '';
+      return `    ${left.padEnd(width)}  ${s.help}${def}`;
+    })
+    .join('\n');
 }

@@ -70,14 +70,16 @@ export function istioValidationMismatch(container: V1Container, pod: V1Pod, prox
   if (!(pod.spec?.initContainers ?? []).includes(container)) return 'not an init container';
   if (container.restartPolicy === 'Always') return 'a sidecar (restartPolicy Always), not a run-once init container';
   if (!proxy?.image) return `${JSON.stringify(policy.proxyContainer)} names no image`;
-  if (!sameIstioImage(container.image, proxy.image)) return `its image ${JSON.stringify(container.image ?? '')} is not ${JSON.stringify(policy.proxyContainer)}'s ${JSON.stringify(proxy.image)}`;
+  if (!sameIstioImage(container.image, proxy.image))
+    return `its image ${JSON.stringify(container.image ?? '')} is not ${JSON.stringify(policy.proxyContainer)}'s ${JSON.stringify(proxy.image)}`;
   if ((container.command ?? []).length > 0) return "it sets a command (Istio's runs the image's entrypoint)";
   const args = container.args ?? [];
   if (args[0] !== 'istio-iptables' || !args.includes('--run-validation') || !args.includes('--skip-rule-apply')) {
     return "its args are not Istio's validation (istio-iptables ... --run-validation --skip-rule-apply)";
   }
   const own = effectiveIdentity(container, pod, policy.proxyImageIdentity);
-  if (own.uid !== policy.proxyUid || own.gid !== policy.proxyGid) return `it runs as ${own.uid}:${own.gid}, not as the proxy's ${policy.proxyUid}:${policy.proxyGid}`;
+  if (own.uid !== policy.proxyUid || own.gid !== policy.proxyGid)
+    return `it runs as ${own.uid}:${own.gid}, not as the proxy's ${policy.proxyUid}:${policy.proxyGid}`;
   const context = container.securityContext;
   if (context?.privileged === true) return 'it is privileged';
   if (context?.allowPrivilegeEscalation !== false) return 'it does not set allowPrivilegeEscalation: false';
@@ -99,5 +101,7 @@ function sameIstioImage(image: string | undefined, proxyImage: string): boolean 
 }
 
 export function describeViolations(violations: readonly IdentityViolation[]): string {
-  return violations.map((v) => `container ${JSON.stringify(v.container)} ${v.field}=${v.value}${v.note ? ` (not Istio's validation container: ${v.note})` : ''}`).join(', ');
+  return violations
+    .map((v) => `container ${JSON.stringify(v.container)} ${v.field}=${v.value}${v.note ? ` (not Istio's validation container: ${v.note})` : ''}`)
+    .join(', ');
 }

@@ -109,7 +109,10 @@ export function decideProxyIdentity(
     problems.push(`${field}=${value}, expected ${expected.join(' or ')}`);
   }
   if (problems.length > 0) {
-    return { ok: false, reason: `refused: proxy container ${JSON.stringify(proxy.name)} runs with ${problems.join(' and ')}; only the node's proxy identity or the one Istio's injector gives the namespace is exempted from the redirect` };
+    return {
+      ok: false,
+      reason: `refused: proxy container ${JSON.stringify(proxy.name)} runs with ${problems.join(' and ')}; only the node's proxy identity or the one Istio's injector gives the namespace is exempted from the redirect`,
+    };
   }
   return { ok: true, identity };
 }

@@ -65,10 +65,7 @@ export interface Failure {
 
 /** What to do with a copy of the pod that can be trusted. */
 export type TargetStep =
-  | { kind: 'wait-for-namespace' }
-  | ({ kind: 'refuse' } & Failure)
-  | ({ kind: 'invalid' } & Failure)
-  | { kind: 'find-sandbox'; target: Target };
+  { kind: 'wait-for-namespace' } | ({ kind: 'refuse' } & Failure) | ({ kind: 'invalid' } & Failure) | { kind: 'find-sandbox'; target: Target };
 
 export type PodStep =
   | { kind: 'skip'; why: 'gone' | IneligibleReason }
@@ -106,7 +103,13 @@ export function decideTarget(inputs: TargetInputs): TargetStep {
   const meta = pod.metadata ?? {};
   const annotations = meta.annotations ?? {};
   const markText = annotations[STATUS_ANNOTATION];
-  const failure = (reason: string, outcome: Outcome, event: EventReason): Failure => ({ outcome, event, reason, markText, reported: markIsCurrent(markText, 'error', reason) });
+  const failure = (reason: string, outcome: Outcome, event: EventReason): Failure => ({
+    outcome,
+    event,
+    reason,
+    markText,
+    reported: markIsCurrent(markText, 'error', reason),
+  });
 
   const nodeIdentity = { uid: inputs.redirectConfig.proxyUid, gid: inputs.redirectConfig.proxyGid };
   const proxy = decideProxyIdentity(pod, config.proxyContainer, { name: meta.namespace ?? '', annotations: namespaceAnnotations }, nodeIdentity);
@@ -189,7 +192,8 @@ export function decideWithSandbox(inputs: SandboxInputs): SandboxStep {
   }
   if (action.kind === 'program') {
     if (!wasInitialized(markText)) return { kind: 'program', why: action.why, force: false, outcome: 'initialized', event: 'Initialized', note: '' };
-    const why = action.why === 'other-netns' ? 'the mark named another network namespace (new sandbox, or a forged mark)' : `the mark did not match (${action.why})`;
+    const why =
+      action.why === 'other-netns' ? 'the mark named another network namespace (new sandbox, or a forged mark)' : `the mark did not match (${action.why})`;
     return { kind: 'repair', why: action.why, force: false, outcome: 'repaired', event: 'Repaired', note: `${why}; programmed netns ${sandbox.inode}` };
   }
   // The mark counts, so there is one.
@@ -198,5 +202,9 @@ export function decideWithSandbox(inputs: SandboxInputs): SandboxStep {
   if (verified && verified.markText === counted && verified.inode === sandbox.inode && verified.hash === hash && now - verified.at < VERIFIED_FRESH_MS) {
     return { kind: 'fresh' };
   }
-  return { kind: 'verify', markText: counted, repair: { force: false, outcome: 'repaired', event: 'Repaired', note: `rules had drifted in netns ${sandbox.inode}; re-programmed` } };
+  return {
+    kind: 'verify',
+    markText: counted,
+    repair: { force: false, outcome: 'repaired', event: 'Repaired', note: `rules had drifted in netns ${sandbox.inode}; re-programmed` },
+  };
 }

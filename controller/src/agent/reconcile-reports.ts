@@ -38,7 +38,10 @@ export function programmedNote(note: string, netns: number, hash: string, latenc
 export function recoveredInitializedEvent(markText: string, now: Date): { note: string; at: string } | undefined {
   const mark = readMark(markText);
   if (mark?.state !== 'initialized' || !(now.getTime() - Date.parse(mark.at) < EVENT_RECOVERY_WINDOW_MS)) return undefined;
-  return { note: `redirect programmed and verified in netns ${mark.netns} (rules ${mark.rules}); mark written at ${mark.at} (recorded after an agent restart)`, at: mark.at };
+  return {
+    note: `redirect programmed and verified in netns ${mark.netns} (rules ${mark.rules}); mark written at ${mark.at} (recorded after an agent restart)`,
+    at: mark.at,
+  };
 }
 
 export function markRefusedNote(state: Mark['state'], message: string): string {

@@ -307,7 +307,10 @@ export class Reconciler {
     const startedAt = this.#clock.now();
     const slow = setTimeout(() => {
       this.#deps.metrics.iptablesLockWaits.inc();
-      log.warn({ waitedMs: LOCK_WARN_MS }, `iptables still running after ${LOCK_WARN_MS / 1000} s: most likely waiting for the xtables lock another program holds (up to ${this.#deps.config.iptablesLockTimeout} s)`);
+      log.warn(
+        { waitedMs: LOCK_WARN_MS },
+        `iptables still running after ${LOCK_WARN_MS / 1000} s: most likely waiting for the xtables lock another program holds (up to ${this.#deps.config.iptablesLockTimeout} s)`,
+      );
     }, LOCK_WARN_MS);
     try {
       return await operation();

@@ -113,7 +113,9 @@ async function plan(flags: Flags, settings: RedirectSettings): Promise<RedirectP
   const identity = proxy ? effectiveIdentity(proxy, pod as V1Pod, { uid: node.proxyUid, gid: node.proxyGid }) : { uid: node.proxyUid, gid: node.proxyGid };
   // Root would exempt every root process of the pod from the redirect.
   if (proxy && (identity.uid === 0 || identity.gid === 0)) {
-    throw new PodManifestError(`pod ${podKey(pod)}: container ${JSON.stringify(proxy.name)} runs with runAsUser=${identity.uid} runAsGroup=${identity.gid}; the proxy identity must not be root`);
+    throw new PodManifestError(
+      `pod ${podKey(pod)}: container ${JSON.stringify(proxy.name)} runs with runAsUser=${identity.uid} runAsGroup=${identity.gid}; the proxy identity must not be root`,
+    );
   }
   return planFromPod(pod, node, identity);
 }
@@ -171,9 +173,7 @@ export const redirectCommands: Record<string, (args: string[]) => Promise<number
   apply: handle(async (args) => {
     const { where, path, redirectPlan, iptablesMode, lockWaitSeconds } = await target(args);
     const result = await applyRedirect(where, redirectPlan, { mode: iptablesMode, lockWaitSeconds });
-    process.stdout.write(
-      `${result.changed ? 'applied' : 'unchanged'}: pod ${redirectPlan.pod} in ${path} (iptables-${iptablesMode}, rules ${result.hash})\n`,
-    );
+    process.stdout.write(`${result.changed ? 'applied' : 'unchanged'}: pod ${redirectPlan.pod} in ${path} (iptables-${iptablesMode}, rules ${result.hash})\n`);
     return 0;
   }),
   verify: handle(async (args) => {

@@ -146,7 +146,14 @@ export class KubeClient implements ListWatchTransport {
     });
   }
 
-  async #send(method: string, path: string, headers: Record<string, string>, payload: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<http.IncomingMessage> {
+  async #send(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    payload: string | undefined,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<http.IncomingMessage> {
     const url = new URL(path, this.#credentials.server);
     // Per request: a rotated service-account token is picked up.
     const token = this.#credentials.token();

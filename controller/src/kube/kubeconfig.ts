@@ -67,7 +67,8 @@ export function fromKubeconfigFile(path: string): KubeCredentials {
   const cluster = config.clusters?.find((c) => c.name === context.cluster)?.cluster;
   if (!cluster || typeof cluster.server !== 'string') throw fail(`cluster ${JSON.stringify(context.cluster)} not found or has no server`);
   const user = config.users?.find((u) => u.name === context.user)?.user ?? {};
-  if (user.exec !== undefined || user['auth-provider'] !== undefined) throw fail('exec plugins and auth providers are not supported; use a token, a token file or a client certificate');
+  if (user.exec !== undefined || user['auth-provider'] !== undefined)
+    throw fail('exec plugins and auth providers are not supported; use a token, a token file or a client certificate');
   const base = dirname(path);
   const material = (data: unknown, file: unknown): Buffer | undefined => {
     if (typeof data === 'string') return Buffer.from(data, 'base64');

@@ -70,7 +70,8 @@ export class ResourceInformer<T extends KubeObject> {
 
   constructor(options: ResourceInformerOptions<T>) {
     this.#options = options;
-    this.#keyOf = options.keyBy === 'uid' ? (object) => object.metadata?.uid ?? '' : (object) => `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+    this.#keyOf =
+      options.keyBy === 'uid' ? (object) => object.metadata?.uid ?? '' : (object) => `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
   }
 
   get synced(): boolean {
@@ -238,7 +239,8 @@ export class ResourceInformer<T extends KubeObject> {
       this.#abort = undefined;
       this.#setWatching(false);
     }
-    if (events === 0 && performance.now() - startedAt < (this.#options.minWatchMs ?? 1_000)) throw new WatchRefused(`watch ${path}: closed at once by the server`);
+    if (events === 0 && performance.now() - startedAt < (this.#options.minWatchMs ?? 1_000))
+      throw new WatchRefused(`watch ${path}: closed at once by the server`);
   }
 
   #setWatching(watching: boolean): void {

@@ -72,7 +72,7 @@ function maskBits(words: number[], wordBits: number, prefix: number): number[] {
 export function formatIpv6(words: number[]): string {
   let bestStart = -1;
   let bestLength = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (words[i] !== 0) {
       i++;
       continue;
@@ -94,11 +94,7 @@ export function formatIpv6(words: number[]): string {
       continue;
     }
     if (i !== 0) out += ':';
-    if (
-      i === 6 &&
-      bestStart === 0 &&
-      (bestLength === 6 || (bestLength === 7 && words[7] !== 0x0001) || (bestLength === 5 && words[5] === 0xffff))
-    ) {
+    if (i === 6 && bestStart === 0 && (bestLength === 6 || (bestLength === 7 && words[7] !== 0x0001) || (bestLength === 5 && words[5] === 0xffff))) {
       return out + dotted(words[6] ?? 0, words[7] ?? 0);
     }
     out += (words[i] ?? 0).toString(16);
@@ -126,6 +122,8 @@ export function parseCidr(input: string): Cidr {
     return { family, prefix, text: `${maskBits(given, 8, prefix).join('.')}/${prefix}`, loopback: given[0] === 127 };
   }
   const given = parseIpv6(address);
-  const loopback = given.slice(0, 7).every((word) => word === 0) ? given[7] === 1 : given.slice(0, 5).every((word) => word === 0) && given[5] === 0xffff && given[6]! >> 8 === 127;
+  const loopback = given.slice(0, 7).every((word) => word === 0)
+    ? given[7] === 1
+    : given.slice(0, 5).every((word) => word === 0) && given[5] === 0xffff && given[6]! >> 8 === 127;
   return { family, prefix, text: `${formatIpv6(maskBits(given, 16, prefix))}/${prefix}`, loopback };
 }

@@ -56,7 +56,11 @@ function restoreArgv(mode: IptablesMode, family: Family, lockWaitSeconds?: numbe
 /** The lock was the problem: never a refused transaction, so no fallback may follow. */
 function lockTimeout(netns: Netns, mode: IptablesMode, family: Family, stderr: string, lockWaitSeconds?: number): XtablesLockTimeout {
   const binary = iptablesBinary(mode, family, 'restore');
-  return new XtablesLockTimeout(netns.path, lockWaitSeconds ?? 0, `${binary}: the xtables lock stayed held by another program for ${lockWaitSeconds} s: ${stderr.trim()}`);
+  return new XtablesLockTimeout(
+    netns.path,
+    lockWaitSeconds ?? 0,
+    `${binary}: the xtables lock stayed held by another program for ${lockWaitSeconds} s: ${stderr.trim()}`,
+  );
 }
 
 async function restore(netns: Netns, mode: IptablesMode, family: Family, payload: string, lockWaitSeconds?: number): Promise<void> {
@@ -174,11 +178,7 @@ async function applyFamily(
  * else one atomic restore per differing family, and our rules removed from families the plan
  * leaves out; then reads them back and throws if they differ.
  */
-export async function applyRedirect(
-  target: string | Netns,
-  plan: RedirectPlan,
-  opts: ApplyOptions = {},
-): Promise<{ hash: string; changed: boolean }> {
+export async function applyRedirect(target: string | Netns, plan: RedirectPlan, opts: ApplyOptions = {}): Promise<{ hash: string; changed: boolean }> {
   const netns = await resolve(target);
   await assertNotOwnNetns(netns);
   const mode = opts.mode ?? (await detectIptablesMode());
@@ -189,7 +189,11 @@ export async function applyRedirect(
   const [outcomes, guard, dropped] = await Promise.all([
     Promise.allSettled(
       plan.families.map((family) =>
-        applyFamily(netns, mode, family, rendered[family]!, { force: opts.force === true, lockWaitSeconds: opts.lockWaitSeconds, addAddress: addAddress && family === 'ipv6' }),
+        applyFamily(netns, mode, family, rendered[family]!, {
+          force: opts.force === true,
+          lockWaitSeconds: opts.lockWaitSeconds,
+          addAddress: addAddress && family === 'ipv6',
+        }),
       ),
     ),
     // iptables-legacy-save says nothing about nft rules, so look at nft alongside (nft's save warns about legacy).
@@ -218,11 +222,7 @@ export async function applyRedirect(
 }
 
 /** Reads the netns's rules back; ok when our part equals the plan, else a readable diff. */
-export async function verifyRedirect(
-  target: string | Netns,
-  plan: RedirectPlan,
-  opts: EngineOptions = {},
-): Promise<{ ok: boolean; diff: string }> {
+export async function verifyRedirect(target: string | Netns, plan: RedirectPlan, opts: EngineOptions = {}): Promise<{ ok: boolean; diff: string }> {
   const netns = await resolve(target);
   const mode = opts.mode ?? (await detectIptablesMode());
   const rendered = renderPlan(plan);
@@ -231,9 +231,7 @@ export async function verifyRedirect(
     Promise.all(droppedFamilies(plan).map(async (family) => ({ family, state: await readOwnedOrEmpty(netns, mode, family) }))),
     plan.families.includes('ipv6') ? readLoopbackV6(netns) : undefined,
   ]);
-  const diffs = plan.families
-    .map((family, index) => familyDrift(family, ownedState(rendered[family]!), saved[index]!.state))
-    .filter((diff) => diff !== '');
+  const diffs = plan.families.map((family, index) => familyDrift(family, ownedState(rendered[family]!), saved[index]!.state)).filter((diff) => diff !== '');
   for (const { family, state } of leftovers) {
     if (!isEmptyState(state)) diffs.push(`--- ${family}: not in the plan, yet this project's chains or jumps are present`);
   }

@@ -165,6 +165,7 @@ export async function runSteps(netns: Netns | undefined, steps: Step[], stdin?: 
   // What a failed required step printed: it stopped the chain.
   const stopped = steps.find((step) => !stdout.has(step.name));
   if (stopped && chunk.length > 0) close(stopped.name);
-  const failure = result.code === 0 ? undefined : `find (running ${steps.map((step) => step.argv[0]).join(', ')}) exited ${result.code}: ${result.stderr.trim()}`;
+  const failure =
+    result.code === 0 ? undefined : `find (running ${steps.map((step) => step.argv[0]).join(', ')}) exited ${result.code}: ${result.stderr.trim()}`;
   return { succeeded: failure ? new Set() : succeeded, stdout, stderr: result.stderr, ...(failure ? { failure } : {}) };
 }

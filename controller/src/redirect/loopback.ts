@@ -14,7 +14,10 @@ export type LoopbackV6State = 'present' | 'absent' | 'off';
 
 /** Parses /proc/net/if_inet6 ("<32 hex address> <ifindex> <prefix hex> <scope> <flags> <name>"). */
 export function loopbackStateFromIfInet6(text: string): LoopbackV6State {
-  const lo = text.split('\n').map((line) => line.trim().split(/\s+/)).filter((fields) => fields[5] === 'lo');
+  const lo = text
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[5] === 'lo');
   if (lo.length === 0) return 'off';
   return lo.some((fields) => fields[0] === '00000000000000000000000000000006' && fields[2] === '80') ? 'present' : 'absent';
 }

@@ -46,7 +46,10 @@ function failConfig(field: string, value: unknown, why: string): never {
 }
 
 function checkProxyIds(identity: ProxyIdentity): void {
-  for (const [field, id] of [['proxyUid', identity.uid], ['proxyGid', identity.gid]] as const) {
+  for (const [field, id] of [
+    ['proxyUid', identity.uid],
+    ['proxyGid', identity.gid],
+  ] as const) {
     // 0 would exempt every root process of the pod from redirection.
     if (!Number.isInteger(id) || id < 1 || id > 0xfffffffe) failConfig(field, id, 'must be an integer 1..4294967294');
   }
@@ -175,7 +178,12 @@ export function planFromPod(pod: PodLike, config: ValidatedNodeConfig = DEFAULT_
       includePorts: includeInbound,
       excludePorts:
         includeInbound === '*'
-          ? sortedUnique([...BUILTIN_EXCLUDED_INBOUND_PORTS, ...(statusPort === undefined ? [] : [statusPort]), ...config.excludeInboundPorts, ...excludeInbound])
+          ? sortedUnique([
+              ...BUILTIN_EXCLUDED_INBOUND_PORTS,
+              ...(statusPort === undefined ? [] : [statusPort]),
+              ...config.excludeInboundPorts,
+              ...excludeInbound,
+            ])
           : [],
     },
     outbound: {

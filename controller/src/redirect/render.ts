@@ -21,7 +21,10 @@ export const OWNED_CHAINS: Record<Table, readonly string[]> = { nat: NAT_CHAINS,
 /** Our jumps from the built-in chains, one per line, as iptables-save prints them. */
 const OWNED_JUMPS: Record<Table, readonly string[]> = {
   nat: [`-A PREROUTING -p tcp -m comment --comment ${OWNER_COMMENT} -j ISTIO_INBOUND`, `-A OUTPUT -m comment --comment ${OWNER_COMMENT} -j ISTIO_OUTPUT`],
-  raw: [`-A PREROUTING -p udp -m comment --comment ${OWNER_COMMENT} -j ISTIO_INBOUND`, `-A OUTPUT -p udp -m comment --comment ${OWNER_COMMENT} -j ISTIO_OUTPUT_DNS`],
+  raw: [
+    `-A PREROUTING -p udp -m comment --comment ${OWNER_COMMENT} -j ISTIO_INBOUND`,
+    `-A OUTPUT -p udp -m comment --comment ${OWNER_COMMENT} -j ISTIO_OUTPUT_DNS`,
+  ],
 };
 
 const LOOPBACK: Record<Family, { host: string; passthroughSource: string }> = {
@@ -62,7 +65,10 @@ export function renderChains(plan: RedirectPlan, family: Family): Partial<Record
   // Inbound passthrough: the proxy forwards inbound traffic to the app from this source.
   outputRules.push(`-s ${loop.passthroughSource} -o lo -j RETURN`);
   const dns = plan.captureDns;
-  for (const [match, id] of [['--uid-owner', plan.proxyUid], ['--gid-owner', plan.proxyGid]] as const) {
+  for (const [match, id] of [
+    ['--uid-owner', plan.proxyUid],
+    ['--gid-owner', plan.proxyGid],
+  ] as const) {
     // Proxy -> own pod IP over lo (app -> service VIP -> itself): treat as inbound, except
     // HBONE and (for the UID only, as in Istio) DNS, which the proxy's DNS server sends itself.
     const notTo = dns && match === '--uid-owner' ? `-m multiport ! --dports 53,${TUNNEL_PORT}` : `-m tcp ! --dport ${TUNNEL_PORT}`;
@@ -86,7 +92,9 @@ export function renderChains(plan: RedirectPlan, family: Family): Partial<Record
     ISTIO_IN_REDIRECT: [`-p tcp -j REDIRECT --to-ports ${plan.inboundPort}`],
     ISTIO_OUTPUT: outputRules,
     // Every port-53 query of the app (istio-cni's capture-all, not istio-init's resolv.conf servers).
-    ...(dns ? { ISTIO_OUTPUT_DNS: [`${port('tcp', 53)} -j REDIRECT --to-ports ${plan.dnsPort}`, `${port('udp', 53)} -j REDIRECT --to-ports ${plan.dnsPort}`] } : {}),
+    ...(dns
+      ? { ISTIO_OUTPUT_DNS: [`${port('tcp', 53)} -j REDIRECT --to-ports ${plan.dnsPort}`, `${port('udp', 53)} -j REDIRECT --to-ports ${plan.dnsPort}`] }
+      : {}),
     ISTIO_REDIRECT: [`-p tcp -j REDIRECT --to-ports ${plan.outboundPort}`],
   };
 }
@@ -98,8 +106,14 @@ export function renderChains(plan: RedirectPlan, family: Family): Partial<Record
  */
 function renderDnsZoneChains(plan: RedirectPlan): Record<(typeof RAW_CHAINS)[number], string[]> {
   const output: string[] = [];
-  for (const [match, id] of [['--uid-owner', plan.proxyUid], ['--gid-owner', plan.proxyGid]] as const) {
-    output.push(`-p udp -m udp --dport 53 -m owner ${match} ${id} -j CT --zone 1`, `-p udp -m udp --sport ${plan.dnsPort} -m owner ${match} ${id} -j CT --zone 2`);
+  for (const [match, id] of [
+    ['--uid-owner', plan.proxyUid],
+    ['--gid-owner', plan.proxyGid],
+  ] as const) {
+    output.push(
+      `-p udp -m udp --dport 53 -m owner ${match} ${id} -j CT --zone 1`,
+      `-p udp -m udp --sport ${plan.dnsPort} -m owner ${match} ${id} -j CT --zone 2`,
+    );
   }
   output.push('-p udp -m udp --dport 53 -j CT --zone 2');
   return { ISTIO_INBOUND: ['-p udp -m udp --sport 53 -j CT --zone 1'], ISTIO_OUTPUT_DNS: output };
