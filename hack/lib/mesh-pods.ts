@@ -9,6 +9,40 @@ export const WAITER_CONTAINER = 'pnc-init-waiter';
 export const PROXY_UID = 1337;
 export const APP_UID = 1000;
 
+/**
+ * The istio-iptables arguments Istio's injection template gives `istio-validation` with
+ * pilot.cni.enabled and no traffic annotations (pinned against Istio's real injector in the
+ * Istio injection e2e test).
+ */
+export function istioValidationArgs(uid: number): string[] {
+  return [
+    'istio-iptables',
+    ...['-p', '15001', '-z', '15006', '-u', String(uid), '-m', 'REDIRECT'],
+    ...['-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'],
+    '--log_output_level=default:info',
+    '--run-validation',
+    '--skip-rule-apply',
+  ];
+}
+
+/** `istio-validation` exactly as Istio's injector writes it: the proxy's image and identity, no privilege. */
+export function istioValidationContainer(uid: number, gid: number, image: string): V1Container {
+  return {
+    name: 'istio-validation',
+    image,
+    args: istioValidationArgs(uid),
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      readOnlyRootFilesystem: true,
+      runAsGroup: gid,
+      runAsUser: uid,
+      runAsNonRoot: true,
+    },
+  };
+}
+
 export interface MeshPodOptions {
   annotations?: Record<string, string>;
   /** Include the istio-proxy container (default true). */

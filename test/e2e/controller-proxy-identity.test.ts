@@ -13,7 +13,7 @@ import { startController } from '../../hack/lib/controller-process.ts';
 import type { ControllerProcess } from '../../hack/lib/controller-process.ts';
 import type { PodHandle } from '../../hack/lib/mesh-fixture.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
-import { PROXY_CONTAINER, WAITER_CONTAINER, meshPod } from '../../hack/lib/mesh-pods.ts';
+import { PROXY_CONTAINER, WAITER_CONTAINER, istioValidationContainer, meshPod } from '../../hack/lib/mesh-pods.ts';
 import { expectNoRedirectRules, expectOneCopyOfRules } from '../support/redirect-assertions.ts';
 
 const notRoot = process.getuid?.() !== 0;
@@ -44,45 +44,6 @@ function podAs(name: string, nodeName: string, proxy: { uid: number; gid: number
   return pod;
 }
 
-/** istio-validation exactly as Istio's injector writes it with pilot.cni.enabled. */
-function istioValidation(uid: number, gid: number, image = PROXY_IMAGE): V1Container {
-  return {
-    name: 'istio-validation',
-    image,
-    args: [
-      'istio-iptables',
-      '-p',
-      '15001',
-      '-z',
-      '15006',
-      '-u',
-      String(uid),
-      '-m',
-      'REDIRECT',
-      '-i',
-      '*',
-      '-x',
-      '',
-      '-b',
-      '*',
-      '-d',
-      '15090,15021,15020',
-      '--log_output_level=default:info',
-      '--run-validation',
-      '--skip-rule-apply',
-    ],
-    securityContext: {
-      allowPrivilegeEscalation: false,
-      privileged: false,
-      capabilities: { drop: ['ALL'] },
-      readOnlyRootFilesystem: true,
-      runAsGroup: gid,
-      runAsUser: uid,
-      runAsNonRoot: true,
-    },
-  };
-}
-
 /**
  * The pod shape Istio's injector makes with our template: istio-validation first, then
  * (native sidecars) the istio-proxy with restartPolicy Always, then pnc-init-waiter
@@ -96,7 +57,7 @@ function istioShapedPod(
   const pod = podAs(name, nodeName, options, options.appUid);
   const waiter = pod.spec!.initContainers![0]!;
   waiter.args = ['--validate=false'];
-  const validation = istioValidation(options.uid, options.gid, options.validationImage);
+  const validation = istioValidationContainer(options.uid, options.gid, options.validationImage ?? PROXY_IMAGE);
   if (options.native) {
     const proxy = pod.spec!.containers.find((c) => c.name === PROXY_CONTAINER)!;
     pod.spec!.containers = pod.spec!.containers.filter((c) => c !== proxy);

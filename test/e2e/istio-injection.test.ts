@@ -25,6 +25,7 @@ import type { Injector, InstallRoute, RenderedIstiod } from '../../hack/lib/isti
 import type { MeshFixture, PodHandle } from '../../hack/lib/mesh-fixture.ts';
 import { useMeshNode } from '../support/mesh-node.ts';
 import type { MeshNode } from '../support/mesh-node.ts';
+import { istioValidationArgs } from '../../hack/lib/mesh-pods.ts';
 
 const notRoot = process.getuid?.() !== 0;
 if (notRoot) console.warn('istio-injection e2e skipped: needs root (network namespaces, iptables, cgroups)');
@@ -175,7 +176,7 @@ describe.skipIf(notRoot)("Istio's injector (istiod chart + pkg/kube/inject) with
     const validation = init[0]!;
     expect(validation.image).toBe(proxyImage);
     expect(validation.command).toBeUndefined();
-    expect(validation.args).toEqual(validationArgs(shape.uid));
+    expect(validation.args).toEqual(istioValidationArgs(shape.uid));
     expect(validation.securityContext).toEqual({
       allowPrivilegeEscalation: false,
       capabilities: { drop: ['ALL'] },
@@ -401,30 +402,4 @@ function appPod(name: string, nodeName: string, initContainers: V1Container[] = 
 
 function isInjected(pod: V1Pod): boolean {
   return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].some((c) => c.name === 'istio-proxy');
-}
-
-/** The istio-iptables validation arguments Istio's template gives istio-validation (defaults, no annotations). */
-function validationArgs(uid: number): string[] {
-  return [
-    'istio-iptables',
-    '-p',
-    '15001',
-    '-z',
-    '15006',
-    '-u',
-    String(uid),
-    '-m',
-    'REDIRECT',
-    '-i',
-    '*',
-    '-x',
-    '',
-    '-b',
-    '*',
-    '-d',
-    '15090,15021,15020',
-    '--log_output_level=default:info',
-    '--run-validation',
-    '--skip-rule-apply',
-  ];
 }

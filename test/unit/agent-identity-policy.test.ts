@@ -2,6 +2,7 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { describeViolations, findIdentityViolations } from '../../controller/src/agent/identity-policy.ts';
 import { trimPod } from '../../controller/src/kube/pod-informer.ts';
+import { istioValidationContainer } from '../../hack/lib/mesh-pods.ts';
 
 const policy = { proxyContainer: 'istio-proxy', proxyUid: 1337, proxyGid: 1337, proxyImageIdentity: { uid: 1337, gid: 1337 } };
 
@@ -72,45 +73,8 @@ describe('proxy identity policy', () => {
   });
 });
 
-// istio-validation exactly as Istio's sidecar injection template writes it with pilot.cni.enabled.
 const PROXY_IMAGE = 'docker.io/istio/proxyv2:1.28.0';
-function istioValidation(uid: number, gid: number): V1Container {
-  return {
-    name: 'istio-validation',
-    image: PROXY_IMAGE,
-    args: [
-      'istio-iptables',
-      '-p',
-      '15001',
-      '-z',
-      '15006',
-      '-u',
-      String(uid),
-      '-m',
-      'REDIRECT',
-      '-i',
-      '*',
-      '-x',
-      '',
-      '-b',
-      '*',
-      '-d',
-      '15090,15021,15020',
-      '--log_output_level=default:info',
-      '--run-validation',
-      '--skip-rule-apply',
-    ],
-    securityContext: {
-      allowPrivilegeEscalation: false,
-      privileged: false,
-      capabilities: { drop: ['ALL'] },
-      readOnlyRootFilesystem: true,
-      runAsGroup: gid,
-      runAsUser: uid,
-      runAsNonRoot: true,
-    },
-  };
-}
+const istioValidation = (uid: number, gid: number) => istioValidationContainer(uid, gid, PROXY_IMAGE);
 function istioPod(validation: V1Container, uid = 1337, gid = 1337, native = false): V1Pod {
   const proxy: V1Container = { name: 'istio-proxy', image: PROXY_IMAGE, args: ['proxy', 'sidecar'], securityContext: { runAsUser: uid, runAsGroup: gid } };
   const waiter: V1Container = { name: 'pnc-init-waiter', image: 'init-waiter:1', args: ['--validate=false'] };
