@@ -305,7 +305,8 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const pod = await core.readNamespacedPod({ namespace: mesh, name: 'refused' });
     expect(markOf(pod)?.state).toBe('error');
     expect(isReady(pod)).toBe(false);
-    expect(pod.status?.containerStatuses?.some((s) => s.state?.running)).toBe(false);
+    // No app container running (the kubelet may not have reported any container status yet).
+    expect(pod.status?.containerStatuses?.some((s) => s.state?.running) ?? false).toBe(false);
     // The refusal as users look for it: the Warning in describe, the waiter's log saying why it waits.
     const text = await k(['-n', mesh, 'describe', 'pod', 'refused']);
     expect(text).toMatch(/Warning\s+ProxyIdentityRefused\s.*refused: container "app" runAsUser=1337/);
