@@ -114,6 +114,14 @@ function setup({
   };
 }
 
+/** A started waiter whose own mark just arrived: the first self-test is running. */
+function testingOurs() {
+  const run = setup();
+  run.waiter.start();
+  run.publish(OURS);
+  return run;
+}
+
 describe('Waiter', () => {
   it('says what it waits for, as whom and how long, before anything else', () => {
     const { waiter, logs } = setup();
@@ -144,9 +152,7 @@ describe('Waiter', () => {
   });
 
   it('runs the self-test on its own mark, for every family the pod has, and passes when it passes', async () => {
-    const run = setup();
-    run.waiter.start();
-    run.publish(OURS);
+    const run = testingOurs();
     expect(run.waiter.phase).toBe('testing');
     expect(run.logs.at(-1)).toBe('waiting: the mark is right; running the redirect self-test');
     expect(run.selfTests.map((test) => test.targets)).toEqual([
@@ -181,9 +187,7 @@ describe('Waiter', () => {
   });
 
   it('retries a failing self-test every second and passes once the rules arrive', async () => {
-    const run = setup();
-    run.waiter.start();
-    run.publish(OURS);
+    const run = testingOurs();
     run.selfTests[0]?.settle(FAILED);
     await settled();
     expect(run.waiter.phase).toBe('retrying');
@@ -201,9 +205,7 @@ describe('Waiter', () => {
   });
 
   it('times out with exit 6 and the self-test failure when it kept failing', async () => {
-    const run = setup();
-    run.waiter.start();
-    run.publish(OURS);
+    const run = testingOurs();
     run.selfTests[0]?.settle(FAILED);
     await settled();
     run.clock.advance(10_000);
@@ -211,17 +213,13 @@ describe('Waiter', () => {
   });
 
   it('times out with exit 6 naming the test when the first self-test is still running', () => {
-    const run = setup();
-    run.waiter.start();
-    run.publish(OURS);
+    const run = testingOurs();
     run.clock.advance(10_000);
     expect(run.ended()).toEqual({ code: EXIT.selfTest, message: 'timed out after 10 s: the mark is right; running the redirect self-test' });
   });
 
   it('ignores a result that comes after the end', async () => {
-    const run = setup();
-    run.waiter.start();
-    run.publish(OURS);
+    const run = testingOurs();
     run.clock.advance(10_000);
     run.selfTests[0]?.settle(PASSED);
     await settled();
@@ -229,9 +227,7 @@ describe('Waiter', () => {
   });
 
   it('does not pass on a test that ran for a mark that changed meanwhile: it judges the new one', async () => {
-    const run = setup();
-    run.waiter.start();
-    run.publish(OURS);
+    const run = testingOurs();
     run.publish(withMark({ state: 'error', reason: 'iptables-restore exit 4' }));
     expect(run.waiter.phase).toBe('testing');
     run.selfTests[0]?.settle(PASSED);
@@ -244,9 +240,7 @@ describe('Waiter', () => {
   });
 
   it('tests again when its mark is rewritten during a test (a new rules hash), and passes on that test', async () => {
-    const run = setup();
-    run.waiter.start();
-    run.publish(OURS);
+    const run = testingOurs();
     run.publish(withMark({ state: 'initialized', netns: OWN, rules: '0000111122223333' }));
     run.selfTests[0]?.settle(PASSED);
     await settled();
@@ -257,9 +251,7 @@ describe('Waiter', () => {
   });
 
   it('judges a new snapshot at once while waiting to retry, without the old retry running later', async () => {
-    const run = setup();
-    run.waiter.start();
-    run.publish(OURS);
+    const run = testingOurs();
     run.selfTests[0]?.settle(FAILED);
     await settled();
     run.publish(withMark({ state: 'pending', reason: 'reprogramming' }));
