@@ -37,46 +37,30 @@ describe.skipIf(!isRoot)('test-proxy', () => {
     must(['ip', '-n', netns.name, 'addr', 'add', `${POD_V6}/128`, 'dev', 'lo', 'nodad']);
     must(['ip', '-n', netns.name, 'route', 'add', `${REMOTE_V4}/32`, 'dev', 'lo']);
     must(['ip', '-n', netns.name, '-6', 'route', 'add', `${REMOTE_V6}/128`, 'dev', 'lo']);
-    must([
-      'ip',
-      'netns',
-      'exec',
-      netns.name,
-      'iptables',
-      '-w',
-      '-t',
-      'nat',
-      '-A',
-      'OUTPUT',
-      '-p',
-      'tcp',
-      '-d',
-      REMOTE_V4,
-      '-j',
-      'REDIRECT',
-      '--to-ports',
-      '15001',
-    ]);
-    must([
-      'ip',
-      'netns',
-      'exec',
-      netns.name,
-      'ip6tables',
-      '-w',
-      '-t',
-      'nat',
-      '-A',
-      'OUTPUT',
-      '-p',
-      'tcp',
-      '-d',
-      REMOTE_V6,
-      '-j',
-      'REDIRECT',
-      '--to-ports',
-      '15006',
-    ]);
+    // Outbound to REMOTE_V4 lands on 15001, to REMOTE_V6 on 15006: each family on its own port.
+    const redirect = (tool: string, destination: string, port: number) =>
+      must([
+        'ip',
+        'netns',
+        'exec',
+        netns!.name,
+        tool,
+        '-w',
+        '-t',
+        'nat',
+        '-A',
+        'OUTPUT',
+        '-p',
+        'tcp',
+        '-d',
+        destination,
+        '-j',
+        'REDIRECT',
+        '--to-ports',
+        String(port),
+      ]);
+    redirect('iptables', REMOTE_V4, 15001);
+    redirect('ip6tables', REMOTE_V6, 15006);
     proxy = spawn('nsenter', [`--net=${netns.path}`, '--', 'setpriv', `--reuid=${PROXY_UID}`, `--regid=${PROXY_UID}`, '--clear-groups', binary]);
     // Ready once both ports listen on both families.
     await new Promise<void>((resolveReady, reject) => {
@@ -95,16 +79,13 @@ describe.skipIf(!isRoot)('test-proxy', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('answers a redirected IPv4 connection on 15001 with its original destination', () => {
-    const result = connect(REMOTE_V4, 8080);
+  it.each([
+    ['IPv4', REMOTE_V4, 8080, 15001, `${REMOTE_V4}:8080`, /^198\.51\.100\.7:\d+$/],
+    ['IPv6', REMOTE_V6, 443, 15006, `[${REMOTE_V6}]:443`, /^\[2001:db8::7\]:\d+$/],
+  ])('answers a redirected %s connection on its port with its original destination', (_family, address, port, listener, original, peer) => {
+    const result = connect(address, port);
     expect(result.code, result.stderr).toBe(0);
-    expect(JSON.parse(result.stdout)).toEqual({ listener: 15001, original: `${REMOTE_V4}:8080`, peer: expect.stringMatching(/^198\.51\.100\.7:\d+$/) });
-  });
-
-  it('answers a redirected IPv6 connection on 15006 with its original destination', () => {
-    const result = connect(REMOTE_V6, 443);
-    expect(result.code, result.stderr).toBe(0);
-    expect(JSON.parse(result.stdout)).toEqual({ listener: 15006, original: `[${REMOTE_V6}]:443`, peer: expect.stringMatching(/^\[2001:db8::7\]:\d+$/) });
+    expect(JSON.parse(result.stdout)).toEqual({ listener, original, peer: expect.stringMatching(peer) });
   });
 
   it('answers a direct connection with its own address', () => {
