@@ -6,7 +6,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { effectiveIdentity, findProxyContainer, type ProxyIdentity } from './proxy-identity.ts';
 
-export const ISTIO_VALIDATION_CONTAINER = 'istio-validation';
+const ISTIO_VALIDATION_CONTAINER = 'istio-validation';
 
 export interface IdentityPolicy {
   proxyContainer: string;
@@ -66,7 +66,7 @@ export function findIdentityViolations(pod: V1Pod, policy: IdentityPolicy): Iden
  * --skip-rule-apply`, the proxy's UID and GID, no privilege, no added capabilities and
  * every default one dropped. Otherwise the first difference.
  */
-export function istioValidationMismatch(container: V1Container, pod: V1Pod, proxy: V1Container | undefined, policy: IdentityPolicy): string | undefined {
+function istioValidationMismatch(container: V1Container, pod: V1Pod, proxy: V1Container | undefined, policy: IdentityPolicy): string | undefined {
   if (!(pod.spec?.initContainers ?? []).includes(container)) return 'not an init container';
   if (container.restartPolicy === 'Always') return 'a sidecar (restartPolicy Always), not a run-once init container';
   if (!proxy?.image) return `${JSON.stringify(policy.proxyContainer)} names no image`;

@@ -2,9 +2,8 @@
 // and several agents in one process do not collide.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export const OUTCOMES = ['initialized', 'verified', 'repaired', 'error', 'refused', 'invalid_annotation'] as const;
+const OUTCOMES = ['initialized', 'verified', 'repaired', 'error', 'refused', 'invalid_annotation'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
-export type WatchedResource = 'pods' | 'namespaces';
 
 export interface AgentMetrics {
   registry: Registry;

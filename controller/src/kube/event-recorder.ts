@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { KubeApiError, type KubeClient } from './kube-client.ts';
 import type { PodRef } from './pod-status-writer.ts';
 
-export const REPORTING_CONTROLLER = 'pod-network-controller.io/controller';
+const REPORTING_CONTROLLER = 'pod-network-controller.io/controller';
 
 export type EventReason =
   | 'Initialized'
