@@ -11,9 +11,9 @@ import { startController } from './lib/controller-process.ts';
 import type { ControllerProcess } from './lib/controller-process.ts';
 import { MeshFixture, uniqueSuffix } from './lib/mesh-fixture.ts';
 import { APP_UID, meshPod, plainPod, PROXY_UID } from './lib/mesh-pods.ts';
-import { check, indent, step } from './lib/demo-output.ts';
+import { check, finishDemo, indent, step } from './lib/demo-output.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
-import { ensureLocalCluster, isLocalClusterRunning, stopLocalCluster } from './lib/local-cluster.ts';
+import { ensureLocalCluster, isLocalClusterRunning } from './lib/local-cluster.ts';
 import { connectFrom, startListeners } from './lib/netns.ts';
 import { jumpRuleCounts, natRules, noRedirectRules } from './lib/redirect-probe.ts';
 
@@ -171,17 +171,5 @@ try {
     console.error(`   cleanup failed: ${String(error)}`);
     exitCode = 1;
   }
-  if (clusterWasRunning || keepCluster) {
-    console.log('   the local control plane keeps running; stop it with: bash hack/local-cluster.sh down');
-  } else {
-    await stopLocalCluster().then(
-      () => console.log('   the local control plane this demo started is stopped (npm run demo -- --keep-cluster keeps it)'),
-      (error: unknown) => {
-        console.error(`   stopping the local control plane failed: ${String(error)}`);
-        exitCode = 1;
-      },
-    );
-  }
 }
-console.log(`\n${exitCode === 0 ? 'demo passed' : 'demo FAILED'} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-process.exit(exitCode);
+await finishDemo({ exitCode, started, keep: clusterWasRunning || keepCluster, what: 'the local control plane' });

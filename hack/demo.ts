@@ -12,7 +12,7 @@ import type { EventsV1Event, V1Pod } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import type { Mark } from '../controller/src/pod-contract/index.ts';
 import { planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
-import { check, indent, step } from './lib/demo-output.ts';
+import { check, finishDemo, indent, step } from './lib/demo-output.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
 import { pollUntil } from './lib/poll.ts';
 import { APP_PORT, deployOnRealNode, isReady, kubectl, meshNamespace, podNetns, podStatusText, standInPod, waitForInjection } from './lib/real-node.ts';
@@ -194,20 +194,8 @@ async function realNodeDemo(): Promise<never> {
         (error: unknown) => console.error(`   deleting namespace ${namespace} failed: ${String(error)}`),
       );
     }
-    if (clusterWasRunning || keepCluster) {
-      console.log('   the cluster and the product keep running; stop them with: bash hack/local-cluster.sh down');
-    } else {
-      await stopLocalCluster().then(
-        () => console.log('   the cluster this demo started is stopped and its traces removed (npm run demo -- --keep-cluster keeps it)'),
-        (error: unknown) => {
-          console.error(`   stopping the cluster failed: ${String(error)}`);
-          exitCode = 1;
-        },
-      );
-    }
   }
-  console.log(`\n${exitCode === 0 ? 'demo passed' : 'demo FAILED'} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  process.exit(exitCode);
+  return finishDemo({ exitCode, started, keep: clusterWasRunning || keepCluster, what: 'the cluster (with the product)' });
 }
 
 async function waitFor(core: CoreV1Api, namespace: string, name: string, done: (pod: V1Pod) => boolean, timeoutMs: number): Promise<V1Pod> {
