@@ -42,12 +42,11 @@ export interface WaiterDeps {
 /**
  * - starting: before start().
  * - waiting: the latest snapshot does not let the pod go; waits for the next one.
- * - testing: the self-test runs for `snapshot`; a newer snapshot voids its result.
+ * - testing: the self-test runs for the snapshot judged last; a newer snapshot voids its result.
  * - retrying: the self-test failed; it runs again after SELF_TEST_RETRY_MS unless a new snapshot comes first.
  * - done: exit was called; nothing happens any more.
  */
-type State =
-  { name: 'starting' } | { name: 'waiting' } | { name: 'testing'; snapshot: AnnotationsSnapshot } | { name: 'retrying'; cancel: () => void } | { name: 'done' };
+type State = { name: 'starting' } | { name: 'waiting' } | { name: 'testing' } | { name: 'retrying'; cancel: () => void } | { name: 'done' };
 
 export type Phase = State['name'];
 
@@ -132,7 +131,7 @@ export class Waiter {
     }
     // So a timeout during the first test names the test, not the state before the mark came.
     if (this.#waiting.code !== 'self-test') this.#setWaiting({ code: 'self-test', message: 'the mark is right; running the redirect self-test' });
-    this.#state = { name: 'testing', snapshot };
+    this.#state = { name: 'testing' };
     this.#deps.selfTest(targets).then(
       (result) => this.#guard(() => this.#onSelfTestDone(snapshot, result, markSummary)),
       (error: unknown) => this.#finish(EXIT.internalError, `self-test crashed: ${errorText(error)}`),
