@@ -148,6 +148,9 @@ describe('planFromPod honours Istio annotations', () => {
 });
 
 describe('planFromPod refuses bad values', () => {
+  /** The annotation set alone on the pod is refused, naming itself and its value. */
+  const refusesAlone = (annotation: string, value: string) => expectAnnotationError({ [annotation]: value }, annotation, value);
+
   it.each([
     [A.inInclude, '80,abc'],
     [A.inInclude, '0'],
@@ -176,9 +179,7 @@ describe('planFromPod refuses bad values', () => {
     [A.excludeInterfaces, 'averyveryverylongname'],
     [A.excludeInterfaces, 'net1,,net2'],
     [A.excludeInterfaces, '-j ACCEPT'],
-  ])('%s=%j', (annotation, value) => {
-    expectAnnotationError({ [annotation]: value }, annotation, value);
-  });
+  ])('%s=%j', refusesAlone);
 
   it('refuses to capture a range of a family the node does not redirect; excluding one changes nothing', () => {
     expectAnnotationError({ [A.outRanges]: '10.0.0.0/8' }, A.outRanges, '10.0.0.0/8', { families: ['ipv6'] });
@@ -200,9 +201,7 @@ describe('planFromPod refuses bad values', () => {
     [A.proxyConfig, 'proxyMetadata: ["ISTIO_META_DNS_CAPTURE"]'],
     [A.proxyConfig, 'interceptionMode: TPROXY'],
     [A.proxyConfig, 'proxyMetadata: {INVALID_DROP: "true"}'],
-  ])('refuses %s=%j, which would change redirection in a way not implemented', (annotation, value) => {
-    expectAnnotationError({ [annotation]: value }, annotation, value);
-  });
+  ])('refuses %s=%j, which would change redirection in a way not implemented', refusesAlone);
 
   it('names the unsupported setting in the reason', () => {
     expect(() => plan({ [A.mode]: 'NONE' })).toThrow(/NONE .*sidecar.istio.io\/inject/);
