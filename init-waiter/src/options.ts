@@ -129,21 +129,21 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     return { value: spec.fallback, source: `default of ${spec.flag}` };
   };
 
-  const annotationsFile = raw('annotationsFile');
-  if (annotationsFile.value.trim() === '') throw new UsageError(`${annotationsFile.source}: empty path`);
-  const terminationMessagePath = raw('terminationMessagePath');
-  if (terminationMessagePath.value.trim() === '') throw new UsageError(`${terminationMessagePath.source}: empty path`);
-
   return {
-    annotationsFile: annotationsFile.value,
+    annotationsFile: parsePath(raw('annotationsFile')),
     timeoutMs: parseSeconds(raw('timeout')),
     errorGraceMs: parseSeconds(raw('errorGrace'), { zero: true }),
     validate: parseBoolean(raw('validate')),
     proxyPort: parsePort(raw('proxyPort')),
     probeAddresses: parseProbeAddresses(raw('probeAddress')),
     probePort: parsePort(raw('probePort')),
-    terminationMessagePath: terminationMessagePath.value,
+    terminationMessagePath: parsePath(raw('terminationMessagePath')),
   };
+}
+
+function parsePath({ value, source }: { value: string; source: string }): string {
+  if (value.trim() === '') throw new UsageError(`${source}: empty path`);
+  return value;
 }
 
 function parseSeconds({ value, source }: { value: string; source: string }, { zero = false } = {}): number {
@@ -175,7 +175,7 @@ function parseProbeAddresses({ value, source }: { value: string; source: string 
     if (version === 0) throw new UsageError(`${source}: ${JSON.stringify(entry)} is not an IP address`);
     const family = version === 4 ? 'ipv4' : 'ipv6';
     if (found[family] !== undefined) throw new UsageError(`${source}: more than one ${family} address in ${JSON.stringify(value)}`);
-    if (entry === '127.0.0.1' || entry === '::1' || entry.startsWith('127.')) {
+    if (entry === '::1' || entry.startsWith('127.')) {
       // Istio's OUTPUT chain never redirects traffic to loopback, so such a probe could never pass.
       throw new UsageError(`${source}: ${entry} is a loopback address, which is never captured`);
     }
