@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SANDBOX_BACKOFF, backoffDelay } from '../../controller/src/agent/backoff.ts';
+import { SANDBOX_BACKOFF } from '../../controller/src/agent/backoff.ts';
+import { backoffDelay } from '../../controller/src/kube/backoff.ts';
 
 const policy = { initialMs: 100, maxMs: 2_000, factor: 2, jitter: 0.2 };
 

@@ -4,7 +4,8 @@
 // an error's `retryAfterMs`, e.g. from a 429's Retry-After). Memory is
 // bounded by the number of distinct live keys: each key has at most one entry.
 import PQueue from 'p-queue';
-import { type BackoffPolicy, ERROR_BACKOFF, backoffDelay } from './backoff.ts';
+import { type BackoffPolicy, backoffDelay } from '../kube/backoff.ts';
+import { ERROR_BACKOFF } from './backoff.ts';
 
 export type WorkResult = { kind: 'done' } | { kind: 'retry'; policy: BackoffPolicy };
 

@@ -17,12 +17,5 @@ export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () 
   return Math.round(Math.min(policy.maxMs, Math.max(0, jittered)));
 }
 
-/**
- * Backstop retries of a pod whose sandbox is not there yet. Finding it fast is the
- * SandboxWatcher's job (one /proc scan for all waiting pods, every 100 ms at first).
- */
-export const SANDBOX_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 10_000, factor: 2, jitter: 0.2 };
-/** Failures talking to the API or running iptables. */
-export const ERROR_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 60_000, factor: 2, jitter: 0.2 };
 /** Restarting a failed list or watch. */
 export const WATCH_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.5 };

@@ -4,7 +4,7 @@
 // 410 Gone, every LIST and WATCH counted. "synced" once the first list has landed in
 // the cache; "watching" while a watch stream is open. After a connection failure,
 // retryNow() ends the backoff: the agent calls it the moment the API server answers again.
-import { type BackoffPolicy, WATCH_BACKOFF, backoffDelay } from '../agent/backoff.ts';
+import { type BackoffPolicy, WATCH_BACKOFF, backoffDelay } from './backoff.ts';
 import { KubeApiError, type ListWatchTransport, type WatchEvent, isConnectionError } from './kube-client.ts';
 
 export interface KubeObject {
