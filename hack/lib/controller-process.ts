@@ -43,7 +43,7 @@ export interface ControllerProcess {
 }
 
 /** A free TCP port on loopback (the kernel picks it; we release it for the controller). */
-export async function freePort(): Promise<number> {
+async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((done, fail) => server.once('error', fail).listen(0, '127.0.0.1', done));
   const address = server.address();

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../local-cluster.sh', import.meta.url));
-export const DEFAULT_CLUSTER_DIR = '/tmp/pod-network-controller-cluster';
+const DEFAULT_CLUSTER_DIR = '/tmp/pod-network-controller-cluster';
 
 export interface LocalClusterOptions {
   /** State directory (PNC_CLUSTER_DIR); defaults to $PNC_CLUSTER_DIR, then /tmp/pod-network-controller-cluster. */
@@ -61,7 +61,7 @@ async function runScript(stateDir: string, args: string[]): Promise<string> {
 }
 
 /** KEY=VALUE lines as written by `local-cluster.sh up` into cluster.env. */
-export function parseClusterEnv(text: string): Record<string, string> {
+function parseClusterEnv(text: string): Record<string, string> {
   const entries: Record<string, string> = {};
   for (const line of text.split('\n')) {
     const at = line.indexOf('=');

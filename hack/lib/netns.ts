@@ -19,7 +19,7 @@ export function runInNetns(netnsPath: string, argv: string[], input?: string): R
 
 let counter = 0;
 /** A short unique name (interface names are limited to 15 characters). */
-export function uniqueName(prefix: string): string {
+function uniqueName(prefix: string): string {
   counter++;
   return `${prefix}${(process.pid % 100000).toString(36)}${counter.toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(0, 15);
 }

@@ -132,17 +132,13 @@ export async function kubectl(binDir: string, kubeconfig: string, args: string[]
   }
 }
 
-/** The CNI network namespaces of the node's containerd (it keeps them under its state dir). */
-export function cniNetnsDir(clusterStateDir: string): string {
-  return join(clusterStateDir, 'node/containerd/state/io.containerd.grpc.v1.cri/netns');
-}
-
 /**
  * The sandbox netns holding the pod's IP, found from the node's side (the runtime's CNI
  * netns files, the addresses inside each), independent of the agent's own lookup.
  */
 export async function podNetns(clusterStateDir: string, podIP: string): Promise<{ path: string; inode: number }> {
-  const dir = cniNetnsDir(clusterStateDir);
+  // The node's containerd keeps the CNI network namespaces under its state dir.
+  const dir = join(clusterStateDir, 'node/containerd/state/io.containerd.grpc.v1.cri/netns');
   for (const name of await readdir(dir)) {
     const path = join(dir, name);
     const { stdout } = await execFileAsync('nsenter', [`--net=${path}`, '--', 'ip', '-o', 'addr', 'show']).catch(() => ({ stdout: '' }));

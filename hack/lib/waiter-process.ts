@@ -9,7 +9,7 @@ import { ensureBundles } from './ensure-bundles.ts';
 import { nodeForAnyUser } from './netns.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-export const NOBODY = { uid: 65534, gid: 65534 };
+const NOBODY = { uid: 65534, gid: 65534 };
 
 export interface WaiterBundle {
   node: string;
