@@ -159,6 +159,8 @@ const CONFIGS: Config[] = [
   { name: 'includeOutboundIPRanges as explicit all-ranges', dualStack: true, annotations: { [`${T}/includeOutboundIPRanges`]: '0.0.0.0/0,::/0' } },
   { name: 'includeOutboundIPRanges empty', dualStack: true, annotations: { [`${T}/includeOutboundIPRanges`]: '' } },
   { name: 'excludeOutboundIPRanges, IPv4 only', dualStack: false, annotations: { [`${T}/excludeOutboundIPRanges`]: RANGE_A.ipv4 } },
+  // The injector's lists name both families; an IPv4-only node drops the IPv6 ranges, which must change nothing.
+  { name: 'excludeOutboundIPRanges of both families, IPv4 only', dualStack: false, annotations: { [`${T}/excludeOutboundIPRanges`]: both(RANGE_A) } },
   { name: 'excludeOutboundIPRanges', dualStack: true, annotations: { [`${T}/excludeOutboundIPRanges`]: both(RANGE_A) } },
   {
     name: "excludeOutboundIPRanges naming the pod's own addresses",
