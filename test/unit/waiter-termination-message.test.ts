@@ -29,10 +29,11 @@ describe('writeTerminationMessage', () => {
     expect(existsSync(path)).toBe(false);
   });
 
-  it("cuts a long message to the kubelet's limit without splitting a character", () => {
+  // Both alignments of the two-byte characters: with the prefix the cut falls between two, without it inside one.
+  it.each(['a', ''])("cuts a long message to the kubelet's limit without splitting a character (prefix %j)", (prefix) => {
     const path = join(freshDir(), 'termination-log');
     writeFileSync(path, '');
-    writeTerminationMessage(path, `a${'é'.repeat(TERMINATION_MESSAGE_MAX_BYTES)}`);
+    writeTerminationMessage(path, `${prefix}${'é'.repeat(TERMINATION_MESSAGE_MAX_BYTES)}`);
     const written = readFileSync(path);
     expect(written.length).toBeLessThanOrEqual(TERMINATION_MESSAGE_MAX_BYTES);
     expect(written.length).toBeGreaterThan(TERMINATION_MESSAGE_MAX_BYTES - 5);
