@@ -17,6 +17,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import { positiveInteger } from './lib/flags.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
+import { pollUntil } from './lib/poll.ts';
 import { istioAppPod, setUpIstioPath, VALIDATION_CONTAINER, VALIDATION_PASSED } from './lib/istio-node.ts';
 import type { IstioPath } from './lib/istio-node.ts';
 import { deployOnRealNode, isReady, meshNamespace, standInPod, waitForInjection } from './lib/real-node.ts';
@@ -70,9 +71,12 @@ function observe(pod: V1Pod, samples: Map<string, Sample>): void {
   if (sample.readySeen === undefined && isReady(pod)) sample.readySeen = at;
 }
 
-/** Epoch ms of the first and last lines of a container's log (`timestamps=true`: the runtime's own). */
-async function logSpan(core: CoreV1Api, namespace: string, name: string, container: string): Promise<[number, number] | undefined> {
-  const text = await core.readNamespacedPodLog({ namespace, name, container, timestamps: true }).catch(() => '');
+/** A container's log with the runtime's own timestamps (`timestamps=true`); empty when it cannot be read. */
+const timestampedLog = (core: CoreV1Api, namespace: string, name: string, container: string) =>
+  core.readNamespacedPodLog({ namespace, name, container, timestamps: true }).catch(() => '');
+
+/** Epoch ms of the first and last lines of a timestamped log. */
+function logSpan(text: string): [number, number] | undefined {
   const stamps = text
     .split('\n')
     .filter(Boolean)
@@ -124,13 +128,8 @@ try {
     );
   };
   await startWatch();
-  const until = async (what: string, done: () => boolean, timeoutMs = 120_000) => {
-    const deadline = performance.now() + timeoutMs;
-    while (!done()) {
-      if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  };
+  const until = (what: string, done: () => boolean, timeoutMs = 120_000) =>
+    pollUntil(done, timeoutMs, () => `timed out after ${timeoutMs} ms waiting for ${what}`, 20);
 
   console.log(`\n== ${perKind} pods of each kind on ${deployed.node.name}: one at a time, kinds interleaved`);
   for (let round = 0; round < perKind; round++) {
@@ -152,11 +151,12 @@ try {
       const mark = pod.metadata?.annotations?.[STATUS_ANNOTATION];
       if (mark) sample.markWritten = Date.parse(parseMark(mark).at);
       const container = kind === 'mesh' || kind === 'istio' ? WAITER_CONTAINER : kind === TRIVIAL_INIT ? TRIVIAL_INIT : undefined;
-      if (container) [sample.initFirstLog, sample.initLastLog] = (await logSpan(core, podNamespace, name, container)) ?? [];
+      if (container) [sample.initFirstLog, sample.initLastLog] = logSpan(await timestampedLog(core, podNamespace, name, container)) ?? [];
       if (kind === 'istio') {
         sample.validationRestarts = pod.status?.initContainerStatuses?.find((s) => s.name === VALIDATION_CONTAINER)?.restartCount;
-        sample.validationLastLog = (await logSpan(core, podNamespace, name, VALIDATION_CONTAINER))?.[1];
-        const log = await core.readNamespacedPodLog({ namespace: podNamespace, name, container: VALIDATION_CONTAINER }).catch(() => '');
+        // One read: the timestamps prefix each line and leave the message in it.
+        const log = await timestampedLog(core, podNamespace, name, VALIDATION_CONTAINER);
+        sample.validationLastLog = logSpan(log)?.[1];
         sample.validationPassed = log.includes(VALIDATION_PASSED);
       }
       await core.deleteNamespacedPod({ namespace: podNamespace, name });
