@@ -13,7 +13,7 @@ export const PASSTHROUGH_V6 = '::6/128';
 export type LoopbackV6State = 'present' | 'absent' | 'off';
 
 /** Parses /proc/net/if_inet6 ("<32 hex address> <ifindex> <prefix hex> <scope> <flags> <name>"). */
-export function loopbackStateFromIfInet6(text: string): LoopbackV6State {
+function loopbackStateFromIfInet6(text: string): LoopbackV6State {
   const lo = text
     .split('\n')
     .map((line) => line.trim().split(/\s+/))
@@ -23,7 +23,7 @@ export function loopbackStateFromIfInet6(text: string): LoopbackV6State {
 }
 
 /** Parses `ip -6 -o addr show dev lo`. */
-export function loopbackStateFromIp(text: string): LoopbackV6State {
+function loopbackStateFromIp(text: string): LoopbackV6State {
   const lines = text.split('\n').filter((line) => / inet6 /.test(line));
   if (lines.length === 0) return 'off';
   return lines.some((line) => line.includes(` inet6 ${PASSTHROUGH_V6} `)) ? 'present' : 'absent';
