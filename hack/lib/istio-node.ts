@@ -9,9 +9,8 @@ import { join, resolve } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { istioBinDir, registerInjector, renderIstiod, startInjector } from './istio-injector.ts';
-import { pollUntil } from './poll.ts';
 import { runWithProgress } from './process.ts';
-import { IMAGES, standInPod } from './real-node.ts';
+import { IMAGES, standInPod, waitForInjected } from './real-node.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const VALUES = 'manifests/injection/istio/istiod-values.yaml';
@@ -83,7 +82,8 @@ export async function setUpIstioPath(
       namespace,
       body: { metadata: { name: 'istio-ca-root-cert' }, data: { 'root-cert.pem': Buffer.from(injector.caBundle, 'base64').toString() } },
     });
-    await waitForIstioInjection(core, namespace);
+    // Istio's injector (the webhook, and its view of the namespace) injects a moment after this.
+    await waitForInjected(core, namespace, istioAppPod('injection-probe'), VALIDATION_CONTAINER, "Istio's injector");
     return { namespace, stop };
   } catch (error) {
     await stop();
@@ -108,17 +108,4 @@ export function istioAppPod(name: string, sidecar: 'native' | 'classic' = 'nativ
   if (sidecar === 'classic') pod.metadata!.annotations = { 'sidecar.istio.io/nativeSidecar': 'false' };
   pod.spec!.containers = pod.spec!.containers.filter((c) => c.name === 'app');
   return pod;
-}
-
-/** Waits until Istio's injector (the webhook, and its view of the namespace) injects in NAMESPACE. */
-async function waitForIstioInjection(core: CoreV1Api, namespace: string, timeoutMs = 30_000): Promise<void> {
-  await pollUntil(
-    async () => {
-      const probe = await core.createNamespacedPod({ namespace, body: istioAppPod('injection-probe'), dryRun: 'All' }).catch(() => undefined);
-      return probe?.spec?.initContainers?.some((c) => c.name === VALIDATION_CONTAINER) ?? false;
-    },
-    timeoutMs,
-    () => `Istio's injector did not inject ${VALIDATION_CONTAINER} in namespace ${namespace} within ${timeoutMs} ms`,
-    200,
-  );
 }

@@ -89,14 +89,29 @@ export function meshNamespace(name: string) {
 }
 
 /** Waits until the injection policy is in effect for NAMESPACE (a policy applies a moment after it is created). */
-export async function waitForInjection(core: CoreV1Api, namespace: string, timeoutMs = 30_000): Promise<void> {
+export function waitForInjection(core: CoreV1Api, namespace: string, timeoutMs = 30_000): Promise<void> {
+  return waitForInjected(core, namespace, standInPod('injection-probe', 'mesh'), WAITER_CONTAINER, 'the injection policy', timeoutMs);
+}
+
+/**
+ * Waits until INJECTOR (named in the error) adds the init container CONTAINER to PROBE in
+ * NAMESPACE, asking with server-side dry-run creates.
+ */
+export async function waitForInjected(
+  core: CoreV1Api,
+  namespace: string,
+  probe: V1Pod,
+  container: string,
+  injector: string,
+  timeoutMs = 30_000,
+): Promise<void> {
   await pollUntil(
     async () => {
-      const probe = await core.createNamespacedPod({ namespace, body: standInPod('injection-probe', 'mesh'), dryRun: 'All' }).catch(() => undefined);
-      return probe?.spec?.initContainers?.some((c) => c.name === WAITER_CONTAINER) ?? false;
+      const admitted = await core.createNamespacedPod({ namespace, body: probe, dryRun: 'All' }).catch(() => undefined);
+      return admitted?.spec?.initContainers?.some((c) => c.name === container) ?? false;
     },
     timeoutMs,
-    () => `the injection policy did not inject ${WAITER_CONTAINER} in namespace ${namespace} within ${timeoutMs} ms`,
+    () => `${injector} did not inject ${container} in namespace ${namespace} within ${timeoutMs} ms`,
     200,
   );
 }
