@@ -11,11 +11,11 @@ import { startController } from './lib/controller-process.ts';
 import type { ControllerProcess } from './lib/controller-process.ts';
 import { MeshFixture, uniqueSuffix } from './lib/mesh-fixture.ts';
 import { APP_UID, meshPod, plainPod, PROXY_UID } from './lib/mesh-pods.ts';
-import { check, finishDemo, indent, step } from './lib/demo-output.ts';
+import { check, finishDemo, indent, printNatRules, step } from './lib/demo-output.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
 import { ensureLocalCluster, isLocalClusterRunning } from './lib/local-cluster.ts';
 import { connectFrom, startListeners } from './lib/netns.ts';
-import { jumpRuleCounts, natRules, noRedirectRules } from './lib/redirect-probe.ts';
+import { jumpRuleCounts, noRedirectRules } from './lib/redirect-probe.ts';
 
 const REMOTE_PORT = 8080;
 const OUTBOUND_CAPTURE_PORT = 15001;
@@ -93,26 +93,8 @@ try {
   );
 
   const mode = await detectIptablesMode();
-  step(`the rules in mesh-app's netns (${mode} backend; iptables-save -t nat, then ip6tables-save -t nat)`);
-  const v4 = await natRules(meshSandbox.netnsPath, `iptables-${mode}-save`);
-  const v6 = await natRules(meshSandbox.netnsPath, `ip6tables-${mode}-save`);
-  console.log(
-    indent(
-      v4
-        .split('\n')
-        .filter((line) => !line.startsWith('#'))
-        .join('\n'),
-    ),
-  );
-  console.log('   IPv6 (ISTIO_* lines; same layout with ::1/128 and ::6/128):');
-  console.log(
-    indent(
-      v6
-        .split('\n')
-        .filter((line) => /ISTIO/.test(line))
-        .join('\n'),
-    ),
-  );
+  step(`the rules in mesh-app's netns (${mode} backend)`);
+  await printNatRules(meshSandbox.netnsPath, mode);
   const verified = await verifyRedirect(meshSandbox.netnsPath, planFromPod(mesh.pod), { mode });
   check(verified.ok, `the engine reads back exactly the pod's plan, IPv4 and IPv6${verified.ok ? '' : `:\n${verified.diff}`}`);
 

@@ -12,12 +12,12 @@ import type { EventsV1Event, V1Pod } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import type { Mark } from '../controller/src/pod-contract/index.ts';
 import { planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
-import { check, finishDemo, indent, step } from './lib/demo-output.ts';
+import { check, finishDemo, indent, printNatRules, step } from './lib/demo-output.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
 import { pollUntil } from './lib/poll.ts';
 import { APP_PORT, deployOnRealNode, isReady, kubectl, meshNamespace, podNetns, podStatusText, standInPod, waitForInjection } from './lib/real-node.ts';
 import { PROXY_UID, WAITER_CONTAINER } from './lib/mesh-pods.ts';
-import { jumpRuleCounts, natRules, noRedirectRules } from './lib/redirect-probe.ts';
+import { jumpRuleCounts, noRedirectRules } from './lib/redirect-probe.ts';
 
 if (process.argv.includes('--simulated')) {
   await import('./demo-simulated.ts');
@@ -122,24 +122,7 @@ async function realNodeDemo(): Promise<never> {
     const counts = await jumpRuleCounts(meshNetns.path);
     const v4Tool = counts.find((c) => c.tool.startsWith('iptables-') && c.outbound > 0)?.tool ?? 'iptables-nft-save';
     const mode = v4Tool.includes('legacy') ? 'legacy' : 'nft';
-    console.log(`   ${v4Tool} -t nat:`);
-    console.log(
-      indent(
-        (await natRules(meshNetns.path, v4Tool))
-          .split('\n')
-          .filter((line) => !line.startsWith('#'))
-          .join('\n'),
-      ),
-    );
-    console.log(`   ip6tables-${mode}-save -t nat (ISTIO_* lines):`);
-    console.log(
-      indent(
-        (await natRules(meshNetns.path, `ip6tables-${mode}-save`))
-          .split('\n')
-          .filter((line) => /ISTIO/.test(line))
-          .join('\n'),
-      ),
-    );
+    await printNatRules(meshNetns.path, mode);
     const verified = await verifyRedirect(meshNetns.path, planFromPod(meshPod), { mode });
     check(verified.ok, `exactly the pod's plan, IPv4 and IPv6 (${mode} backend)${verified.ok ? '' : `:\n${verified.diff}`}`);
 

@@ -1,5 +1,7 @@
 // How both demos print: step headings, indented detail, and checks that stop the demo when they fail.
+import type { IptablesMode } from '../../controller/src/redirect/index.ts';
 import { stopLocalCluster } from './local-cluster.ts';
+import { natRules } from './redirect-probe.ts';
 
 const bold = (text: string) => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
 
@@ -13,6 +15,29 @@ export const indent = (text: string) => text.trimEnd().replace(/^/gm, '   ');
 export function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`demo check failed: ${what}`);
   console.log(`   ok: ${what}`);
+}
+
+/** Prints the nat table in NETNS_PATH as the MODE backend saves it: IPv4 whole, IPv6 only its ISTIO_* lines (the same layout). */
+export async function printNatRules(netnsPath: string, mode: IptablesMode): Promise<void> {
+  const [v4, v6] = await Promise.all([natRules(netnsPath, `iptables-${mode}-save`), natRules(netnsPath, `ip6tables-${mode}-save`)]);
+  console.log(`   iptables-${mode}-save -t nat:`);
+  console.log(
+    indent(
+      v4
+        .split('\n')
+        .filter((line) => !line.startsWith('#'))
+        .join('\n'),
+    ),
+  );
+  console.log(`   ip6tables-${mode}-save -t nat (ISTIO_* lines; same layout with ::1/128 and ::6/128):`);
+  console.log(
+    indent(
+      v6
+        .split('\n')
+        .filter((line) => line.includes('ISTIO'))
+        .join('\n'),
+    ),
+  );
 }
 
 /**
