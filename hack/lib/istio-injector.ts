@@ -14,6 +14,7 @@ import type { KubeConfig, V1MutatingWebhookConfiguration, V1Pod } from '@kuberne
 import { parseAllDocuments, stringify } from 'yaml';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+const execFileAsync = promisify(execFile);
 
 export type InstallRoute = 'helm' | 'istioctl';
 
@@ -44,7 +45,7 @@ export interface Injector {
 export async function istioBinDir(...names: string[]): Promise<string> {
   const args = [join(ROOT, 'hack/build-istio-binaries.sh'), ...(names.length ? names : ['istio-injector'])];
   try {
-    const { stdout } = await promisify(execFile)('bash', args, { cwd: ROOT, timeout: 20 * 60_000, maxBuffer: 16 << 20 });
+    const { stdout } = await execFileAsync('bash', args, { cwd: ROOT, timeout: 20 * 60_000, maxBuffer: 16 << 20 });
     return stdout.trim().split('\n').at(-1)!;
   } catch (error) {
     throw new Error(`hack/build-istio-binaries.sh ${args.slice(1).join(' ')} failed: ${(error as { stderr?: string }).stderr?.trim() || String(error)}`, {
@@ -60,7 +61,7 @@ export async function renderIstiod(binDir: string, route: InstallRoute, files: s
   for (const file of files) args.push('--file', resolve(ROOT, file));
   for (const set of sets) args.push('--set', set);
   try {
-    await promisify(execFile)(join(binDir, 'istio-injector'), args, { maxBuffer: 1 << 20 });
+    await execFileAsync(join(binDir, 'istio-injector'), args, { maxBuffer: 1 << 20 });
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw new Error(`istio-injector ${args.join(' ')}: ${(error as { stderr?: string }).stderr ?? String(error)}`);
@@ -160,7 +161,7 @@ export async function kubeInject(binDir: string, rendered: RenderedIstiod, pod: 
   const args = ['kube-inject', '--revision', 'default', '--meshConfigFile', join(rendered.dir, 'mesh'), '-f', input];
   if (!kubeconfig) args.push('--injectConfigFile', join(rendered.dir, 'config'), '--valuesFile', join(rendered.dir, 'values'));
   const env: Record<string, string> = kubeconfig ? { KUBECONFIG: kubeconfig } : {};
-  const { stdout } = await promisify(execFile)(join(binDir, 'istio-injector'), args, { env, maxBuffer: 4 << 20 });
+  const { stdout } = await execFileAsync(join(binDir, 'istio-injector'), args, { env, maxBuffer: 4 << 20 });
   const injected = parseAllDocuments(stdout)
     .map((doc) => doc.toJS() as V1Pod | null)
     .find((doc) => doc?.kind === 'Pod');
