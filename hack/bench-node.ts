@@ -108,7 +108,7 @@ try {
   istio = await setUpIstioPath(kc, deployed.cluster.kubeconfig, deployed.node.containerdAddress, `${namespace}-istio`, (line) => console.log(`   ${line}`));
 
   const samples = new Map<string, Sample>();
-  // One watch for the whole run; restarted (after a catch-up list) if the server or the client's idle timeout ends it.
+  // One watch for the whole run; restarted if the server or the client's idle timeout ends it.
   const startWatch = async (): Promise<void> => {
     // Both namespaces' pods, by their kind label.
     watch = await new Watch(kc).watch(
@@ -121,8 +121,11 @@ try {
       },
       () => {
         if (finished) return;
+        // The new watch replays every pod there is (synthetic ADDED events); a pod deleted in the
+        // gap shows only by its absence, and only a Ready pod is ever deleted.
         void startWatch().then(async () => {
-          for (const pod of (await core!.listPodForAllNamespaces({ labelSelector: 'pnc-demo/kind' })).items) observe(pod, samples);
+          const present = new Set((await core!.listPodForAllNamespaces({ labelSelector: 'pnc-demo/kind' })).items.map((pod) => pod.metadata?.name));
+          for (const sample of samples.values()) if (sample.readySeen !== undefined && !present.has(sample.name)) sample.gone = true;
         });
       },
     );
