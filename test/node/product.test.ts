@@ -97,32 +97,18 @@ async function natRules(clusterStateDir: string, podIP: string): Promise<string>
   return runInNetns(path, ['iptables-save', '-t', 'nat']).stdout + runInNetns(path, ['ip6tables-save', '-t', 'nat']).stdout;
 }
 
+function patchAgentDaemonSet(type: 'merge' | 'json', patch: string): Promise<string> {
+  return k(['-n', AGENT_NAMESPACE, 'patch', 'daemonset', 'pod-network-controller', `--type=${type}`, '-p', patch]);
+}
+
 /** Takes the agent off the node (a nodeSelector nothing matches) and waits until its pod is gone. */
 async function stopAgent(kc: KubeConfig): Promise<void> {
-  await k([
-    '-n',
-    AGENT_NAMESPACE,
-    'patch',
-    'daemonset',
-    'pod-network-controller',
-    '--type=merge',
-    '-p',
-    '{"spec":{"template":{"spec":{"nodeSelector":{"pnc-test/no-agent":"true"}}}}}',
-  ]);
+  await patchAgentDaemonSet('merge', '{"spec":{"template":{"spec":{"nodeSelector":{"pnc-test/no-agent":"true"}}}}}');
   await poll('the agent pod to be gone', async () => ((await agentPods(kc)).length === 0 ? true : undefined));
 }
 
 async function startAgent(kc: KubeConfig): Promise<void> {
-  await k([
-    '-n',
-    AGENT_NAMESPACE,
-    'patch',
-    'daemonset',
-    'pod-network-controller',
-    '--type=json',
-    '-p',
-    '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]',
-  ]);
+  await patchAgentDaemonSet('json', '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]');
   await poll('the agent pod to be Ready', async () => ((await agentPods(kc)).some(isReady) ? true : undefined), 120_000);
 }
 
