@@ -8,10 +8,11 @@
 // (--keep-cluster keeps it). `npm run demo -- --simulated` runs the fast path instead: no
 // node and no images, the agent as a host process and simulated sandboxes.
 import { AppsV1Api, CoreV1Api, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
-import type { EventsV1Event, V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import type { Mark } from '../controller/src/pod-contract/index.ts';
 import { planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
+import { waitForPodEvent } from './lib/kube-objects.ts';
 import { check, finishDemo, indent, printNatRules, step } from './lib/demo-output.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
 import { pollUntil } from './lib/poll.ts';
@@ -111,7 +112,7 @@ async function realNodeDemo(): Promise<never> {
     );
 
     step('the Initialized Event (events.k8s.io/v1)');
-    const event = await waitForEvent(events, namespace, meshPod.metadata!.uid!, 'Initialized');
+    const event = await waitForPodEvent(events, { namespace, name: 'mesh-app', uid: meshPod.metadata!.uid! }, 'Initialized');
     console.log(
       indent(
         `type: ${event.type}   reason: ${event.reason}   reportingController: ${event.reportingController}   reportingInstance: ${event.reportingInstance}\nnote: ${event.note}`,
@@ -227,19 +228,4 @@ async function followPod(core: CoreV1Api, namespace: string, name: string, creat
     if (performance.now() > deadline) throw new Error(`pod ${namespace}/${name} not Ready within 120 s: ${status}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-}
-
-async function waitForEvent(events: EventsV1Api, namespace: string, uid: string, reason: string) {
-  let found: EventsV1Event | undefined;
-  await pollUntil(
-    async () => {
-      const list = await events.listNamespacedEvent({ namespace });
-      found = list.items.find((event) => event.regarding?.uid === uid && event.reason === reason);
-      return found !== undefined;
-    },
-    20_000,
-    () => `no ${reason} Event for pod ${uid} within 20 s`,
-    200,
-  );
-  return found!;
 }

@@ -1,7 +1,8 @@
 // Kubernetes objects the harness makes on a cluster: simulated Nodes, namespaces ready for
-// pods, ServiceAccount tokens and KubeConfigs that authenticate with them.
+// pods, ServiceAccount tokens and KubeConfigs that authenticate with them; and a pod's Events.
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import type { V1Node } from '@kubernetes/client-node';
+import type { EventsV1Api, EventsV1Event, V1Node } from '@kubernetes/client-node';
+import { pollUntil } from './poll.ts';
 
 const isConflict = (error: unknown) => (error as { code?: number }).code === 409;
 const ignoreConflict = (error: unknown) => {
@@ -89,4 +90,26 @@ export function kubeConfigForToken(kc: KubeConfig, token: string): KubeConfig {
     currentContext: 'token',
   });
   return asToken;
+}
+
+/** The events.k8s.io Events regarding the pod (by its UID, so a pod of the same name before it does not count). */
+export async function podEvents(events: EventsV1Api, pod: { namespace: string; uid: string }): Promise<EventsV1Event[]> {
+  const list = await events.listNamespacedEvent({ namespace: pod.namespace });
+  return list.items.filter((event) => event.regarding?.uid === pod.uid);
+}
+
+/** Waits for the pod's first Event with REASON. */
+export async function waitForPodEvent(
+  events: EventsV1Api,
+  pod: { namespace: string; name: string; uid: string },
+  reason: string,
+  timeoutMs = 20_000,
+): Promise<EventsV1Event> {
+  let found: EventsV1Event | undefined;
+  await pollUntil(
+    async () => (found = (await podEvents(events, pod)).find((event) => event.reason === reason)) !== undefined,
+    timeoutMs,
+    () => `pod ${pod.namespace}/${pod.name}: no ${reason} Event within ${timeoutMs} ms`,
+  );
+  return found as EventsV1Event;
 }

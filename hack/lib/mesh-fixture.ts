@@ -6,7 +6,7 @@ import type { EventsV1Event, KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { parseMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import type { Mark } from '../../controller/src/pod-contract/index.ts';
-import { createNamespace, deleteNamespace, ensureNode } from './kube-objects.ts';
+import { createNamespace, deleteNamespace, ensureNode, podEvents, waitForPodEvent } from './kube-objects.ts';
 import { createPodSandbox } from './pod-sandbox.ts';
 import type { PodSandbox } from './pod-sandbox.ts';
 import { pollUntil } from './poll.ts';
@@ -104,19 +104,12 @@ export class MeshFixture {
   }
 
   /** events.k8s.io Events about this pod (by UID, so a recreated pod of the same name does not count). */
-  async podEvents(handle: PodHandle): Promise<EventsV1Event[]> {
-    const list = await this.events.listNamespacedEvent({ namespace: handle.namespace });
-    return list.items.filter((event) => event.regarding?.uid === handle.uid);
+  podEvents(handle: PodHandle): Promise<EventsV1Event[]> {
+    return podEvents(this.events, handle);
   }
 
-  async waitForEvent(handle: PodHandle, reason: string, timeoutMs = 20_000): Promise<EventsV1Event> {
-    let found: EventsV1Event | undefined;
-    await pollUntil(
-      async () => (found = (await this.podEvents(handle)).find((event) => event.reason === reason)) !== undefined,
-      timeoutMs,
-      () => `pod ${handle.namespace}/${handle.name}: no ${reason} Event within ${timeoutMs} ms`,
-    );
-    return found as EventsV1Event;
+  waitForEvent(handle: PodHandle, reason: string, timeoutMs = 20_000): Promise<EventsV1Event> {
+    return waitForPodEvent(this.events, handle, reason, timeoutMs);
   }
 
   /** A JSON merge patch of the pod's annotations, as an admin with kubectl would do it (null removes a key). */
