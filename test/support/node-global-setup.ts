@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { deployToLocalCluster, ensureLocalCluster, stopLocalCluster } from '../../hack/lib/local-cluster.ts';
+import { deployToLocalCluster, ensureLocalCluster, stopLocalCluster, type LocalCluster } from '../../hack/lib/local-cluster.ts';
 import { processStartTime } from '../../hack/lib/proc.ts';
 import { sweepClustersOfDeadRuns } from './cluster-global-setup.ts';
 
@@ -39,18 +39,19 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     await rm(`${stateDir}.lock`, { force: true });
   };
   const started = Date.now();
-  // `up` removes what it started when it fails; stop anyway in case it was killed half-way.
-  const cluster = await ensureLocalCluster({ stateDir, withNode: true }).catch(async (error: unknown) => {
+  // `up` removes what it started when it fails; stop anyway in case it was killed half-way,
+  // and after a failed deploy, so no cluster outlives a failed setup.
+  let cluster: LocalCluster;
+  try {
+    cluster = await ensureLocalCluster({ stateDir, withNode: true });
+    console.log(`node-global-setup: control plane and node ready in ${Date.now() - started} ms (${stateDir})`);
+    const deployStarted = Date.now();
+    await deployToLocalCluster({ stateDir });
+    console.log(`node-global-setup: product deployed in ${Date.now() - deployStarted} ms`);
+  } catch (error) {
     await stop().catch(() => undefined);
     throw error;
-  });
-  console.log(`node-global-setup: control plane and node ready in ${Date.now() - started} ms (${stateDir})`);
-  const deployStarted = Date.now();
-  await deployToLocalCluster({ stateDir }).catch(async (error: unknown) => {
-    await stop().catch(() => undefined);
-    throw error;
-  });
-  console.log(`node-global-setup: product deployed in ${Date.now() - deployStarted} ms`);
+  }
   project.provide('kubeconfig', cluster.kubeconfig);
   project.provide('binDir', cluster.binDir);
   project.provide('nodeName', cluster.node!.name);
