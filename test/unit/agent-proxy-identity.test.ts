@@ -104,7 +104,9 @@ describe('decideProxyIdentity', () => {
   it('refuses the OpenShift values outside an OpenShift namespace, root, and names both fields when both are wrong', () => {
     const plain = decide(pod(as(1000659999, 1000659999)));
     expect(plain.ok).toBe(false);
-    if (!plain.ok) expect(plain.reason).toMatch(/runAsUser=1000659999, expected 1337 \(the node's proxy UID\) and runAsGroup=1000659999, expected 1337/);
+    expect(plain).toMatchObject({
+      reason: expect.stringMatching(/runAsUser=1000659999, expected 1337 \(the node's proxy UID\) and runAsGroup=1000659999, expected 1337/),
+    });
     expect(decide(pod(as(0, 1337))).ok).toBe(false);
   });
 
