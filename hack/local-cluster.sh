@@ -45,36 +45,13 @@ usage() {
   exit 2
 }
 
-pid_file() { echo "$STATE_DIR/$1.pid"; }
+PID_DIR=$STATE_DIR
+# shellcheck source=hack/lib/procs.sh
+source "$HACK_DIR/lib/procs.sh"
 
-# A recorded pid counts only while it is alive AND its command line names our state dir,
-# so a pid reused by an unrelated process after a crash is never signalled.
-recorded_pid() {
-  local file pid
-  file=$(pid_file "$1")
-  [[ -f "$file" ]] || return 1
-  pid=$(<"$file")
-  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE_DIR/" || return 1
-  echo "$pid"
-}
-
-stop_component() {
-  local pid i
-  pid=$(recorded_pid "$1") || { rm -f "$(pid_file "$1")"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  # Short grace: the state is thrown away anyway, and an apiserver drains for ~4 s on SIGTERM
-  # (far longer when its etcd died first).
-  for ((i = 0; i < 20; i++)); do
-    [[ -d "/proc/$pid" ]] || break
-    sleep 0.1
-  done
-  if [[ -d "/proc/$pid" ]]; then
-    log "$1 (pid $pid) not gone 2 s after SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$(pid_file "$1")"
-}
+# Short grace: the state is thrown away anyway, and an apiserver drains for ~4 s on SIGTERM
+# (far longer when its etcd died first).
+stop_component() { stop_recorded "$1" 20; }
 
 stop_all() {
   local i

@@ -82,31 +82,12 @@ cmd_check() {
 }
 
 # --- processes ---------------------------------------------------------------------------
-pid_file() { echo "$NODE_DIR/$1.pid"; }
-
-# Alive and its command line names our node dir: a reused pid is never signalled.
-recorded_pid() {
-  local file pid
-  file=$(pid_file "$1")
-  [[ -f "$file" ]] || return 1
-  pid=$(<"$file")
-  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$NODE_DIR/" || return 1
-  echo "$pid"
-}
+PID_DIR=$NODE_DIR
+# shellcheck source=hack/lib/procs.sh
+source "$HACK_DIR/lib/procs.sh"
 
 # Short grace: what they leave behind is cleaned up by us, not by them.
-stop_process() {
-  local pid i
-  pid=$(recorded_pid "$1") || { rm -f "$(pid_file "$1")"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 10; i++)); do
-    [[ -d "/proc/$pid" ]] || break
-    sleep 0.1
-  done
-  if [[ -d "/proc/$pid" ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -f "$(pid_file "$1")"
-}
+stop_process() { stop_recorded "$1" 10; }
 
 launch() {
   local name=$1
@@ -198,11 +179,10 @@ claim_slot() {
 }
 
 slot_abandoned() {
-  local owner=$1 name pid
+  local owner=$1 name
   [[ -n "$owner" && "$owner" != "$STATE_DIR" ]] || return 1
   for name in kubelet containerd; do
-    pid=$(cat "$owner/node/$name.pid" 2>/dev/null || true)
-    [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$owner/node/" && return 1
+    PID_DIR="$owner/node" recorded_pid "$name" >/dev/null && return 1
   done
   # local-cluster.sh holds this lock through `up` and `down`.
   flock -n "$owner.lock" true 2>/dev/null

@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Processes a script started, recorded as $PID_DIR/<name>.pid. Sourced by local-cluster.sh and
+# local-node.sh; the sourcing script sets PID_DIR and defines log.
+
+pid_file() { echo "$PID_DIR/$1.pid"; }
+
+# A recorded pid counts only while it is alive AND its command line names $PID_DIR,
+# so a pid reused by an unrelated process after a crash is never signalled.
+recorded_pid() {
+  local file pid
+  file=$(pid_file "$1")
+  [[ -f "$file" ]] || return 1
+  pid=$(<"$file")
+  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$PID_DIR/" || return 1
+  echo "$pid"
+}
+
+# stop_recorded NAME GRACE_TENTHS: SIGTERM, then SIGKILL after the grace (tenths of a second).
+stop_recorded() {
+  local pid i
+  pid=$(recorded_pid "$1") || { rm -f "$(pid_file "$1")"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < $2; i++)); do
+    [[ -d "/proc/$pid" ]] || break
+    sleep 0.1
+  done
+  if [[ -d "/proc/$pid" ]]; then
+    log "$1 (pid $pid) not gone $(($2 / 10)).$(($2 % 10)) s after SIGTERM; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$(pid_file "$1")"
+}
