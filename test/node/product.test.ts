@@ -320,7 +320,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const terminated = waiterStatus?.state?.terminated ?? waiterStatus?.lastState?.terminated;
     expect(terminated?.exitCode).toBe(4);
     expect(terminated?.message).toMatch(/^gave up after 15 s of an error mark: .* is error: refused: container "app" runAsUser=1337/);
-    expect((await core.readNamespacedPod({ namespace: mesh, name: 'refused' })).status?.containerStatuses?.some((s) => s.state?.running)).toBe(false);
+    expect((await core.readNamespacedPod({ namespace: mesh, name: 'refused' })).status?.containerStatuses?.some((s) => s.state?.running) ?? false).toBe(false);
     await core.deleteNamespacedPod({ namespace: mesh, name: 'refused', gracePeriodSeconds: 0 });
   });
 
