@@ -46,6 +46,7 @@ usage() {
 }
 
 PID_DIR=$STATE_DIR
+LOG_DIR="$STATE_DIR/logs"
 # shellcheck source=hack/lib/procs.sh
 source "$HACK_DIR/lib/procs.sh"
 
@@ -143,16 +144,6 @@ current-context: pnc-local
 EOF
   chmod 600 "$file.tmp"
   mv "$file.tmp" "$file"
-}
-
-# Starts a component in its own session with every fd redirected (and the lock fd closed,
-# or the component would hold the lock), so it outlives this
-# script and a caller waiting on our stdout (execFile) is not held open by it.
-launch() {
-  local name=$1
-  shift
-  setsid "$@" </dev/null >>"$STATE_DIR/logs/$name.log" 2>&1 9>&- &
-  echo $! >"$(pid_file "$name")"
 }
 
 # Waits for /readyz; returns 1 (after logging why) when a component died or time ran out.

@@ -89,14 +89,6 @@ source "$HACK_DIR/lib/procs.sh"
 # Short grace: what they leave behind is cleaned up by us, not by them.
 stop_process() { stop_recorded "$1" 10; }
 
-launch() {
-  local name=$1
-  shift
-  mkdir -p "$LOG_DIR"
-  setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 8>&- 9>&- &
-  echo $! >"$(pid_file "$name")"
-}
-
 # Shims outlive containerd; they name our socket on their command line.
 shim_pids() {
   pgrep -f -- "containerd-shim.* -address $NODE_DIR/containerd/containerd.sock( |\$)" || true

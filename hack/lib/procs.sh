@@ -1,8 +1,19 @@
 # shellcheck shell=bash
 # Processes a script started, recorded as $PID_DIR/<name>.pid. Sourced by local-cluster.sh and
-# local-node.sh; the sourcing script sets PID_DIR and defines log.
+# local-node.sh; the sourcing script sets PID_DIR and LOG_DIR and defines log.
 
 pid_file() { echo "$PID_DIR/$1.pid"; }
+
+# launch NAME CMD...: starts CMD in its own session with every fd redirected (and the lock fds
+# 8 and 9 closed, or it would hold the locks), so it outlives the script and a caller waiting
+# on our stdout (execFile) is not held open by it.
+launch() {
+  local name=$1
+  shift
+  mkdir -p "$LOG_DIR"
+  setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 8>&- 9>&- &
+  echo $! >"$(pid_file "$name")"
+}
 
 # A recorded pid counts only while it is alive AND its command line names $PID_DIR,
 # so a pid reused by an unrelated process after a crash is never signalled.
