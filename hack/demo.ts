@@ -16,7 +16,18 @@ import { waitForPodEvent } from './lib/kube-objects.ts';
 import { check, finishDemo, indent, printNatRules, step } from './lib/demo-output.ts';
 import { stopLocalCluster } from './lib/local-cluster.ts';
 import { pollUntil } from './lib/poll.ts';
-import { APP_PORT, deployOnRealNode, isReady, kubectl, meshNamespace, podNetns, podStatusText, standInPod, waitForInjection } from './lib/real-node.ts';
+import {
+  APP_PORT,
+  connectFromPod,
+  deployOnRealNode,
+  isReady,
+  kubectl,
+  meshNamespace,
+  podNetns,
+  podStatusText,
+  standInPod,
+  waitForInjection,
+} from './lib/real-node.ts';
 import { PROXY_UID, WAITER_CONTAINER } from './lib/mesh-pods.ts';
 import { jumpRuleCounts, noRedirectRules } from './lib/redirect-probe.ts';
 
@@ -131,10 +142,7 @@ async function realNodeDemo(): Promise<never> {
     const plainIPs = (plainPod.status?.podIPs ?? []).map((ip) => ip.ip);
     const hostPort = (ip: string) => (ip.includes(':') ? `[${ip}]:${APP_PORT}` : `${ip}:${APP_PORT}`);
     const connect = async (pod: string, container: string, ip: string) => {
-      const answer = JSON.parse(await k(['-n', namespace!, 'exec', pod, '-c', container, '--', '/test-proxy', 'connect', ip, String(APP_PORT)])) as {
-        listener: number;
-        original: string;
-      };
+      const answer = await connectFromPod(k, namespace!, pod, container, ip, APP_PORT);
       console.log(`   ${pod}/${container} -> ${hostPort(ip)}  answered on :${answer.listener}, original destination ${answer.original}`);
       return answer;
     };

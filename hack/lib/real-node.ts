@@ -147,6 +147,25 @@ export async function kubectl(binDir: string, kubeconfig: string, args: string[]
   }
 }
 
+/** What the test-proxy answers: the port that accepted the connection and its original destination. */
+export interface ProxyAnswer {
+  listener: number;
+  original: string;
+}
+
+/** Runs the test-proxy's client inside CONTAINER of the pod (`kubectl exec`); its JSON answer. */
+export async function connectFromPod(
+  k: (args: string[]) => Promise<string>,
+  namespace: string,
+  pod: string,
+  container: string,
+  address: string,
+  port: number,
+): Promise<ProxyAnswer> {
+  const out = await k(['-n', namespace, 'exec', pod, '-c', container, '--', '/test-proxy', 'connect', address, String(port)]);
+  return JSON.parse(out.trim()) as ProxyAnswer;
+}
+
 /**
  * The sandbox netns holding the pod's IP, found from the node's side (the runtime's CNI
  * netns files, the addresses inside each), independent of the agent's own lookup.

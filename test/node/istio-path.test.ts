@@ -11,7 +11,7 @@ import { STATUS_ANNOTATION, parseMark } from '../../controller/src/pod-contract/
 import { ISTIO_PROXY_IMAGE, VALIDATION_CONTAINER, VALIDATION_PASSED, istioAppPod, setUpIstioPath } from '../../hack/lib/istio-node.ts';
 import type { IstioPath } from '../../hack/lib/istio-node.ts';
 import { PROXY_UID, WAITER_CONTAINER } from '../../hack/lib/mesh-pods.ts';
-import { isReady, kubectl, podNetns } from '../../hack/lib/real-node.ts';
+import { connectFromPod, isReady, kubectl, podNetns } from '../../hack/lib/real-node.ts';
 import { adminKubeConfig } from '../support/cluster.ts';
 
 const nodeName = inject('nodeName');
@@ -81,8 +81,7 @@ describe.skipIf(!nodeName)("Istio's injection path on a real node (skipped witho
       ['198.51.100.80', '198.51.100.80:8443'],
       ['2001:db8::80', '[2001:db8::80]:8443'],
     ] as const) {
-      const answer = await k(['-n', namespace, 'exec', name, '-c', 'app', '--', '/test-proxy', 'connect', address, '8443']);
-      expect(JSON.parse(answer.trim())).toMatchObject({ listener: 15001, original });
+      expect(await connectFromPod(k, namespace, name, 'app', address, 8443)).toMatchObject({ listener: 15001, original });
     }
     await core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 });
   }

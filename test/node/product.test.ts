@@ -13,7 +13,7 @@ import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
 import { STATUS_ANNOTATION, parseMark } from '../../controller/src/pod-contract/index.ts';
 import type { Mark } from '../../controller/src/pod-contract/index.ts';
 import { rebootLocalNode } from '../../hack/lib/local-cluster.ts';
-import { APP_PORT, isReady, kubectl, meshNamespace, podNetns, standInPod, waitForInjection } from '../../hack/lib/real-node.ts';
+import { APP_PORT, connectFromPod, isReady, kubectl, meshNamespace, podNetns, standInPod, waitForInjection } from '../../hack/lib/real-node.ts';
 import { WAITER_CONTAINER } from '../../hack/lib/mesh-pods.ts';
 import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
 import { runInNetns } from '../../hack/lib/netns.ts';
@@ -86,11 +86,8 @@ async function agentPods(kc: KubeConfig): Promise<V1Pod[]> {
   return pods.items.filter((p) => p.spec?.nodeName === nodeName);
 }
 
-/** Runs the test-proxy client in CONTAINER of the pod; its JSON answer. */
-async function connectFrom(namespace: string, pod: string, container: string, address: string, port: number): Promise<{ listener: number; original: string }> {
-  const out = await k(['-n', namespace, 'exec', pod, '-c', container, '--', '/test-proxy', 'connect', address, String(port)]);
-  return JSON.parse(out.trim()) as { listener: number; original: string };
-}
+const connectFrom = (namespace: string, pod: string, container: string, address: string, port: number) =>
+  connectFromPod(k, namespace, pod, container, address, port);
 
 async function natRules(clusterStateDir: string, podIP: string): Promise<string> {
   const { path } = await podNetns(clusterStateDir, podIP);
