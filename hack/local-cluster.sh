@@ -26,11 +26,6 @@ LOCK_FILE="$STATE_DIR.lock"
 PKI="$STATE_DIR/pki"
 KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
 CLUSTER_ENV="$STATE_DIR/cluster.env"
-# Documentation addresses: nothing ever needs to reach them. The pod-sandbox simulator uses
-# 198.51.100.0/24 and 203.0.113.0/24, so the control plane keeps to 192.0.2.0/24.
-ADVERTISE_ADDRESS=192.0.2.1
-SERVICE_CIDR=192.0.2.128/25
-KUBERNETES_SERVICE_IP=192.0.2.129
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 KCM_CONTROLLERS=serviceaccount,namespace,garbagecollector
 # What a node and its DaemonSets and Deployments need besides.
@@ -49,6 +44,11 @@ PID_DIR=$STATE_DIR
 LOG_DIR="$STATE_DIR/logs"
 # shellcheck source=hack/lib/procs.sh
 source "$HACK_DIR/lib/procs.sh"
+# shellcheck source=hack/lib/mounts.sh
+source "$HACK_DIR/lib/mounts.sh"
+# The advertise address, the Service range and the node's ranges, off the machine's own networks.
+# shellcheck source=hack/lib/host-network.sh
+source "$HACK_DIR/lib/host-network.sh"
 
 # Short grace: the state is thrown away anyway, and an apiserver drains for ~4 s on SIGTERM
 # (far longer when its etcd died first).
@@ -201,7 +201,6 @@ start_scheduler() {
 local_node() {
   STATE_DIR=$STATE_DIR BIN_DIR=${BIN_DIR:-} PKI=$PKI ADMIN_KUBECONFIG=$KUBECONFIG_FILE \
     APISERVER_URL="https://127.0.0.1:$(cat "$STATE_DIR/apiserver.port" 2>/dev/null)" \
-    KUBERNETES_SERVICE_IP="$KUBERNETES_SERVICE_IP" \
     bash "$HACK_DIR/local-node.sh" "$@"
 }
 
@@ -278,8 +277,10 @@ cmd_up() {
     esac
   done
   local start=$SECONDS
-  # Before anything starts: a machine that cannot run a node says so in one line.
+  # Before anything starts: a machine that cannot run a node, or whose own networks overlap
+  # our ranges, says so.
   if [[ "$with_node" == 1 ]]; then local_node check; fi
+  check_host_ranges
   BIN_DIR=$(bash "$HACK_DIR/build-k8s-binaries.sh")
   mkdir -p "$STATE_DIR/logs"
 
@@ -307,8 +308,8 @@ cmd_up() {
   done
   api_port=$(<"$STATE_DIR/apiserver.port")
   etcd_port=$(<"$STATE_DIR/etcd.port")
-  printf 'BIN_DIR=%s\nAPISERVER_URL=%s\nETCD_URL=%s\nKUBECONFIG=%s\n' \
-    "$BIN_DIR" "https://127.0.0.1:$api_port" "http://127.0.0.1:$etcd_port" "$KUBECONFIG_FILE" >"$CLUSTER_ENV"
+  printf 'BIN_DIR=%s\nAPISERVER_URL=%s\nETCD_URL=%s\nKUBECONFIG=%s\nSERVICE_CIDR=%s\nKUBERNETES_SERVICE_IP=%s\n' \
+    "$BIN_DIR" "https://127.0.0.1:$api_port" "http://127.0.0.1:$etcd_port" "$KUBECONFIG_FILE" "$SERVICE_CIDR" "$KUBERNETES_SERVICE_IP" >"$CLUSTER_ENV"
   # Nothing half-started: a node that fails to come up takes the control plane it came with.
   if ! (start_extras); then
     local_node down || true
@@ -320,12 +321,16 @@ cmd_up() {
   echo "$KUBECONFIG_FILE"
 }
 
+# Always runs to the end: whatever the node leaves, the control plane still stops and every
+# mount and file under the state dir goes; then it says what it could not remove.
 cmd_down() {
   [[ -d "$STATE_DIR" ]] || { log "nothing to stop in $STATE_DIR"; return 0; }
+  local failed=()
   # The node first: its kubelet talks to the apiserver until it stops.
-  if [[ -d "$STATE_DIR/node" ]]; then local_node down; fi
+  if [[ -d "$STATE_DIR/node" ]]; then local_node down || failed+=("the node (see above)"); fi
   stop_all
-  rm -rf "$STATE_DIR"
+  remove_tree "$STATE_DIR" || failed+=("$STATE_DIR")
+  ((${#failed[@]} == 0)) || die "stopped the control plane, but could not remove: ${failed[*]}"
   log "stopped and removed $STATE_DIR"
 }
 

@@ -9,11 +9,11 @@
 #   local-node.sh down     stop it and remove every trace on the host
 #   local-node.sh reboot   stop kubelet and containerd, kill every pod sandbox, start both again
 #
-# Host footprint, all undone by `down`: a slot (0-7) claimed under /run/pod-network-controller,
+# Host footprint, all undone by `down`: a slot (0-5) claimed under /run/pod-network-controller,
 # which names two bridges (pncn<slot>: the node's addresses, no ports; pncp<slot>: the pods),
-# the cgroup root /pnc-node-<slot> in every hierarchy, one iptables chain per family in nat
+# the cgroup root /pnc-node-<slot> in every hierarchy, iptables chains per family in nat
 # (the `kubernetes` Service ClusterIP to the API server) and in filter (pods never reach past
-# the node), the kubelet's sysctls (originals restored by the last node down) and its
+# the node; the host never sends our ranges through its uplink), the kubelet's sysctls (originals restored by the last node down) and its
 # device-plugin socket in /var/lib/kubelet, CNI result files, /var/log/containers links and
 # containerd shim sockets. Everything else lives in
 # $STATE_DIR/node. Only documentation ranges are used; host forwarding is never turned on.
@@ -25,7 +25,7 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NODE_DIR="$STATE_DIR/node"
 LOG_DIR="$STATE_DIR/logs"
 NODES_DIR=/run/pod-network-controller/nodes
-SLOTS=8
+SLOTS=6
 NODE_NAME=pnc-node
 PAUSE_IMAGE=localhost/pod-network-controller/pause:dev
 CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
@@ -37,10 +37,12 @@ log() { echo "local-node: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 # --- addressing: everything derives from the slot ---------------------------------------
-# Pods: a /26 of 198.51.100.0/24 (slots 0-3) or 203.0.113.0/24 (4-7) and 2001:db8:ad1:<slot>::/64;
-# the first address of each is the gateway on the pod bridge. Node: 192.0.2.<16+slot> and
-# 2001:db8:ad0:<slot>::1 on the portless bridge. The control plane keeps to 192.0.2.1 and
-# 192.0.2.128/25.
+# The plan and its ranges: hack/lib/host-network.sh. Pods: a /26 of 198.51.100.0/24 (slots 0-3)
+# or 203.0.113.0/25 (4-5) and 2001:db8:ad1:<slot>::/64; the first address of each is the
+# gateway on the pod bridge. Node: 203.0.113.<192+slot> and 2001:db8:ad0:<slot>::1 on the
+# portless bridge.
+# shellcheck source=hack/lib/host-network.sh
+source "$HACK_DIR/lib/host-network.sh"
 slot_vars() {
   local slot=$1 base
   if ((slot < 4)); then base=198.51.100; else base=203.0.113; fi
@@ -49,7 +51,7 @@ slot_vars() {
   POD_V4_GW="$base.$((64 * (slot % 4) + 1))"
   POD_V6_CIDR="2001:db8:ad1:$slot::/64"
   POD_V6_GW="2001:db8:ad1:$slot::1"
-  NODE_V4="192.0.2.$((16 + slot))"
+  NODE_V4="203.0.113.$((192 + slot))"
   NODE_V6="2001:db8:ad0:$slot::1"
   NODE_BRIDGE="pncn$slot"
   POD_BRIDGE="pncp$slot"
@@ -85,6 +87,8 @@ cmd_check() {
 PID_DIR=$NODE_DIR
 # shellcheck source=hack/lib/procs.sh
 source "$HACK_DIR/lib/procs.sh"
+# shellcheck source=hack/lib/mounts.sh
+source "$HACK_DIR/lib/mounts.sh"
 
 # Short grace: what they leave behind is cleaned up by us, not by them.
 stop_process() { stop_recorded "$1" 10; }
@@ -115,15 +119,6 @@ kill_pods() {
   log "processes still in the cgroup root $CGROUP_ROOT after 5 s: $pids"
 }
 
-unmount_under() {
-  local prefix=$1 point i
-  for ((i = 0; i < 5; i++)); do
-    # Field 5 of mountinfo is the mount point; deepest first.
-    mapfile -t points < <(awk -v p="$prefix/" 'index($5, p) == 1 || $5 == substr(p, 1, length(p) - 1) {print $5}' /proc/self/mountinfo | sort -r -u)
-    ((${#points[@]})) || return 0
-    for point in "${points[@]}"; do umount "$point" 2>/dev/null || umount -l "$point" 2>/dev/null || true; done
-  done
-}
 
 # --- slots -----------------------------------------------------------------------------
 # Slot claims are files naming the state dir that holds them; one lock serializes claims,
@@ -219,18 +214,22 @@ restore_host_state() {
 # --- host network ----------------------------------------------------------------------
 ipt() { "$1" -w 5 "${@:2}"; }
 
+# TABLE HOOK CHAIN: our chains and the hooks that jump to them.
+our_chains() {
+  printf '%s\n' "nat PREROUTING $CHAIN" "filter FORWARD $CHAIN" "filter OUTPUT $CHAIN-UPLINK"
+}
+
 remove_chains() {
-  local cmd table hook
+  local cmd table hook chain
   for cmd in iptables ip6tables; do
-    for table in nat filter; do
-      if [[ $table == nat ]]; then hook=PREROUTING; else hook=FORWARD; fi
+    while read -r table hook chain; do
       # Every rule jumping to our chain, whatever its match: `-A HOOK ...` becomes `-D HOOK ...`.
-      ipt "$cmd" -t "$table" -S "$hook" 2>/dev/null | grep -- "-j $CHAIN\$" | while read -r -a rule; do
+      ipt "$cmd" -t "$table" -S "$hook" 2>/dev/null | grep -- "-j $chain\$" | while read -r -a rule; do
         ipt "$cmd" -t "$table" -D "${rule[@]:1}" || true
       done || true
-      ipt "$cmd" -t "$table" -F "$CHAIN" 2>/dev/null || true
-      ipt "$cmd" -t "$table" -X "$CHAIN" 2>/dev/null || true
-    done
+      ipt "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
+      ipt "$cmd" -t "$table" -X "$chain" 2>/dev/null || true
+    done < <(our_chains)
   done
 }
 
@@ -267,6 +266,21 @@ setup_network() {
     ipt "$cmd" -t filter -A "$CHAIN" -j DROP
     ipt "$cmd" -t filter -I FORWARD -i "$POD_BRIDGE" -j "$CHAIN"
   done
+  # The host never sends to or from our ranges through its uplinks: an address of ours that is
+  # on no link (the advertise address, a node already gone) is dropped here, not routed away.
+  local uplink range
+  for cmd in iptables ip6tables; do ipt "$cmd" -t filter -N "$CHAIN-UPLINK"; done
+  for uplink in $(uplink_devices); do
+    for range in "${HOST_V4_RANGES[@]}"; do
+      ipt iptables -t filter -A "$CHAIN-UPLINK" -o "$uplink" -d "$range" -j DROP
+      ipt iptables -t filter -A "$CHAIN-UPLINK" -o "$uplink" -s "$range" -j DROP
+    done
+    for range in "${HOST_V6_RANGES[@]}"; do
+      ipt ip6tables -t filter -A "$CHAIN-UPLINK" -o "$uplink" -d "$range" -j DROP
+      ipt ip6tables -t filter -A "$CHAIN-UPLINK" -o "$uplink" -s "$range" -j DROP
+    done
+  done
+  for cmd in iptables ip6tables; do ipt "$cmd" -t filter -I OUTPUT -j "$CHAIN-UPLINK"; done
   # kube-proxy's job for the one Service pods need: the API server's ClusterIP.
   ipt iptables -t nat -A "$CHAIN" -d "$KUBERNETES_SERVICE_IP" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:$api_port"
 }
@@ -292,7 +306,7 @@ remove_host_traces() {
     done
   fi
   rmdir /run/containerd/s /run/containerd 2>/dev/null || true
-  [[ -d "$NODE_DIR" ]] && unmount_under "$NODE_DIR"
+  [[ -d "$NODE_DIR" ]] && { unmount_under "$NODE_DIR" || true; }
   kill_pods
   # Pod cgroups, deepest first, in every hierarchy.
   while read -r dir; do
@@ -571,7 +585,7 @@ write_node_env() {
 }
 
 cmd_up() {
-  : "${BIN_DIR:?}" "${PKI:?}" "${APISERVER_URL:?}" "${ADMIN_KUBECONFIG:?}" "${KUBERNETES_SERVICE_IP:?}"
+  : "${BIN_DIR:?}" "${PKI:?}" "${APISERVER_URL:?}" "${ADMIN_KUBECONFIG:?}"
   [[ -x "$BIN_DIR/kubelet" && -x "$BIN_DIR/crictl" ]] || die "no kubelet or crictl in $BIN_DIR (hack/build-k8s-binaries.sh builds both)"
   lock_slots
   SLOT=$(claim_slot)
@@ -610,14 +624,14 @@ on_failed_start() {
 }
 
 cmd_down() {
-  [[ -f "$NODE_DIR/slot" ]] || { rm -rf "$NODE_DIR"; return 0; }
+  [[ -f "$NODE_DIR/slot" ]] || { remove_tree "$NODE_DIR"; return; }
   lock_slots
   SLOT=$(<"$NODE_DIR/slot")
   slot_vars "$SLOT"
   remove_host_traces
   if [[ "$(cat "$NODES_DIR/slot-$SLOT" 2>/dev/null)" == "$STATE_DIR" ]]; then rm -f "$NODES_DIR/slot-$SLOT"; fi
   restore_host_state
-  rm -rf "$NODE_DIR"
+  remove_tree "$NODE_DIR"
   log "node removed (slot $SLOT)"
 }
 
@@ -647,6 +661,6 @@ case ${1:-} in
   down) cmd_down ;;
   reboot) cmd_reboot ;;
   # Internal: claim_slot's takeover of another state dir's slot (it holds the slots lock).
-  remove-traces) slot_vars "$2"; remove_host_traces; rm -rf "$NODE_DIR" ;;
+  remove-traces) slot_vars "$2"; remove_host_traces; remove_tree "$NODE_DIR" ;;
   *) sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

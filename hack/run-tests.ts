@@ -38,6 +38,14 @@ const phases = extra.length
       ['--project', '!node'],
       ['--project', 'node'],
     ];
+// Counts, across every suite, the packets of our host-side ranges that leave through the
+// machine's uplink (hack/uplink-audit.sh): a check of its own, as root.
+const asRoot = process.getuid?.() === 0;
+const auditUplink = asRoot && ok(['bash', 'hack/uplink-audit.sh', 'start']);
+if (asRoot && !auditUplink) {
+  failed++;
+  console.log('FAILED: uplink audit did not start');
+}
 let skipped = 0;
 for (const [index, args] of phases.entries()) {
   const report = `.test-results/vitest-${index}.json`;
@@ -55,5 +63,13 @@ for (const [index, args] of phases.entries()) {
     failed++;
   }
 }
+if (auditUplink) {
+  console.log('\n== uplink');
+  if (ok(['bash', 'hack/uplink-audit.sh', 'check'])) passed++;
+  else {
+    failed++;
+    console.log('FAILED: uplink');
+  }
+} else if (!asRoot) console.log('\n== uplink: skipped (counting packets on the uplink needs root)');
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed === 0 ? 0 : 1);

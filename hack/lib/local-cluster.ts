@@ -33,6 +33,8 @@ export interface LocalCluster {
   kubeconfig: string;
   binDir: string;
   stateDir: string;
+  /** The `kubernetes` Service's ClusterIP (hack/lib/host-network.sh). */
+  kubernetesServiceIp: string;
   /** Present when started with withNode. */
   node?: LocalNode;
 }
@@ -77,8 +79,10 @@ export async function ensureLocalCluster(options: LocalClusterOptions = {}): Pro
   const stdout = await runScript(stateDir, ['up', ...flags]);
   const kubeconfig = stdout.trim().split('\n').pop() ?? '';
   const env = parseClusterEnv(await readFile(join(stateDir, 'cluster.env'), 'utf8'));
-  if (!kubeconfig || !env.BIN_DIR) throw new Error(`hack/local-cluster.sh up in ${stateDir} printed no kubeconfig or wrote no BIN_DIR`);
-  const cluster: LocalCluster = { kubeconfig, binDir: env.BIN_DIR, stateDir };
+  if (!kubeconfig || !env.BIN_DIR || !env.KUBERNETES_SERVICE_IP) {
+    throw new Error(`hack/local-cluster.sh up in ${stateDir} printed no kubeconfig or wrote no BIN_DIR or KUBERNETES_SERVICE_IP`);
+  }
+  const cluster: LocalCluster = { kubeconfig, binDir: env.BIN_DIR, stateDir, kubernetesServiceIp: env.KUBERNETES_SERVICE_IP };
   if (options.withNode) {
     const node = parseClusterEnv(await readFile(join(stateDir, 'node', 'node.env'), 'utf8'));
     if (!node.NODE_NAME || !node.CONTAINERD_ADDRESS) throw new Error(`hack/local-cluster.sh up --with-node in ${stateDir} wrote no node.env`);

@@ -129,6 +129,7 @@ describe('the rendered kubernetes overlay', () => {
     expect(pod.serviceAccountName).toBe('pod-network-controller');
     expect(pod.priorityClassName).toBe('system-node-critical');
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
     expect(daemonSet.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
     expect(container.args).toEqual(['run']);
     expect(container.securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'SYS_PTRACE'] });

@@ -78,8 +78,8 @@ describe.skipIf(!nodeName)("Istio's injection path on a real node (skipped witho
 
     // From the app container, an outbound connection lands on the stand-in proxy with its original destination.
     for (const [address, original] of [
-      ['198.51.100.80', '198.51.100.80:8443'],
-      ['2001:db8::80', '[2001:db8::80]:8443'],
+      ['203.0.113.251', '203.0.113.251:8443'],
+      ['2001:db8:adf::80', '[2001:db8:adf::80]:8443'],
     ] as const) {
       expect(await connectFromPod(k, namespace, name, 'app', address, 8443)).toMatchObject({ listener: 15001, original });
     }

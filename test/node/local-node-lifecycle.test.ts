@@ -148,4 +148,61 @@ describe.skipIf(!nodeName)('hack/local-cluster.sh up --with-node / down (skipped
     await stopLocalCluster({ stateDir });
     expect(await hostTraces(stateDir, slot, sandboxes)).toEqual([]);
   });
+
+  it.each([
+    ['with 20 pods running', 20, undefined],
+    ['after its containerd was killed', 2, 'containerd'],
+    ['after its kubelet was killed', 2, 'kubelet'],
+  ] as const)('down finishes and leaves no trace %s', async (_case, replicas, killed) => {
+    const cluster = await ensureLocalCluster({ stateDir, withNode: true });
+    const slot = (await readFile(join(stateDir, 'node', 'slot'), 'utf8')).trim();
+    const kc = new KubeConfig();
+    kc.loadFromFile(cluster.kubeconfig);
+    const namespace = `down-${replicas}-${killed ?? 'none'}`;
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+    await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
+      namespace,
+      body: {
+        metadata: { name: 'pause' },
+        spec: {
+          replicas,
+          selector: { matchLabels: { app: 'pause' } },
+          template: {
+            metadata: { labels: { app: 'pause' } },
+            // A volume per pod: tmpfs mounts under the node's dir, as real workloads have.
+            spec: {
+              containers: [
+                {
+                  name: 'pause',
+                  image: 'localhost/pod-network-controller/pause:dev',
+                  imagePullPolicy: 'Never',
+                  volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }],
+                },
+              ],
+              volumes: [{ name: 'scratch', emptyDir: { medium: 'Memory' } }],
+            },
+          },
+        },
+      },
+    });
+    const core = kc.makeApiClient(CoreV1Api);
+    const deadline = Date.now() + 150_000;
+    for (;;) {
+      const pods = await core.listNamespacedPod({ namespace });
+      if (pods.items.filter((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length === replicas) break;
+      if (Date.now() > deadline) throw new Error(`${replicas} pods not Ready after 150 s`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    if (killed) process.kill(Number(await readFile(join(stateDir, 'node', `${killed}.pid`), 'utf8')), 'SIGKILL');
+    // Mounts stacked on one point, as the kubelet's shared root propagates them: each pass of an
+    // unmount loop that lists a point once takes one layer only.
+    const stacked = join(stateDir, 'node', 'stacked');
+    await sh(['mkdir', '-p', stacked]);
+    for (let layer = 0; layer < 8; layer++) await sh(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'pnc-stacked', stacked]);
+    const sandboxes = await readdir(join(stateDir, 'node', 'containerd', 'root', 'io.containerd.grpc.v1.cri', 'sandboxes'));
+    expect(sandboxes.length).toBeGreaterThanOrEqual(replicas);
+    expect((await readFile('/proc/self/mountinfo', 'utf8')).split(`${stateDir}/node/`).length - 1, 'mounts under the node dir').toBeGreaterThan(replicas);
+    await stopLocalCluster({ stateDir });
+    expect(await hostTraces(stateDir, slot, sandboxes)).toEqual([]);
+  });
 });

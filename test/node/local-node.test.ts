@@ -14,7 +14,7 @@ import { isReady } from '../../hack/lib/real-node.ts';
 
 const nodeName = inject('nodeName');
 const PAUSE_IMAGE = 'localhost/pod-network-controller/pause:dev';
-const KUBERNETES_SERVICE_IP = '192.0.2.129';
+const KUBERNETES_SERVICE_IP = inject('kubernetesServiceIp');
 
 const poll = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000) => pollFor(what, probe, timeoutMs);
 
@@ -78,8 +78,30 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
     const internal = (node.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address);
     expect(internal).toHaveLength(2);
-    expect(inCidr(internal[0]!, '192.0.2.0/24')).toBe(true);
-    expect(inCidr(internal[1]!, '2001:db8::/32')).toBe(true);
+    expect(inCidr(internal[0]!, '203.0.113.192/28')).toBe(true);
+    expect(inCidr(internal[1]!, '2001:db8:ad0::/44')).toBe(true);
+  });
+
+  it("puts no address of ours inside a subnet the machine's uplink routes", () => {
+    const json = <T>(argv: string[]) => JSON.parse(execFileSync('ip', ['-j', ...argv], { encoding: 'utf8' })) as T;
+    type Route = { dst: string; dev?: string; gateway?: string };
+    const routes = [...json<Route[]>(['-4', 'route', 'show']), ...json<Route[]>(['-6', 'route', 'show'])];
+    const uplinks = new Set(routes.filter((r) => r.dst === 'default').map((r) => r.dev));
+    expect(uplinks.size, 'the machine has a default route').toBeGreaterThan(0);
+    const uplinkSubnets = routes
+      .filter((r) => uplinks.has(r.dev) && r.dst !== 'default' && !r.gateway && !r.dst.startsWith('fe80:'))
+      .map((r) => (r.dst.includes('/') ? r.dst : `${r.dst}/${r.dst.includes(':') ? 128 : 32}`));
+    expect(uplinkSubnets.length).toBeGreaterThan(0);
+    type Link = { ifname: string; addr_info: { local: string; prefixlen: number; scope: string }[] };
+    const ours = json<Link[]>(['addr', 'show'])
+      .filter((link) => /^pnc[np]\d+$/.test(link.ifname))
+      .flatMap((link) => link.addr_info.filter((a) => a.scope === 'global').map((a) => a.local));
+    expect(ours.length, "the node's bridges hold its and its pods' gateway addresses").toBeGreaterThanOrEqual(4);
+    const sameFamily = (address: string, subnet: string) => address.includes(':') === subnet.includes(':');
+    const clashes = [...ours, KUBERNETES_SERVICE_IP].flatMap((address) =>
+      uplinkSubnets.filter((subnet) => sameFamily(address, subnet) && inCidr(address, subnet)).map((subnet) => `${address} in ${subnet}`),
+    );
+    expect(clashes).toEqual([]);
   });
 
   it("exports the node's containerd socket from `env`, where the imported images are", () => {
@@ -127,11 +149,11 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
        s.on('error', (e) => { console.log('ERR ' + e.code); }); s.on('timeout', () => { console.log('ERR timeout'); s.destroy(); });`,
     ]);
     expect(tls.stdout.trim()).toBe('kube-apiserver');
-    // A documentation address that is not on the node: the node never forwards pod traffic.
+    // An address of ours that nobody holds: the node never forwards pod traffic.
     const away = runInNetns(sandbox!.path, [
       process.execPath,
       '-e',
-      `const s = require('node:net').connect({ host: '192.0.2.250', port: 80, timeout: 1500 }, () => { console.log('connected'); s.end(); });
+      `const s = require('node:net').connect({ host: '203.0.113.250', port: 80, timeout: 1500 }, () => { console.log('connected'); s.end(); });
        s.on('error', (e) => console.log('ERR ' + e.code)); s.on('timeout', () => { console.log('ERR timeout'); s.destroy(); });`,
     ]);
     expect(away.stdout.trim()).toMatch(/^ERR /);

@@ -98,14 +98,16 @@ function patchAgentDaemonSet(type: 'merge' | 'json', patch: string): Promise<str
   return k(['-n', AGENT_NAMESPACE, 'patch', 'daemonset', 'pod-network-controller', `--type=${type}`, '-p', patch]);
 }
 
-/** Takes the agent off the node (a nodeSelector nothing matches) and waits until its pod is gone. */
+const NO_AGENT_LABEL = 'pnc-test/no-agent';
+
+/** Takes the agent off the node (a nodeSelector term nothing matches) and waits until its pod is gone. */
 async function stopAgent(kc: KubeConfig): Promise<void> {
-  await patchAgentDaemonSet('merge', '{"spec":{"template":{"spec":{"nodeSelector":{"pnc-test/no-agent":"true"}}}}}');
+  await patchAgentDaemonSet('merge', JSON.stringify({ spec: { template: { spec: { nodeSelector: { [NO_AGENT_LABEL]: 'true' } } } } }));
   await poll('the agent pod to be gone', async () => ((await agentPods(kc)).length === 0 ? true : undefined));
 }
 
 async function startAgent(kc: KubeConfig): Promise<void> {
-  await patchAgentDaemonSet('json', '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]');
+  await patchAgentDaemonSet('json', JSON.stringify([{ op: 'remove', path: `/spec/template/spec/nodeSelector/${NO_AGENT_LABEL.replace('/', '~1')}` }]));
   await poll('the agent pod to be Ready', async () => ((await agentPods(kc)).some(isReady) ? true : undefined), 120_000);
 }
 
@@ -120,7 +122,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
   afterAll(async () => {
     // A failed test must not leave the agent off for the next.
     const daemonSet = await kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace: AGENT_NAMESPACE, name: 'pod-network-controller' });
-    if (daemonSet.spec?.template.spec?.nodeSelector) await startAgent(kc);
+    if (daemonSet.spec?.template.spec?.nodeSelector?.[NO_AGENT_LABEL]) await startAgent(kc);
   });
 
   it("runs the DaemonSet's agent Ready on the node, with a token whose node claim is the node's and only its four capabilities", async () => {
@@ -154,6 +156,24 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
       expect(BigInt(`0x${/^CapEff:\s+([0-9a-f]+)$/m.exec(status)![1]}`)).toBe(expected);
       expect(/^NoNewPrivs:\s+(\d)$/m.exec(status)![1]).toBe('1');
       expect(/^Uid:\s+0\s/m.test(status)).toBe(true);
+    }
+  });
+
+  it('schedules the agent on Linux nodes only: a Windows node gets no agent pod to hold the rollout', async () => {
+    const core = kc.makeApiClient(CoreV1Api);
+    const fakes = { linux: `pnc-linux-${mesh}`, windows: `pnc-windows-${mesh}` };
+    const onNode = async (node: string) =>
+      (await core.listNamespacedPod({ namespace: AGENT_NAMESPACE, labelSelector: AGENT_SELECTOR })).items.filter((p) => p.spec?.nodeName === node);
+    try {
+      for (const [os, name] of Object.entries(fakes)) await core.createNode({ body: { metadata: { name, labels: { 'kubernetes.io/os': os } } } });
+      // The DaemonSet controller has acted on both nodes once the Linux one has its (never running) pod.
+      await poll('an agent pod for the Linux node', async () => ((await onNode(fakes.linux)).length === 1 ? true : undefined));
+      expect(await onNode(fakes.windows)).toEqual([]);
+      const daemonSet = await kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace: AGENT_NAMESPACE, name: 'pod-network-controller' });
+      expect(daemonSet.status?.desiredNumberScheduled).toBe(2);
+    } finally {
+      for (const name of Object.values(fakes)) await core.deleteNode({ name }).catch(() => undefined);
+      await poll("the fake nodes' agent pods to be gone", async () => ((await onNode(fakes.linux)).length === 0 ? true : undefined));
     }
   });
 
@@ -206,8 +226,8 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const meshName = meshPod!.metadata!.name!;
     const plainName = plainPod!.metadata!.name!;
 
-    expect(await connectFrom(mesh, meshName, 'app', '192.0.2.77', 80)).toMatchObject({ listener: 15001, original: '192.0.2.77:80' });
-    expect(await connectFrom(mesh, meshName, 'app', '2001:db8::77', 80)).toMatchObject({ listener: 15001, original: '[2001:db8::77]:80' });
+    expect(await connectFrom(mesh, meshName, 'app', '203.0.113.250', 80)).toMatchObject({ listener: 15001, original: '203.0.113.250:80' });
+    expect(await connectFrom(mesh, meshName, 'app', '2001:db8:adf::77', 80)).toMatchObject({ listener: 15001, original: '[2001:db8:adf::77]:80' });
     // Inbound from another pod, over the bridge.
     const meshIP = meshPod!.status!.podIP!;
     expect(await connectFrom(mesh, plainName, 'app', meshIP, APP_PORT)).toMatchObject({ listener: 15006, original: `${meshIP}:${APP_PORT}` });
@@ -221,7 +241,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     expect(markOf(plainPod!)).toBeUndefined();
     expect(await natRules(clusterDir, plainIP)).not.toMatch(/ISTIO_/);
     expect(await natRules(clusterDir, meshIP)).toMatch(/ISTIO_OUTPUT/);
-    expect(await connectFrom(mesh, plainName, 'app', '192.0.2.77', 80).catch((error: Error) => error.message)).toMatch(/connect 192\.0\.2\.77 port 80/);
+    expect(await connectFrom(mesh, plainName, 'app', '203.0.113.250', 80).catch((error: Error) => error.message)).toMatch(/connect 203\.0\.113\.250 port 80/);
     await removeDeployment(kc, mesh, 'traffic');
     await removeDeployment(kc, mesh, 'plain');
   });

@@ -19,6 +19,7 @@ declare module 'vitest' {
     containerdAddress: string;
     /** The cluster's state dir (hack/local-cluster.sh node-reboot needs it). */
     clusterDir: string;
+    kubernetesServiceIp: string;
   }
 }
 
@@ -28,7 +29,7 @@ export const LIFECYCLE_DIR_PREFIX = 'pnc-test-lifecycle-';
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   if (process.getuid?.() !== 0) {
     console.warn('node-global-setup: not root, so no real node: the node tests skip');
-    for (const key of ['kubeconfig', 'binDir', 'nodeName', 'containerdAddress', 'clusterDir'] as const) project.provide(key, '');
+    for (const key of ['kubeconfig', 'binDir', 'nodeName', 'containerdAddress', 'clusterDir', 'kubernetesServiceIp'] as const) project.provide(key, '');
     return undefined;
   }
   await sweepClustersOfDeadRuns(RUN_DIR_PREFIX);
@@ -57,5 +58,6 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   project.provide('nodeName', cluster.node!.name);
   project.provide('containerdAddress', cluster.node!.containerdAddress);
   project.provide('clusterDir', stateDir);
+  project.provide('kubernetesServiceIp', cluster.kubernetesServiceIp);
   return stop;
 }

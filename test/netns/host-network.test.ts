@@ -1,0 +1,83 @@
+// The local cluster's host-side address plan (hack/lib/host-network.sh) against a stand-in
+// machine: a netns whose "uplink" veth leads to a "world" netns of ours, so nothing here leaves
+// the real machine. The uplink audit that `npm test` runs around every suite must count a
+// packet of our ranges that goes out that way, and `local-cluster.sh up` must refuse a machine
+// that already routes one of our ranges.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connectNetns, createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../../hack/lib/netns.ts';
+import type { TestNetns } from '../../hack/lib/netns.ts';
+import { must } from '../../hack/lib/process.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const AUDIT = join(ROOT, 'hack/uplink-audit.sh');
+
+describe.skipIf(!isRoot)('host-side ranges and the uplink audit', () => {
+  if (!isRoot) console.warn(`host-network: ${ROOT_SKIP_MESSAGE}`);
+  let machine: TestNetns;
+  let world: TestNetns;
+  let uplink: string;
+
+  beforeEach(() => {
+    machine = createNetns('pncum');
+    world = createNetns('pncuw');
+    [uplink] = connectNetns(
+      { netns: machine, addresses: ['192.0.2.2/24', '2001:db8:ffff::2/64'] },
+      { netns: world, addresses: ['192.0.2.1/24', '2001:db8:ffff::1/64'] },
+    );
+    must(['ip', '-n', machine.name, 'route', 'add', 'default', 'via', '192.0.2.1']);
+    must(['ip', '-n', machine.name, '-6', 'route', 'add', 'default', 'via', '2001:db8:ffff::1']);
+  });
+  afterEach(() => {
+    deleteNetns(machine);
+    deleteNetns(world);
+  });
+
+  const sendUdp = (family: 'udp4' | 'udp6', host: string) =>
+    must([
+      'nsenter',
+      `--net=${machine.path}`,
+      '--',
+      process.execPath,
+      '-e',
+      `require('node:dgram').createSocket('${family}').send('x', 9, '${host}', (e) => process.exit(e ? 1 : 0))`,
+    ]);
+
+  it('passes when nothing of ours left through the uplink', () => {
+    expect(runInNetns(machine.path, ['bash', AUDIT, 'start']).code).toBe(0);
+    sendUdp('udp4', '192.0.2.1'); // the machine's own traffic to its gateway is not ours
+    const check = runInNetns(machine.path, ['bash', AUDIT, 'check']);
+    expect(check.stderr).toContain('no packet of our ranges went through');
+    expect(check.code).toBe(0);
+    // check removes its counters
+    expect(runInNetns(machine.path, ['iptables', '-t', 'mangle', '-S', 'OUTPUT']).stdout).not.toContain('PNC-UPLINK-AUDIT');
+  });
+
+  it.each([
+    ['udp4', '203.0.113.250', `-d 203.0.113.0/24 -o`],
+    ['udp6', '2001:db8:ad1:5::9', `-d 2001:db8:ad0::/44 -o`],
+  ] as const)('counts a %s packet to %s that leaves through the uplink, and fails', (family, host, rule) => {
+    expect(runInNetns(machine.path, ['bash', AUDIT, 'start']).code).toBe(0);
+    sendUdp(family, host);
+    const check = runInNetns(machine.path, ['bash', AUDIT, 'check']);
+    expect(check.stderr).toContain(`1 packet(s) matched: ${rule} ${uplink}`);
+    expect(check.code).toBe(1);
+  });
+
+  it('local-cluster.sh up refuses a machine that routes one of our ranges, naming the route', () => {
+    must(['ip', '-n', machine.name, 'addr', 'add', '203.0.113.70/26', 'dev', uplink]);
+    const stateDir = mkdtempSync(join(tmpdir(), 'pnc-ranges-'));
+    try {
+      const up = runInNetns(machine.path, ['env', `PNC_CLUSTER_DIR=${stateDir}/cluster`, 'bash', join(ROOT, 'hack/local-cluster.sh'), 'up']);
+      expect(up.code).not.toBe(0);
+      expect(up.stderr).toContain('refusing to start');
+      expect(up.stderr).toMatch(new RegExp(`203\\.0\\.113\\.0/24 overlaps the machine's route: 203\\.0\\.113\\.64/26 dev ${uplink}`));
+      // refused before anything started or was built
+      expect(up.stderr).not.toContain('build-k8s-binaries');
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
