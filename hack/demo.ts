@@ -9,12 +9,14 @@
 // node and no images, the agent as a host process and simulated sandboxes.
 import { AppsV1Api, CoreV1Api, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { parseMark, STATUS_ANNOTATION } from '../controller/src/pod-contract/index.ts';
 import type { Mark } from '../controller/src/pod-contract/index.ts';
 import { planFromPod, verifyRedirect } from '../controller/src/redirect/index.ts';
 import { waitForPodEvent } from './lib/kube-objects.ts';
 import { check, finishDemo, indent, printNatRules, step } from './lib/demo-output.ts';
-import { stopLocalCluster } from './lib/local-cluster.ts';
+import { isLocalClusterRunning, stopLocalCluster } from './lib/local-cluster.ts';
 import { pollUntil } from './lib/poll.ts';
 import {
   APP_PORT,
@@ -30,6 +32,9 @@ import {
 } from './lib/real-node.ts';
 import { PROXY_UID, WAITER_CONTAINER } from './lib/mesh-pods.ts';
 import { jumpRuleCounts, noRedirectRules } from './lib/redirect-probe.ts';
+
+// The Debian packages both demos need (as root: installed, saying why; else one line naming the command).
+if (spawnSync('bash', [fileURLToPath(new URL('install-deps.sh', import.meta.url))], { stdio: 'inherit' }).status !== 0) process.exit(1);
 
 if (process.argv.includes('--simulated')) {
   await import('./demo-simulated.ts');
@@ -47,7 +52,9 @@ async function realNodeDemo(): Promise<never> {
 
   const started = performance.now();
   let exitCode = 0;
-  let clusterWasRunning = true;
+  // Known before anything starts, so a failure says truthfully what it leaves running. A control
+  // plane that was already running is left running, with the node this adds.
+  const clusterWasRunning = await isLocalClusterRunning();
   let core: CoreV1Api | undefined;
   let namespace: string | undefined;
   process.stdout.on('error', () => undefined);
@@ -64,8 +71,6 @@ async function realNodeDemo(): Promise<never> {
   try {
     step('a real node (kubelet + containerd), the images from the Dockerfile, the product installed as shipped');
     const deployed = await deployOnRealNode((line) => console.log(`   ${line}`));
-    // A control plane that was already running is left running, with the node this adds.
-    clusterWasRunning = deployed.controlPlaneWasRunning;
     const { cluster, node } = deployed;
     console.log(`   node ${node.name} Ready (${node.ips.join(', ')}; pods ${node.podCidrs.join(', ')}) after ${seconds(deployed.upMs)}`);
     console.log(`   product deployed after ${seconds(deployed.deployMs)}; KUBECONFIG=${cluster.kubeconfig}`);

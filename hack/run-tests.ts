@@ -12,6 +12,9 @@ interface VitestJson {
 
 const ok = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { stdio: 'inherit' }).status === 0;
 
+// The Debian packages the suites need (as root: installed, saying why; else one line naming the command).
+if (!ok(['bash', 'hack/install-deps.sh'])) process.exit(1);
+
 let passed = 0;
 let failed = 0;
 for (const [name, args] of [

@@ -1,6 +1,6 @@
 // How both demos print: step headings, indented detail, and checks that stop the demo when they fail.
 import type { IptablesMode } from '../../controller/src/redirect/index.ts';
-import { stopLocalCluster } from './local-cluster.ts';
+import { isLocalClusterRunning, stopLocalCluster } from './local-cluster.ts';
 import { natRules } from './redirect-probe.ts';
 
 const bold = (text: string) => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
@@ -43,11 +43,17 @@ export async function printNatRules(netnsPath: string, mode: IptablesMode): Prom
 /**
  * The end of both demos: stops the local cluster unless it ran before the demo or KEEP asks to
  * keep it (WHAT names it in the messages), then prints the verdict with the time since STARTED and
- * exits, 1 when the demo or the stop failed.
+ * exits, 1 when the demo or the stop failed. It says only what is true: a cluster that never
+ * came up is neither "kept" nor "stopped".
  */
 export async function finishDemo(options: { exitCode: number; started: number; keep: boolean; what: string }): Promise<never> {
   let { exitCode } = options;
-  if (options.keep) {
+  const running = await isLocalClusterRunning();
+  if (!running) {
+    // `up` removes what it started when it fails; anything half-started goes too.
+    await stopLocalCluster().catch(() => undefined);
+    console.log(`   no local cluster is running (none was left by this demo)`);
+  } else if (options.keep) {
     console.log(`   ${options.what} keeps running; stop it with: bash hack/local-cluster.sh down`);
   } else {
     await stopLocalCluster().then(
