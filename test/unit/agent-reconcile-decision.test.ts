@@ -19,7 +19,7 @@ import { NAMESPACE, NODE, testPod } from '../support/reconciler-fakes.ts';
 const config = parseConfig({ NODE_NAME: NODE }, []);
 const redirectConfig = validateNodeConfig(DEFAULT_NODE_CONFIG);
 const now = 5_000_000;
-const base = { namespaceAnnotations: {}, memory: undefined, now, config, redirectConfig };
+const base = { namespaceAnnotations: {}, namespaceLabels: {}, memory: undefined, now, config, redirectConfig };
 const sandbox = { pid: 4001, inode: 4026532001, path: '/proc/4001/ns/net', startTime: 101 };
 const at = '2026-12-01T12:00:00.000Z';
 
@@ -65,7 +65,10 @@ describe('decideTarget: identity and plan', () => {
     const pod = testPod();
     const step = decideTarget({ ...base, pod });
     const plan = planFromPod(pod, redirectConfig, { uid: PROXY_UID, gid: PROXY_UID });
-    expect(step).toEqual({ kind: 'find-sandbox', target: { plan, hash: rulesHash(renderPlan(plan)), markText: undefined, reinitToken: undefined } });
+    expect(step).toEqual({
+      kind: 'find-sandbox',
+      target: { plan, hash: rulesHash(renderPlan(plan)), markText: undefined, reinitToken: undefined, bypass: { containers: [], note: '' } },
+    });
   });
 
   it('refuses an app container running as the proxy UID, once', () => {
