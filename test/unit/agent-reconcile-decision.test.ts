@@ -84,7 +84,13 @@ describe('decideTarget: identity and plan', () => {
 
   it('lets such a pod through when the node allows proxy-UID apps', () => {
     const allowing = parseConfig({ NODE_NAME: NODE, PNC_ALLOW_PROXY_UID_APPS: 'true' }, []);
-    expect(decideTarget({ ...base, config: allowing, pod: testPod({ appUid: PROXY_UID }) }).kind).toBe('find-sandbox');
+    const step = decideTarget({ ...base, config: allowing, pod: testPod({ appUid: PROXY_UID }) });
+    expect(step.kind).toBe('find-sandbox');
+    // Still a bypass: the audit warns about it, through the identity policy's own finding.
+    if (step.kind === 'find-sandbox')
+      expect(step.target.bypass.containers.map((c) => [c.container, c.findings.map((f) => `${f.kind} ${f.detail}`)])).toEqual([
+        ['app', ['proxy_identity runAsUser=1337', 'proxy_identity runAsGroup=1337']],
+      ]);
   });
 
   it('refuses a proxy running as an identity it may not have, but waits when the namespace is not known yet', () => {
