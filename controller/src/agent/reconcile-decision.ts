@@ -61,7 +61,7 @@ export interface Target {
   bypass: Bypass;
 }
 
-/** What the bypass audit found, and the note that says so; undefined when the audit did not run (the pod was refused before it). */
+/** What the bypass audit found (no containers: nothing), and the note that says so. */
 export interface Bypass {
   containers: ContainerBypass[];
   note: string;

@@ -176,7 +176,7 @@ export class Reconciler {
     if (step.kind === 'refuse' && step.bypass) this.#publishBypass(pass, step.bypass);
     switch (step.kind) {
       case 'wait-for-namespace':
-        log.debug('namespace not known yet; proxy identity undecided');
+        log.debug('namespace not known yet; proxy identity or bypass policy undecided');
         return { kind: 'retry', policy: SANDBOX_BACKOFF };
       case 'refuse':
       case 'invalid':
