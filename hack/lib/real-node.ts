@@ -153,7 +153,10 @@ export interface ProxyAnswer {
   original: string;
 }
 
-/** Runs the test-proxy's client inside CONTAINER of the pod (`kubectl exec`); its JSON answer. */
+/**
+ * Runs the test-proxy's client inside CONTAINER of the pod (`kubectl exec`); its JSON answer.
+ * With `asUid` it first calls setuid(asUid), as a root container keeping CAP_SETUID can.
+ */
 export async function connectFromPod(
   k: (args: string[]) => Promise<string>,
   namespace: string,
@@ -161,8 +164,10 @@ export async function connectFromPod(
   container: string,
   address: string,
   port: number,
+  asUid?: number,
 ): Promise<ProxyAnswer> {
-  const out = await k(['-n', namespace, 'exec', pod, '-c', container, '--', '/test-proxy', 'connect', address, String(port)]);
+  const connect = asUid === undefined ? ['connect'] : ['connect-as', String(asUid)];
+  const out = await k(['-n', namespace, 'exec', pod, '-c', container, '--', '/test-proxy', ...connect, address, String(port)]);
   return JSON.parse(out.trim()) as ProxyAnswer;
 }
 

@@ -109,6 +109,27 @@ describe.skipIf(!isRoot)('test-proxy', () => {
     expect(run([binary, 'connect', 'not-an-address', '80']).stderr).toMatch(/not-an-address is not an IP address/);
   });
 
+  it('connect-as takes the UID before connecting, and exits 3 when the process may not', () => {
+    const asProxy = runInNetns(netns!.path, [binary, 'connect-as', String(PROXY_UID), '127.0.0.1', '15006']);
+    expect(asProxy.code).toBe(0);
+    expect(JSON.parse(asProxy.stdout)).toMatchObject({ listener: 15006 });
+    const unprivileged = runInNetns(netns!.path, [
+      'setpriv',
+      '--reuid=1000',
+      '--regid=1000',
+      '--clear-groups',
+      '--',
+      binary,
+      'connect-as',
+      String(PROXY_UID),
+      '127.0.0.1',
+      '15006',
+    ]);
+    expect(unprivileged.code).toBe(3);
+    expect(unprivileged.stderr).toMatch(/setuid 1337: Operation not permitted/);
+    expect(run([binary, 'connect-as', '-1', '127.0.0.1', '15006'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/-1 is not a UID/) });
+  });
+
   it('exits on SIGTERM (as a container PID 1 it has to handle it itself)', async () => {
     const exited = new Promise<number | null>((resolveExit) => proxy!.once('exit', (code) => resolveExit(code)));
     proxy!.kill('SIGTERM');

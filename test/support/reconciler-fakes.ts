@@ -191,12 +191,14 @@ export function fakeReconciler(env: Record<string, string> = {}) {
   const logs: LogLine[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
   const namespaces = new Map<string, Record<string, string>>([[NAMESPACE, {}]]);
+  const namespaceLabels = new Map<string, Record<string, string>>([[NAMESPACE, {}]]);
   const reconciler = new Reconciler({
     config,
     redirectConfig,
     iptablesMode: 'nft',
     getPod: (uid) => api.cache.get(uid),
     getNamespaceAnnotations: (namespace) => namespaces.get(namespace),
+    getNamespaceLabels: (namespace) => namespaceLabels.get(namespace),
     finder,
     watcher,
     writer: api,
@@ -206,7 +208,7 @@ export function fakeReconciler(env: Record<string, string> = {}) {
     engine,
     clock,
   });
-  return { reconciler, config, redirectConfig, clock, api, finder, watcher, events, engine, metrics, logs, namespaces };
+  return { reconciler, config, redirectConfig, clock, api, finder, watcher, events, engine, metrics, logs, namespaces, namespaceLabels };
 }
 
 let pods = 0;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { RUNTIME_DEFAULT_CAPABILITIES } from '../../controller/src/agent/bypass-audit.ts';
 import { ConfigError, flagName, parseConfig } from '../../controller/src/agent/config.ts';
 
 const base = { NODE_NAME: 'node-a' };
@@ -22,6 +23,7 @@ describe('agent config', () => {
       proxyContainer: 'istio-proxy',
       waiterContainer: 'pnc-init-waiter',
       allowProxyUidApps: false,
+      bypassPolicy: 'audit',
       iptablesMode: 'auto',
       iptablesLockTimeout: 10,
       httpPort: 9102,
@@ -36,6 +38,16 @@ describe('agent config', () => {
       logLevel: 'info',
     });
     expect([...config.excludedNamespaces]).toEqual(['kube-system']);
+    expect([...config.runtimeDefaultCapabilities]).toEqual([...RUNTIME_DEFAULT_CAPABILITIES]);
+    expect(config.runtimeDefaultCapabilities.has('SETUID')).toBe(true);
+  });
+
+  it("reads the bypass policy and the runtime's default capabilities (any case, with or without CAP_, or none)", () => {
+    expect(parseConfig({ ...base, PNC_BYPASS_POLICY: 'strict' }, []).bypassPolicy).toBe('strict');
+    expect(parseConfig(base, ['--bypass-policy', 'strict']).bypassPolicy).toBe('strict');
+    const crio = parseConfig({ ...base, PNC_RUNTIME_DEFAULT_CAPABILITIES: 'chown, CAP_SETUID,setgid' }, []);
+    expect([...crio.runtimeDefaultCapabilities]).toEqual(['CHOWN', 'SETUID', 'SETGID']);
+    expect(parseConfig(base, ['--runtime-default-capabilities=none']).runtimeDefaultCapabilities.size).toBe(0);
   });
 
   it('always excludes its own namespace', () => {
@@ -83,6 +95,9 @@ describe('agent config', () => {
     [{ ...base, PNC_HTTP_ADDRESS: 'localhost' }, 'PNC_HTTP_ADDRESS', 'localhost'],
     [{ ...base, PNC_IPTABLES_MODE: 'nftables' }, 'PNC_IPTABLES_MODE', 'nftables'],
     [{ ...base, PNC_ALLOW_PROXY_UID_APPS: 'yes' }, 'PNC_ALLOW_PROXY_UID_APPS', 'yes'],
+    [{ ...base, PNC_BYPASS_POLICY: 'warn' }, 'PNC_BYPASS_POLICY', 'warn'],
+    [{ ...base, PNC_RUNTIME_DEFAULT_CAPABILITIES: 'SETUID,NET_RAWW' }, 'PNC_RUNTIME_DEFAULT_CAPABILITIES', 'SETUID,NET_RAWW'],
+    [{ ...base, PNC_RUNTIME_DEFAULT_CAPABILITIES: '' }, 'PNC_RUNTIME_DEFAULT_CAPABILITIES', ''],
     [{ ...base, PNC_FAMILIES: 'ipv4,ipv5' }, 'PNC_FAMILIES', 'ipv4,ipv5'],
     [{ ...base, PNC_FAMILIES: 'ipv4,ipv4' }, 'PNC_FAMILIES', 'ipv4,ipv4'],
     [{ ...base, PNC_EXCLUDE_INBOUND_PORTS: '22,0' }, 'PNC_EXCLUDE_INBOUND_PORTS', '0'],

@@ -19,7 +19,7 @@ import { NAMESPACE, NODE, testPod } from '../support/reconciler-fakes.ts';
 const config = parseConfig({ NODE_NAME: NODE }, []);
 const redirectConfig = validateNodeConfig(DEFAULT_NODE_CONFIG);
 const now = 5_000_000;
-const base = { namespaceAnnotations: {}, memory: undefined, now, config, redirectConfig };
+const base = { namespaceAnnotations: {}, namespaceLabels: {}, memory: undefined, now, config, redirectConfig };
 const sandbox = { pid: 4001, inode: 4026532001, path: '/proc/4001/ns/net', startTime: 101 };
 const at = '2026-12-01T12:00:00.000Z';
 
@@ -65,7 +65,10 @@ describe('decideTarget: identity and plan', () => {
     const pod = testPod();
     const step = decideTarget({ ...base, pod });
     const plan = planFromPod(pod, redirectConfig, { uid: PROXY_UID, gid: PROXY_UID });
-    expect(step).toEqual({ kind: 'find-sandbox', target: { plan, hash: rulesHash(renderPlan(plan)), markText: undefined, reinitToken: undefined } });
+    expect(step).toEqual({
+      kind: 'find-sandbox',
+      target: { plan, hash: rulesHash(renderPlan(plan)), markText: undefined, reinitToken: undefined, bypass: { containers: [], note: '' } },
+    });
   });
 
   it('refuses an app container running as the proxy UID, once', () => {
@@ -81,7 +84,13 @@ describe('decideTarget: identity and plan', () => {
 
   it('lets such a pod through when the node allows proxy-UID apps', () => {
     const allowing = parseConfig({ NODE_NAME: NODE, PNC_ALLOW_PROXY_UID_APPS: 'true' }, []);
-    expect(decideTarget({ ...base, config: allowing, pod: testPod({ appUid: PROXY_UID }) }).kind).toBe('find-sandbox');
+    const step = decideTarget({ ...base, config: allowing, pod: testPod({ appUid: PROXY_UID }) });
+    expect(step.kind).toBe('find-sandbox');
+    // Still a bypass: the audit warns about it, through the identity policy's own finding.
+    if (step.kind === 'find-sandbox')
+      expect(step.target.bypass.containers.map((c) => [c.container, c.findings.map((f) => `${f.kind} ${f.detail}`)])).toEqual([
+        ['app', ['proxy_identity runAsUser=1337', 'proxy_identity runAsGroup=1337']],
+      ]);
   });
 
   it('refuses a proxy running as an identity it may not have, but waits when the namespace is not known yet', () => {

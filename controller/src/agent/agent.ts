@@ -99,6 +99,10 @@ export class Agent {
         const ns = this.#namespaces.get(namespace);
         return ns ? (ns.metadata?.annotations ?? {}) : undefined;
       },
+      getNamespaceLabels: (namespace) => {
+        const ns = this.#namespaces.get(namespace);
+        return ns ? (ns.metadata?.labels ?? {}) : undefined;
+      },
       finder: this.#finder,
       watcher: this.#watcher,
       writer: new PodStatusWriter(client),

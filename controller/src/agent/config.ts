@@ -3,6 +3,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 import { InvalidValue, parseCidr } from '../pod-contract/index.ts';
+import { BYPASS_POLICIES, type BypassPolicy, LINUX_CAPABILITIES, RUNTIME_DEFAULT_CAPABILITIES } from './bypass-audit.ts';
 import { DEFAULT_NODE_CONFIG, IPTABLES_MODES, validateNodeConfig, type Family, type IptablesMode, type ValidatedNodeConfig } from '../redirect/index.ts';
 
 export interface AgentConfig {
@@ -14,6 +15,10 @@ export interface AgentConfig {
   /** Every excluded namespace, the controller's own included. */
   excludedNamespaces: ReadonlySet<string>;
   allowProxyUidApps: boolean;
+  /** audit: warn about pods whose containers could bypass the redirect; strict: refuse them. */
+  bypassPolicy: BypassPolicy;
+  /** What the node's runtime gives a container that adds and drops nothing (names without `CAP_`). */
+  runtimeDefaultCapabilities: ReadonlySet<string>;
   iptablesMode: IptablesMode | 'auto';
   /** Seconds iptables-restore waits for the xtables lock before the pod is retried later. */
   iptablesLockTimeout: number;
@@ -55,6 +60,12 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'PNC_WAITER_CONTAINER', help: 'name of the init-waiter init container', defaultValue: 'pnc-init-waiter' },
   { env: 'PNC_EXCLUDED_NAMESPACES', help: 'comma list of namespaces never touched', defaultValue: 'kube-system' },
   { env: 'PNC_ALLOW_PROXY_UID_APPS', help: 'allow app containers running as the proxy UID/GID', defaultValue: 'false', boolean: true },
+  { env: 'PNC_BYPASS_POLICY', help: 'pods whose containers could bypass the redirect: audit (warn) | strict (refuse)', defaultValue: 'audit' },
+  {
+    env: 'PNC_RUNTIME_DEFAULT_CAPABILITIES',
+    help: "comma list of the capabilities the node's container runtime gives by default (containerd's; 'none' for none)",
+    defaultValue: RUNTIME_DEFAULT_CAPABILITIES.join(','),
+  },
   { env: 'PNC_IPTABLES_MODE', help: 'auto | legacy | nft', defaultValue: 'auto' },
   { env: 'PNC_IPTABLES_LOCK_TIMEOUT', help: 'seconds to wait for the xtables lock (legacy) before retrying the pod later (1-300)', defaultValue: '10' },
   { env: 'PNC_HTTP_PORT', help: 'port of /healthz, /readyz, /metrics (0 = pick a free one)', defaultValue: '9102' },
@@ -226,6 +237,11 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
   const procRoot = get('PNC_PROC_ROOT');
   if (!procRoot.startsWith('/')) throw new ConfigError('PNC_PROC_ROOT', procRoot, 'expected an absolute path');
 
+  const bypassPolicy = get('PNC_BYPASS_POLICY');
+  if (!(BYPASS_POLICIES as readonly string[]).includes(bypassPolicy)) {
+    throw new ConfigError('PNC_BYPASS_POLICY', bypassPolicy, `expected ${BYPASS_POLICIES.join(' or ')}`);
+  }
+
   return {
     ...redirect,
     nodeName,
@@ -233,6 +249,8 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
     waiterContainer: containerName('PNC_WAITER_CONTAINER', get('PNC_WAITER_CONTAINER')),
     excludedNamespaces: new Set(excluded),
     allowProxyUidApps: bool('PNC_ALLOW_PROXY_UID_APPS', get('PNC_ALLOW_PROXY_UID_APPS')),
+    bypassPolicy: bypassPolicy as BypassPolicy,
+    runtimeDefaultCapabilities: capabilities('PNC_RUNTIME_DEFAULT_CAPABILITIES', get('PNC_RUNTIME_DEFAULT_CAPABILITIES')),
     httpPort: integer('PNC_HTTP_PORT', get('PNC_HTTP_PORT'), 0, 65535),
     httpAddress,
     concurrency: integer('PNC_CONCURRENCY', get('PNC_CONCURRENCY'), 1, 64),
@@ -256,6 +274,21 @@ function integer(variable: string, value: string, min: number, max: number): num
     throw new ConfigError(variable, value, `expected an integer from ${min} to ${max}`);
   }
   return Number(value);
+}
+
+/** Names with or without `CAP_`, any case; `none` for an empty set (an empty value is the default). */
+function capabilities(variable: string, value: string): ReadonlySet<string> {
+  if (value === 'none') return new Set();
+  const names = list(value).map((name) => name.toUpperCase().replace(/^CAP_/, ''));
+  const unknown = names.filter((name) => !LINUX_CAPABILITIES.includes(name));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new ConfigError(
+      variable,
+      value,
+      `expected a comma list of Linux capabilities (e.g. SETUID,NET_RAW) or none; not one: ${unknown.join(',') || '(empty)'}`,
+    );
+  }
+  return new Set(names);
 }
 
 function namespaceName(variable: string, value: string): string {

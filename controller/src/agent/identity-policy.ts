@@ -59,6 +59,14 @@ export function findIdentityViolations(pod: V1Pod, policy: IdentityPolicy): Iden
   return violations;
 }
 
+/** `container` is Istio's own validation init container, exactly as Istio's injector writes it. */
+export function isIstioValidation(container: V1Container, pod: V1Pod, policy: IdentityPolicy): boolean {
+  return (
+    container.name === ISTIO_VALIDATION_CONTAINER &&
+    istioValidationMismatch(container, pod, findProxyContainer(pod, policy.proxyContainer), policy) === undefined
+  );
+}
+
 /**
  * Undefined when `container` is Istio's validation init container as Istio's injector
  * writes it (with pilot.cni.enabled): an init container with the proxy's image and no

@@ -17,6 +17,7 @@ export interface AgentMetrics {
   iptablesLockTimeouts: Counter;
   markWriteRefusals: Counter<'status'>;
   reconcileBugs: Counter;
+  podBypassFindings: Gauge<'namespace' | 'pod' | 'finding'>;
 }
 
 export function createMetrics(): AgentMetrics {
@@ -81,6 +82,13 @@ export function createMetrics(): AgentMetrics {
       name: 'pnc_mark_write_refusals_total',
       help: 'Mark writes the API server refused for a reason retrying cannot fix (e.g. 422: annotations too large), by HTTP status.',
       labelNames: ['status'],
+      registers: [registry],
+    }),
+    // Per pod, so bounded by the eligible pods on the node: each pod's series go when the agent forgets it.
+    podBypassFindings: new Gauge({
+      name: 'pnc_pod_bypass_findings',
+      help: 'Containers of a mesh pod that could bypass the redirect, by finding (e.g. cap_setuid); present while the agent knows the pod.',
+      labelNames: ['namespace', 'pod', 'finding'],
       registers: [registry],
     }),
     reconcileBugs: new Counter({

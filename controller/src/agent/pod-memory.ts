@@ -2,6 +2,7 @@
 // transitions. Dropped when the pod is deleted or stops being eligible. Times are
 // monotonic milliseconds (performance.now() in the agent).
 import { resourceVersionAtLeast } from '../kube/pod-status-writer.ts';
+import type { FindingKind } from './bypass-audit.ts';
 import type { SandboxNetns } from './netns-finder.ts';
 
 /** A verification that passed: what the mark said and what was verified, and when. */
@@ -26,6 +27,10 @@ export interface PodMemoryView {
   readonly verified: Readonly<Verified> | undefined;
   /** This process has made sure the current mark's Event exists (written it, or checked after a restart). */
   readonly markEventKnown: boolean;
+  /** The bypass warning last given: its sandbox's netns and note. */
+  readonly bypassWarned: { readonly inode: number; readonly note: string } | undefined;
+  /** The pod's series of the bypass gauge: its labels and the findings published. */
+  readonly bypassGauge: { readonly namespace: string; readonly pod: string; readonly kinds: readonly FindingKind[] } | undefined;
 }
 
 export class PodMemory implements PodMemoryView {
@@ -37,6 +42,8 @@ export class PodMemory implements PodMemoryView {
   #sandboxFoundAt: number | undefined;
   #verified: Verified | undefined;
   #markEventKnown = false;
+  #bypassWarned: { inode: number; note: string } | undefined;
+  #bypassGauge: { namespace: string; pod: string; kinds: FindingKind[] } | undefined;
 
   constructor(now: number) {
     this.firstSeenAt = now;
@@ -62,6 +69,12 @@ export class PodMemory implements PodMemoryView {
   }
   get markEventKnown() {
     return this.#markEventKnown;
+  }
+  get bypassWarned() {
+    return this.#bypassWarned;
+  }
+  get bypassGauge() {
+    return this.#bypassGauge;
   }
 
   /** A copy of the pod arrived; watch events come in resourceVersion order, so once our write shows up every later copy is newer. */
@@ -118,6 +131,16 @@ export class PodMemory implements PodMemoryView {
     this.#awaitingEcho = resourceVersion ? { resourceVersion, at: verified.at } : undefined;
     this.#markEventKnown = true;
     this.#verified = verified;
+  }
+
+  /** The bypass warning was given for this sandbox: once per sandbox, again only if what it says changes. */
+  warnedOfBypass(inode: number, note: string): void {
+    this.#bypassWarned = { inode, note };
+  }
+
+  /** The bypass gauge now holds these series for the pod. */
+  publishedBypass(gauge: { namespace: string; pod: string; kinds: FindingKind[] } | undefined): void {
+    this.#bypassGauge = gauge;
   }
 
   /** An error mark is due: nothing verified counts any more. */

@@ -7,6 +7,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { REINIT_ANNOTATION, STATUS_ANNOTATION } from '../pod-contract/index.ts';
 import { AnnotationError, type RedirectPlan, type ValidatedNodeConfig, planFromPod, renderPlan, rulesHash } from '../redirect/index.ts';
 import type { EventReason } from '../kube/event-recorder.ts';
+import { type ContainerBypass, auditBypass, bypassPolicyFor, describeBypass } from './bypass-audit.ts';
 import type { AgentConfig } from './config.ts';
 import { type IneligibleReason, decideEligibility } from './eligibility.ts';
 import { describeViolations, findIdentityViolations } from './identity-policy.ts';
@@ -31,13 +32,18 @@ export const VERIFIED_FRESH_MS = 30_000;
  */
 export const ECHO_WAIT_MS = 5_000;
 
-export type DecisionConfig = Pick<AgentConfig, 'proxyContainer' | 'waiterContainer' | 'excludedNamespaces' | 'allowProxyUidApps' | 'procRoot'>;
+export type DecisionConfig = Pick<
+  AgentConfig,
+  'proxyContainer' | 'waiterContainer' | 'excludedNamespaces' | 'allowProxyUidApps' | 'bypassPolicy' | 'runtimeDefaultCapabilities' | 'procRoot'
+>;
 
 export interface PodInputs {
   /** The informer's cached copy; undefined when the pod is gone. */
   pod: V1Pod | undefined;
   /** Undefined when the namespace is not known (yet). */
   namespaceAnnotations: Record<string, string> | undefined;
+  /** Undefined when the namespace is not known (yet). */
+  namespaceLabels: Record<string, string> | undefined;
   memory: PodMemoryView | undefined;
   now: number;
   config: DecisionConfig;
@@ -51,6 +57,14 @@ export interface Target {
   hash: string;
   markText: string | undefined;
   reinitToken: string | undefined;
+  /** Containers that could bypass the redirect (audit mode let the pod through): warned about once per sandbox. */
+  bypass: Bypass;
+}
+
+/** What the bypass audit found (no containers: nothing), and the note that says so. */
+export interface Bypass {
+  containers: ContainerBypass[];
+  note: string;
 }
 
 /** The pod cannot be programmed until it changes: an `error` mark (once) and a Warning. */
@@ -61,6 +75,8 @@ export interface Failure {
   markText: string | undefined;
   /** The pod's mark already says exactly this: nothing to report again. */
   reported: boolean;
+  /** Set when the bypass policy refused the pod. */
+  bypass?: Bypass;
 }
 
 /** What to do with a copy of the pod that can be trusted. */
@@ -75,7 +91,7 @@ export type PodStep =
   | TargetStep;
 
 export function decidePod(inputs: PodInputs): PodStep {
-  const { pod, namespaceAnnotations, memory, now, config } = inputs;
+  const { pod, namespaceAnnotations, namespaceLabels, memory, now, config } = inputs;
   if (!pod) return { kind: 'skip', why: 'gone' };
   const eligibility = decideEligibility(pod, namespaceAnnotations, config);
   if (!eligibility.eligible) return { kind: 'skip', why: eligibility.reason };
@@ -86,20 +102,21 @@ export function decidePod(inputs: PodInputs): PodStep {
     // The watch is late (down, or replaying from before our write): the cached copy cannot be trusted.
     return { kind: 'read-fresh', cachedResourceVersion: resourceVersion };
   }
-  return decideTarget({ pod, namespaceAnnotations, config, redirectConfig: inputs.redirectConfig });
+  return decideTarget({ pod, namespaceAnnotations, namespaceLabels, config, redirectConfig: inputs.redirectConfig });
 }
 
 export interface TargetInputs {
   /** An eligible pod, from the cache or read fresh. */
   pod: V1Pod;
   namespaceAnnotations: Record<string, string> | undefined;
+  namespaceLabels: Record<string, string> | undefined;
   config: DecisionConfig;
   redirectConfig: ValidatedNodeConfig;
 }
 
-/** Allowed proxy identity? A valid plan? */
+/** Allowed proxy identity? Can its containers bypass the redirect, and may they? A valid plan? */
 export function decideTarget(inputs: TargetInputs): TargetStep {
-  const { pod, namespaceAnnotations, config } = inputs;
+  const { pod, namespaceAnnotations, namespaceLabels, config } = inputs;
   const meta = pod.metadata ?? {};
   const annotations = meta.annotations ?? {};
   const markText = annotations[STATUS_ANNOTATION];
@@ -119,12 +136,26 @@ export function decideTarget(inputs: TargetInputs): TargetStep {
     return { kind: 'refuse', ...failure(proxy.reason, 'refused', 'ProxyIdentityRefused') };
   }
   const { uid: proxyUid, gid: proxyGid } = proxy.identity;
+  const identityPolicy = { proxyContainer: config.proxyContainer, proxyUid, proxyGid, proxyImageIdentity: nodeIdentity };
   if (!config.allowProxyUidApps) {
-    const violations = findIdentityViolations(pod, { proxyContainer: config.proxyContainer, proxyUid, proxyGid, proxyImageIdentity: nodeIdentity });
+    const violations = findIdentityViolations(pod, identityPolicy);
     if (violations.length > 0) {
       const reason = `refused: ${describeViolations(violations)} equals the proxy identity (uid ${proxyUid}, gid ${proxyGid}); its traffic would bypass the redirect`;
       return { kind: 'refuse', ...failure(reason, 'refused', 'ProxyIdentityRefused') };
     }
+  }
+  const containers = auditBypass(pod, { ...identityPolicy, runtimeDefaultCapabilities: config.runtimeDefaultCapabilities });
+  const bypass: Bypass = { containers, note: '' };
+  if (containers.length > 0) {
+    // Whether its namespace is strict is not known yet: the namespace event requeues the pod.
+    if (namespaceLabels === undefined) return { kind: 'wait-for-namespace' };
+    const policy = bypassPolicyFor(config.bypassPolicy, meta.namespace ?? '', namespaceLabels);
+    const found = describeBypass(containers);
+    if (policy.policy === 'strict') {
+      bypass.note = `refused: redirect bypass possible (bypass policy strict: ${policy.from}): ${found}`;
+      return { kind: 'refuse', ...failure(bypass.note, 'refused', 'RedirectBypassPossible'), bypass };
+    }
+    bypass.note = `redirect bypass possible (bypass policy audit: ${policy.from}): ${found}`;
   }
   let plan: RedirectPlan;
   try {
@@ -134,7 +165,7 @@ export function decideTarget(inputs: TargetInputs): TargetStep {
     // The message names the pod, the annotation and the bad value.
     return { kind: 'invalid', ...failure(error.message, 'invalid_annotation', 'InvalidAnnotation') };
   }
-  return { kind: 'find-sandbox', target: { plan, hash: rulesHash(renderPlan(plan)), markText, reinitToken: annotations[REINIT_ANNOTATION] } };
+  return { kind: 'find-sandbox', target: { plan, hash: rulesHash(renderPlan(plan)), markText, reinitToken: annotations[REINIT_ANNOTATION], bypass } };
 }
 
 /** Programming the pod's netns, then writing an `initialized` mark and this Event. */

@@ -20,12 +20,13 @@ import { type EventRecorder, eventNameFor } from '../kube/event-recorder.ts';
 import { isConnectionError } from '../kube/kube-client.ts';
 import { type PodRef, type PodStatusWriter, type WriteResult, isPermanentRefusal } from '../kube/pod-status-writer.ts';
 import { ERROR_BACKOFF, SANDBOX_BACKOFF } from './backoff.ts';
+import { countFindings } from './bypass-audit.ts';
 import type { AgentConfig } from './config.ts';
 import { SandboxChanged, classifyEngineFailure } from './engine-failure.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { NetnsFinder, SandboxNetns } from './netns-finder.ts';
 import { PodMemories, type PodMemory } from './pod-memory.ts';
-import { ECHO_WAIT_MS, type Failure, type Programming, type Target, decidePod, decideTarget, decideWithSandbox } from './reconcile-decision.ts';
+import { type Bypass, ECHO_WAIT_MS, type Failure, type Programming, type Target, decidePod, decideTarget, decideWithSandbox } from './reconcile-decision.ts';
 import { markIsCurrent } from './mark-decision.ts';
 import { errorMark, initializedMark, markRefusedNote, programmedNote, recoveredInitializedEvent } from './reconcile-reports.ts';
 import type { SandboxWatcher } from './sandbox-watcher.ts';
@@ -71,6 +72,8 @@ export interface ReconcilerDeps {
   getPod: (uid: string) => V1Pod | undefined;
   /** The namespace's annotations from the namespace informer; undefined when unknown. */
   getNamespaceAnnotations: (namespace: string) => Record<string, string> | undefined;
+  /** The namespace's labels from the namespace informer; undefined when unknown. */
+  getNamespaceLabels: (namespace: string) => Record<string, string> | undefined;
   finder: Pick<NetnsFinder, 'find' | 'isAlive' | 'scanError'>;
   watcher: Pick<SandboxWatcher, 'watch' | 'forget'>;
   writer: Pick<PodStatusWriter, 'writeMark' | 'readPod'>;
@@ -103,6 +106,8 @@ export class Reconciler {
   }
 
   forget(uid: string): void {
+    const gauge = this.#memories.get(uid)?.bypassGauge;
+    if (gauge) for (const finding of gauge.kinds) this.#deps.metrics.podBypassFindings.remove({ namespace: gauge.namespace, pod: gauge.pod, finding });
     this.#memories.forget(uid);
     this.#deps.watcher.forget(uid);
   }
@@ -141,9 +146,10 @@ export class Reconciler {
     const ref: PodRef = { namespace: meta?.namespace ?? '', name: meta?.name ?? '', uid };
     const log = this.#deps.log.child({ namespace: ref.namespace, pod: ref.name, uid });
     const namespaceAnnotations = cached ? this.#deps.getNamespaceAnnotations(ref.namespace) : undefined;
+    const namespaceLabels = cached ? this.#deps.getNamespaceLabels(ref.namespace) : undefined;
     this.observe(uid, meta?.resourceVersion);
     const now = this.#clock.now();
-    let step = decidePod({ pod: cached, namespaceAnnotations, memory: this.#memories.get(uid), now, config, redirectConfig });
+    let step = decidePod({ pod: cached, namespaceAnnotations, namespaceLabels, memory: this.#memories.get(uid), now, config, redirectConfig });
     if (step.kind === 'skip') {
       if (step.why !== 'gone') log.debug({ reason: step.why }, 'not eligible');
       this.forget(uid);
@@ -164,11 +170,13 @@ export class Reconciler {
         return { kind: 'done' };
       }
       log.debug({ cached: step.cachedResourceVersion, fresh: fresh.metadata?.resourceVersion }, 'echo of our mark write is late; acting on a fresh read');
-      step = decideTarget({ pod: fresh, namespaceAnnotations, config, redirectConfig });
+      step = decideTarget({ pod: fresh, namespaceAnnotations, namespaceLabels, config, redirectConfig });
     }
+    if (step.kind === 'find-sandbox') this.#publishBypass(pass, step.target.bypass);
+    if (step.kind === 'refuse' && step.bypass) this.#publishBypass(pass, step.bypass);
     switch (step.kind) {
       case 'wait-for-namespace':
-        log.debug('namespace not known yet; proxy identity undecided');
+        log.debug('namespace not known yet; proxy identity or bypass policy undecided');
         return { kind: 'retry', policy: SANDBOX_BACKOFF };
       case 'refuse':
       case 'invalid':
@@ -196,6 +204,7 @@ export class Reconciler {
     }
     this.#deps.watcher.forget(ref.uid);
     memory.sandboxFound(sandbox, queuedAt);
+    this.#warnOfBypass(pass, target.bypass, sandbox.inode);
     const engine = { mode: this.#deps.iptablesMode, lockWaitSeconds: this.#deps.config.iptablesLockTimeout };
     try {
       switch (step.kind) {
@@ -323,6 +332,31 @@ export class Reconciler {
       const tookMs = this.#clock.now() - startedAt;
       if (tookMs >= LOCK_WARN_MS) log.info({ tookMs: Math.round(tookMs) }, 'iptables done after a wait');
     }
+  }
+
+  /**
+   * Audit mode: a pod whose containers could bypass the redirect is programmed, and said so
+   * once per sandbox (not every resync). The Event is named after the sandbox and the note,
+   * so an agent restart finds it already there (409) instead of doubling it.
+   */
+  #warnOfBypass(pass: Pass, bypass: Bypass, inode: number): void {
+    const { ref, log, memory } = pass;
+    if (bypass.containers.length === 0) return;
+    if (memory.bypassWarned?.inode === inode && memory.bypassWarned.note === bypass.note) return;
+    memory.warnedOfBypass(inode, bypass.note);
+    const findings = Object.fromEntries(bypass.containers.map((c) => [c.container, c.findings.map((f) => f.kind)]));
+    log.warn({ netns: inode, bypass: findings }, bypass.note);
+    this.#deps.events.record(ref, 'RedirectBypassPossible', bypass.note, eventNameFor(ref, `bypass/${inode}/${bypass.note}`));
+  }
+
+  /** The pod's series of pnc_pod_bypass_findings: one per finding, the number of containers with it. */
+  #publishBypass(pass: Pass, bypass: Bypass): void {
+    const { ref, memory } = pass;
+    const counts = countFindings(bypass.containers);
+    const gauge = this.#deps.metrics.podBypassFindings;
+    for (const finding of memory.bypassGauge?.kinds ?? []) if (!counts.has(finding)) gauge.remove({ namespace: ref.namespace, pod: ref.name, finding });
+    for (const [finding, containers] of counts) gauge.set({ namespace: ref.namespace, pod: ref.name, finding }, containers);
+    memory.publishedBypass(counts.size > 0 ? { namespace: ref.namespace, pod: ref.name, kinds: [...counts.keys()] } : undefined);
   }
 
   /** A pod that cannot be programmed until it changes: mark `error` (once), Warning, count. */

@@ -5,6 +5,8 @@
 //   test-proxy                      listen on 15001 and 15006 (IPv4 and IPv6)
 //   test-proxy listen PORT...       listen on the given ports instead
 //   test-proxy connect ADDR PORT    connect, print the line received (exit 1 on failure)
+//   test-proxy connect-as UID ADDR PORT   setuid(UID) first (exit 3 when refused): what a
+//                                   root container keeping CAP_SETUID can do to take the proxy's UID
 //
 // Static, no libc name resolution: the image holds this one file.
 #define _GNU_SOURCE
@@ -185,6 +187,20 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "listen") == 0 && argc > 2) return serve(argc - 2, argv + 2);
   if (strcmp(argv[1], "connect") == 0 && argc == 4) return connect_to(argv[2], argv[3]);
-  fprintf(stderr, "usage: test-proxy [listen PORT... | connect ADDR PORT]\n");
+  if (strcmp(argv[1], "connect-as") == 0 && argc == 5) {
+    char *end;
+    errno = 0;
+    unsigned long uid = strtoul(argv[2], &end, 10);
+    if (errno != 0 || *end != '\0' || end == argv[2] || uid > 0xfffffffeUL) {
+      fprintf(stderr, "test-proxy: %s is not a UID\n", argv[2]);
+      return 2;
+    }
+    if (setuid((uid_t)uid) != 0) {
+      fprintf(stderr, "test-proxy: setuid %lu: %s\n", uid, strerror(errno));
+      return 3;
+    }
+    return connect_to(argv[3], argv[4]);
+  }
+  fprintf(stderr, "usage: test-proxy [listen PORT... | connect ADDR PORT | connect-as UID ADDR PORT]\n");
   return 2;
 }
