@@ -2,7 +2,7 @@
 # A real local control plane (etcd + kube-apiserver, optionally kube-controller-manager)
 # run straight from the binaries, envtest style: no Docker, no images; optionally one real node.
 #
-#   hack/local-cluster.sh up [--with-controller-manager|--with-node]   start, or reuse a running one; prints the kubeconfig path
+#   hack/local-cluster.sh up [--with-controller-manager|--with-node] [--openshift]   start, or reuse a running one; prints the kubeconfig path
 #   hack/local-cluster.sh down          stop what `up` started (recorded pids only), remove the state dir and the node's host traces
 #   hack/local-cluster.sh env           print `export KUBECONFIG=...` (PATH when kubectl is too old; with a node CONTAINERD_ADDRESS, crictl's endpoint)
 #   hack/local-cluster.sh status        exit 0 when running and ready
@@ -15,6 +15,9 @@
 # `--with-node` (or PNC_CLUSTER_NODE=1) adds what workloads need (kube-scheduler; the workload,
 # token, root-CA, node-lifecycle controllers) and one real node: kubelet + containerd
 # (hack/local-node.sh). Needs root and Debian's containerd, runc and containernetworking-plugins.
+# `--openshift` (or PNC_CLUSTER_OPENSHIFT=1) adds OpenShift's SecurityContextConstraints admission:
+# the SCC CRD, OpenShift's default SCCs and their RBAC, and its admission plugin served as
+# webhooks by hack/openshift/cmd/scc-admission, which also gives each namespace its UID range.
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,7 +29,7 @@ LOCK_FILE="$STATE_DIR.lock"
 PKI="$STATE_DIR/pki"
 KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
 CLUSTER_ENV="$STATE_DIR/cluster.env"
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler scc-admission)
 KCM_CONTROLLERS=serviceaccount,namespace,garbagecollector
 # What a node and its DaemonSets and Deployments need besides.
 KCM_NODE_CONTROLLERS=$KCM_CONTROLLERS,serviceaccount-token,root-ca-cert-publisher,daemonset,replicaset,deployment,nodelifecycle,podgc
@@ -36,7 +39,7 @@ log() { echo "local-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-  sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -197,6 +200,98 @@ start_scheduler() {
   log "kube-scheduler started (pid $(<"$(pid_file kube-scheduler)"))"
 }
 
+# OpenShift's SCC admission on the running control plane (idempotent: a second `up` keeps a running
+# webhook). The order is OpenShift's: SCCs before the plugin (it refuses every pod until all the
+# standard ones exist), the plugin ready before the webhooks point at it.
+start_openshift() {
+  local openshift_bin kubectl port i
+  openshift_bin=$(bash "$HACK_DIR/build-openshift-binaries.sh")
+  kubectl=$(kubectl_bin)
+  # Server-side: client-side apply drops the SCCs' `priority: null`, which the CRD requires.
+  "$kubectl" --kubeconfig="$KUBECONFIG_FILE" apply --server-side --field-manager=local-cluster \
+    -f "$openshift_bin/securitycontextconstraints.crd.yaml" >/dev/null
+  "$kubectl" --kubeconfig="$KUBECONFIG_FILE" wait --for=condition=Established --timeout=60s \
+    crd/securitycontextconstraints.security.openshift.io >/dev/null
+  "$kubectl" --kubeconfig="$KUBECONFIG_FILE" apply --server-side --field-manager=local-cluster \
+    -f "$HACK_DIR/openshift/scc-manifests/" >/dev/null
+  if ! recorded_pid scc-admission >/dev/null; then
+    make_webhook_cert
+    port=$(free_port)
+    rm -f "$STATE_DIR/scc-admission.ready"
+    launch scc-admission "$openshift_bin/scc-admission" \
+      --kubeconfig="$KUBECONFIG_FILE" \
+      --listen="127.0.0.1:$port" \
+      --tls-cert-file="$PKI/scc-admission.crt" \
+      --tls-key-file="$PKI/scc-admission.key" \
+      --ready-file="$STATE_DIR/scc-admission.ready"
+    for ((i = 0; i < 600; i++)); do
+      [[ -f "$STATE_DIR/scc-admission.ready" ]] && break
+      if ! recorded_pid scc-admission >/dev/null; then
+        tail -n 20 "$LOG_DIR/scc-admission.log" >&2 || true
+        die "scc-admission exited during startup"
+      fi
+      sleep 0.1
+    done
+    [[ -f "$STATE_DIR/scc-admission.ready" ]] || die "scc-admission not ready after 60 s; see $LOG_DIR/scc-admission.log"
+    echo "$port" >"$STATE_DIR/scc-admission.port"
+    log "scc-admission started (pid $(<"$(pid_file scc-admission)"), https://127.0.0.1:$port)"
+  fi
+  port=$(<"$STATE_DIR/scc-admission.port")
+  openshift_webhooks "https://127.0.0.1:$port" |
+    "$kubectl" --kubeconfig="$KUBECONFIG_FILE" apply --server-side --force-conflicts --field-manager=local-cluster -f - >/dev/null
+}
+
+# The serving certificate of scc-admission, signed by the cluster CA (the webhooks' caBundle).
+make_webhook_cert() {
+  [[ -f "$PKI/scc-admission.crt" ]] && return 0
+  (
+    cd "$PKI"
+    openssl req -newkey rsa:2048 -nodes -keyout scc-admission.key -out scc-admission.csr -subj "/CN=scc-admission" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >scc-admission.ext
+    openssl x509 -req -in scc-admission.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile scc-admission.ext -out scc-admission.crt 2>/dev/null
+    rm -f scc-admission.csr scc-admission.ext
+    chmod 600 scc-admission.key
+  )
+}
+
+# Where OpenShift runs SCC admission: after the in-process admission (MutatingAdmissionPolicy
+# included) and before, and again after, the mutating webhooks. The first name in sort order
+# runs first among the webhooks, and IfNeeded runs it again when a later one (Istio's injector)
+# changed the pod; the validating webhook is OpenShift's final check.
+openshift_webhooks() {
+  local url=$1 ca rules
+  ca=$(base64 -w0 <"$PKI/ca.crt")
+  rules='
+    rules:
+      - apiGroups: [""]
+        apiVersions: [v1]
+        operations: [CREATE, UPDATE]
+        resources: [pods, pods/ephemeralcontainers]
+    failurePolicy: Fail
+    sideEffects: None
+    admissionReviewVersions: [v1]
+    timeoutSeconds: 30'
+  cat <<EOF
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: 00-openshift-scc-admission
+webhooks:
+  - name: scc-admission.security.openshift.io
+    clientConfig: {url: "$url/mutate", caBundle: "$ca"}
+    reinvocationPolicy: IfNeeded$rules
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: 00-openshift-scc-admission
+webhooks:
+  - name: scc-admission.security.openshift.io
+    clientConfig: {url: "$url/validate", caBundle: "$ca"}$rules
+EOF
+}
+
 # hack/local-node.sh with what it needs to know about this control plane.
 local_node() {
   STATE_DIR=$STATE_DIR BIN_DIR=${BIN_DIR:-} PKI=$PKI ADMIN_KUBECONFIG=$KUBECONFIG_FILE \
@@ -256,8 +351,10 @@ start_control_plane() {
   wait_ready
 }
 
-# The controllers and the node that `up`'s flags ask for, on a running control plane.
+# The controllers and the node that `up`'s flags ask for, on a running control plane (OpenShift's
+# admission first, so the node's pods meet it too).
 start_extras() {
+  if [[ "$with_openshift" == 1 ]]; then start_openshift; fi
   if [[ "$with_node" == 1 ]]; then
     start_controller_manager "$KCM_NODE_CONTROLLERS"
     start_scheduler
@@ -268,11 +365,12 @@ start_extras() {
 }
 
 cmd_up() {
-  local with_kcm=${PNC_CLUSTER_KCM:-0} with_node=${PNC_CLUSTER_NODE:-0} arg
+  local with_kcm=${PNC_CLUSTER_KCM:-0} with_node=${PNC_CLUSTER_NODE:-0} with_openshift=${PNC_CLUSTER_OPENSHIFT:-0} arg
   for arg in "$@"; do
     case $arg in
       --with-controller-manager) with_kcm=1 ;;
       --with-node) with_node=1 ;;
+      --openshift) with_openshift=1 ;;
       *) usage ;;
     esac
   done

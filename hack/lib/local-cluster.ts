@@ -17,6 +17,8 @@ export interface LocalClusterOptions {
   withControllerManager?: boolean;
   /** Also run kube-scheduler, the workload controllers and one real node (kubelet + containerd; root). */
   withNode?: boolean;
+  /** Also run OpenShift's SecurityContextConstraints admission (its CRD, default SCCs and plugin as webhooks). */
+  openshift?: boolean;
 }
 
 export interface LocalNode {
@@ -75,7 +77,11 @@ function parseClusterEnv(text: string): Record<string, string> {
 /** Starts the local control plane, or reuses the one already running in the state dir. */
 export async function ensureLocalCluster(options: LocalClusterOptions = {}): Promise<LocalCluster> {
   const stateDir = resolveStateDir(options);
-  const flags = [...(options.withControllerManager ? ['--with-controller-manager'] : []), ...(options.withNode ? ['--with-node'] : [])];
+  const flags = [
+    ...(options.withControllerManager ? ['--with-controller-manager'] : []),
+    ...(options.withNode ? ['--with-node'] : []),
+    ...(options.openshift ? ['--openshift'] : []),
+  ];
   const stdout = await runScript(stateDir, ['up', ...flags]);
   const kubeconfig = stdout.trim().split('\n').pop() ?? '';
   const env = parseClusterEnv(await readFile(join(stateDir, 'cluster.env'), 'utf8'));

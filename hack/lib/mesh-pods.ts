@@ -117,3 +117,54 @@ export const BAD_VALUE = '15020,notaport';
 export function badAnnotationPod(name: string, nodeName: string, annotation = BAD_ANNOTATION, value = BAD_VALUE): V1Pod {
   return meshPod(name, nodeName, { annotations: { [annotation]: value } });
 }
+
+/** What OpenShift's SCC admission writes on a pod: the SCC it was admitted under. */
+export const OPENSHIFT_SCC_ANNOTATION = 'openshift.io/scc';
+
+export interface OpenShiftMeshPodOptions {
+  /** The proxy's UID and GID: the top of the namespace's range, as Istio's injector sets them on OpenShift. */
+  proxyUid: number;
+  proxyGid?: number;
+  serviceAccountName?: string;
+}
+
+/**
+ * A mesh pod as a user writes it for OpenShift, before injection: no UID pinned but the proxy's,
+ * and what `restricted-v2` demands (no privilege escalation, every capability dropped, non-root,
+ * the runtime's seccomp profile), so admission picks the app's and the waiter's UIDs from the
+ * namespace's range. No node: the SCC's answer is what matters.
+ */
+export function openShiftMeshPod(name: string, options: OpenShiftMeshPodOptions): V1Pod {
+  const confined = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels: { app: name } },
+    spec: {
+      ...(options.serviceAccountName ? { serviceAccountName: options.serviceAccountName } : {}),
+      automountServiceAccountToken: false,
+      securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [
+        { name: 'app', image: 'registry.example/app:1', securityContext: confined },
+        {
+          name: PROXY_CONTAINER,
+          image: 'registry.example/proxyv2:1',
+          securityContext: { ...confined, runAsUser: options.proxyUid, runAsGroup: options.proxyGid ?? options.proxyUid },
+        },
+      ],
+    },
+  };
+}
+
+/** A pod with NET_ADMIN, as a cluster admin might run a network tool in an application namespace. */
+export function netAdminPod(name: string): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name },
+    spec: {
+      automountServiceAccountToken: false,
+      containers: [{ name: 'tool', image: 'registry.example/nettool:1', securityContext: { capabilities: { add: ['NET_ADMIN'] } } }],
+    },
+  };
+}

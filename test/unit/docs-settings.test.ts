@@ -61,6 +61,8 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   '--field-selector',
   '--overwrite',
   '--previous',
+  '--as',
+  '--as-group',
   // prettier
   '--check',
   // crictl
