@@ -4,11 +4,20 @@
 # etcd from go.etcd.io/etcd/server/v3, and crictl (the real node's troubleshooting tool) from
 # sigs.k8s.io/cri-tools, through the Go module proxy, into a cache
 # outside the repo keyed by version. Prints the directory that holds them.
+# The Kubernetes version is PNC_KUBERNETES_VERSION (or K8S_VERSION), newest supported by default;
+# etcd is the version that release names (its build/dependencies.yaml).
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.34.4}
-ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
-CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
+K8S_VERSION=${K8S_VERSION:-${PNC_KUBERNETES_VERSION:-v1.37.2}}
+case $K8S_VERSION in
+  v1.37.*) default_etcd=v3.7.0 default_crictl=v1.37.0 ;;
+  v1.36.*) default_etcd=v3.6.8 default_crictl=v1.34.0 ;;
+  v1.35.*) default_etcd=v3.6.6 default_crictl=v1.34.0 ;;
+  v1.34.*) default_etcd=v3.6.16 default_crictl=v1.34.0 ;;
+  *) echo "build-k8s-binaries: Kubernetes $K8S_VERSION is not one we support (v1.35 to v1.37)" >&2; exit 1 ;;
+esac
+ETCD_VERSION=${ETCD_VERSION:-$default_etcd}
+CRICTL_VERSION=${CRICTL_VERSION:-$default_crictl}
 CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 CLUSTER=${KIND_CLUSTER_NAME:-pnc-e2e}
-NODE_IMAGE=${KIND_NODE_IMAGE:-kindest/node:v1.34.0}
+NODE_IMAGE=${KIND_NODE_IMAGE:-kindest/node:v1.37.2}
 CONTROLLER_IMAGE=ghcr.io/pod-network-controller/controller:dev
 WAITER_IMAGE=ghcr.io/pod-network-controller/init-waiter:dev
 NS=pnc-e2e-mesh
@@ -31,16 +31,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# MutatingAdmissionPolicy is beta (off by default) in 1.34: the injection needs it.
-cat >"$work/kind.yaml" <<YAML
-kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-featureGates:
-  MutatingAdmissionPolicy: true
-runtimeConfig:
-  admissionregistration.k8s.io/v1beta1: "true"
-YAML
-kind create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --config "$work/kind.yaml" --wait 120s
+# A stock cluster: MutatingAdmissionPolicy (the injection) is GA and on by default from 1.36.
+kind create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --wait 120s
 
 docker build --target controller -t "$CONTROLLER_IMAGE" .
 docker build --target init-waiter -t "$WAITER_IMAGE" .

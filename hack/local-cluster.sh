@@ -10,6 +10,8 @@
 #   hack/local-cluster.sh deploy        build the images, import them into the node, apply the manifests (hack/deploy-local.sh)
 #
 # State lives outside the repo in ${PNC_CLUSTER_DIR:-/tmp/pod-network-controller-cluster}.
+# PNC_KUBERNETES_VERSION (e.g. v1.35.4) picks the release, newest supported by default
+# (hack/build-k8s-binaries.sh builds and caches each once).
 # `--with-controller-manager` (or PNC_CLUSTER_KCM=1) adds the serviceaccount, namespace and
 # garbagecollector controllers, so namespaces finish deleting and `default` ServiceAccounts appear.
 # `--with-node` (or PNC_CLUSTER_NODE=1) adds what workloads need (kube-scheduler; the workload,
@@ -39,7 +41,7 @@ log() { echo "local-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-  sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -339,8 +341,6 @@ start_control_plane() {
     --kubelet-certificate-authority="$PKI/ca.crt" \
     --kubelet-preferred-address-types=InternalIP \
     --allow-privileged=true \
-    --feature-gates=MutatingAdmissionPolicy=true \
-    --runtime-config=admissionregistration.k8s.io/v1beta1=true \
     --cert-dir="$STATE_DIR/apiserver-certs" \
     --profiling=false
 

@@ -104,7 +104,7 @@ async function localValues(dir: string): Promise<string> {
 export function istioAppPod(name: string, sidecar: 'native' | 'classic' = 'native'): V1Pod {
   const pod = standInPod(name, 'plain');
   pod.metadata!.labels = { 'pnc-demo/kind': 'istio' };
-  // The kubelet is v1.34, so Istio's injector picks a native sidecar unless the pod says otherwise.
+  // The kubelet is v1.37, so Istio's injector picks a native sidecar unless the pod says otherwise.
   if (sidecar === 'classic') pod.metadata!.annotations = { 'sidecar.istio.io/nativeSidecar': 'false' };
   pod.spec!.containers = pod.spec!.containers.filter((c) => c.name === 'app');
   return pod;

@@ -2,7 +2,6 @@
 // RBAC, pod-bound ServiceAccount tokens and admission policies are enforced by the apiserver itself.
 import {
   AdmissionregistrationV1Api,
-  AdmissionregistrationV1beta1Api,
   AuthenticationV1Api,
   CoreV1Api,
   RbacAuthorizationV1Api,
@@ -19,12 +18,12 @@ const admin = adminKubeConfig();
 const core = admin.makeApiClient(CoreV1Api);
 const suffix = () => randomBytes(3).toString('hex');
 
-/** The release hack/build-k8s-binaries.sh pins (K8S_VERSION's default). */
+/** The release hack/build-k8s-binaries.sh pins (its default, unless the run asks for another). */
 async function pinnedRelease(): Promise<string> {
   const script = await readFile(new URL('../../hack/build-k8s-binaries.sh', import.meta.url), 'utf8');
-  const pinned = /K8S_VERSION=\$\{K8S_VERSION:-(v[0-9.]+)\}/.exec(script)?.[1];
+  const pinned = /K8S_VERSION=\$\{K8S_VERSION:-\$\{PNC_KUBERNETES_VERSION:-(v[0-9.]+)\}\}/.exec(script)?.[1];
   if (!pinned) throw new Error('no K8S_VERSION default in hack/build-k8s-binaries.sh');
-  return process.env.K8S_VERSION ?? pinned;
+  return process.env.K8S_VERSION ?? process.env.PNC_KUBERNETES_VERSION ?? pinned;
 }
 
 /** Retries ATTEMPT until it stops throwing: authorizer and policy caches follow the API a moment later. */
@@ -172,10 +171,10 @@ describe('local control plane', () => {
     }
   });
 
-  it('serves MutatingAdmissionPolicy (v1beta1) and applies its mutation', async () => {
+  it('serves MutatingAdmissionPolicy (v1, on by default: no feature gate or runtime-config of ours) and applies its mutation', async () => {
     const namespace = await freshNamespace(admin, { 'pnc-test/map': 'on' });
     const policyName = `pnc-test-label-${suffix()}`;
-    const mutating = admin.makeApiClient(AdmissionregistrationV1beta1Api);
+    const mutating = admin.makeApiClient(AdmissionregistrationV1Api);
     await mutating.createMutatingAdmissionPolicy({
       body: {
         metadata: { name: policyName },

@@ -86,7 +86,7 @@ describe.skipIf(!nodeName)("Istio's injection path on a real node (skipped witho
     await core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 });
   }
 
-  it('native sidecar (the kubelet is v1.34): istio-validation passes at its first try, then the proxy, the waiter; Ready and redirected', async () => {
+  it('native sidecar (the kubelet is v1.37): istio-validation passes at its first try, then the proxy, the waiter; Ready and redirected', async () => {
     await startsAtFirstTry('native', 'native');
   });
 
