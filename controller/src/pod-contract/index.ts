@@ -17,6 +17,6 @@ export {
 } from './mark.ts';
 export { ANNOTATIONS, UNSUPPORTED_ANNOTATIONS } from './istio-annotations.ts';
 export type { Cidr, Family } from './cidr.ts';
-export { InvalidValue, parseCidr } from './cidr.ts';
+export { addressValue, cidrBounds, formatAddress, InvalidValue, parseCidr } from './cidr.ts';
 export { parseCidrList, parseCidrListOrAll, parseInterfaceList, parsePort, parsePortList, parsePortListOrAll, sortedUnique } from './lists.ts';
 export { CUT_MARK, cutUtf8 } from './utf8.ts';
