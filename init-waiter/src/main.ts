@@ -2,12 +2,13 @@
 // to the real annotations file, self-test, timers, log and process exit.
 // Node's standard library only: the bundle is tiny and starts fast in any pod.
 import { readFileSync, readlinkSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { netnsInodeFromLink } from '../../controller/src/pod-contract/index.ts';
 import { watchAnnotations } from './annotations-watcher.ts';
 import { EXIT } from './exit-codes.ts';
 import { HelpRequested, parseOptions, USAGE, UsageError } from './options.ts';
 import type { WaiterOptions } from './options.ts';
-import { podHasIpv6 } from './pod-addresses.ts';
+import { hasIpv4, podHasIpv6, podInterfaces, podRoutes } from './pod-addresses.ts';
 import { runSelfTest } from './self-test.ts';
 import { writeTerminationMessage } from './termination-message.ts';
 import { Waiter } from './waiter.ts';
@@ -77,11 +78,13 @@ function main(): void {
   }
   terminationMessagePath = options.terminationMessagePath;
 
+  const interfaces = podInterfaces(networkInterfaces());
   const waiter = new Waiter({
     options,
     pod: {
       netns: netnsInodeFromLink(readlinkSync('/proc/self/ns/net')),
-      families: podHasIpv6() ? ['ipv4', 'ipv6'] : ['ipv4'],
+      families: [...(hasIpv4(interfaces) ? ['ipv4' as const] : []), ...(podHasIpv6() ? ['ipv6' as const] : [])],
+      network: { interfaces, routes: podRoutes() },
       uid: process.getuid?.(),
     },
     annotations: (onSnapshot) => watchAnnotations(options.annotationsFile, onSnapshot),

@@ -2,6 +2,7 @@
 // shows (Last State: Terminated, Message). The kubelet creates the file (terminationMessagePath,
 // writable by any UID) and prefers it to the log tail FallbackToLogsOnError would take.
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { cutUtf8 } from '../../controller/src/pod-contract/index.ts';
 
 /** The kubelet keeps at most this much of a container's termination message. */
 export const TERMINATION_MESSAGE_MAX_BYTES = 4096;
@@ -19,20 +20,11 @@ export function writeTerminationMessage(path: string, message: string): boolean 
     return false;
   }
   try {
-    writeSync(fd, truncateUtf8(message, TERMINATION_MESSAGE_MAX_BYTES));
+    writeSync(fd, cutUtf8(message, TERMINATION_MESSAGE_MAX_BYTES));
     return true;
   } catch {
     return false;
   } finally {
     closeSync(fd);
   }
-}
-
-function truncateUtf8(text: string, maxBytes: number): Buffer {
-  const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length <= maxBytes) return bytes;
-  let end = maxBytes - 3;
-  // Back off continuation bytes (10xxxxxx) so no character is cut in half.
-  while (end > 0 && ((bytes[end] as number) & 0xc0) === 0x80) end--;
-  return Buffer.concat([bytes.subarray(0, end), Buffer.from('...')]);
 }

@@ -7,7 +7,7 @@ import type { AnnotationsSnapshot } from './annotations-watcher.ts';
 import { EXIT, exitCodeForTimeout } from './exit-codes.ts';
 import type { WaiterOptions } from './options.ts';
 import { chooseProbeTarget, ProbeTargetError } from './probe-target.ts';
-import type { Family, ProbeTarget } from './probe-target.ts';
+import type { Family, PodNetwork, ProbeTarget } from './probe-target.ts';
 import { assessMark } from './readiness.ts';
 import type { Waiting } from './readiness.ts';
 import type { SelfTestResult } from './self-test.ts';
@@ -29,8 +29,8 @@ export type SelfTest = (targets: ProbeTarget[]) => Promise<SelfTestResult>;
 
 export interface WaiterDeps {
   options: WaiterOptions;
-  /** What the container knows of its pod: its netns inode, the families it has, the UID it runs as (for the log). */
-  pod: { netns: number; families: readonly Family[]; uid: number | undefined };
+  /** What the container knows of its pod: its netns inode, the families it has, its interfaces and routes, the UID it runs as (for the log). */
+  pod: { netns: number; families: readonly Family[]; network: PodNetwork; uid: number | undefined };
   annotations: AnnotationsSource;
   selfTest: SelfTest;
   clock: Clock;
@@ -57,6 +57,7 @@ export class Waiter {
   #waiting: Waiting = { code: 'no-file', message: 'starting' };
   #snapshot: AnnotationsSnapshot | undefined;
   #reportedProblems: string | undefined;
+  #reportedSkips: string | undefined;
   #stop: (() => void)[] = [];
   /** Cancels the error-grace timer, which runs while an `error` mark stands. */
   #cancelErrorGrace: (() => void) | undefined;
@@ -114,21 +115,26 @@ export class Waiter {
     if (!options.validate) {
       return this.#finish(EXIT.ready, `ready: pod-network-controller marked netns ${pod.netns} initialized (${markSummary}); self-test off`);
     }
-    let targets: ProbeTarget[];
+    const targets: ProbeTarget[] = [];
+    const skipped: string[] = [];
     try {
-      targets = pod.families.flatMap(
-        (family) => chooseProbeTarget(verdict.parsed.annotations, family, options.probeAddresses[family], options.probePort) ?? [],
-      );
+      for (const family of pod.families) {
+        const choice = chooseProbeTarget(verdict.parsed.annotations, family, { address: options.probeAddresses[family], port: options.probePort }, pod.network);
+        if ('target' in choice) targets.push(choice.target);
+        else skipped.push(`${family}: ${choice.skip}`);
+      }
     } catch (error) {
       if (!(error instanceof ProbeTargetError)) throw error;
       return this.#wait({ code: 'self-test', message: `cannot run the redirect self-test: ${error.message}` });
     }
-    if (targets.length === 0) {
+    const skips = skipped.length > 0 ? `no self-test for ${skipped.join('; ')}` : undefined;
+    if (skips !== undefined && skips !== this.#reportedSkips) this.#deps.log(skips);
+    this.#reportedSkips = skips;
+    if (targets.length === 0)
       return this.#finish(
         EXIT.ready,
-        `ready: netns ${pod.netns} marked initialized (${markSummary}); the pod's annotations capture no outbound traffic, nothing to self-test`,
+        `ready: netns ${pod.netns} marked initialized (${markSummary}); ${skips ?? 'the pod has no address to probe from, nothing to self-test'}`,
       );
-    }
     // So a timeout during the first test names the test, not the state before the mark came.
     if (this.#waiting.code !== 'self-test') this.#setWaiting({ code: 'self-test', message: 'the mark is right; running the redirect self-test' });
     this.#state = { name: 'testing' };
@@ -143,7 +149,8 @@ export class Waiter {
     // The mark may have changed while the test ran: only pass on what is current now.
     if (this.#snapshot !== tested) return this.#judge(this.#snapshot as AnnotationsSnapshot);
     if (result.ok) {
-      return this.#finish(EXIT.ready, `ready: netns ${this.#deps.pod.netns} marked initialized (${markSummary}); self-test passed: ${result.summary}`);
+      const skips = this.#reportedSkips === undefined ? '' : `; ${this.#reportedSkips}`;
+      return this.#finish(EXIT.ready, `ready: netns ${this.#deps.pod.netns} marked initialized (${markSummary}); self-test passed: ${result.summary}${skips}`);
     }
     this.#setWaiting({ code: 'self-test', message: result.reason });
     this.#state = { name: 'retrying', cancel: this.#deps.clock.after(SELF_TEST_RETRY_MS, () => this.#guard(() => this.#judge(tested))) };

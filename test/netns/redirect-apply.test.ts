@@ -16,6 +16,8 @@ import {
   validateNodeConfig,
   type IptablesMode,
 } from '../../controller/src/redirect/index.ts';
+import { classifyEngineFailure } from '../../controller/src/agent/engine-failure.ts';
+import { encodeMark, parseMark } from '../../controller/src/pod-contract/index.ts';
 import { createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, runInNetns, type TestNetns } from '../../hack/lib/netns.ts';
 import { must } from '../../hack/lib/process.ts';
 
@@ -171,6 +173,29 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('redirect eng
     await expect(attempt).rejects.toThrow(`exist in iptables-${other}`);
     expect(save(netns!, mode, 'ipv4')).not.toContain('ISTIO_');
     await removeRedirect(netns!.path, { mode: other });
+  });
+
+  it('a refused rule is named in the error, which stays bounded and quotes none of the tens of KB restored', async () => {
+    // 128 ranges per family (the 256 entries a list may have) make the transaction KBs; an out-of-range port makes its REDIRECT target bad.
+    const ranges = Array.from({ length: 128 }, (_, i) => `10.${i}.0.0/16,2001:db8:${i.toString(16)}::/48`).join(',');
+    const plan = { ...planFromPod(podWith({ 'traffic.sidecar.istio.io/includeOutboundIPRanges': ranges })), outboundPort: 70_000 };
+    const error = await applyRedirect(netns!.path, plan, { mode }).then(
+      () => undefined,
+      (thrown: unknown) => thrown,
+    );
+    expect(error).toBeInstanceOf(RedirectError);
+    const message = (error as RedirectError).message;
+    expect(message).toMatch(
+      /^netns \S+: ip6?tables-(nft|legacy)-restore --noflush failed \(exit 2\) at line \d+: -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 70000; it said: .*Port `70000' not valid/,
+    );
+    expect(message).not.toContain('10.100.0.0/16');
+    expect(Buffer.byteLength(message)).toBeLessThan(1024);
+    // What the agent writes into the pod's error mark from it.
+    const failure = classifyEngineFailure(error, 1, () => true, 5);
+    expect(failure.kind).toBe('redirect-failed');
+    const reason = parseMark(encodeMark({ state: 'error', at: new Date().toISOString(), reason: (failure as { reason: string }).reason })).reason!;
+    expect(reason).toContain('-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 70000');
+    expect(save(netns!, mode, 'ipv4')).not.toContain('ISTIO_');
   });
 
   it('writes CIDRs exactly as iptables-save prints them (random ranges verify after apply)', async () => {

@@ -64,6 +64,17 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     expect(run.output()).toContain('192.0.2.2:11 -> 127.0.0.1:15001');
   });
 
+  it('with include ranges and no include ports (documentation ranges here), probes the first host of each and passes', async () => {
+    const { dir, file } = freshVolume();
+    const annotations = { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '198.51.100.0/24,2001:db8:1::/64' };
+    await program(annotations);
+    writeAnnotationsVolume(dir, annotationsWithMark(annotations));
+    const run = start(['--annotations-file', file, '--timeout', '10']);
+    const exit = await run.exited;
+    expect(run.output()).toMatch(/self-test passed: 198\.51\.100\.1:9 -> 127\.0\.0\.1:15001, \[2001:db8:1::1\]:9 -> \[::1\]:15001/);
+    expect(exit.code).toBe(0);
+  });
+
   it('run as the proxy UID 1337, whose traffic the rules exempt, it fails and says why', async () => {
     const { dir, file } = freshVolume();
     await program();

@@ -1,7 +1,16 @@
 // Reading our part back from iptables-save text, and the replace/remove transactions (pure).
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, validateNodeConfig } from '../../controller/src/redirect/index.ts';
-import { freshTransaction, lineDiff, ownedState, removeTransaction, replaceTransaction, stateDiff, stateLines } from '../../controller/src/redirect/ruleset.ts';
+import {
+  freshTransaction,
+  lineDiff,
+  ownedState,
+  removeTransaction,
+  replaceTransaction,
+  restoreFailure,
+  stateDiff,
+  stateLines,
+} from '../../controller/src/redirect/ruleset.ts';
 
 const payload = renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n' } })).ipv4!;
 
@@ -127,5 +136,47 @@ describe('transactions', () => {
 describe('lineDiff', () => {
   it('marks missing lines with - and unexpected ones with +, keeping common ones', () => {
     expect(lineDiff(['a', 'b', 'c'], ['a', 'x', 'c', 'd']).split('\n')).toEqual(['  a', '+ x', '- b', '  c', '+ d']);
+  });
+});
+
+describe('restoreFailure: a failed restore names the line iptables reports, never the whole transaction', () => {
+  // A transaction of tens of KB, as a pod's 256-entry include lists make it.
+  const ranges = Array.from({ length: 256 }, (_, i) => `10.${i}.0.0/16`).join(',');
+  const big = freshTransaction(
+    renderPlan(planFromPod({ metadata: { name: 'p', namespace: 'n', annotations: { 'traffic.sidecar.istio.io/includeOutboundIPRanges': ranges } } })).ipv4!,
+  ).replace('-j REDIRECT --to-ports 15001', '-j REDIRECT --to-ports 70000');
+  const lines = big.split('\n');
+  const bad = lines.findIndex((line) => line.includes('--to-ports 70000')) + 1;
+  const bytes = (text: string) => Buffer.byteLength(text, 'utf8');
+
+  it.each([
+    [
+      'legacy',
+      `iptables-restore v1.8.9 (legacy): Port \`70000' not valid\n\nError occurred at line: ${bad}\nTry \`iptables-restore -h' or 'iptables-restore --help' for more information.\n`,
+    ],
+    ['nft', `iptables-nft-restore v1.8.9 (nf_tables): \nline ${bad}: RULE_APPEND failed (Invalid argument): rule in chain ISTIO_REDIRECT\n`],
+    ['legacy commit-time', `iptables-restore: line ${bad} failed\n`],
+  ])('%s: names rule %s and quotes what iptables said', (_name, stderr) => {
+    expect(bytes(big)).toBeGreaterThan(10_000);
+    const message = restoreFailure('iptables-restore', big, 2, stderr);
+    expect(message).toContain(`iptables-restore --noflush failed (exit 2) at line ${bad}: -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 70000; it said: `);
+    expect(message).not.toContain('Try `');
+    expect(message).not.toContain('10.200.0.0/16');
+    expect(bytes(message)).toBeLessThan(1024);
+  });
+
+  it("a COMMIT line is named as the table's, since iptables named no rule", () => {
+    const commit = lines.indexOf('COMMIT') + 1;
+    expect(restoreFailure('iptables-restore', big, 1, `iptables-restore: line ${commit} failed\n`)).toBe(
+      `iptables-restore --noflush failed (exit 1) at line ${commit}, the COMMIT of table nat (the kernel refused the table; iptables names no rule); it said: iptables-restore: line ${commit} failed`,
+    );
+  });
+
+  it('without a line number, or one past the input, it says so; a huge stderr is cut', () => {
+    expect(restoreFailure('ip6tables-restore', big, 1, `${'x'.repeat(5000)}\n`)).toMatch(
+      /^ip6tables-restore --noflush failed \(exit 1\) \(iptables named no line\); it said: x+…$/,
+    );
+    expect(bytes(restoreFailure('ip6tables-restore', big, 1, 'x'.repeat(5000)))).toBeLessThan(1024);
+    expect(restoreFailure('iptables-restore', '*nat\nCOMMIT\n', 2, 'Error occurred at line: 9')).toContain('at line 9, past the end of its 2-line input');
   });
 });

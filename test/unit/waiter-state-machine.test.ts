@@ -7,7 +7,7 @@ import type { AnnotationsSnapshot } from '../../init-waiter/src/annotations-watc
 import { EXIT } from '../../init-waiter/src/exit-codes.ts';
 import { parseOptions } from '../../init-waiter/src/options.ts';
 import type { WaiterOptions } from '../../init-waiter/src/options.ts';
-import type { Family, ProbeTarget } from '../../init-waiter/src/probe-target.ts';
+import type { Family, PodNetwork, ProbeTarget } from '../../init-waiter/src/probe-target.ts';
 import type { SelfTestResult } from '../../init-waiter/src/self-test.ts';
 import { SELF_TEST_RETRY_MS, STILL_WAITING_LOG_MS, Waiter } from '../../init-waiter/src/waiter.ts';
 import type { Clock } from '../../init-waiter/src/waiter.ts';
@@ -68,6 +68,17 @@ interface RunningSelfTest {
   crash(error: Error): void;
 }
 
+/** A pod on eth0 with a default route. */
+const NETWORK: PodNetwork = {
+  interfaces: [{ name: 'eth0', cidrs: ['10.244.1.7/24', 'fd00:10:244:1::7/64'] }],
+  routes: [
+    { cidr: '10.244.1.0/24', ifname: 'eth0' },
+    { cidr: '0.0.0.0/0', ifname: 'eth0' },
+    { cidr: 'fd00:10:244:1::/64', ifname: 'eth0' },
+    { cidr: '::/0', ifname: 'eth0' },
+  ],
+};
+
 /** Lets the self-test's promise callbacks run. */
 const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -84,7 +95,7 @@ function setup({
   let closed = 0;
   const waiter = new Waiter({
     options: { ...parseOptions([], {}), timeoutMs: 10_000, ...options },
-    pod: { netns: OWN, families, uid: 65534 },
+    pod: { netns: OWN, families, network: NETWORK, uid: 65534 },
     annotations: (onSnapshot) => {
       deliver = onSnapshot;
       onSnapshot(first);
@@ -176,14 +187,28 @@ describe('Waiter', () => {
     expect(run.selfTests[0]?.targets).toEqual([{ family: 'ipv4', address: '192.0.2.2', port: 11 }]);
   });
 
-  it('passes without a self-test when the annotations capture no outbound traffic', () => {
+  it('passes without a self-test when the annotations capture no outbound traffic, saying why', () => {
     const run = setup({ families: ['ipv4'] });
     run.waiter.start();
     run.publish(withMark({ state: 'initialized', netns: OWN }, { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '2001:db8:1::/48' }));
     expect(run.selfTests).toEqual([]);
-    expect(run.ended().message).toBe(
-      `ready: netns ${OWN} marked initialized (marked at ${at}); the pod's annotations capture no outbound traffic, nothing to self-test`,
-    );
+    const why =
+      'no self-test for ipv4: traffic.sidecar.istio.io/includeOutboundIPRanges="2001:db8:1::/48" names no ipv4 range and there is no traffic.sidecar.istio.io/includeOutboundPorts: no ipv4 outbound traffic is captured, nothing to prove';
+    expect(run.logs).toContain(why);
+    expect(run.ended().message).toBe(`ready: netns ${OWN} marked initialized (marked at ${at}); ${why}`);
+  });
+
+  it("with include ranges and no include ports, probes the first host of the first included range of each family (Istio's service-range setting)", async () => {
+    const run = setup();
+    run.waiter.start();
+    run.publish(withMark({ state: 'initialized', netns: OWN }, { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '10.96.0.0/12' }));
+    expect(run.selfTests[0]?.targets).toEqual([{ family: 'ipv4', address: '10.96.0.1', port: 9 }]);
+    expect(
+      run.logs.some((line) => line.startsWith('no self-test for ipv6: traffic.sidecar.istio.io/includeOutboundIPRanges="10.96.0.0/12" names no ipv6 range')),
+    ).toBe(true);
+    run.selfTests[0]?.settle({ ok: true, summary: '10.96.0.1:9 -> 127.0.0.1:15001' });
+    await settled();
+    expect(run.ended()).toEqual({ code: 0, message: expect.stringMatching(/self-test passed: 10\.96\.0\.1:9 -> 127\.0\.0\.1:15001; no self-test for ipv6: /) });
   });
 
   it('retries a failing self-test every second and passes once the rules arrive', async () => {
@@ -306,11 +331,22 @@ describe('Waiter', () => {
     expect(run.ended().code).toBe(EXIT.ready);
   });
 
-  it('waits with the self-test reason when the probe address is excluded by the pod (exit 6 on timeout)', () => {
+  it('probes another documentation address when the pod excludes the probe address', () => {
     const run = setup({ first: withMark({ state: 'initialized', netns: OWN }, { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.0.2.0/24' }) });
     run.waiter.start();
+    expect(run.selfTests[0]?.targets).toEqual([
+      { family: 'ipv4', address: '198.51.100.1', port: 9 },
+      { family: 'ipv6', address: '2001:db8::2', port: 9 },
+    ]);
+  });
+
+  it('waits with the self-test reason on an annotation value that does not parse (exit 6 on timeout)', () => {
+    const run = setup({ first: withMark({ state: 'initialized', netns: OWN }, { 'traffic.sidecar.istio.io/excludeOutboundPorts': '9,http' }) });
+    run.waiter.start();
     expect(run.selfTests).toEqual([]);
-    expect(run.logs.at(-1)).toMatch(/^waiting: cannot run the redirect self-test: probe address 192\.0\.2\.2 is in .*excludeOutboundIPRanges/);
+    expect(run.logs.at(-1)).toBe(
+      'waiting: cannot run the redirect self-test: traffic.sidecar.istio.io/excludeOutboundPorts="9,http": "http" is not a port (1..65535)',
+    );
     run.clock.advance(10_000);
     expect(run.ended().code).toBe(EXIT.selfTest);
   });
@@ -445,7 +481,7 @@ describe('Waiter', () => {
     let deliver: ((snapshot: AnnotationsSnapshot) => void) | undefined;
     const waiter = new Waiter({
       options: { ...parseOptions([], {}), timeoutMs: 10_000 },
-      pod: { netns: OWN, families: ['ipv4'], uid: 65534 },
+      pod: { netns: OWN, families: ['ipv4'], network: NETWORK, uid: 65534 },
       annotations: (onSnapshot) => {
         deliver = onSnapshot;
         onSnapshot(MISSING);

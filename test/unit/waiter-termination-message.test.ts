@@ -39,6 +39,6 @@ describe('writeTerminationMessage', () => {
     expect(written.length).toBeGreaterThan(TERMINATION_MESSAGE_MAX_BYTES - 5);
     const text = written.toString('utf8');
     expect(text).not.toContain('\uFFFD');
-    expect(text.endsWith('é...')).toBe(true);
+    expect(text.endsWith('é…')).toBe(true);
   });
 });

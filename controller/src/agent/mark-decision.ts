@@ -1,7 +1,7 @@
 // Whether an existing mark counts, and what the reconciler must do about it. Pure.
 // A mark is never trusted on its own: it counts only when it names the pod's current
 // netns and the current plan's rules hash, and even then the rules are verified.
-import { type Mark, MarkFormatError, parseMark } from '../pod-contract/index.ts';
+import { boundedReason, type Mark, MarkFormatError, parseMark } from '../pod-contract/index.ts';
 
 export type MarkAction =
   /** The mark names this netns and these rules: verify the rules in the netns. */
@@ -58,5 +58,6 @@ export function handledToken(markText: string | undefined, justHandled?: string)
  */
 export function markIsCurrent(markText: string | undefined, state: Mark['state'], reason: string | undefined): boolean {
   const mark = readMark(markText);
-  return mark !== undefined && mark.state === state && mark.reason === reason;
+  // A written reason is cut to its bound: compare with what writing this one would leave.
+  return mark !== undefined && mark.state === state && mark.reason === (reason === undefined ? undefined : boundedReason(reason));
 }

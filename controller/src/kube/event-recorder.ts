@@ -6,10 +6,14 @@
 // reports (a mark), so recording it again after a restart finds it already there (409).
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { cutUtf8 } from '../pod-contract/index.ts';
 import { KubeApiError, type KubeClient } from './kube-client.ts';
 import type { PodRef } from './pod-status-writer.ts';
 
 const REPORTING_CONTROLLER = 'pod-network-controller.io/controller';
+
+/** The API server refuses an Event whose note is longer (it counts UTF-8 bytes). */
+export const EVENT_NOTE_MAX_BYTES = 1024;
 
 export type EventReason =
   | 'Initialized'
@@ -67,7 +71,7 @@ export class EventRecorder {
 
   /** `name`: an Event name of its own (see eventNameFor): created once, never a series. */
   record(pod: PodRef, reason: EventReason, note: string, name?: string): void {
-    const promise = this.#send(pod, reason, note.slice(0, 1000), name).catch((error: unknown) => {
+    const promise = this.#send(pod, reason, cutUtf8(note, EVENT_NOTE_MAX_BYTES), name).catch((error: unknown) => {
       const message = error instanceof Error ? error.message : String(error);
       this.#log.warn({ namespace: pod.namespace, pod: pod.name, uid: pod.uid, reason, error: message.slice(0, 500) }, 'could not record event');
     });

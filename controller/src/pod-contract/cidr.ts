@@ -127,3 +127,24 @@ export function parseCidr(input: string): Cidr {
     : given.slice(0, 5).every((word) => word === 0) && given[5] === 0xffff && given[6]! >> 8 === 127;
   return { family, prefix, text: `${formatIpv6(maskBits(given, 16, prefix))}/${prefix}`, loopback };
 }
+
+const BITS: Record<Family, number> = { ipv4: 32, ipv6: 128 };
+
+/** An address (no prefix) of the family as a number, for range arithmetic. */
+export function addressValue(family: Family, address: string): bigint {
+  const [words, bits] = family === 'ipv4' ? [parseIpv4(address), 8n] : [parseIpv6(address), 16n];
+  return words.reduce((value, word) => (value << bits) | BigInt(word), 0n);
+}
+
+/** The inverse of addressValue, in the canonical text. */
+export function formatAddress(family: Family, value: bigint): string {
+  const [count, bits] = family === 'ipv4' ? [4, 8n] : [8, 16n];
+  const words = Array.from({ length: count }, (_, i) => Number((value >> (bits * BigInt(count - 1 - i))) & ((1n << bits) - 1n)));
+  return family === 'ipv4' ? words.join('.') : formatIpv6(words);
+}
+
+/** The first and last address a CIDR covers. */
+export function cidrBounds(cidr: Cidr): { first: bigint; last: bigint } {
+  const first = addressValue(cidr.family, cidr.text.slice(0, cidr.text.indexOf('/')));
+  return { first, last: first + (1n << BigInt(BITS[cidr.family] - cidr.prefix)) - 1n };
+}

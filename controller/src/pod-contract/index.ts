@@ -4,8 +4,19 @@
 // this folder, not even a package, so the init-waiter bundle stays small and
 // dependency-free; the ESLint config keeps the init-waiter to this entry point.
 export type { Mark } from './mark.ts';
-export { encodeMark, INITIALIZE_ANNOTATION, MarkFormatError, netnsInodeFromLink, parseMark, REINIT_ANNOTATION, STATUS_ANNOTATION } from './mark.ts';
+export {
+  boundedReason,
+  encodeMark,
+  INITIALIZE_ANNOTATION,
+  MARK_REASON_MAX_BYTES,
+  MarkFormatError,
+  netnsInodeFromLink,
+  parseMark,
+  REINIT_ANNOTATION,
+  STATUS_ANNOTATION,
+} from './mark.ts';
 export { ANNOTATIONS, UNSUPPORTED_ANNOTATIONS } from './istio-annotations.ts';
 export type { Cidr, Family } from './cidr.ts';
-export { InvalidValue, parseCidr } from './cidr.ts';
+export { addressValue, cidrBounds, formatAddress, InvalidValue, parseCidr } from './cidr.ts';
 export { parseCidrList, parseCidrListOrAll, parseInterfaceList, parsePort, parsePortList, parsePortListOrAll, sortedUnique } from './lists.ts';
+export { CUT_MARK, cutUtf8 } from './utf8.ts';

@@ -1,5 +1,6 @@
 // The mark: the annotation through which the controller tells a pod's init-waiter
 // (and operators) whether its redirect is in place.
+import { cutUtf8 } from './utf8.ts';
 
 const ANNOTATION_PREFIX = 'pod-network-controller.io/';
 export const STATUS_ANNOTATION = `${ANNOTATION_PREFIX}status`;
@@ -23,6 +24,17 @@ export interface Mark {
   reinit?: string;
 }
 
+/**
+ * A reason is cut to this many UTF-8 bytes when written: a failure's text (e.g. iptables'
+ * stderr) must never crowd the pod's other annotations (256 KiB for all of them together).
+ */
+export const MARK_REASON_MAX_BYTES = 1024;
+
+/** The reason as a written mark carries it. */
+export function boundedReason(reason: string): string {
+  return cutUtf8(reason, MARK_REASON_MAX_BYTES);
+}
+
 export class MarkFormatError extends Error {
   override name = 'MarkFormatError';
 }
@@ -31,7 +43,7 @@ export function encodeMark(mark: Mark): string {
   const ordered: Mark = { state: mark.state, at: mark.at };
   if (mark.netns !== undefined) ordered.netns = mark.netns;
   if (mark.rules !== undefined) ordered.rules = mark.rules;
-  if (mark.reason !== undefined) ordered.reason = mark.reason;
+  if (mark.reason !== undefined) ordered.reason = boundedReason(mark.reason);
   if (mark.reinit !== undefined) ordered.reinit = mark.reinit;
   return JSON.stringify(ordered);
 }

@@ -8,7 +8,7 @@ import { BackendMixError, NetnsMismatch, RedirectError, XtablesLockTimeout } fro
 import { ADD_PASSTHROUGH_V6, knownLoopbackV6, passthroughAddressAdded, PASSTHROUGH_V6, readLoopbackV6 } from './loopback.ts';
 import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
 import { renderPlan, rulesHash } from './render.ts';
-import { freshTransaction, isEmptyState, ownedState, removeTransaction, replaceTransaction, stateDiff, type OwnedState } from './ruleset.ts';
+import { freshTransaction, isEmptyState, ownedState, removeTransaction, replaceTransaction, restoreFailure, stateDiff, type OwnedState } from './ruleset.ts';
 import { FAMILIES, type Family, type RedirectPlan } from './types.ts';
 
 export interface EngineOptions {
@@ -63,13 +63,11 @@ function lockTimeout(netns: Netns, mode: IptablesMode, family: Family, stderr: s
   );
 }
 
-async function restore(netns: Netns, mode: IptablesMode, family: Family, payload: string, lockWaitSeconds?: number): Promise<void> {
+async function restore(netns: Netns, mode: IptablesMode, family: Family, transaction: string, lockWaitSeconds?: number): Promise<void> {
   const argv = restoreArgv(mode, family, lockWaitSeconds);
-  const result = await runInNetns(netns, argv, payload);
+  const result = await runInNetns(netns, argv, transaction);
   if (result.code === 4 && LOCK_BUSY.test(result.stderr)) throw lockTimeout(netns, mode, family, result.stderr, lockWaitSeconds);
-  if (result.code !== 0) {
-    throw new RedirectError(netns.path, `${argv[0]} --noflush failed (exit ${result.code}): ${result.stderr.trim()}\npayload:\n${payload}`);
-  }
+  if (result.code !== 0) throw new RedirectError(netns.path, restoreFailure(argv[0]!, transaction, result.code, result.stderr));
 }
 
 /**

@@ -1,5 +1,6 @@
 // Reading back what this project owns in the nat and raw tables (pure), and the restore
 // transactions that replace or remove exactly that, leaving everyone else's rules.
+import { cutUtf8 } from '../pod-contract/index.ts';
 import { OWNED_CHAINS, OWNER_COMMENT, TABLES, type Table } from './render.ts';
 
 /** Our part of one table: owned chains (with their rules) and our tagged jumps. */
@@ -152,4 +153,40 @@ export function removeTransaction(current: OwnedState): string | undefined {
     lines.push(`*${table}`, ...part.jumps.map(deleteLine), ...chains.map((chain) => `-F ${chain}`), ...chains.map((chain) => `-X ${chain}`), 'COMMIT');
   }
   return lines.join('\n') + '\n';
+}
+
+/** Bounds on a failed restore's message: the rule it names, and iptables' own words. */
+const FAILED_RULE_MAX_BYTES = 384;
+const RESTORE_STDERR_MAX_BYTES = 512;
+
+/**
+ * Why a restore failed, naming the line of the transaction iptables reports (legacy's "line N
+ * failed" and "Error occurred at line: N", nft's "line N: RULE_APPEND failed") rather than
+ * quoting the transaction, which a pod's include lists make tens of KB. A COMMIT line means
+ * the kernel refused the table as a whole: iptables names no rule then, and neither can we.
+ */
+export function restoreFailure(binary: string, transaction: string, code: number, stderr: string): string {
+  const said = stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('Try `'))
+    .join(' ');
+  const lines = transaction.replace(/\n$/, '').split('\n');
+  const reported = /\bline:? (\d+)\b/.exec(stderr);
+  let where = ' (iptables named no line)';
+  if (reported) {
+    const number = Number(reported[1]);
+    const line = lines[number - 1];
+    if (line === undefined) where = ` at line ${number}, past the end of its ${lines.length}-line input`;
+    else if (line === 'COMMIT')
+      where = ` at line ${number}, the COMMIT of table ${tableOf(lines, number - 1)} (the kernel refused the table; iptables names no rule)`;
+    else where = ` at line ${number}: ${cutUtf8(line, FAILED_RULE_MAX_BYTES)}`;
+  }
+  return `${binary} --noflush failed (exit ${code})${where}; it said: ${cutUtf8(said, RESTORE_STDERR_MAX_BYTES)}`;
+}
+
+/** The table whose "*table" header comes last before lines[index]. */
+function tableOf(lines: string[], index: number): string {
+  for (let i = index; i >= 0; i--) if (lines[i]!.startsWith('*')) return lines[i]!.slice(1);
+  return '(none)';
 }
