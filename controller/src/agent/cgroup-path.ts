@@ -64,9 +64,8 @@ function resolve(path: string, view: CgroupView): Resolved | undefined {
     // Inside the reader's own container (up 0) or beside it in its own pod's cgroup (up 1).
     return { owner: withContainer({ podUid: view.ownPodUid }, up === 1 ? down[0] : undefined), own: true };
   }
-  // Absolute paths need the host's view; one level up from a container is its own pod,
-  // which only the reader in that pod can name.
-  if (up === 1 || (up === 0 && view.kind === 'private')) return undefined;
+  // One level up from a container is its own pod, which only a reader in that pod can name.
+  if (up === 1) return undefined;
 
   let found: { index: number; podUid: string } | undefined;
   for (let i = 0; i < down.length; i++) {
@@ -87,6 +86,9 @@ function resolve(path: string, view: CgroupView): Resolved | undefined {
  * (2 levels under kubepods for a Guaranteed pod, 3 for the others) the `kubepods` segment is
  * gone: another pod of the reader's QoS class is `../../pod<uid>`, one of another class
  * `../../<qos>/pod<uid>` or `../../../<qos>/pod<uid>`, a Guaranteed pod `../../../pod<uid>`.
+ * The reader's own class is not known, so both depths count; read at the wrong depth they
+ * would land beside `kubepods` or in a child of a QoS cgroup named like one, where the kubelet
+ * makes no pod cgroups.
  */
 function cgroupfsAnchored(down: string[], i: number, up: number): boolean {
   if (down[i - 1] === 'kubepods' || (QOS.has(down[i - 1]!) && down[i - 2] === 'kubepods')) return true;
