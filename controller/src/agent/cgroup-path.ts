@@ -69,8 +69,9 @@ function resolve(path: string, view: CgroupView): Resolved | undefined {
 
   let found: { index: number; podUid: string } | undefined;
   for (let i = 0; i < down.length; i++) {
-    const systemd = SYSTEMD_POD.exec(down[i]!);
-    const cgroupfs = systemd ? null : CGROUPFS_POD.exec(down[i]!);
+    const segment = down[i]!;
+    const systemd = segment.endsWith('.slice') ? SYSTEMD_POD.exec(segment) : null;
+    const cgroupfs = segment.startsWith('pod') ? CGROUPFS_POD.exec(segment) : null;
     if (!systemd && !(cgroupfs && cgroupfsAnchored(down, i, up))) continue;
     // Two pod segments (a node nested in a pod's container): the process is not plainly either's.
     if (found) return undefined;
@@ -129,8 +130,10 @@ export function ownerOfCgroupFile(text: string, view: CgroupView = HOST_VIEW): C
   let own: CgroupOwner | undefined;
   let allOwn = true;
   const paths = cgroupPaths(text);
-  for (const path of paths) {
-    const resolved = resolve(path, view);
+  for (let i = 0; i < paths.length; i++) {
+    // v1 hierarchies mostly repeat the line before: it says nothing new.
+    if (i > 0 && paths[i] === paths[i - 1]) continue;
+    const resolved = resolve(paths[i]!, view);
     if (!resolved) {
       allOwn = false;
     } else if (resolved.own) {
