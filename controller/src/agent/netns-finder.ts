@@ -1,6 +1,6 @@
 // Finds a pod's sandbox network namespace without a runtime socket: scan
 // /proc/*/cgroup (hostPID) for processes in the pod's cgroup, take their
-// /proc/PID/ns/net, skip the host's netns (e.g. CRI-O's conmon), keep the oldest
+// /proc/PID/ns/net, skip CRI-O's conmon and the host's netns, keep the oldest
 // process (the sandbox's pause process, or the first init container's where CRI-O
 // drops the infra container). One scan indexes every pod on the node, so a
 // burst of pending pods costs one scan, not one each; results are cached and
@@ -134,7 +134,10 @@ export class NetnsFinder {
     this.#byPod = byPod;
   }
 
-  /** ownPod: the finder's own pod, whose netns is the finder's own; for any other pod that one is the host's. */
+  /**
+   * ownPod: the finder's own pod, whose netns the finder shares. Any other pod's process in the
+   * finder's netns is not in that pod's own (the finder runs in its pod's netns or the host's).
+   */
   #oldestWithOwnNetns(pids: number[], ownPod: boolean): SandboxNetns | undefined {
     let best: SandboxNetns | undefined;
     const ownPids = new Set(pids);
