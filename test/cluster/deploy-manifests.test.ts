@@ -69,6 +69,7 @@ describe('the rendered kubernetes overlay', () => {
     expect(container.env).toEqual([
       { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      { name: 'POD_UID', valueFrom: { fieldRef: { fieldPath: 'metadata.uid' } } },
     ]);
     // iptables-legacy's lock file lives in /run: a private, writable emptyDir on a read-only root.
     expect(container.volumeMounts).toContainEqual({ name: 'run', mountPath: '/run' });
@@ -84,7 +85,9 @@ describe('the rendered kubernetes overlay', () => {
     const known = SETTINGS.map((setting) => setting.env);
     expect(Object.keys(configMap.data).filter((key) => !known.includes(key))).toEqual([]);
     // As the kubelet would fill the downward-API variables in.
-    const config = parseConfig({ ...configMap.data, NODE_NAME: 'node-1', POD_NAMESPACE: 'pod-network-controller' }, []);
+    const podUid = '0f2c9a4e-5b7d-4c1e-9a3b-6d8e2f1a4c7b';
+    const config = parseConfig({ ...configMap.data, NODE_NAME: 'node-1', POD_NAMESPACE: 'pod-network-controller', POD_UID: podUid }, []);
+    expect(config.podUid).toBe(podUid);
     expect(config.httpPort).toBe(container.ports[0].containerPort);
     expect(config.waiterContainer).toBe('pnc-init-waiter');
     expect(config.excludedNamespaces.has('pod-network-controller')).toBe(true);

@@ -5,15 +5,15 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ownerOfCgroupFile } from '../../controller/src/agent/cgroup-path.ts';
 import { NetnsFinder } from '../../controller/src/agent/netns-finder.ts';
-import { cgroup2MountPoint } from '../../hack/lib/kubelet-cgroup.ts';
+import { cgroup2MountPoint, kubeletCgroupSegments, type CgroupDriver } from '../../hack/lib/kubelet-cgroup.ts';
 import { createPodSandbox, formatDownwardApiAnnotations, PodSandboxError, sweepStaleSandboxes } from '../../hack/lib/pod-sandbox.ts';
 import type { PodSandbox } from '../../hack/lib/pod-sandbox.ts';
 import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
@@ -92,6 +92,28 @@ async function expectPeerReachable(sandbox: PodSandbox): Promise<void> {
   }
 }
 
+// Stands in for a non-privileged agent container on cgroup v2: joins the cgroup whose procs
+// file is argv[1], then runs the rest of argv under `unshare --cgroup`, so its cgroup namespace
+// is rooted at that container cgroup.
+const IN_CONTAINER_CGROUP = `
+require('node:fs').writeFileSync(process.argv[1], String(process.pid));
+const run = require('node:child_process').spawnSync('unshare', ['--cgroup', '--', ...process.argv.slice(2)], { stdio: 'inherit' });
+process.exit(run.status ?? 1);`;
+// The agent's finder on the real /proc, from there: the view it sees, what it finds for each UID,
+// and each pid's cgroup file as the kernel shows it in that namespace.
+const FINDER = `
+const [finderModule, ownPodUid, ...rest] = process.argv.slice(1);
+const { NetnsFinder } = await import(finderModule);
+const finder = new NetnsFinder({ procRoot: '/proc', ownPodUid });
+const found = {};
+const cgroups = {};
+for (const pair of rest) {
+  const [uid, pid] = pair.split('=');
+  found[uid] = (await finder.find(uid, 0))?.pid ?? null;
+  cgroups[uid] = (await import('node:fs')).readFileSync('/proc/' + pid + '/cgroup', 'utf8');
+}
+console.log(JSON.stringify({ view: finder.cgroupView?.kind, found, cgroups }));`;
+
 async function createPod(namespace: string, name: string, pod: Partial<V1Pod> = {}): Promise<V1Pod> {
   return core.createNamespacedPod({
     namespace,
@@ -159,6 +181,70 @@ describe.skipIf(notRoot)('pod-sandbox simulator', () => {
     expect(sandbox.podIPs).toHaveLength(1);
     await expectPeerReachable(sandbox);
   });
+
+  it.each<[CgroupDriver, (uid: string) => RegExp, (uid: string) => RegExp]>([
+    [
+      'cgroupfs',
+      (uid) => new RegExp(`^0::/\\.\\./\\.\\./\\.\\./besteffort/pod${uid}/[0-9a-f]{64}$`, 'm'),
+      (uid) => new RegExp(`^0::/\\.\\./\\.\\./\\.\\./pod${uid}/[0-9a-f]{64}$`, 'm'),
+    ],
+    [
+      'systemd',
+      (uid) =>
+        new RegExp(
+          `^0::/\\.\\./\\.\\./\\.\\./kubepods-besteffort\\.slice/kubepods-besteffort-pod${uid.replaceAll('-', '_')}\\.slice/cri-containerd-[0-9a-f]{64}\\.scope$`,
+          'm',
+        ),
+      (uid) => new RegExp(`^0::/\\.\\./\\.\\./\\.\\./kubepods-pod${uid.replaceAll('-', '_')}\\.slice/cri-containerd-[0-9a-f]{64}\\.scope$`, 'm'),
+    ],
+  ])(
+    'is found by an agent in a private cgroup namespace (%s driver), through the relative paths the kernel shows it',
+    async (driver, bestEffortPath, guaranteedPath) => {
+      const limits = { cpu: '100m', memory: '64Mi' };
+      const bestEffort = await createPod(namespace, `private-view-be-${driver}`);
+      const guaranteed = await createPod(namespace, `private-view-g-${driver}`, {
+        spec: { nodeName, containers: [{ name: 'app', image: 'registry.invalid/app:1', resources: { limits, requests: limits } }] },
+      });
+      const made = [
+        track(await createPodSandbox(bestEffort, { cgroupDriver: driver, ipv6: false })),
+        track(await createPodSandbox(guaranteed, { cgroupDriver: driver, ipv6: false })),
+      ];
+      // The agent's own container cgroup: a Burstable pod of the same layout.
+      const agentUid = randomUUID();
+      const root = cgroup2MountPoint(await readFile('/proc/self/mountinfo', 'utf8'))!;
+      const segments = kubeletCgroupSegments(agentUid, 'burstable', driver, randomBytes(32).toString('hex'));
+      const containerDir = join(root, ...segments);
+      await mkdir(containerDir, { recursive: true });
+      onTestFinished(async () => {
+        await rmdir(containerDir);
+        await rmdir(join(root, ...segments.slice(0, -1)));
+        // The QoS level is shared: left to whoever still has pods in it.
+        await rmdir(join(root, ...segments.slice(0, -2))).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOTEMPTY' && error.code !== 'EBUSY') throw error;
+        });
+      });
+
+      const uids = [bestEffort.metadata!.uid!, guaranteed.metadata!.uid!];
+      const finderModule = join(import.meta.dirname, '../../controller/src/agent/netns-finder.ts');
+      const pairs = uids.map((uid, i) => `${uid}=${made[i]!.pausePid}`);
+      const inner = [process.execPath, '--input-type=module', '-e', FINDER, finderModule, agentUid, ...pairs];
+      const child = spawn(process.execPath, ['-e', IN_CONTAINER_CGROUP, join(containerDir, 'cgroup.procs'), ...inner], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      const seen = JSON.parse(stdout) as { view: string; found: Record<string, number | null>; cgroups: Record<string, string> };
+
+      // What the kernel shows from there: no kubepods segment for cgroupfs (the issue's form).
+      expect(seen.cgroups[uids[0]!]).toMatch(bestEffortPath(uids[0]!));
+      expect(seen.cgroups[uids[1]!]).toMatch(guaranteedPath(uids[1]!));
+      expect(seen.found).toEqual({ [uids[0]!]: made[0]!.pausePid, [uids[1]!]: made[1]!.pausePid });
+      expect(seen.view).toBe('private');
+    },
+  );
 
   it('gives every sandbox its own addresses', async () => {
     const pods = await Promise.all(['a', 'b', 'c'].map((suffix) => createPod(namespace, `unique-${suffix}`)));

@@ -1,48 +1,209 @@
+// cgroup path -> pod, for every layout the agent may see. Where each string comes from:
+// - "recorded on a real node": the systemd + cgroup v2 VM node (containerd, SystemdCgroup = true,
+//   kubelet cgroupDriver systemd), read from a non-privileged hostPID container like our DaemonSet's
+//   and from the host;
+// - "lab node": our local node (containerd, cgroupfs, cgroup v1 hybrid): this machine's hierarchies
+//   with the kubelet's cgroupRoot /pnc-node-<slot>;
+// - "issue": the cgroupfs + cgroup v2 relative form named in the issue;
+// - "from CRI-O's source": its cgroup managers name a container `crio-<id>.scope` (systemd) or
+//   `crio-<id>` (cgroupfs), conmon `crio-conmon-<id>.scope` or `crio-conmon-<id>`, both under the
+//   kubelet's pod cgroup; crun adds a `container` child;
+// - "derived": the same layouts from another QoS class or cgroupRoot, not recorded anywhere.
+// <uid>, <uid_> and <id> of the recorded strings are filled in below.
 import { describe, expect, it } from 'vitest';
-import { ownerOfCgroupFile, ownerOfCgroupPath } from '../../controller/src/agent/cgroup-path.ts';
+import { cgroupViewOf, ownerOfCgroupFile, ownerOfCgroupPath, type CgroupView } from '../../controller/src/agent/cgroup-path.ts';
 
 const uid = '0f2c9a4e-5b7d-4c1e-9a3b-6d8e2f1a4c7b';
-const uidUnderscores = uid.replaceAll('-', '_');
+const uid_ = uid.replaceAll('-', '_');
+const other = '7e1d2c3b-4a59-4867-8f90-a1b2c3d4e5f6';
+const own = 'c0ffee00-1234-4abc-8def-0123456789ab';
 const id = 'a'.repeat(32) + '0123456789abcdef0123456789abcdef';
+const id2 = 'b'.repeat(64);
+const fill = (s: string) => s.replaceAll('<uid_>', uid_).replaceAll('<uid>', uid).replaceAll('<id>', id);
+const PRIVATE: CgroupView = { kind: 'private', ownPodUid: own };
 
-describe('cgroup path -> pod', () => {
+// [source, path, owner]; `pod` = { podUid: uid }, `container` = also containerId id.
+const pod = { podUid: uid };
+const container = { podUid: uid, containerId: id };
+const conmon = { podUid: uid, conmon: true };
+
+describe('cgroup path -> pod, from the host cgroup namespace (absolute paths)', () => {
   it.each([
-    ['systemd containerd besteffort', `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uidUnderscores}.slice/cri-containerd-${id}.scope`],
-    ['systemd CRI-O burstable', `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uidUnderscores}.slice/crio-${id}.scope`],
-    ['systemd docker guaranteed', `/kubepods.slice/kubepods-pod${uidUnderscores}.slice/docker-${id}.scope`],
-    ['cgroupfs besteffort', `/kubepods/besteffort/pod${uid}/${id}`],
-    ['cgroupfs guaranteed', `/kubepods/pod${uid}/${id}`],
-    ['nested under a container cgroup', `/docker/${'b'.repeat(64)}/kubepods/burstable/pod${uid}/${id}`],
+    [
+      'recorded on a real node: systemd v2 BestEffort',
+      '/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid_>.slice/cri-containerd-<id>.scope',
+      container,
+    ],
+    [
+      'recorded on a real node: systemd v2 Burstable',
+      '/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope',
+      container,
+    ],
+    ['recorded on a real node: systemd v2 Guaranteed', '/kubepods.slice/kubepods-pod<uid_>.slice/cri-containerd-<id>.scope', container],
+    ['lab node: cgroupfs under --cgroup-root, BestEffort', '/pnc-node-3/kubepods/besteffort/pod<uid>/<id>', container],
+    ['lab node: cgroupfs under --cgroup-root, Guaranteed', '/pnc-node-3/kubepods/pod<uid>/<id>', container],
+    ['derived: cgroupfs, default cgroupRoot, Burstable', '/kubepods/burstable/pod<uid>/<id>', container],
+    [
+      'derived: systemd with a cgroupRoot slice prefixing the slice names',
+      '/pnc.slice/pnc-kubepods.slice/pnc-kubepods-burstable.slice/pnc-kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope',
+      container,
+    ],
+    ['derived: a kind node (kubepods inside a docker container cgroup)', `/docker/${id2}/kubepods/burstable/pod<uid>/<id>`, container],
+    ['derived: docker under systemd', '/kubepods.slice/kubepods-pod<uid_>.slice/docker-<id>.scope', container],
+    ["from CRI-O's source: systemd container scope", '/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/crio-<id>.scope', container],
+    [
+      "from CRI-O's source: systemd, crun's child cgroup",
+      '/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid_>.slice/crio-<id>.scope/container',
+      container,
+    ],
+    ["from CRI-O's source: systemd, the dropped infra container's empty cgroup", '/kubepods.slice/kubepods-pod<uid_>.slice/crio-<id>', container],
+    [
+      "from CRI-O's source: systemd conmon (conmon_cgroup = pod)",
+      '/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/crio-conmon-<id>.scope',
+      conmon,
+    ],
+    ["from CRI-O's source: cgroupfs container", '/kubepods/burstable/pod<uid>/crio-<id>', container],
+    ["from CRI-O's source: cgroupfs conmon", '/kubepods/besteffort/pod<uid>/crio-conmon-<id>', conmon],
+    ['derived: the pod-level cgroup itself', '/kubepods/besteffort/pod<uid>', pod],
+  ])('%s', (_source, path, owner) => {
+    expect(ownerOfCgroupPath(fill(path))).toEqual(owner);
+  });
+});
+
+describe('cgroup path -> pod, from a private cgroup namespace (cgroup v2, non-privileged container)', () => {
+  it.each([
+    ['recorded on a real node: systemd, other pod of the same QoS class', '/../../kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope', container],
+    [
+      'recorded on a real node: systemd, other QoS class',
+      '/../../../kubepods-besteffort.slice/kubepods-besteffort-pod<uid_>.slice/cri-containerd-<id>.scope',
+      container,
+    ],
+    ['recorded on a real node: systemd, Guaranteed', '/../../../kubepods-pod<uid_>.slice/cri-containerd-<id>.scope', container],
+    ['issue: cgroupfs, other QoS class', '/../../../besteffort/pod<uid>/<id>', container],
+    ['derived: cgroupfs, same QoS class', '/../../pod<uid>/<id>', container],
+    ['derived: cgroupfs, Guaranteed seen from Burstable', '/../../../pod<uid>/<id>', container],
+    ['derived: cgroupfs, BestEffort seen from Guaranteed', '/../../besteffort/pod<uid>/<id>', container],
+    ['derived: cgroupfs under --cgroup-root, from deeper', '/../../../../../pnc-node-3/kubepods/burstable/pod<uid>/<id>', container],
+    ["from CRI-O's source: systemd, other QoS class", '/../../../kubepods-besteffort.slice/kubepods-besteffort-pod<uid_>.slice/crio-<id>.scope', container],
+    ["from CRI-O's source: cgroupfs, same QoS class", '/../../pod<uid>/crio-<id>', container],
+    ["from CRI-O's source: cgroupfs conmon", '/../../../besteffort/pod<uid>/crio-conmon-<id>', conmon],
+  ])('%s', (_source, path, owner) => {
+    // The `..` count and the names say where they lead, whether or not the reader knows its own pod.
+    expect(ownerOfCgroupPath(fill(path), PRIVATE)).toEqual(owner);
+    expect(ownerOfCgroupPath(fill(path))).toEqual(owner);
+  });
+
+  it.each([
+    ['recorded on a real node: itself', '/', { podUid: own }],
+    ['recorded on a real node: its own pod sandbox', '/../cri-containerd-<id>.scope', { podUid: own, containerId: id }],
+    ["from CRI-O's source: its own pod's other container", '/../crio-<id>.scope', { podUid: own, containerId: id }],
+    ["from CRI-O's source: its own pod's conmon", '/../crio-conmon-<id>.scope', { podUid: own, conmon: true }],
+    ['derived: cgroupfs, its own pod sandbox', '/../<id>', { podUid: own, containerId: id }],
+    ['derived: a child of its own cgroup (crun)', '/container', { podUid: own }],
+  ])("names the reader's own pod: %s", (_source, path, owner) => {
+    expect(ownerOfCgroupPath(fill(path), PRIVATE)).toEqual(owner);
+    // Without knowing it reads from its own pod's namespace, nobody's: `/` is the host's root there.
+    expect(ownerOfCgroupPath(fill(path))).toBeUndefined();
+  });
+
+  it('never reads a pod segment inside its own pod as another pod', () => {
+    expect(ownerOfCgroupPath(fill('/kubepods/besteffort/pod<uid>/<id>'), PRIVATE)).toEqual({ podUid: own });
+    expect(ownerOfCgroupPath(fill('/../pod<uid>/<id>'), PRIVATE)).toEqual({ podUid: own });
+  });
+});
+
+describe('fails closed', () => {
+  it.each([
+    ['the root', '/'],
+    ['the host init', '/init.scope'],
+    ['a service', '/system.slice/containerd.service'],
+    ['a pod-like unit outside kubepods', `/user.slice/pod${uid}.slice`],
+    ['not a UID', '/kubepods/besteffort/podnot-a-uid'],
+    ['a prefixed pod segment', `/kubepods/besteffort/xpod${uid}`],
+    ['cgroupfs UID with underscores', `/kubepods/besteffort/pod${uid_}/${id}`],
+    ['systemd UID with dashes', `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid}.slice/cri-containerd-${id}.scope`],
+    ['cgroupfs pod outside kubepods', `/besteffort/pod${uid}/${id}`],
+    ['cgroupfs pod under something not a QoS class', `/kubepods/other/pod${uid}/${id}`],
+    ['relative, too far up for a kubelet layout', `/../../../../pod${uid}/${id}`],
+    ['relative, under something not a QoS class', `/../../system.slice/pod${uid}/${id}`],
+    ['relative, one level up (only the own pod can be there)', `/../pod${uid}/${id}`],
+    ['a node nested in a pod: two pod segments', `/kubepods/burstable/pod${other}/${id2}/kubepods/besteffort/pod${uid}/${id}`],
+    ['a `..` after a name (the kernel never prints one)', `/kubepods/../kubepods/besteffort/pod${uid}/${id}`],
+    ['not a path', `kubepods/besteffort/pod${uid}/${id}`],
   ])('%s', (_name, path) => {
-    expect(ownerOfCgroupPath(path)).toEqual({ podUid: uid, containerId: id });
+    expect(ownerOfCgroupPath(path)).toBeUndefined();
+  });
+});
+
+describe('a whole /proc/PID/cgroup file', () => {
+  // This machine's hierarchies (the lab node's), as the kubelet lays a pod out under its cgroupRoot.
+  const hybrid = (path: string, overrides: Record<string, string> = {}) =>
+    ['9:name=systemd', '8:pids', '7:blkio', '6:freezer', '5:devices', '4:memory', '3:cpuset', '2:cpuacct', '1:cpu', '0:']
+      .map((h) => `${h}:${overrides[h] ?? path}`)
+      .join('\n') + '\n';
+
+  it.each([
+    ['recorded on a real node: cgroup v2, systemd', `0::/kubepods.slice/kubepods-pod${uid_}.slice/cri-containerd-${id}.scope\n`],
+    ['lab node: cgroup v1 hybrid, cgroupfs, every hierarchy', hybrid(`/pnc-node-3/kubepods/besteffort/pod${uid}/${id}`)],
+    [
+      'derived: cgroup v1 hybrid, a hierarchy the runtime leaves at the root',
+      hybrid(`/pnc-node-3/kubepods/besteffort/pod${uid}/${id}`, { '5:devices': '/', '0:': '/' }),
+    ],
+    ['derived: cgroup v1, systemd driver', hybrid(`/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid_}.slice/cri-containerd-${id}.scope`)],
+    ["from CRI-O's source: cgroup v1, cgroupfs", hybrid(`/kubepods/burstable/pod${uid}/crio-${id}`)],
+  ])('%s', (_source, text) => {
+    expect(ownerOfCgroupFile(text)).toEqual(container);
   });
 
-  it('names the pod even without a container segment (pod-level cgroup, conmon)', () => {
-    expect(ownerOfCgroupPath(`/kubepods/besteffort/pod${uid}`)).toEqual({ podUid: uid });
-    expect(ownerOfCgroupPath(`/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uidUnderscores}.slice/crio-conmon-${id}.scope`)).toEqual({
-      podUid: uid,
-    });
+  it('refuses lines that disagree (two pods, two containers, a container and conmon)', () => {
+    expect(ownerOfCgroupFile(hybrid(`/kubepods/besteffort/pod${uid}/${id}`, { '4:memory': `/kubepods/besteffort/pod${other}/${id}` }))).toBeUndefined();
+    expect(ownerOfCgroupFile(hybrid(`/kubepods/besteffort/pod${uid}/${id}`, { '4:memory': `/kubepods/besteffort/pod${uid}/${id2}` }))).toBeUndefined();
+    expect(
+      ownerOfCgroupFile(hybrid(`/kubepods/besteffort/pod${uid}/crio-${id}`, { '4:memory': `/kubepods/besteffort/pod${uid}/crio-conmon-${id}` })),
+    ).toBeUndefined();
   });
 
-  it('ignores paths outside the kubelet hierarchy and look-alikes', () => {
-    expect(ownerOfCgroupPath('/system.slice/containerd.service')).toBeUndefined();
-    expect(ownerOfCgroupPath(`/user.slice/pod${uid}.slice`)).toBeUndefined();
-    expect(ownerOfCgroupPath('/kubepods/besteffort/podnot-a-uid')).toBeUndefined();
-    expect(ownerOfCgroupPath(`/kubepods/besteffort/xpod${uid}`)).toBeUndefined();
-    expect(ownerOfCgroupPath('/')).toBeUndefined();
-  });
-
-  it('reads a cgroup v2 file and a hybrid v1 file', () => {
-    expect(ownerOfCgroupFile(`0::/kubepods/besteffort/pod${uid}/${id}\n`)).toEqual({ podUid: uid, containerId: id });
-    const hybrid = [
-      '12:memory:/user.slice',
-      '11:cpu,cpuacct:/user.slice',
-      '1:name=systemd:/user.slice/user-0.slice/session-1.scope',
-      `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uidUnderscores}.slice/cri-containerd-${id}.scope`,
-      '',
-    ].join('\n');
-    expect(ownerOfCgroupFile(hybrid)).toEqual({ podUid: uid, containerId: id });
+  it('ignores what is not a pod', () => {
     expect(ownerOfCgroupFile('0::/init.scope\n')).toBeUndefined();
+    expect(ownerOfCgroupFile('12:memory:/user.slice\n1:name=systemd:/user.slice/user-0.slice/session-1.scope\n0::/user.slice\n')).toBeUndefined();
     expect(ownerOfCgroupFile('garbage without colons pod')).toBeUndefined();
+    expect(ownerOfCgroupFile('', PRIVATE)).toBeUndefined();
+  });
+
+  it("from a private namespace: the reader's own pod only when every line stays in it", () => {
+    expect(ownerOfCgroupFile('0::/\n', PRIVATE)).toEqual({ podUid: own });
+    expect(ownerOfCgroupFile(`0::/../cri-containerd-${id}.scope\n`, PRIVATE)).toEqual({ podUid: own, containerId: id });
+    // cgroup v1 in a private namespace: a hierarchy the runtime left alone is rooted at the host's root.
+    const leftAtRoot = { '5:devices': '/' };
+    expect(ownerOfCgroupFile(hybrid(`/../${id}`, leftAtRoot), PRIVATE)).toEqual({ podUid: own, containerId: id });
+    // A host process there reads `/` too, on that one line: not the reader's pod.
+    expect(ownerOfCgroupFile(hybrid('/../../../../system.slice/cron.service', leftAtRoot), PRIVATE)).toBeUndefined();
+    // Another pod's process, with the same `/` line: that pod.
+    expect(ownerOfCgroupFile(hybrid(`/../../../besteffort/pod${uid}/${id}`, leftAtRoot), PRIVATE)).toEqual(container);
+    expect(ownerOfCgroupFile('0::/../../../../init.scope\n', PRIVATE)).toBeUndefined();
+  });
+});
+
+describe('cgroupViewOf', () => {
+  it.each([
+    ['recorded on a real node: cgroup v2 private namespace', '0::/\n', own, PRIVATE],
+    ['derived: cgroup v1 private namespace', '4:memory:/\n1:name=systemd:/\n0::/\n', own, PRIVATE],
+    ['no own pod UID: a host process in the root cgroup', '0::/\n', undefined, { kind: 'host' }],
+    [
+      'lab node: the host namespace',
+      `4:memory:/pnc-node-3/kubepods/burstable/pod${own}/${id}\n0::/pnc-node-3/kubepods/burstable/pod${own}/${id}\n`,
+      own,
+      { kind: 'host' },
+    ],
+    [
+      'recorded on a real node: a privileged container',
+      `0::/kubepods.slice/kubepods-pod${own.replaceAll('-', '_')}.slice/cri-containerd-${id}.scope\n`,
+      own,
+      { kind: 'host' },
+    ],
+    ['one line off the root', '4:memory:/process_api/x\n0::/\n', own, { kind: 'host' }],
+    ['unreadable', '', own, { kind: 'host' }],
+  ])('%s', (_source, text, ownPodUid, view) => {
+    expect(cgroupViewOf(text, ownPodUid)).toEqual(view);
   });
 });

@@ -50,6 +50,11 @@ describe('agent config', () => {
     expect(parseConfig(base, ['--runtime-default-capabilities=none']).runtimeDefaultCapabilities.size).toBe(0);
   });
 
+  it('takes its own pod UID from the downward API, and runs without one', () => {
+    expect(parseConfig({ ...base, POD_UID: '0f2c9a4e-5b7d-4c1e-9a3b-6d8e2f1a4c7b' }, []).podUid).toBe('0f2c9a4e-5b7d-4c1e-9a3b-6d8e2f1a4c7b');
+    expect(parseConfig(base, []).podUid).toBe('');
+  });
+
   it('always excludes its own namespace', () => {
     const config = parseConfig({ ...base, POD_NAMESPACE: 'pnc', PNC_EXCLUDED_NAMESPACES: 'a,b' }, []);
     expect([...config.excludedNamespaces].sort()).toEqual(['a', 'b', 'pnc']);
@@ -89,6 +94,8 @@ describe('agent config', () => {
   it.each([
     [{ NODE_NAME: '' }, 'NODE_NAME', ''],
     [{ NODE_NAME: 'Bad_Node' }, 'NODE_NAME', 'Bad_Node'],
+    [{ ...base, POD_UID: 'my-pod' }, 'POD_UID', 'my-pod'],
+    [{ ...base, POD_UID: '0F2C9A4E-5B7D-4C1E-9A3B-6D8E2F1A4C7B' }, 'POD_UID', '0F2C9A4E-5B7D-4C1E-9A3B-6D8E2F1A4C7B'],
     [{ ...base, PNC_CONCURRENCY: '0' }, 'PNC_CONCURRENCY', '0'],
     [{ ...base, PNC_CONCURRENCY: 'four' }, 'PNC_CONCURRENCY', 'four'],
     [{ ...base, PNC_HTTP_PORT: '65536' }, 'PNC_HTTP_PORT', '65536'],

@@ -1,11 +1,12 @@
 // The finder against a fake /proc tree (PNC_PROC_ROOT): cgroup files, stat files and
 // ns/net links shaped like the kernel's. The real /proc path is covered by the
 // controller's end-to-end tests with the pod-sandbox simulator.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetnsFinder, parseStartTime } from '../../controller/src/agent/netns-finder.ts';
+import { netnsInodeFromLink } from '../../controller/src/pod-contract/index.ts';
 
 const podA = '11111111-2222-3333-4444-555555555555';
 const podB = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
@@ -56,6 +57,9 @@ beforeEach(() => {
 });
 
 afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+const hex = (id: string) => id.padEnd(64, '0');
+const underscores = (uid: string) => uid.replaceAll('-', '_');
 
 describe('netns finder', () => {
   it('finds the oldest process of the pod with its own netns, skipping the host netns (conmon)', async () => {
@@ -135,6 +139,73 @@ describe('netns finder', () => {
     const finder = new NetnsFinder({ procRoot: join(root, 'missing') });
     expect(await finder.find(podA, 0)).toBeUndefined();
     expect(finder.scanError).toContain('ENOENT');
+  });
+
+  it('finds pods from a private cgroup namespace (relative paths), its own pod included', async () => {
+    // What a non-privileged hostPID container reads on cgroup v2 (recorded on the systemd VM node;
+    // the cgroupfs form is the issue's). The agent's netns is its own pod's.
+    const own = 'c0ffee00-1234-4abc-8def-0123456789ab';
+    const podC = '99999999-8888-4777-8666-555555555555';
+    const podD = 'dddddddd-0000-4000-8000-000000000000';
+    const selfNetns = netnsInodeFromLink(readlinkSync('/proc/self/ns/net'))!;
+    writeFileSync(join(root, 'self', 'cgroup'), '0::/\n');
+    writeFileSync(join(root, '1', 'cgroup'), '0::/../../../../init.scope\n');
+    proc(50, { cgroup: '0::/../../../../system.slice/containerd.service\n', netns: HOST_NETNS, start: 5, comm: 'containerd-shim' });
+    proc(850, { cgroup: `0::/../cri-containerd-${hex('5b')}.scope\n`, netns: selfNetns, start: 200, parent: 50 });
+    proc(900, { cgroup: '0::/\n', netns: selfNetns, start: 300, comm: 'node', parent: 50 });
+    proc(860, {
+      cgroup: `0::/../../kubepods-burstable-pod${underscores(podB)}.slice/cri-containerd-${hex('b1')}.scope\n`,
+      netns: 4026532101,
+      start: 210,
+      parent: 50,
+    });
+    proc(870, { cgroup: `0::/../../../besteffort/pod${podC}/${hex('c1')}\n`, netns: 4026532102, start: 220, parent: 50 });
+    // Another pod's process in the agent's netns: for any pod but the agent's own, that netns is not theirs.
+    proc(880, { cgroup: `0::/../../../kubepods-pod${underscores(podD)}.slice/cri-containerd-${hex('d1')}.scope\n`, netns: selfNetns, start: 230, parent: 50 });
+
+    const finder = new NetnsFinder({ procRoot: root, ownPodUid: own });
+    expect(finder.cgroupView).toEqual({ kind: 'private', ownPodUid: own });
+    expect(await finder.find(own)).toMatchObject({ pid: 850, inode: selfNetns });
+    expect(await finder.find(podB)).toMatchObject({ pid: 860, inode: 4026532101 });
+    expect(await finder.find(podC)).toMatchObject({ pid: 870, inode: 4026532102 });
+    expect(await finder.find(podD)).toBeUndefined();
+    expect(finder.scans).toBe(1);
+
+    // Not told its own pod: its own pod's processes are nobody's; the others are still found.
+    const unaware = new NetnsFinder({ procRoot: root });
+    expect(unaware.cgroupView).toEqual({ kind: 'host' });
+    expect(await unaware.find(own)).toBeUndefined();
+    expect(await unaware.find(podC)).toMatchObject({ pid: 870 });
+  });
+
+  it("CRI-O without an infra container: the first init container's process, never conmon, another pod's or the node's netns", async () => {
+    // drop_infra_ctr: no pause process; the pod's netns is pinned, and its first process is the
+    // first init container's. conmon (conmon_cgroup = pod) sits in the pod's cgroup in the node's
+    // netns, reparented to PID 1, whose netns may be unreadable from a container.
+    rmSync(join(root, '1'), { recursive: true });
+    const NODE_NETNS = 4026531999;
+    const slice = (uid: string) => `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${underscores(uid)}.slice`;
+    const podH = '44444444-3333-4222-8111-000000000000';
+    proc(900, { cgroup: `${slice(podB)}/crio-${hex('b1')}.scope\n`, netns: 4026532201, start: 50, parent: 899 });
+    proc(1000, { cgroup: `${slice(podA)}/crio-conmon-${hex('1a')}.scope\n`, netns: NODE_NETNS, start: 100, comm: 'conmon' });
+    proc(1001, { cgroup: `${slice(podA)}/crio-${hex('1a')}.scope\n`, netns: 4026532202, start: 110, comm: 'pnc-init-waiter', parent: 1000 });
+    // A hostNetwork pod: its container shares conmon's netns, the node's.
+    proc(1100, { cgroup: `${slice(podH)}/crio-conmon-${hex('4a')}.scope\n`, netns: NODE_NETNS, start: 120, comm: 'conmon' });
+    proc(1101, { cgroup: `${slice(podH)}/crio-${hex('4a')}.scope\n`, netns: NODE_NETNS, start: 130, comm: 'app', parent: 1100 });
+    const finder = new NetnsFinder({ procRoot: root, minScanIntervalMs: 0 });
+    const init = await finder.find(podA, 0);
+    expect(init).toEqual({ pid: 1001, inode: 4026532202, path: `${root}/1001/ns/net`, startTime: 110 });
+    expect(await finder.find(podH, 0)).toBeUndefined();
+    expect(await finder.find(podB, 0)).toMatchObject({ pid: 900, inode: 4026532201 });
+
+    // The init container exits; until the app container runs, the pod has no process in its netns.
+    rmSync(join(root, '1001'), { recursive: true });
+    rmSync(join(root, '1000'), { recursive: true });
+    expect(finder.isAlive(init!)).toBe(false);
+    expect(await finder.find(podA, 0)).toBeUndefined();
+    proc(1200, { cgroup: `${slice(podA)}/crio-conmon-${hex('2a')}.scope\n`, netns: NODE_NETNS, start: 300, comm: 'conmon' });
+    proc(1201, { cgroup: `${slice(podA)}/crio-${hex('2a')}.scope/container\n`, netns: 4026532202, start: 310, comm: 'app', parent: 1200 });
+    expect(await finder.find(podA, 0)).toMatchObject({ pid: 1201, inode: 4026532202 });
   });
 
   it('reads the start time after a command name with spaces and parentheses', () => {

@@ -68,7 +68,7 @@ export class Agent {
     this.#client = client;
     this.metrics = createMetrics();
     const metrics = this.metrics;
-    this.#finder = new NetnsFinder({ procRoot: config.procRoot });
+    this.#finder = new NetnsFinder({ procRoot: config.procRoot, ownPodUid: config.podUid || undefined });
     this.#events = new EventRecorder(client, config.nodeName, log);
     this.#watcher = new SandboxWatcher({ finder: this.#finder, onFound: (uid) => this.#queue.add(uid) });
 
@@ -135,7 +135,10 @@ export class Agent {
       healthy: () => !this.#stopping,
       notReady: () => this.#notReady(),
     });
-    log.info({ address: config.httpAddress, port: this.#http.port, iptablesMode: this.#options.iptablesMode }, 'serving /healthz /readyz /metrics');
+    log.info(
+      { address: config.httpAddress, port: this.#http.port, iptablesMode: this.#options.iptablesMode, cgroupNamespace: this.#finder.cgroupView.kind },
+      'serving /healthz /readyz /metrics',
+    );
     // Namespaces first: pods that opt in through their namespace need it to be known.
     await this.#namespaces.start();
     await this.#pods.start();

@@ -10,6 +10,8 @@ export interface AgentConfig {
   nodeName: string;
   /** The controller's own namespace; always excluded. Empty when unknown. */
   podNamespace: string;
+  /** The controller's own pod UID (downward API metadata.uid); empty when unknown. */
+  podUid: string;
   proxyContainer: string;
   waiterContainer: string;
   /** Every excluded namespace, the controller's own included. */
@@ -56,6 +58,7 @@ interface Setting {
 export const SETTINGS: readonly Setting[] = [
   { env: 'NODE_NAME', help: 'this node (required; downward API spec.nodeName)', defaultValue: '' },
   { env: 'POD_NAMESPACE', help: "the controller's own namespace, always excluded", defaultValue: '' },
+  { env: 'POD_UID', help: "the controller's own pod UID (downward API metadata.uid), to know its own pod's cgroups", defaultValue: '' },
   { env: 'PNC_PROXY_CONTAINER', help: 'name of the sidecar proxy container', defaultValue: 'istio-proxy' },
   { env: 'PNC_WAITER_CONTAINER', help: 'name of the init-waiter init container', defaultValue: 'pnc-init-waiter' },
   { env: 'PNC_EXCLUDED_NAMESPACES', help: 'comma list of namespaces never touched', defaultValue: 'kube-system' },
@@ -86,6 +89,8 @@ export function flagName(env: string): string {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+// The kubelet's pod UIDs are lowercase UUIDs; its cgroup names are built from them.
+const POD_UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 type Get = (name: string) => string;
@@ -226,6 +231,8 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
   if (!DNS_SUBDOMAIN.test(nodeName) || nodeName.length > 253) throw new ConfigError('NODE_NAME', nodeName, 'not a valid node name');
   const podNamespace = get('POD_NAMESPACE');
   if (podNamespace) namespaceName('POD_NAMESPACE', podNamespace);
+  const podUid = get('POD_UID');
+  if (podUid && !POD_UID.test(podUid)) throw new ConfigError('POD_UID', podUid, 'expected a pod UID (set it from the downward API: metadata.uid)');
   const excluded = list(get('PNC_EXCLUDED_NAMESPACES')).map((ns) => namespaceName('PNC_EXCLUDED_NAMESPACES', ns));
   if (podNamespace) excluded.push(podNamespace);
 
@@ -246,6 +253,7 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
     ...redirect,
     nodeName,
     podNamespace,
+    podUid,
     waiterContainer: containerName('PNC_WAITER_CONTAINER', get('PNC_WAITER_CONTAINER')),
     excludedNamespaces: new Set(excluded),
     allowProxyUidApps: bool('PNC_ALLOW_PROXY_UID_APPS', get('PNC_ALLOW_PROXY_UID_APPS')),

@@ -1,12 +1,13 @@
 // Finds a pod's sandbox network namespace without a runtime socket: scan
 // /proc/*/cgroup (hostPID) for processes in the pod's cgroup, take their
-// /proc/PID/ns/net, skip the host's netns (e.g. CRI-O's conmon), keep the oldest
-// process (the sandbox's pause process). One scan indexes every pod on the node, so a
+// /proc/PID/ns/net, skip CRI-O's conmon and the host's netns, keep the oldest
+// process (the sandbox's pause process, or the first init container's where CRI-O
+// drops the infra container). One scan indexes every pod on the node, so a
 // burst of pending pods costs one scan, not one each; results are cached and
 // re-validated with two cheap syscalls.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { netnsInodeFromLink } from '../pod-contract/index.ts';
-import { ownerOfCgroupFile } from './cgroup-path.ts';
+import { cgroupViewOf, ownerOfCgroupFile, type CgroupView } from './cgroup-path.ts';
 
 export interface SandboxNetns {
   pid: number;
@@ -20,6 +21,11 @@ export interface SandboxNetns {
 
 export interface NetnsFinderOptions {
   procRoot: string;
+  /**
+   * The finder's own pod (downward API metadata.uid). From inside a private cgroup namespace
+   * its own pod's processes name no pod; this names them. Without it they are nobody's.
+   */
+  ownPodUid?: string;
   /** Scans closer together than this are coalesced into one. */
   minScanIntervalMs?: number;
 }
@@ -27,7 +33,11 @@ export interface NetnsFinderOptions {
 export class NetnsFinder {
   readonly #procRoot: string;
   readonly #minScanIntervalMs: number;
-  readonly #hostInodes: ReadonlySet<number>;
+  readonly #ownPodUid: string | undefined;
+  readonly #hostInode: number | undefined;
+  readonly #selfInode: number | undefined;
+  /** How this process sees the node's cgroup paths, from its own /proc/self/cgroup. */
+  readonly cgroupView: CgroupView;
   #byPod = new Map<string, SandboxNetns>();
   #lastScanAt = -Infinity;
   #nextScan: Promise<void> | undefined;
@@ -37,12 +47,16 @@ export class NetnsFinder {
   constructor(options: NetnsFinderOptions) {
     this.#procRoot = options.procRoot;
     this.#minScanIntervalMs = options.minScanIntervalMs ?? 20;
-    const hostInodes = new Set<number>();
-    for (const path of [`${this.#procRoot}/1/ns/net`, '/proc/self/ns/net']) {
-      const inode = this.#inodeOf(path);
-      if (inode !== undefined) hostInodes.add(inode);
+    this.#hostInode = this.#inodeOf(`${this.#procRoot}/1/ns/net`);
+    this.#selfInode = this.#inodeOf('/proc/self/ns/net');
+    let selfCgroup = '';
+    try {
+      selfCgroup = readFileSync(`${this.#procRoot}/self/cgroup`, 'utf8');
+    } catch {
+      // Unreadable: the host's view, where the own pod's paths stay unresolved (never misread).
     }
-    this.#hostInodes = hostInodes;
+    this.cgroupView = cgroupViewOf(selfCgroup, options.ownPodUid);
+    this.#ownPodUid = options.ownPodUid;
   }
 
   /**
@@ -105,27 +119,32 @@ export class NetnsFinder {
       } catch {
         continue; // exited meanwhile
       }
-      const owner = ownerOfCgroupFile(text);
-      if (!owner) continue;
+      const owner = ownerOfCgroupFile(text, this.cgroupView);
+      // conmon shares the node's netns, which the host check misses when /proc/1 is unreadable.
+      if (!owner || owner.conmon) continue;
       const pids = pidsByPod.get(owner.podUid);
       if (pids) pids.push(Number(name));
       else pidsByPod.set(owner.podUid, [Number(name)]);
     }
     const byPod = new Map<string, SandboxNetns>();
     for (const [podUid, pids] of pidsByPod) {
-      const sandbox = this.#oldestWithOwnNetns(pids);
+      const sandbox = this.#oldestWithOwnNetns(pids, podUid === this.#ownPodUid);
       if (sandbox) byPod.set(podUid, sandbox);
     }
     this.#byPod = byPod;
   }
 
-  #oldestWithOwnNetns(pids: number[]): SandboxNetns | undefined {
+  /**
+   * ownPod: the finder's own pod, whose netns the finder shares. Any other pod's process in the
+   * finder's netns is not in that pod's own (the finder runs in its pod's netns or the host's).
+   */
+  #oldestWithOwnNetns(pids: number[], ownPod: boolean): SandboxNetns | undefined {
     let best: SandboxNetns | undefined;
     const ownPids = new Set(pids);
     for (const pid of pids) {
       const path = `${this.#procRoot}/${pid}/ns/net`;
       const inode = this.#inodeOf(path);
-      if (inode === undefined || this.#hostInodes.has(inode)) continue;
+      if (inode === undefined || inode === this.#hostInode || (inode === this.#selfInode && !ownPod)) continue;
       const stat = this.#statOf(pid);
       if (stat === undefined) continue;
       const { startTime, parentPid } = stat;
