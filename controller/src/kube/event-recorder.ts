@@ -17,6 +17,7 @@ export type EventReason =
   | 'Repaired'
   | 'InvalidAnnotation'
   | 'ProxyIdentityRefused'
+  | 'FamilyUnavailable'
   | 'RedirectFailed'
   | 'SandboxNotFound'
   | 'MarkWriteFailed'
@@ -25,6 +26,7 @@ export type EventReason =
 const WARNINGS: ReadonlySet<EventReason> = new Set([
   'InvalidAnnotation',
   'ProxyIdentityRefused',
+  'FamilyUnavailable',
   'RedirectFailed',
   'SandboxNotFound',
   'MarkWriteFailed',
@@ -36,6 +38,7 @@ const ACTIONS: Record<EventReason, string> = {
   Repaired: 'ProgramRedirect',
   InvalidAnnotation: 'PlanRedirect',
   ProxyIdentityRefused: 'CheckProxyIdentity',
+  FamilyUnavailable: 'CheckFamilies',
   RedirectFailed: 'ProgramRedirect',
   SandboxNotFound: 'FindSandbox',
   MarkWriteFailed: 'WriteMark',

@@ -20,3 +20,5 @@ export type { ExecResult, Netns } from './exec.ts';
 export { runInNetns } from './exec.ts';
 export type { ApplyOptions, EngineOptions } from './apply.ts';
 export { applyRedirect, removeRedirect, verifyRedirect } from './apply.ts';
+export type { FamilyProbe, FamilyProbeOptions } from './family-probe.ts';
+export { probeFamily } from './family-probe.ts';
