@@ -4,7 +4,7 @@
 // the node, so the host's rules are read in PID 1's netns (the agent has hostPID).
 import { stat } from 'node:fs/promises';
 import { NodeConfigError } from './errors.ts';
-import { runSteps } from './exec.ts';
+import { runSteps, type Netns } from './exec.ts';
 import { FAMILIES, type Family } from './types.ts';
 
 export type IptablesMode = 'legacy' | 'nft';
@@ -69,21 +69,15 @@ export function iptablesBinary(mode: IptablesMode, family: Family, tool: 'save' 
 const KUBELET_HINT = /^:(KUBE-IPTABLES-HINT|KUBE-KUBELET-CANARY) /m;
 
 /**
- * Lists both backends, both families, in the netns at `netnsPath`: read only (no `-t`, which
- * would make iptables-legacy create the table), one nsenter for the four saves.
+ * Lists both backends, both families, in `netns` (undefined: this process's own): read only
+ * (no `-t`, which would make iptables-legacy create the table), one nsenter for the four saves.
  */
-export async function listHostBackends(netnsPath: string): Promise<HostBackends> {
-  let inode: number;
-  try {
-    inode = (await stat(netnsPath)).ino;
-  } catch (error) {
-    throw new IptablesModeError(`cannot open the host network namespace ${netnsPath} (hostPID?): ${(error as Error).message}`);
-  }
+export async function listHostBackends(netns: Netns | undefined): Promise<HostBackends> {
   const steps = IPTABLES_MODES.flatMap((mode) =>
     FAMILIES.map((family) => ({ name: `${mode}-${family}`, argv: [iptablesBinary(mode, family, 'save')], optional: true })),
   );
-  const run = await runSteps({ path: netnsPath, inode }, steps);
-  if (run.failure !== undefined) throw new IptablesModeError(`listing iptables rules in ${netnsPath}: ${run.failure}`);
+  const run = await runSteps(netns, steps);
+  if (run.failure !== undefined) throw new IptablesModeError(`listing iptables rules in ${netns?.path ?? 'this network namespace'}: ${run.failure}`);
   const listing = (mode: IptablesMode): BackendListing | undefined => {
     if (!run.succeeded.has(`${mode}-ipv4`)) return undefined;
     // A host without IPv6 cannot list it: its IPv4 rules still count.
@@ -95,6 +89,27 @@ export async function listHostBackends(netnsPath: string): Promise<HostBackends>
   return { legacy: listing('legacy'), nft: listing('nft') };
 }
 
+/**
+ * Decides from the rules in the netns at `netnsPath`. When it cannot be opened for want of
+ * permission (PID 1 guarded more strictly than this process, as in some sandboxes), from this
+ * process's own netns instead, and the reason says so: right when this process runs in the
+ * node's netns, and either backend still works inside a pod's netns.
+ */
+async function decide(netnsPath: string): Promise<IptablesModeDecision> {
+  let inode: number;
+  try {
+    inode = (await stat(netnsPath)).ino;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') {
+      throw new IptablesModeError(`cannot open the host network namespace ${netnsPath} (hostPID?): ${(error as Error).message}`);
+    }
+    const { mode, why } = chooseIptablesMode(await listHostBackends(undefined));
+    return { mode, why: `${why}, counted in this process's own network namespace: ${netnsPath} is not readable (${code})` };
+  }
+  return chooseIptablesMode(await listHostBackends({ path: netnsPath, inode }));
+}
+
 const detected = new Map<string, Promise<IptablesModeDecision>>();
 
 /**
@@ -104,12 +119,10 @@ const detected = new Map<string, Promise<IptablesModeDecision>>();
 export function detectIptablesMode(netnsPath = HOST_NETNS): Promise<IptablesModeDecision> {
   let decision = detected.get(netnsPath);
   if (decision === undefined) {
-    decision = listHostBackends(netnsPath)
-      .then(chooseIptablesMode)
-      .catch((error: unknown) => {
-        detected.delete(netnsPath); // a later call may succeed (e.g. modules loaded meanwhile)
-        throw error;
-      });
+    decision = decide(netnsPath).catch((error: unknown) => {
+      detected.delete(netnsPath); // a later call may succeed (e.g. modules loaded meanwhile)
+      throw error;
+    });
     detected.set(netnsPath, decision);
   }
   return decision;
