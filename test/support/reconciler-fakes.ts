@@ -7,7 +7,7 @@ import type { Counter, Histogram } from 'prom-client';
 import { parseConfig } from '../../controller/src/agent/config.ts';
 import { createMetrics } from '../../controller/src/agent/metrics.ts';
 import type { SandboxNetns } from '../../controller/src/agent/netns-finder.ts';
-import { type Clock, type RedirectEngine, Reconciler } from '../../controller/src/agent/reconciler.ts';
+import { type Clock, type RedirectEngine, Reconciler, type ReconcilerDeps } from '../../controller/src/agent/reconciler.ts';
 import type { EventReason } from '../../controller/src/kube/event-recorder.ts';
 import type { PodRef, WriteResult } from '../../controller/src/kube/pod-status-writer.ts';
 import { type Mark, STATUS_ANNOTATION, encodeMark, parseMark } from '../../controller/src/pod-contract/index.ts';
@@ -178,7 +178,7 @@ export interface LogLine {
 }
 
 /** A reconciler on fakes, with everything it touches exposed. */
-export function fakeReconciler(env: Record<string, string> = {}) {
+export function fakeReconciler(env: Record<string, string> = {}, deps: Pick<ReconcilerDeps, 'nodeFamilies'> = {}) {
   const config = parseConfig({ NODE_NAME: NODE, PNC_IPTABLES_LOCK_TIMEOUT: '5', ...env }, []);
   const redirectConfig = validateNodeConfig(DEFAULT_NODE_CONFIG);
   const clock = new FakeClock();
@@ -207,6 +207,7 @@ export function fakeReconciler(env: Record<string, string> = {}) {
     log,
     engine,
     clock,
+    ...deps,
   });
   return { reconciler, config, redirectConfig, clock, api, finder, watcher, events, engine, metrics, logs, namespaces, namespaceLabels };
 }

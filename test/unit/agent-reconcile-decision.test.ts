@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../controller/src/agent/config.ts';
+import { allConfigured, decideNodeFamilies, withEnabledFamilies } from '../../controller/src/agent/node-families.ts';
 import { PodMemory } from '../../controller/src/agent/pod-memory.ts';
 import {
   ECHO_WAIT_MS,
@@ -19,7 +20,15 @@ import { NAMESPACE, NODE, testPod } from '../support/reconciler-fakes.ts';
 const config = parseConfig({ NODE_NAME: NODE }, []);
 const redirectConfig = validateNodeConfig(DEFAULT_NODE_CONFIG);
 const now = 5_000_000;
-const base = { namespaceAnnotations: {}, namespaceLabels: {}, memory: undefined, now, config, redirectConfig };
+const base = {
+  namespaceAnnotations: {},
+  namespaceLabels: {},
+  memory: undefined,
+  now,
+  config,
+  redirectConfig,
+  nodeFamilies: allConfigured(redirectConfig.families),
+};
 const sandbox = { pid: 4001, inode: 4026532001, path: '/proc/4001/ns/net', startTime: 101 };
 const at = '2026-12-01T12:00:00.000Z';
 
@@ -109,6 +118,44 @@ describe('decideTarget: identity and plan', () => {
     expect(step.reason).toContain(BAD_ANNOTATION);
     expect(step.reason).toContain(BAD_VALUE);
     expect(step.reason).toContain(NAMESPACE);
+  });
+});
+
+describe('decideTarget: families the node has', () => {
+  const why = 'the kernel has no IPv6 (/proc/sys/net/ipv6 is missing: booted with ipv6.disable=1?)';
+  const withoutV6 = decideNodeFamilies(
+    ['ipv4', 'ipv6'],
+    new Map([
+      ['ipv4', { ok: true }],
+      ['ipv6', { ok: false, why }],
+    ]),
+  );
+  const narrowed = { ...base, nodeFamilies: withoutV6, redirectConfig: validateNodeConfig(withEnabledFamilies(DEFAULT_NODE_CONFIG, withoutV6)) };
+  const podWithIps = (...ips: string[]) => {
+    const pod = testPod();
+    pod.status = { ...pod.status, podIPs: ips.map((ip) => ({ ip })) };
+    return pod;
+  };
+
+  it('refuses a pod with an address of a family the kernel lacks: FamilyUnavailable, once', () => {
+    const pod = podWithIps('192.0.2.10', '2001:db8::a');
+    const step = decideTarget({ ...narrowed, pod });
+    expect(step).toMatchObject({ kind: 'refuse', outcome: 'refused', event: 'FamilyUnavailable', reported: false });
+    if (step.kind !== 'refuse') throw new Error('unreachable');
+    expect(step.reason).toBe(
+      `refused: the pod has the ipv6 address 2001:db8::a, but this node cannot redirect ipv6: ${why}; its ipv6 traffic would bypass the proxy`,
+    );
+    pod.metadata!.annotations![STATUS_ANNOTATION] = encodeMark({ state: 'error', at, reason: step.reason });
+    expect(decideTarget({ ...narrowed, pod })).toMatchObject({ kind: 'refuse', reported: true });
+  });
+
+  it('programs an IPv4 pod with the families the node has, and waits for the addresses of a pod that has none yet', () => {
+    const step = decideTarget({ ...narrowed, pod: podWithIps('192.0.2.10') });
+    if (step.kind !== 'find-sandbox') throw new Error(`expected find-sandbox, got ${step.kind}`);
+    expect(step.target.plan.families).toEqual(['ipv4']);
+    expect(decideTarget({ ...narrowed, pod: testPod() })).toEqual({ kind: 'wait-for-pod-ips' });
+    // A node that lacks nothing does not wait.
+    expect(decideTarget({ ...base, pod: testPod() }).kind).toBe('find-sandbox');
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { SANDBOX_BACKOFF, ERROR_BACKOFF } from '../../controller/src/agent/backoff.ts';
+import { decideNodeFamilies } from '../../controller/src/agent/node-families.ts';
 import { eventNameFor } from '../../controller/src/kube/event-recorder.ts';
 import { KubeApiError } from '../../controller/src/kube/kube-client.ts';
 import { REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
@@ -187,6 +188,33 @@ describe('reconciler executor: failures', () => {
     expect(await counterValue(t.metrics.podResults, { outcome: 'refused' })).toBe(1);
     t.reconciler.observe(t.uid, t.api.deliver(t.uid).metadata!.resourceVersion);
     await t.reconciler.reconcile(t.uid);
+    expect(t.api.writes).toHaveLength(1);
+    expect(t.events.recorded).toHaveLength(1);
+    expect(t.engine.applied).toHaveLength(0);
+  });
+
+  it('refuses a pod that needs a family the kernel lacks: error mark saying so, FamilyUnavailable Warning, once', async () => {
+    const why = 'the kernel has no IPv6 (/proc/sys/net/ipv6 is missing: booted with ipv6.disable=1?)';
+    const nodeFamilies = decideNodeFamilies(
+      ['ipv4', 'ipv6'],
+      new Map([
+        ['ipv4', { ok: true }],
+        ['ipv6', { ok: false, why }],
+      ]),
+    );
+    const t = fakeReconciler({}, { nodeFamilies });
+    const pod = testPod();
+    pod.status = { ...pod.status, podIPs: [{ ip: '2001:db8::a' }] };
+    const uid = t.api.add(pod).metadata!.uid!;
+    t.finder.start(uid);
+    expect(await t.reconciler.reconcile(uid)).toEqual({ kind: 'done' });
+    const mark = t.api.markOf(uid)!;
+    expect(mark.state).toBe('error');
+    expect(mark.reason).toContain(`the pod has the ipv6 address 2001:db8::a, but this node cannot redirect ipv6: ${why}`);
+    expect(t.events.of('FamilyUnavailable')[0]!.note).toBe(mark.reason);
+    expect(await counterValue(t.metrics.podResults, { outcome: 'refused' })).toBe(1);
+    t.reconciler.observe(uid, t.api.deliver(uid).metadata!.resourceVersion);
+    await t.reconciler.reconcile(uid);
     expect(t.api.writes).toHaveLength(1);
     expect(t.events.recorded).toHaveLength(1);
     expect(t.engine.applied).toHaveLength(0);

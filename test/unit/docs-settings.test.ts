@@ -71,10 +71,8 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   '--name',
   '--state',
   // kube-apiserver
-  '--advertise-address',
   '--authorization-mode',
   '--runtime-config',
-  '--feature-gates',
   '--kubelet-preferred-address-types',
   // nsenter, setpriv
   '--net',

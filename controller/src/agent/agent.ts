@@ -8,9 +8,10 @@ import { EventRecorder } from '../kube/event-recorder.ts';
 import { type HttpServer, startHttpServer } from './http-server.ts';
 import { KubeClient, isConnectionError } from '../kube/kube-client.ts';
 import { type KubeCredentials, loadCredentials } from '../kube/kubeconfig.ts';
-import { type AgentMetrics, createMetrics } from './metrics.ts';
+import { type AgentMetrics, createMetrics, setNodeFamilies } from './metrics.ts';
 import { createNamespaceInformer } from '../kube/namespace-informer.ts';
 import { NetnsFinder } from './netns-finder.ts';
+import { describeNodeFamilies, type NodeFamilies } from './node-families.ts';
 import { createPodInformer } from '../kube/pod-informer.ts';
 import { PodStatusWriter } from '../kube/pod-status-writer.ts';
 import { Reconciler } from './reconciler.ts';
@@ -33,8 +34,10 @@ const WATCH_DOWN_UNREADY_MS = 5_000;
 
 export interface AgentOptions {
   config: AgentConfig;
+  /** Plans with nodeFamilies.enabled. */
   redirectConfig: ValidatedNodeConfig;
   iptablesMode: IptablesMode;
+  nodeFamilies: NodeFamilies;
   log: Logger;
   /** Default: KUBECONFIG, ~/.kube/config, or in-cluster. */
   credentials?: KubeCredentials;
@@ -68,6 +71,7 @@ export class Agent {
     this.#client = client;
     this.metrics = createMetrics();
     const metrics = this.metrics;
+    setNodeFamilies(metrics, options.nodeFamilies);
     this.#finder = new NetnsFinder({ procRoot: config.procRoot, ownPodUid: config.podUid || undefined });
     this.#events = new EventRecorder(client, config.nodeName, log);
     this.#watcher = new SandboxWatcher({ finder: this.#finder, onFound: (uid) => this.#queue.add(uid) });
@@ -94,6 +98,7 @@ export class Agent {
       config,
       redirectConfig: options.redirectConfig,
       iptablesMode: options.iptablesMode,
+      nodeFamilies: options.nodeFamilies,
       getPod: (uid) => this.#pods.get(uid),
       getNamespaceAnnotations: (namespace) => {
         const ns = this.#namespaces.get(namespace);
@@ -134,6 +139,7 @@ export class Agent {
     this.#http = await startHttpServer(config.httpAddress, config.httpPort, this.metrics.registry, {
       healthy: () => !this.#stopping,
       notReady: () => this.#notReady(),
+      details: () => describeNodeFamilies(this.#options.nodeFamilies),
     });
     log.info(
       { address: config.httpAddress, port: this.#http.port, iptablesMode: this.#options.iptablesMode, cgroupNamespace: this.#finder.cgroupView.kind },

@@ -14,6 +14,7 @@ import { describeViolations, findIdentityViolations } from './identity-policy.ts
 import { type MarkAction, decideMarkAction, markIsCurrent, wasInitialized } from './mark-decision.ts';
 import type { Outcome } from './metrics.ts';
 import type { SandboxNetns } from './netns-finder.ts';
+import { missingFamilyNeed, type NodeFamilies } from './node-families.ts';
 import type { PodMemoryView } from './pod-memory.ts';
 import { decideProxyIdentity } from './proxy-identity.ts';
 
@@ -48,6 +49,7 @@ export interface PodInputs {
   now: number;
   config: DecisionConfig;
   redirectConfig: ValidatedNodeConfig;
+  nodeFamilies: NodeFamilies;
 }
 
 /** A pod to program, once its sandbox is known. */
@@ -81,7 +83,12 @@ export interface Failure {
 
 /** What to do with a copy of the pod that can be trusted. */
 export type TargetStep =
-  { kind: 'wait-for-namespace' } | ({ kind: 'refuse' } & Failure) | ({ kind: 'invalid' } & Failure) | { kind: 'find-sandbox'; target: Target };
+  | { kind: 'wait-for-namespace' }
+  /** A family the node cannot redirect is missing: the pod's addresses decide whether it needs it. */
+  | { kind: 'wait-for-pod-ips' }
+  | ({ kind: 'refuse' } & Failure)
+  | ({ kind: 'invalid' } & Failure)
+  | { kind: 'find-sandbox'; target: Target };
 
 export type PodStep =
   | { kind: 'skip'; why: 'gone' | IneligibleReason }
@@ -102,7 +109,7 @@ export function decidePod(inputs: PodInputs): PodStep {
     // The watch is late (down, or replaying from before our write): the cached copy cannot be trusted.
     return { kind: 'read-fresh', cachedResourceVersion: resourceVersion };
   }
-  return decideTarget({ pod, namespaceAnnotations, namespaceLabels, config, redirectConfig: inputs.redirectConfig });
+  return decideTarget({ pod, namespaceAnnotations, namespaceLabels, config, redirectConfig: inputs.redirectConfig, nodeFamilies: inputs.nodeFamilies });
 }
 
 export interface TargetInputs {
@@ -112,9 +119,10 @@ export interface TargetInputs {
   namespaceLabels: Record<string, string> | undefined;
   config: DecisionConfig;
   redirectConfig: ValidatedNodeConfig;
+  nodeFamilies: NodeFamilies;
 }
 
-/** Allowed proxy identity? Can its containers bypass the redirect, and may they? A valid plan? */
+/** Allowed proxy identity? Families the node has? Can its containers bypass the redirect, and may they? A valid plan? */
 export function decideTarget(inputs: TargetInputs): TargetStep {
   const { pod, namespaceAnnotations, namespaceLabels, config } = inputs;
   const meta = pod.metadata ?? {};
@@ -144,6 +152,9 @@ export function decideTarget(inputs: TargetInputs): TargetStep {
       return { kind: 'refuse', ...failure(reason, 'refused', 'ProxyIdentityRefused') };
     }
   }
+  const need = missingFamilyNeed(pod, inputs.nodeFamilies);
+  if (need === 'unknown') return { kind: 'wait-for-pod-ips' };
+  if (need !== undefined) return { kind: 'refuse', ...failure(need, 'refused', 'FamilyUnavailable') };
   const containers = auditBypass(pod, { ...identityPolicy, runtimeDefaultCapabilities: config.runtimeDefaultCapabilities });
   const bypass: Bypass = { containers, note: '' };
   if (containers.length > 0) {

@@ -25,6 +25,7 @@ import type { AgentConfig } from './config.ts';
 import { SandboxChanged, classifyEngineFailure } from './engine-failure.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { NetnsFinder, SandboxNetns } from './netns-finder.ts';
+import { allConfigured, type NodeFamilies } from './node-families.ts';
 import { PodMemories, type PodMemory } from './pod-memory.ts';
 import { type Bypass, ECHO_WAIT_MS, type Failure, type Programming, type Target, decidePod, decideTarget, decideWithSandbox } from './reconcile-decision.ts';
 import { markIsCurrent } from './mark-decision.ts';
@@ -66,8 +67,11 @@ const SYSTEM_CLOCK: Clock = { now: () => performance.now(), date: () => new Date
 
 export interface ReconcilerDeps {
   config: AgentConfig;
+  /** Plans with the node's enabled families (nodeFamilies.enabled). */
   redirectConfig: ValidatedNodeConfig;
   iptablesMode: IptablesMode;
+  /** What the kernel can redirect; default: every family of redirectConfig. */
+  nodeFamilies?: NodeFamilies;
   /** The pod with this UID from the informer cache. */
   getPod: (uid: string) => V1Pod | undefined;
   /** The namespace's annotations from the namespace informer; undefined when unknown. */
@@ -95,6 +99,7 @@ export class Reconciler {
   readonly #deps: ReconcilerDeps;
   readonly #engine: RedirectEngine;
   readonly #clock: Clock;
+  readonly #nodeFamilies: NodeFamilies;
   readonly #memories = new PodMemories();
   /** Bugs already logged and counted on their way to the queue. */
   readonly #reportedBugs = new WeakSet<Error>();
@@ -103,6 +108,7 @@ export class Reconciler {
     this.#deps = deps;
     this.#engine = deps.engine ?? REDIRECT_ENGINE;
     this.#clock = deps.clock ?? SYSTEM_CLOCK;
+    this.#nodeFamilies = deps.nodeFamilies ?? allConfigured(deps.redirectConfig.families);
   }
 
   forget(uid: string): void {
@@ -141,6 +147,7 @@ export class Reconciler {
 
   async #pass(uid: string, queuedAt: number): Promise<WorkResult> {
     const { config, redirectConfig } = this.#deps;
+    const nodeFamilies = this.#nodeFamilies;
     const cached = this.#deps.getPod(uid);
     const meta = cached?.metadata;
     const ref: PodRef = { namespace: meta?.namespace ?? '', name: meta?.name ?? '', uid };
@@ -149,7 +156,7 @@ export class Reconciler {
     const namespaceLabels = cached ? this.#deps.getNamespaceLabels(ref.namespace) : undefined;
     this.observe(uid, meta?.resourceVersion);
     const now = this.#clock.now();
-    let step = decidePod({ pod: cached, namespaceAnnotations, namespaceLabels, memory: this.#memories.get(uid), now, config, redirectConfig });
+    let step = decidePod({ pod: cached, namespaceAnnotations, namespaceLabels, memory: this.#memories.get(uid), now, config, redirectConfig, nodeFamilies });
     if (step.kind === 'skip') {
       if (step.why !== 'gone') log.debug({ reason: step.why }, 'not eligible');
       this.forget(uid);
@@ -170,13 +177,17 @@ export class Reconciler {
         return { kind: 'done' };
       }
       log.debug({ cached: step.cachedResourceVersion, fresh: fresh.metadata?.resourceVersion }, 'echo of our mark write is late; acting on a fresh read');
-      step = decideTarget({ pod: fresh, namespaceAnnotations, namespaceLabels, config, redirectConfig });
+      step = decideTarget({ pod: fresh, namespaceAnnotations, namespaceLabels, config, redirectConfig, nodeFamilies });
     }
     if (step.kind === 'find-sandbox') this.#publishBypass(pass, step.target.bypass);
     if (step.kind === 'refuse' && step.bypass) this.#publishBypass(pass, step.bypass);
     switch (step.kind) {
       case 'wait-for-namespace':
         log.debug('namespace not known yet; proxy identity or bypass policy undecided');
+        return { kind: 'retry', policy: SANDBOX_BACKOFF };
+      case 'wait-for-pod-ips':
+        // The status update that brings them queues the pod again.
+        log.debug('addresses not known yet; this node lacks a family the pod may need');
         return { kind: 'retry', policy: SANDBOX_BACKOFF };
       case 'refuse':
       case 'invalid':

@@ -131,7 +131,7 @@ async function netns(flags: Flags): Promise<Netns> {
 }
 
 async function mode(settings: RedirectSettings): Promise<IptablesMode> {
-  return settings.iptablesMode === 'auto' ? await detectIptablesMode() : settings.iptablesMode;
+  return settings.iptablesMode === 'auto' ? (await detectIptablesMode()).mode : settings.iptablesMode;
 }
 
 /** The netns, the pod's plan and the backend that apply and verify act on. */

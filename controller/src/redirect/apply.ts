@@ -179,7 +179,7 @@ async function applyFamily(
 export async function applyRedirect(target: string | Netns, plan: RedirectPlan, opts: ApplyOptions = {}): Promise<{ hash: string; changed: boolean }> {
   const netns = await resolve(target);
   await assertNotOwnNetns(netns);
-  const mode = opts.mode ?? (await detectIptablesMode());
+  const mode = opts.mode ?? (await detectIptablesMode()).mode;
   const rendered = renderPlan(plan);
   const hash = rulesHash(rendered);
   // IPv6 inbound passthrough needs ::6 on lo; a process's netns shows its addresses in /proc without a process.
@@ -222,7 +222,7 @@ export async function applyRedirect(target: string | Netns, plan: RedirectPlan, 
 /** Reads the netns's rules back; ok when our part equals the plan, else a readable diff. */
 export async function verifyRedirect(target: string | Netns, plan: RedirectPlan, opts: EngineOptions = {}): Promise<{ ok: boolean; diff: string }> {
   const netns = await resolve(target);
-  const mode = opts.mode ?? (await detectIptablesMode());
+  const mode = opts.mode ?? (await detectIptablesMode()).mode;
   const rendered = renderPlan(plan);
   const [saved, leftovers, address] = await Promise.all([
     Promise.all(plan.families.map((family) => save(netns, mode, family))),
@@ -259,7 +259,7 @@ async function readOwnedOrEmpty(netns: Netns, mode: IptablesMode, family: Family
 export async function removeRedirect(target: string | Netns, opts: EngineOptions = {}): Promise<void> {
   const netns = await resolve(target);
   await assertNotOwnNetns(netns);
-  const mode = opts.mode ?? (await detectIptablesMode());
+  const mode = opts.mode ?? (await detectIptablesMode()).mode;
   await Promise.all(FAMILIES.map((family) => removeFamily(netns, mode, family)));
 }
 
