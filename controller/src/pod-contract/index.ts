@@ -3,8 +3,19 @@
 // Istio traffic annotations, and the parsers of their values. It imports nothing outside
 // this folder, not even a package, so the init-waiter bundle stays small and
 // dependency-free; the ESLint config keeps the init-waiter to this entry point.
-export type { Mark } from './mark.ts';
-export { encodeMark, INITIALIZE_ANNOTATION, MarkFormatError, netnsInodeFromLink, parseMark, REINIT_ANNOTATION, STATUS_ANNOTATION } from './mark.ts';
+export type { Mark, NetnsRecord } from './mark.ts';
+export {
+  encodeMark,
+  encodeNetnsRecord,
+  INITIALIZE_ANNOTATION,
+  MARK_VERSION,
+  MarkFormatError,
+  netnsInodeFromLink,
+  parseMark,
+  parseNetnsRecord,
+  REINIT_ANNOTATION,
+  STATUS_ANNOTATION,
+} from './mark.ts';
 export { ANNOTATIONS, UNSUPPORTED_ANNOTATIONS } from './istio-annotations.ts';
 export type { Cidr, Family } from './cidr.ts';
 export { InvalidValue, parseCidr } from './cidr.ts';

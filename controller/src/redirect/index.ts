@@ -11,3 +11,4 @@ export type { ExecResult, Netns } from './exec.ts';
 export { runInNetns } from './exec.ts';
 export type { ApplyOptions, EngineOptions } from './apply.ts';
 export { applyRedirect, removeRedirect, verifyRedirect } from './apply.ts';
+export { readNetnsRecord, writeNetnsRecord } from './netns-record.ts';
