@@ -5,6 +5,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { netnsInodeFromLink } from '../../controller/src/pod-contract/index.ts';
 import { watchAnnotations } from './annotations-watcher.ts';
 import { EXIT } from './exit-codes.ts';
+import { watchRecord } from './netns-record-watcher.ts';
 import { HelpRequested, parseOptions, USAGE, UsageError } from './options.ts';
 import type { WaiterOptions } from './options.ts';
 import { podHasIpv6 } from './pod-addresses.ts';
@@ -85,6 +86,7 @@ function main(): void {
       uid: process.getuid?.(),
     },
     annotations: (onSnapshot) => watchAnnotations(options.annotationsFile, onSnapshot),
+    netnsRecord: (onRecord) => watchRecord(onRecord),
     selfTest: (targets) => runSelfTest({ proxyPort: options.proxyPort, targets, timeoutMs: SELF_TEST_TIMEOUT_MS }),
     clock,
     log,
