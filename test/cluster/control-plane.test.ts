@@ -1,12 +1,6 @@
 // The local control plane is a real one: the pinned release answers, and Pod Security,
 // RBAC, pod-bound ServiceAccount tokens and admission policies are enforced by the apiserver itself.
-import {
-  AdmissionregistrationV1Api,
-  AuthenticationV1Api,
-  CoreV1Api,
-  RbacAuthorizationV1Api,
-  VersionApi,
-} from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, AuthenticationV1Api, CoreV1Api, RbacAuthorizationV1Api, VersionApi } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';

@@ -12,7 +12,7 @@ import {
   decideTarget,
   decideWithSandbox,
 } from '../../controller/src/agent/reconcile-decision.ts';
-import { REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
+import { MARK_VERSION, REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
 import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, validateNodeConfig } from '../../controller/src/redirect/index.ts';
 import { BAD_ANNOTATION, BAD_VALUE, PROXY_UID } from '../../hack/lib/mesh-pods.ts';
 import { NAMESPACE, NODE, testPod } from '../support/reconciler-fakes.ts';
@@ -169,7 +169,8 @@ describe('decideWithSandbox: what the mark is worth', () => {
     scanError: undefined,
     ...more,
   });
-  const markFor = (target: Target, extra: object = {}) => encodeMark({ state: 'initialized', netns: sandbox.inode, rules: target.hash, at, ...extra });
+  const markFor = (target: Target, extra: object = {}) =>
+    encodeMark({ v: MARK_VERSION, state: 'initialized', netns: sandbox.inode, rules: target.hash, at, id: 'mark-id-0001', ...extra });
 
   it('waits for a missing sandbox, reporting it once after a minute, with the scan error if any', () => {
     const memory = new PodMemory(now - SANDBOX_REPORT_AFTER_MS + 1);
@@ -188,6 +189,7 @@ describe('decideWithSandbox: what the mark is worth', () => {
       kind: 'program',
       why: 'no-mark',
       force: false,
+      clearRecord: false,
       outcome: 'initialized',
       event: 'Initialized',
       note: '',
@@ -205,6 +207,7 @@ describe('decideWithSandbox: what the mark is worth', () => {
       kind: 'repair',
       why: 'other-netns',
       force: false,
+      clearRecord: true,
       outcome: 'repaired',
       event: 'Repaired',
       note: `the mark named another network namespace (new sandbox, or a forged mark); programmed netns ${sandbox.inode}`,
@@ -223,6 +226,7 @@ describe('decideWithSandbox: what the mark is worth', () => {
     expect(decideWithSandbox(inputs(target))).toEqual({
       kind: 'reinit',
       force: true,
+      clearRecord: true,
       reinitToken: 't1',
       outcome: 'initialized',
       event: 'Reinitialized',
@@ -232,13 +236,29 @@ describe('decideWithSandbox: what the mark is worth', () => {
     expect(decideWithSandbox(inputs(target)).kind).toBe('verify');
   });
 
-  it('verifies a mark that counts, with a repair ready for drift', () => {
+  it('verifies a mark that counts, with repairs ready for drift and for a netns without its record', () => {
     const target = targetOf();
     target.markText = markFor(target);
+    const repair = { force: false, clearRecord: true, outcome: 'repaired', event: 'Repaired' };
     expect(decideWithSandbox(inputs(target))).toEqual({
       kind: 'verify',
       markText: target.markText,
-      repair: { force: false, outcome: 'repaired', event: 'Repaired', note: `rules had drifted in netns ${sandbox.inode}; re-programmed` },
+      drifted: { ...repair, note: `rules had drifted in netns ${sandbox.inode}; re-programmed` },
+      unrecorded: {
+        ...repair,
+        note: `netns ${sandbox.inode} holds no record of the mark (a new sandbox that got the inode of the one the mark was written for); programmed it`,
+      },
+    });
+  });
+
+  it('programs again over a mark of the first format (no id): its netns has no record to check it by', () => {
+    const target = targetOf();
+    target.markText = encodeMark({ state: 'initialized', netns: sandbox.inode, rules: target.hash, at });
+    expect(decideWithSandbox(inputs(target))).toMatchObject({
+      kind: 'repair',
+      why: 'old-format',
+      clearRecord: true,
+      note: `the mark was written by an earlier release (format 1, without a netns record); programmed netns ${sandbox.inode}`,
     });
   });
 
@@ -246,9 +266,12 @@ describe('decideWithSandbox: what the mark is worth', () => {
     const target = targetOf();
     target.markText = markFor(target);
     const memory = new PodMemory(now);
-    memory.verifiedNow({ markText: target.markText, inode: sandbox.inode, hash: target.hash, at: now - VERIFIED_FRESH_MS + 1 });
+    memory.verifiedNow({ markText: target.markText, sandbox, hash: target.hash, at: now - VERIFIED_FRESH_MS + 1 });
     expect(decideWithSandbox(inputs(target, memory))).toEqual({ kind: 'fresh' });
     expect(decideWithSandbox(inputs(target, memory, { now: now + 1 })).kind).toBe('verify');
+    // Another sandbox with the same netns inode (Linux reuses them): verified again.
+    expect(decideWithSandbox(inputs(target, memory, { sandbox: { ...sandbox, pid: sandbox.pid + 1 } })).kind).toBe('verify');
+    expect(decideWithSandbox(inputs(target, memory, { sandbox: { ...sandbox, startTime: sandbox.startTime + 1 } })).kind).toBe('verify');
     expect(decideWithSandbox(inputs(target, memory, { sandbox: { ...sandbox, inode: sandbox.inode + 1 } })).kind).toBe('repair');
     const otherMark = markFor(target, { at: '2026-12-01T12:00:01.000Z' });
     expect(decideWithSandbox(inputs({ ...target, markText: otherMark }, memory)).kind).toBe('verify');

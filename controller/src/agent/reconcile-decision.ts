@@ -13,7 +13,7 @@ import { type IneligibleReason, decideEligibility } from './eligibility.ts';
 import { describeViolations, findIdentityViolations } from './identity-policy.ts';
 import { type MarkAction, decideMarkAction, markIsCurrent, wasInitialized } from './mark-decision.ts';
 import type { Outcome } from './metrics.ts';
-import type { SandboxNetns } from './netns-finder.ts';
+import { type SandboxNetns, sameSandbox } from './netns-finder.ts';
 import { missingFamilyNeed, type NodeFamilies } from './node-families.ts';
 import type { PodMemoryView } from './pod-memory.ts';
 import { decideProxyIdentity } from './proxy-identity.ts';
@@ -22,7 +22,7 @@ import { decideProxyIdentity } from './proxy-identity.ts';
 export const SANDBOX_REPORT_AFTER_MS = 60_000;
 /**
  * Our own mark write comes back as a pod update; rules verified this recently in the
- * same netns with the same hash are not read back again for it.
+ * same sandbox (pid, start time and netns inode) with the same hash are not read back again for it.
  */
 export const VERIFIED_FRESH_MS = 30_000;
 /**
@@ -191,14 +191,23 @@ export interface Programming {
   note: string;
   /** Why the mark did not count, when it did not. */
   why?: MarkMismatch;
+  /**
+   * Clear the netns record before touching the rules: the netns may hold one for the rules
+   * about to be replaced, and a waiter passes on it. A first programming finds none (a new
+   * netns has no alias, and every error mark is preceded by clearing it).
+   */
+  clearRecord: boolean;
 }
 
 export type SandboxStep =
   | { kind: 'wait-for-sandbox'; report?: string }
   /** Verified this recently with this very mark: nothing to do. */
   | { kind: 'fresh' }
-  /** The mark (`markText`) counts: read the rules back; if they drifted, carry out `repair`. */
-  | { kind: 'verify'; markText: string; repair: Programming }
+  /**
+   * The mark (`markText`) counts: read the rules and the netns record back; if the rules
+   * drifted, carry out `drifted`; if the record is not this mark's, `unrecorded`.
+   */
+  | { kind: 'verify'; markText: string; drifted: Programming; unrecorded: Programming }
   | ({ kind: 'program' } & Programming)
   | ({ kind: 'reinit' } & Programming)
   | ({ kind: 'repair' } & Programming);
@@ -230,23 +239,41 @@ export function decideWithSandbox(inputs: SandboxInputs): SandboxStep {
   if (action.kind === 'reinit') {
     // Rewritten in one transaction per family: no moment without redirection.
     const note = `re-initialized for token ${JSON.stringify(action.token)}`;
-    return { kind: 'reinit', force: true, reinitToken: action.token, outcome: 'initialized', event: 'Reinitialized', note };
+    return { kind: 'reinit', force: true, clearRecord: true, reinitToken: action.token, outcome: 'initialized', event: 'Reinitialized', note };
   }
   if (action.kind === 'program') {
-    if (!wasInitialized(markText)) return { kind: 'program', why: action.why, force: false, outcome: 'initialized', event: 'Initialized', note: '' };
-    const why =
-      action.why === 'other-netns' ? 'the mark named another network namespace (new sandbox, or a forged mark)' : `the mark did not match (${action.why})`;
-    return { kind: 'repair', why: action.why, force: false, outcome: 'repaired', event: 'Repaired', note: `${why}; programmed netns ${sandbox.inode}` };
+    if (!wasInitialized(markText)) {
+      return { kind: 'program', why: action.why, force: false, clearRecord: false, outcome: 'initialized', event: 'Initialized', note: '' };
+    }
+    const why = REPAIR_WHY[action.why] ?? `the mark did not match (${action.why})`;
+    return {
+      kind: 'repair',
+      why: action.why,
+      force: false,
+      clearRecord: true,
+      outcome: 'repaired',
+      event: 'Repaired',
+      note: `${why}; programmed netns ${sandbox.inode}`,
+    };
   }
   // The mark counts, so there is one.
   const counted = markText!;
   const verified = memory?.verified;
-  if (verified && verified.markText === counted && verified.inode === sandbox.inode && verified.hash === hash && now - verified.at < VERIFIED_FRESH_MS) {
+  if (verified && verified.markText === counted && sameSandbox(verified.sandbox, sandbox) && verified.hash === hash && now - verified.at < VERIFIED_FRESH_MS) {
     return { kind: 'fresh' };
   }
+  const repair = (note: string): Programming => ({ force: false, clearRecord: true, outcome: 'repaired', event: 'Repaired', note });
   return {
     kind: 'verify',
     markText: counted,
-    repair: { force: false, outcome: 'repaired', event: 'Repaired', note: `rules had drifted in netns ${sandbox.inode}; re-programmed` },
+    drifted: repair(`rules had drifted in netns ${sandbox.inode}; re-programmed`),
+    unrecorded: repair(
+      `netns ${sandbox.inode} holds no record of the mark (a new sandbox that got the inode of the one the mark was written for); programmed it`,
+    ),
   };
 }
+
+const REPAIR_WHY: Partial<Record<MarkMismatch, string>> = {
+  'other-netns': 'the mark named another network namespace (new sandbox, or a forged mark)',
+  'old-format': 'the mark was written by an earlier release (format 1, without a netns record)',
+};

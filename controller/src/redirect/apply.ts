@@ -5,6 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { runInNetns, runSteps, type Netns, type Step } from './exec.ts';
 import { BackendMixError, NetnsMismatch, RedirectError, XtablesLockTimeout } from './errors.ts';
+import { writeNetnsRecord } from './netns-record.ts';
 import { ADD_PASSTHROUGH_V6, knownLoopbackV6, passthroughAddressAdded, PASSTHROUGH_V6, readLoopbackV6 } from './loopback.ts';
 import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
 import { renderPlan, rulesHash } from './render.ts';
@@ -252,7 +253,8 @@ async function readOwnedOrEmpty(netns: Netns, mode: IptablesMode, family: Family
 }
 
 /**
- * Deletes our jumps and chains in both families (one transaction each); others' rules stay.
+ * Clears the netns record first (a waiter must never pass on rules being removed), then deletes
+ * our jumps and chains in both families (one transaction each); others' rules stay.
  * ::6 stays on lo: it is harmless (reachable only inside the pod), a proxy that is still
  * running needs it, and nothing tells ours from one Istio's own tooling added.
  */
@@ -260,6 +262,7 @@ export async function removeRedirect(target: string | Netns, opts: EngineOptions
   const netns = await resolve(target);
   await assertNotOwnNetns(netns);
   const mode = opts.mode ?? (await detectIptablesMode()).mode;
+  await writeNetnsRecord(netns, '');
   await Promise.all(FAMILIES.map((family) => removeFamily(netns, mode, family)));
 }
 

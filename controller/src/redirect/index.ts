@@ -22,3 +22,4 @@ export type { ApplyOptions, EngineOptions } from './apply.ts';
 export { applyRedirect, removeRedirect, verifyRedirect } from './apply.ts';
 export type { FamilyProbe, FamilyProbeOptions } from './family-probe.ts';
 export { probeFamily } from './family-probe.ts';
+export { readNetnsRecord, writeNetnsRecord } from './netns-record.ts';
