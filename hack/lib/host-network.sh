@@ -19,8 +19,8 @@ HOST_V6_RANGES=(2001:db8:ad0::/44)
 SERVICE_CIDR=203.0.113.128/26
 KUBERNETES_SERVICE_IP=203.0.113.129
 ADVERTISE_ADDRESS=203.0.113.208
-# Our host links: node bridges pncn<slot>, pod bridges pncp<slot> and their veth ports.
-OUR_LINK_PATTERN='^(pncn|pncp)[0-9]+$|^veth'
+# Our host links: every name starts with pnc (node, pod and VM bridges), and the pods' veth ports.
+OUR_LINK_PATTERN='^pnc|^veth'
 
 # The devices of the machine's default routes (both families): where a packet leaves the machine.
 uplink_devices() {
