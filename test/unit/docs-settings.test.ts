@@ -89,6 +89,10 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   // helm, istioctl
   '--set',
   '--reuse-values',
+  '--create-namespace',
+  '--take-ownership',
+  '--kube-version',
+  '--show-only',
   // node, vitest
   '--max-semi-space-size',
   '--project',
