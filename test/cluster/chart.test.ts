@@ -269,6 +269,27 @@ describe('helm lint --strict and the schema over the values matrix', () => {
     expect(findManifest(objects, 'MutatingAdmissionPolicyBinding').apiVersion).toBe(expected);
   });
 
+  it("follows a cluster's discovery (kinds listed) over the Kubernetes version, and refuses when it serves no MutatingAdmissionPolicy", () => {
+    const discovered = (apis: string[]) => ['--kube-version', '1.37.2', ...['v1/Pod', ...apis].flatMap((api) => ['--api-versions', api])];
+    const beta = template({}, discovered(['admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicy']));
+    expect(findManifest(beta, 'MutatingAdmissionPolicy').apiVersion).toBe('admissionregistration.k8s.io/v1beta1');
+    const none = helmWith(['template', 'pnc', join(ROOT, CHART_DIR)], {}, discovered([]));
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/serves no MutatingAdmissionPolicy.*injection\.enabled=false/s);
+  });
+
+  it('renders the helm test pod only for a cluster (install), never into helm template output a user applies', () => {
+    const tests = (extra: string[]) =>
+      template({}, ['--api-versions', 'admissionregistration.k8s.io/v1/MutatingAdmissionPolicy', ...extra]).filter((o) => o.kind === 'Pod');
+    expect(tests([])).toEqual([]);
+    const [pod] = tests(['--api-versions', 'v1/Pod']);
+    expect(pod!.metadata.annotations!['helm.sh/hook']).toBe('test');
+    expect(pod!.metadata.namespace).toBe('default');
+    expect(pod!.metadata.labels!['app.kubernetes.io/name']).not.toBe('pod-network-controller');
+    expect(pod!.spec.initContainers.map((c: { name: string }) => c.name)).toEqual(['pnc-init-waiter']);
+    expect(pod!.spec.containers[0]).toMatchObject({ name: 'istio-proxy', securityContext: { runAsUser: 1337 } });
+  });
+
   it('installs on Kubernetes 1.32 and later, and says so to an older one', () => {
     const old = helmWith(['template', 'pnc', join(ROOT, CHART_DIR)], {}, ['--kube-version', '1.31.9']);
     expect(old.code).not.toBe(0);
