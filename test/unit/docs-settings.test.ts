@@ -91,6 +91,7 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   '--reuse-values',
   '--create-namespace',
   '--take-ownership',
+  '--force-conflicts',
   '--kube-version',
   '--show-only',
   // node, vitest
