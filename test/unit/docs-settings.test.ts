@@ -73,6 +73,7 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   // kube-apiserver
   '--authorization-mode',
   '--runtime-config',
+  '--feature-gates',
   '--kubelet-preferred-address-types',
   // nsenter, setpriv
   '--net',
@@ -89,6 +90,11 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   // helm, istioctl
   '--set',
   '--reuse-values',
+  '--create-namespace',
+  '--take-ownership',
+  '--force-conflicts',
+  '--kube-version',
+  '--show-only',
   // node, vitest
   '--max-semi-space-size',
   '--project',
