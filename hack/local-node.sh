@@ -9,7 +9,7 @@
 #   local-node.sh down     stop it and remove every trace on the host
 #   local-node.sh reboot   stop kubelet and containerd, kill every pod sandbox, start both again
 #
-# Host footprint, all undone by `down`: a slot (0-5) claimed under /run/pod-network-controller,
+# Host footprint, all undone by `down`: a slot (0-2) claimed under /run/pod-network-controller,
 # which names two bridges (pncn<slot>: the node's addresses, no ports; pncp<slot>: the pods),
 # the cgroup root /pnc-node-<slot> in every hierarchy, iptables chains per family in nat
 # (the `kubernetes` Service ClusterIP to the API server) and in filter (pods never reach past
@@ -25,7 +25,7 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NODE_DIR="$STATE_DIR/node"
 LOG_DIR="$STATE_DIR/logs"
 NODES_DIR=/run/pod-network-controller/nodes
-SLOTS=6
+SLOTS=3
 NODE_NAME=pnc-node
 PAUSE_IMAGE=localhost/pod-network-controller/pause:dev
 CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
@@ -37,21 +37,19 @@ log() { echo "local-node: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 # --- addressing: everything derives from the slot ---------------------------------------
-# The plan and its ranges: hack/lib/host-network.sh. Pods: a /26 of 198.51.100.0/24 (slots 0-3)
-# or 203.0.113.0/25 (4-5) and 2001:db8:ad1:<slot>::/64; the first address of each is the
-# gateway on the pod bridge. Node: 203.0.113.<192+slot> and 2001:db8:ad0:<slot>::1 on the
-# portless bridge.
+# The plan and its ranges: hack/lib/host-network.sh. Pods: a /26 of 198.51.100.0/24 and
+# 2001:db8:ad1:<slot>::/64; the first address of each is the gateway on the pod bridge. Node:
+# 198.51.100.<192+slot> and 2001:db8:ad0:<slot>::1 on the portless bridge.
 # shellcheck source=hack/lib/host-network.sh
 source "$HACK_DIR/lib/host-network.sh"
 slot_vars() {
-  local slot=$1 base
-  if ((slot < 4)); then base=198.51.100; else base=203.0.113; fi
-  POD_V4_NET="$base.$((64 * (slot % 4)))"
+  local slot=$1
+  POD_V4_NET="198.51.100.$((64 * slot))"
   POD_V4_CIDR="$POD_V4_NET/26"
-  POD_V4_GW="$base.$((64 * (slot % 4) + 1))"
+  POD_V4_GW="198.51.100.$((64 * slot + 1))"
   POD_V6_CIDR="2001:db8:ad1:$slot::/64"
   POD_V6_GW="2001:db8:ad1:$slot::1"
-  NODE_V4="203.0.113.$((192 + slot))"
+  NODE_V4="198.51.100.$((192 + slot))"
   NODE_V6="2001:db8:ad0:$slot::1"
   NODE_BRIDGE="pncn$slot"
   POD_BRIDGE="pncp$slot"

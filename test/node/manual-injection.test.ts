@@ -44,9 +44,9 @@ describe.skipIf(!nodeName)('a mesh pod with the waiter in its own spec (skipped 
     expect(mark.netns).toBe((await podNetns(inject('clusterDir'), ready.status!.podIP!)).inode);
     expect(ready.status?.initContainerStatuses?.[0]?.state?.terminated?.exitCode).toBe(0);
     const k = (args: string[]) => kubectl(inject('binDir'), inject('kubeconfig'), args);
-    expect(await connectFromPod(k, namespace, 'by-hand', 'app', '203.0.113.250', APP_PORT)).toMatchObject({
+    expect(await connectFromPod(k, namespace, 'by-hand', 'app', '198.51.100.230', APP_PORT)).toMatchObject({
       listener: 15001,
-      original: `203.0.113.250:${APP_PORT}`,
+      original: `198.51.100.230:${APP_PORT}`,
     });
   });
 });

@@ -226,7 +226,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const meshName = meshPod!.metadata!.name!;
     const plainName = plainPod!.metadata!.name!;
 
-    expect(await connectFrom(mesh, meshName, 'app', '203.0.113.250', 80)).toMatchObject({ listener: 15001, original: '203.0.113.250:80' });
+    expect(await connectFrom(mesh, meshName, 'app', '198.51.100.230', 80)).toMatchObject({ listener: 15001, original: '198.51.100.230:80' });
     expect(await connectFrom(mesh, meshName, 'app', '2001:db8:adf::77', 80)).toMatchObject({ listener: 15001, original: '[2001:db8:adf::77]:80' });
     // Inbound from another pod, over the bridge.
     const meshIP = meshPod!.status!.podIP!;
@@ -241,7 +241,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     expect(markOf(plainPod!)).toBeUndefined();
     expect(await natRules(clusterDir, plainIP)).not.toMatch(/ISTIO_/);
     expect(await natRules(clusterDir, meshIP)).toMatch(/ISTIO_OUTPUT/);
-    expect(await connectFrom(mesh, plainName, 'app', '203.0.113.250', 80).catch((error: Error) => error.message)).toMatch(/connect 203\.0\.113\.250 port 80/);
+    expect(await connectFrom(mesh, plainName, 'app', '198.51.100.230', 80).catch((error: Error) => error.message)).toMatch(/connect 198\.51\.100\.230 port 80/);
     await removeDeployment(kc, mesh, 'traffic');
     await removeDeployment(kc, mesh, 'plain');
   });
