@@ -53,11 +53,11 @@ export interface WatchHandlers<T> {
   onEvent: (event: WatchEvent<T>) => void;
 }
 
-/** What an informer needs from the API: a list and a watch stream. */
+/** What an informer needs from the API: a list and a watch stream; `accept` is the Accept header (default JSON). */
 export interface ListWatchTransport {
-  list<L>(path: string): Promise<L>;
+  list<L>(path: string, accept?: string): Promise<L>;
   /** Resolves when the server ends the stream; rejects on a connection or HTTP error. */
-  watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal): Promise<void>;
+  watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal, accept?: string): Promise<void>;
 }
 
 /** Requests without a body answer within this; a watch has its own (server-side) timeout. */
@@ -79,9 +79,9 @@ export class KubeClient implements ListWatchTransport {
   }
 
   /** One JSON request; resolves with the parsed body, throws KubeApiError on HTTP >= 300. */
-  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', accept = 'application/json'): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept };
     if (payload !== undefined) headers['content-type'] = contentType;
     const response = await this.#send(method, path, headers, payload, REQUEST_TIMEOUT_MS);
     const text = await readAll(response);
@@ -89,8 +89,8 @@ export class KubeClient implements ListWatchTransport {
     return JSON.parse(text) as T;
   }
 
-  async list<L>(path: string): Promise<L> {
-    return this.request<L>('GET', path);
+  async list<L>(path: string, accept?: string): Promise<L> {
+    return this.request<L>('GET', path, undefined, undefined, accept);
   }
 
   /** False from a request that got no answer until the next one that got any. */
@@ -121,9 +121,9 @@ export class KubeClient implements ListWatchTransport {
    * A watch stream: calls onEvent per event line; resolves when the server ends the
    * stream, rejects on a connection error or an HTTP error status. `signal` aborts it.
    */
-  async watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal): Promise<void> {
+  async watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal, accept = 'application/json'): Promise<void> {
     const { onEvent } = handlers;
-    const response = await this.#send('GET', path, { accept: 'application/json' }, undefined, 0, signal);
+    const response = await this.#send('GET', path, { accept }, undefined, 0, signal);
     if ((response.statusCode ?? 0) >= 300) throw apiError('GET', path, response, await readAll(response));
     handlers.onOpen?.();
     response.setEncoding('utf8');
