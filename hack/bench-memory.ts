@@ -120,11 +120,12 @@ function openshiftNamespaceApplies(name: string, index: number) {
 
 /** Makes the bench namespaces that do not exist yet, CONCURRENCY at a time; returns how many it made and how long that took. */
 async function createNamespaces(core: CoreV1Api, client: KubeClient) {
-  const existing = await client.list<{ items: { metadata: { name: string } }[] | null }>(
+  const have = new Set<string>();
+  await client.list<{ metadata: { name: string } }>(
     `/api/v1/namespaces?labelSelector=${BENCH_LABEL}%3Dtrue`,
+    (item) => have.add(item.metadata.name),
     'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1',
   );
-  const have = new Set((existing.items ?? []).map((item) => item.metadata.name));
   const todo = Array.from({ length: NAMESPACES }, (_, i) => i).filter((i) => !have.has(`team-${String(i).padStart(5, '0')}`));
   const started = performance.now();
   let done = 0;
@@ -144,8 +145,14 @@ async function createNamespaces(core: CoreV1Api, client: KubeClient) {
 
 /** Size of the namespace LIST as the old agent got it (whole objects) and as metadata. */
 async function listSizes(client: KubeClient) {
-  const whole = await client.list<{ items: unknown[] }>('/api/v1/namespaces');
-  const meta = await client.list<{ items: unknown[] }>('/api/v1/namespaces', 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1');
+  const whole = await client.request<{ items: unknown[] }>('GET', '/api/v1/namespaces');
+  const meta = await client.request<{ items: unknown[] }>(
+    'GET',
+    '/api/v1/namespaces',
+    undefined,
+    undefined,
+    'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1',
+  );
   const one = whole.items.find((item) => JSON.stringify(item).includes('sa.scc.uid-range'));
   return {
     count: whole.items.length,

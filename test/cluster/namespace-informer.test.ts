@@ -34,12 +34,20 @@ describe('namespace informer on the real apiserver', () => {
     const client = new KubeClient(fromKubeconfigFile(inject('kubeconfig')));
     onTestFinished(() => client.close());
     // What the server answered each LIST page with.
-    const pages: { kind?: string; items: unknown[] }[] = [];
+    const pages: { kind?: string; items: number }[] = [];
     const transport: ListWatchTransport = {
-      list: async <L>(path: string, accept?: string) => {
-        const page = await client.list<L & { kind?: string; items: unknown[] }>(path, accept);
-        pages.push(page);
-        return page;
+      list: async <T>(path: string, onItem: (item: T) => void, accept?: string) => {
+        let items = 0;
+        const head = await client.list<T>(
+          path,
+          (item) => {
+            items++;
+            onItem(item);
+          },
+          accept,
+        );
+        pages.push({ kind: head.kind, items });
+        return head;
       },
       watch: (path, handlers, signal, accept) => client.watch(path, handlers, signal, accept),
     };
@@ -50,9 +58,9 @@ describe('namespace informer on the real apiserver', () => {
     expect(informer.synced).toBe(true);
     const listed = new Set([...informer.keys()].map((key) => key.slice(1)));
     for (const name of [...names, 'default', 'kube-system']) expect(listed.has(name), name).toBe(true);
-    const total = pages.reduce((sum, page) => sum + page.items.length, 0);
+    const total = pages.reduce((sum, page) => sum + page.items, 0);
     expect(total).toBeGreaterThan(2 * PAGE);
-    expect(pages.map((page) => page.items.length)).toEqual(Array.from({ length: Math.ceil(total / PAGE) }, (_, i) => Math.min(PAGE, total - i * PAGE)));
+    expect(pages.map((page) => page.items)).toEqual(Array.from({ length: Math.ceil(total / PAGE) }, (_, i) => Math.min(PAGE, total - i * PAGE)));
     expect(new Set(pages.map((page) => page.kind))).toEqual(new Set(['PartialObjectMetadataList']));
     expect(informer.get(names[0]!)).toEqual({
       metadata: { name: names[0], labels: { [BYPASS_POLICY_LABEL]: 'strict' }, annotations: { [UID_RANGE_ANNOTATION]: '1000680000/10000' } },

@@ -3,6 +3,7 @@
 // that plays events into the stream and then ends it, fails it, or holds it open.
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubeApiError, type ListWatchTransport, type WatchEvent, type WatchHandlers } from '../../controller/src/kube/kube-client.ts';
+import type { ListHead } from '../../controller/src/kube/list-stream.ts';
 import { ResourceInformer } from '../../controller/src/kube/resource-informer.ts';
 import { type CachedNamespace, createNamespaceInformer } from '../../controller/src/kube/namespace-informer.ts';
 
@@ -42,13 +43,18 @@ class ScriptedTransport implements ListWatchTransport {
     this.#waiters.get(this.requests.length)?.();
   }
 
-  list<L>(path: string, accept = ''): Promise<L> {
+  list<T>(path: string, onItem: (item: T) => void, accept = ''): Promise<ListHead> {
     this.accepts.push(accept);
     this.#note(`LIST ${path}`);
     const step = this.lists.shift();
     if (!step) return new Promise(() => {}); // nothing scripted: hang
     if (step instanceof Error) return Promise.reject(step);
-    return Promise.resolve({ metadata: { resourceVersion: step.rv, ...(step.continue ? { continue: step.continue } : {}) }, items: step.items } as L);
+    try {
+      for (const item of step.items) onItem(item as T);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return Promise.resolve({ metadata: { resourceVersion: step.rv, ...(step.continue ? { continue: step.continue } : {}) } });
   }
 
   watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal, accept = ''): Promise<void> {

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeCredentials } from './kubeconfig.ts';
+import { type ListHead, ListItemSplitter } from './list-stream.ts';
 
 export class KubeApiError extends Error {
   override name = 'KubeApiError';
@@ -55,7 +56,8 @@ export interface WatchHandlers<T> {
 
 /** What an informer needs from the API: a list and a watch stream; `accept` is the Accept header (default JSON). */
 export interface ListWatchTransport {
-  list<L>(path: string, accept?: string): Promise<L>;
+  /** Hands each item to `onItem` as it arrives; resolves with the rest of the list (its metadata). */
+  list<T>(path: string, onItem: (item: T) => void, accept?: string): Promise<ListHead>;
   /** Resolves when the server ends the stream; rejects on a connection or HTTP error. */
   watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal, accept?: string): Promise<void>;
 }
@@ -89,8 +91,15 @@ export class KubeClient implements ListWatchTransport {
     return JSON.parse(text) as T;
   }
 
-  async list<L>(path: string, accept?: string): Promise<L> {
-    return this.request<L>('GET', path, undefined, undefined, accept);
+  /** A LIST read as it arrives, item by item (list-stream.ts): its whole body is never in memory. */
+  async list<T>(path: string, onItem: (item: T) => void, accept = 'application/json'): Promise<ListHead> {
+    const response = await this.#send('GET', path, { accept }, undefined, REQUEST_TIMEOUT_MS);
+    if ((response.statusCode ?? 0) >= 300) throw apiError('GET', path, response, await readAll(response));
+    response.setEncoding('utf8');
+    const splitter = new ListItemSplitter<T>(onItem);
+    // A handler's exception or bad JSON ends the loop, which destroys the response.
+    for await (const chunk of response) splitter.push(chunk as string);
+    return splitter.end();
   }
 
   /** False from a request that got no answer until the next one that got any. */

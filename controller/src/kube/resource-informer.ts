@@ -6,6 +6,7 @@
 // retryNow() ends the backoff: the agent calls it the moment the API server answers again.
 import { type BackoffPolicy, WATCH_BACKOFF, backoffDelay } from './backoff.ts';
 import { KubeApiError, type ListWatchTransport, type WatchEvent, isConnectionError } from './kube-client.ts';
+import type { ListHead } from './list-stream.ts';
 
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; uid?: string; resourceVersion?: string };
@@ -33,9 +34,9 @@ export interface ResourceInformerOptions<T> {
   /** Ingest hook: keep only what the agent reads (memory scales with the objects cached). */
   trim?: (object: T) => T;
   /**
-   * List in pages of this many objects (`limit` and `continue`), each trimmed as it lands, so
-   * neither the response body nor the untrimmed objects of the whole collection are ever in
-   * memory at once. Unset: one LIST.
+   * List in pages of this many objects (`limit` and `continue`), so neither the apiserver nor we
+   * ever hold one response of the whole collection. Unset: one LIST. Either way each object is
+   * parsed and trimmed as it arrives (the transport streams a list item by item).
    */
   pageSize?: number;
   /**
@@ -49,11 +50,6 @@ export interface ResourceInformerOptions<T> {
   /** A watch that ends this soon with no event counts as a failure (a server closing every watch must not make us spin). */
   minWatchMs?: number;
   random?: () => number;
-}
-
-interface ListResponse<T> {
-  metadata?: { resourceVersion?: string; continue?: string };
-  items?: T[];
 }
 
 // Preferred first, plain JSON as the fallback (as client-go's metadata informers ask).
@@ -192,7 +188,7 @@ export class ResourceInformer<T extends KubeObject> {
   }
 
   async #list(): Promise<void> {
-    const { transport, path, fieldSelector, handlers, trim, pageSize } = this.#options;
+    const { transport, path, fieldSelector, handlers, pageSize } = this.#options;
     const accept = this.#options.metadataOnly ? METADATA_LIST_ACCEPT : undefined;
     let seen = new Set<string>();
     let continueToken = '';
@@ -204,9 +200,9 @@ export class ResourceInformer<T extends KubeObject> {
       if (fieldSelector) query.set('fieldSelector', fieldSelector);
       if (pageSize) query.set('limit', String(pageSize));
       if (continueToken) query.set('continue', continueToken);
-      let page: ListResponse<T>;
+      let page: ListHead;
       try {
-        page = await transport.list<ListResponse<T>>(`${path}?${query}`, accept);
+        page = await transport.list<T>(`${path}?${query}`, (item) => this.#listed(item, seen), accept);
       } catch (error) {
         if (continueToken === '' || !(error instanceof KubeApiError && error.status === 410) || restarts++ >= EXPIRED_LIST_RESTARTS) throw error;
         // The snapshot the pages came from is gone: list again from the start, from now.
@@ -214,15 +210,6 @@ export class ResourceInformer<T extends KubeObject> {
         continueToken = '';
         seen = new Set();
         continue;
-      }
-      for (const item of page.items ?? []) {
-        const object = trim ? trim(item) : item;
-        const key = this.#keyOf(object);
-        seen.add(key);
-        const known = this.#objects.has(key);
-        this.#objects.set(key, object);
-        if (known) handlers.onUpdate?.(object);
-        else handlers.onAdd?.(object);
       }
       // Every page of one list carries the resourceVersion of the snapshot they come from.
       resourceVersion = page.metadata?.resourceVersion ?? '';
@@ -238,6 +225,18 @@ export class ResourceInformer<T extends KubeObject> {
     this.#resourceVersion = resourceVersion;
     this.#synced = true;
     this.#failures = 0;
+  }
+
+  /** One listed object, trimmed and cached as it arrives. */
+  #listed(item: T, seen: Set<string>): void {
+    const { handlers, trim } = this.#options;
+    const object = trim ? trim(item) : item;
+    const key = this.#keyOf(object);
+    seen.add(key);
+    const known = this.#objects.has(key);
+    this.#objects.set(key, object);
+    if (known) handlers.onUpdate?.(object);
+    else handlers.onAdd?.(object);
   }
 
   async #watch(): Promise<void> {
