@@ -259,22 +259,24 @@ async function runAgent(name: string, bundle: string, kubeconfig: string, nodeNa
 
 ensureBundles();
 const workDir = mkdtempSync(join(tmpdir(), 'pnc-bench-memory-'));
-const builds: [string, string][] = [
-  [`baseline (${flags.baseline})`, await buildBaseline(flags.baseline, workDir)],
-  ['this tree', CONTROLLER_BUNDLE],
-];
 // A private control plane unless --cluster-dir names one to keep (the namespaces take minutes to make).
 const stateDir = flags['cluster-dir'] ?? join(tmpdir(), `pnc-bench-memory-cluster-${process.pid}`);
-const cluster = await ensureLocalCluster({ stateDir });
-const kc = new KubeConfig();
-kc.loadFromFile(cluster.kubeconfig);
-const core = kc.makeApiClient(CoreV1Api);
-const client = new KubeClient(fromKubeconfigFile(cluster.kubeconfig));
-const nodeName = `node-bench-memory-${uniqueSuffix()}`;
-const fixture = new MeshFixture(kc, nodeName);
+let client: KubeClient | undefined;
+let fixture: MeshFixture | undefined;
 let exitCode = 0;
 
 try {
+  const builds: [string, string][] = [
+    [`baseline (${flags.baseline})`, await buildBaseline(flags.baseline, workDir)],
+    ['this tree', CONTROLLER_BUNDLE],
+  ];
+  const cluster = await ensureLocalCluster({ stateDir });
+  const kc = new KubeConfig();
+  kc.loadFromFile(cluster.kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  client = new KubeClient(fromKubeconfigFile(cluster.kubeconfig));
+  const nodeName = `node-bench-memory-${uniqueSuffix()}`;
+  fixture = new MeshFixture(kc, nodeName);
   const made = await createNamespaces(core, client);
   const sizes = await listSizes(client);
   await fixture.createNode();
@@ -313,13 +315,14 @@ try {
   console.error(`bench:memory failed: ${error instanceof Error ? error.stack : String(error)}`);
   exitCode = 1;
 } finally {
-  await fixture.cleanup().catch((error: unknown) => {
+  await fixture?.cleanup().catch((error: unknown) => {
     console.error(`cleanup: ${String(error)}`);
     exitCode = 1;
   });
-  client.close();
+  client?.close();
+  // Also a private control plane that failed halfway through starting.
   if (!flags['cluster-dir']) {
-    await stopLocalCluster({ stateDir });
+    await stopLocalCluster({ stateDir }).catch((error: unknown) => console.error(`stopping the control plane: ${String(error)}`));
     rmSync(`${stateDir}.lock`, { force: true });
   }
   rmSync(workDir, { recursive: true, force: true });
