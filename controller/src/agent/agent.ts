@@ -1,6 +1,6 @@
 // Wiring: informers -> work queue -> reconciler, plus the HTTP server, the sandbox
 // liveness check, a periodic resync, recovery from API outages and the SIGTERM drain.
-import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { IptablesMode, ValidatedNodeConfig } from '../redirect/index.ts';
 import type { AgentConfig } from './config.ts';
@@ -9,7 +9,8 @@ import { type HttpServer, startHttpServer } from './http-server.ts';
 import { KubeClient, isConnectionError } from '../kube/kube-client.ts';
 import { type KubeCredentials, loadCredentials } from '../kube/kubeconfig.ts';
 import { type AgentMetrics, createMetrics, setNodeFamilies } from './metrics.ts';
-import { createNamespaceInformer } from '../kube/namespace-informer.ts';
+import { type CachedNamespace, createNamespaceInformer } from '../kube/namespace-informer.ts';
+import { NAMESPACE_KEYS } from './namespace-keys.ts';
 import { NetnsFinder } from './netns-finder.ts';
 import { describeNodeFamilies, type NodeFamilies } from './node-families.ts';
 import { createPodInformer } from '../kube/pod-informer.ts';
@@ -47,7 +48,7 @@ export class Agent {
   readonly metrics: AgentMetrics;
   readonly #options: AgentOptions;
   readonly #pods: ResourceInformer<V1Pod>;
-  readonly #namespaces: ResourceInformer<V1Namespace>;
+  readonly #namespaces: ResourceInformer<CachedNamespace>;
   readonly #queue: WorkQueue;
   readonly #reconciler: Reconciler;
   readonly #events: EventRecorder;
@@ -76,7 +77,7 @@ export class Agent {
     this.#events = new EventRecorder(client, config.nodeName, log);
     this.#watcher = new SandboxWatcher({ finder: this.#finder, onFound: (uid) => this.#queue.add(uid) });
 
-    this.#namespaces = createNamespaceInformer(client, {
+    this.#namespaces = createNamespaceInformer(client, NAMESPACE_KEYS, {
       onAdd: (ns) => this.#namespaceChanged(ns),
       onUpdate: (ns) => this.#namespaceChanged(ns),
       onRequest: () => metrics.watchRequests.inc({ resource: 'namespaces' }),
@@ -197,7 +198,7 @@ export class Agent {
     this.#events.forget(uid);
   }
 
-  #namespaceChanged(ns: V1Namespace): void {
+  #namespaceChanged(ns: CachedNamespace): void {
     const name = ns.metadata?.name;
     if (!name || this.#stopping) return;
     // Opting a namespace in (or out) concerns its pods on this node; rare enough to just look again.

@@ -42,7 +42,7 @@ export function createMetrics(): AgentMetrics {
   });
   const watchRequests = new Counter({
     name: 'pnc_watch_requests_total',
-    help: 'LIST and WATCH requests started, by resource.',
+    help: 'LIST (each page) and WATCH requests started, by resource.',
     labelNames: ['resource'],
     registers: [registry],
   });

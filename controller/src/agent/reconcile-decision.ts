@@ -13,6 +13,7 @@ import { type IneligibleReason, decideEligibility } from './eligibility.ts';
 import { describeViolations, findIdentityViolations } from './identity-policy.ts';
 import { type MarkAction, decideMarkAction, markIsCurrent, wasInitialized } from './mark-decision.ts';
 import type { Outcome } from './metrics.ts';
+import type { NamespaceAnnotations, NamespaceLabels } from './namespace-keys.ts';
 import { type SandboxNetns, sameSandbox } from './netns-finder.ts';
 import { missingFamilyNeed, type NodeFamilies } from './node-families.ts';
 import type { PodMemoryView } from './pod-memory.ts';
@@ -42,9 +43,9 @@ export interface PodInputs {
   /** The informer's cached copy; undefined when the pod is gone. */
   pod: V1Pod | undefined;
   /** Undefined when the namespace is not known (yet). */
-  namespaceAnnotations: Record<string, string> | undefined;
+  namespaceAnnotations: NamespaceAnnotations | undefined;
   /** Undefined when the namespace is not known (yet). */
-  namespaceLabels: Record<string, string> | undefined;
+  namespaceLabels: NamespaceLabels | undefined;
   memory: PodMemoryView | undefined;
   now: number;
   config: DecisionConfig;
@@ -115,8 +116,8 @@ export function decidePod(inputs: PodInputs): PodStep {
 export interface TargetInputs {
   /** An eligible pod, from the cache or read fresh. */
   pod: V1Pod;
-  namespaceAnnotations: Record<string, string> | undefined;
-  namespaceLabels: Record<string, string> | undefined;
+  namespaceAnnotations: NamespaceAnnotations | undefined;
+  namespaceLabels: NamespaceLabels | undefined;
   config: DecisionConfig;
   redirectConfig: ValidatedNodeConfig;
   nodeFamilies: NodeFamilies;

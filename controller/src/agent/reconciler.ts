@@ -28,6 +28,7 @@ import type { AgentConfig } from './config.ts';
 import { SandboxChanged, classifyEngineFailure } from './engine-failure.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { NetnsFinder, SandboxNetns } from './netns-finder.ts';
+import type { NamespaceAnnotations, NamespaceLabels } from './namespace-keys.ts';
 import { allConfigured, type NodeFamilies } from './node-families.ts';
 import { PodMemories, type PodMemory } from './pod-memory.ts';
 import { type Bypass, ECHO_WAIT_MS, type Failure, type Programming, type Target, decidePod, decideTarget, decideWithSandbox } from './reconcile-decision.ts';
@@ -85,9 +86,9 @@ export interface ReconcilerDeps {
   /** The pod with this UID from the informer cache. */
   getPod: (uid: string) => V1Pod | undefined;
   /** The namespace's annotations from the namespace informer; undefined when unknown. */
-  getNamespaceAnnotations: (namespace: string) => Record<string, string> | undefined;
+  getNamespaceAnnotations: (namespace: string) => NamespaceAnnotations | undefined;
   /** The namespace's labels from the namespace informer; undefined when unknown. */
-  getNamespaceLabels: (namespace: string) => Record<string, string> | undefined;
+  getNamespaceLabels: (namespace: string) => NamespaceLabels | undefined;
   finder: Pick<NetnsFinder, 'find' | 'isAlive' | 'scanError'>;
   watcher: Pick<SandboxWatcher, 'watch' | 'forget'>;
   writer: Pick<PodStatusWriter, 'writeMark' | 'readPod'>;

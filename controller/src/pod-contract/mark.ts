@@ -5,7 +5,7 @@ import { cutUtf8 } from './utf8.ts';
 const ANNOTATION_PREFIX = 'pod-network-controller.io/';
 export const STATUS_ANNOTATION = `${ANNOTATION_PREFIX}status`;
 export const REINIT_ANNOTATION = `${ANNOTATION_PREFIX}reinit`;
-export const INITIALIZE_ANNOTATION = `${ANNOTATION_PREFIX}initialize`;
+export const INITIALIZE_ANNOTATION = `${ANNOTATION_PREFIX}initialize` as const;
 
 const MARK_STATES = ['initialized', 'pending', 'error'] as const;
 type MarkState = (typeof MARK_STATES)[number];
