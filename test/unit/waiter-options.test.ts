@@ -25,7 +25,11 @@ describe('init-waiter options', () => {
       errorGraceMs: 0,
     });
     // OnFailure restarts a failed init container as Always does.
-    expect(parseOptions([], { PNC_WAITER_RESTART_POLICY: 'OnFailure' })).toMatchObject({ restartPolicy: 'OnFailure', timeoutMs: 300_000, errorGraceMs: 15_000 });
+    expect(parseOptions([], { PNC_WAITER_RESTART_POLICY: 'OnFailure' })).toMatchObject({
+      restartPolicy: 'OnFailure',
+      timeoutMs: 300_000,
+      errorGraceMs: 15_000,
+    });
     // An empty value (a pod spec rendered without defaults) counts as unset: Always.
     expect(parseOptions([], { PNC_WAITER_RESTART_POLICY: '' }).restartPolicy).toBe('Always');
     expect(() => parseOptions([], { PNC_WAITER_RESTART_POLICY: 'never' })).toThrow(

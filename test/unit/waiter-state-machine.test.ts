@@ -565,7 +565,10 @@ describe('Waiter', () => {
       expect(run.logs.filter((line) => line.startsWith('still waiting: '))).toHaveLength(144);
       expect(run.logs.at(-1)).toBe(`still waiting: ${STATUS_ANNOTATION} is error: iptables-restore exit 4`);
       run.publish(OURS);
-      expect(run.ended()).toEqual({ code: EXIT.ready, message: `ready: pod-network-controller recorded netns ${OWN} initialized (${RECORDED}); self-test off` });
+      expect(run.ended()).toEqual({
+        code: EXIT.ready,
+        message: `ready: pod-network-controller recorded netns ${OWN} initialized (${RECORDED}); self-test off`,
+      });
     });
 
     it('keeps retrying a failing self-test past the default timeout', async () => {
