@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../controller/src/agent/config.ts';
 import { decideEligibility } from '../../controller/src/agent/eligibility.ts';
+import { INITIALIZE_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { adminKubeConfig, freshNamespace, servesMutatingAdmissionPolicyV1 } from '../support/cluster.ts';
 import { SCOPE_LABEL, apiOnlyPod, eventually, findManifest, install, kustomize, scopedToRun, type Manifest } from './deploy-support.ts';
 
@@ -75,8 +76,11 @@ const CASES: Case[] = [
 ];
 
 interface Verdict {
-  waiters: number;
+  /** The init containers the policy added. */
+  added: string[];
   agent: string;
+  /** Whether the pod came with its waiter already. */
+  hadWaiter: boolean;
 }
 
 interface Setup {
@@ -109,10 +113,12 @@ async function installWith(policyObjects: Manifest[], shippedParams: Manifest, s
   });
   // The namespaces go at the end of the file; the cluster-scoped policy and binding with these.
   cleanups.push(await install(admin, [params, ...policies]));
+  // A policy takes effect a moment after it is created. One that never injects such a pod (a
+  // policy blind to the settings) is left to the cases to show.
   await eventually('the policy to take effect', async () => {
     const probe = await core.createNamespacedPod({ namespace: places.mesh, body: apiOnlyPod('probe', mesh(settings.proxyContainer).spec), dryRun: 'All' });
     return probe.spec?.initContainers?.some((c) => c.name === settings.waiterContainer) ?? false;
-  });
+  }).catch(() => undefined);
   // The agent as its DaemonSet runs it: POD_NAMESPACE from the downward API, the rest from its ConfigMap.
   const agentPolicy = parseConfig(
     {
@@ -133,20 +139,25 @@ async function judge(setup: Setup, testCase: Case): Promise<Verdict> {
   const shape = testCase.pod({ proxy: settings.proxyContainer, waiter: settings.waiterContainer });
   const body: V1Pod = apiOnlyPod(`case-${randomBytes(3).toString('hex')}`, shape.spec, shape.metadata);
   const admitted = await core.createNamespacedPod({ namespace: places[testCase.place ?? 'mesh'], body, dryRun: 'All' });
-  const eligibility = decideEligibility(admitted, undefined, agentPolicy);
+  const before = new Set((body.spec?.initContainers ?? []).map((c) => c.name));
+  // A namespace labelled for injection is one whose pods belong in the mesh: the agent is asked as
+  // if it were opted in, so a mesh pod left without a waiter counts as a disagreement too.
+  const eligibility = decideEligibility(admitted, { [INITIALIZE_ANNOTATION]: 'true' }, agentPolicy);
   return {
-    waiters: (admitted.spec?.initContainers ?? []).filter((c) => c.name === settings.waiterContainer).length,
+    added: (admitted.spec?.initContainers ?? []).map((c) => c.name).filter((name) => !before.has(name)),
     agent: eligibility.eligible ? `programs (${eligibility.reason})` : `skips (${eligibility.reason})`,
+    hadWaiter: before.has(settings.waiterContainer),
   };
 }
 
-const CONFIGURATIONS: [string, (shipped: Record<string, string>) => Settings][] = [
+/** Each configuration from the agent's shipped ConfigMap (manifests/base/controller.env). */
+const CONFIGURATIONS: [string, (agent: Record<string, string>) => Settings][] = [
   [
     'as shipped (one more excluded namespace)',
-    (shipped) => ({
-      proxyContainer: shipped.proxyContainer!,
-      waiterContainer: shipped.waiterContainer!,
-      excludedNamespaces: `${shipped.excludedNamespaces},{excluded}`,
+    (agent) => ({
+      proxyContainer: agent.PNC_PROXY_CONTAINER!,
+      waiterContainer: agent.PNC_WAITER_CONTAINER!,
+      excludedNamespaces: `${agent.PNC_EXCLUDED_NAMESPACES},{excluded}`,
     }),
   ],
   // Other names, and a list the agent trims: both sides read the same words.
@@ -166,7 +177,7 @@ describe.runIf(served)('the injection policy and the agent agree on every pod sh
     );
     shippedAgent = agentConfig!.data as Record<string, string>;
     for (const [name, settingsOf] of CONFIGURATIONS) {
-      setups.set(name, await installWith(policyObjects, shippedParams, settingsOf(shippedParams.data as Record<string, string>)));
+      setups.set(name, await installWith(policyObjects, shippedParams, settingsOf(shippedAgent)));
     }
   });
   afterAll(async () => {
@@ -184,8 +195,9 @@ describe.runIf(served)('the injection policy and the agent agree on every pod sh
   describe.each(CONFIGURATIONS.map(([name]) => name))('%s', (configuration) => {
     it.each(CASES.map((c) => [c.name, c] as const))('%s', async (_name, testCase) => {
       const verdict = await judge(setups.get(configuration)!, testCase);
-      // Exactly one waiter where the agent programs the pod, none where it skips it.
-      expect(verdict).toEqual({ waiters: verdict.agent.startsWith('programs') ? 1 : 0, agent: verdict.agent });
+      // The waiter, by its configured name, where the agent programs a pod that has none yet; nothing anywhere else.
+      const expected = verdict.agent.startsWith('programs') && !verdict.hadWaiter ? [setups.get(configuration)!.settings.waiterContainer] : [];
+      expect(verdict).toEqual({ ...verdict, added: expected });
     });
   });
 });
