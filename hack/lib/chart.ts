@@ -301,7 +301,7 @@ export function kustomizeTree(renderings: Renderings): Map<string, string> {
   files.set(
     'manifests/injection/admission-policy/kustomization.yaml',
     kustomization(
-      ` Injection without Istio's injector: a MutatingAdmissionPolicy (admissionregistration.k8s.io/${KUSTOMIZE_INJECTION_API},\n served by default from Kubernetes 1.36) adds the\n init-waiter to every mesh pod created in a namespace labelled pod-network-controller.io/inject=enabled.\n The policy reads the waiter image (kustomize \`images:\` cannot reach into CEL) and its CPU\n request from the ConfigMap: override them in an overlay (configMapGenerator, behavior: merge).`,
+      ` Injection without Istio's injector: a MutatingAdmissionPolicy (admissionregistration.k8s.io/${KUSTOMIZE_INJECTION_API},\n served by default from Kubernetes 1.36) adds the\n init-waiter to every mesh pod created in a namespace labelled pod-network-controller.io/inject=enabled.\n The policy reads the waiter image (kustomize \`images:\` cannot reach into CEL), its CPU\n request, and which pods the agent programs from the ConfigMap: override them in an overlay\n (configMapGenerator, behavior: merge). proxyContainer, waiterContainer and excludedNamespaces\n must stay equal to the agent's PNC_PROXY_CONTAINER, PNC_WAITER_CONTAINER and\n PNC_EXCLUDED_NAMESPACES (the chart sets both from one value).`,
       {
         resources: ['mutating-admission-policy.yaml'],
         configMapGenerator: [generatorFor(parameterDoc, { literals: configData(parameterDoc).map(([key, value]) => `${key}=${value}`) }, false)],

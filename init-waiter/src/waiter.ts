@@ -1,7 +1,7 @@
 // The init-waiter's state machine: holds the pod until the node's controller has recorded it
 // initialized IN THIS network namespace (the netns record, lo's alias) and (unless turned off)
 // outbound capture demonstrably works; on timeout, or once an `error` mark has stood for the error grace, it
-// ends with the reason. Every effect (annotations file, self-test, timers, log, exit) is
+// ends with the reason (a restartPolicy Never pod has neither by default: an exit would fail it for good). Every effect (annotations file, self-test, timers, log, exit) is
 // injected: main.ts wires the real ones, unit tests fakes.
 import type { AnnotationsSnapshot } from './annotations-watcher.ts';
 import { EXIT, exitCodeForTimeout } from './exit-codes.ts';
@@ -82,7 +82,7 @@ export class Waiter {
     log(
       `waiting for pod-network-controller to record netns ${pod.netns} initialized (lo's alias; ${options.annotationsFile} for the mark and annotations); ` +
         `self-test ${options.validate ? `on (${pod.families.join('+')}, proxy port ${options.proxyPort})` : 'off'}; ` +
-        `uid ${pod.uid}; timeout ${options.timeoutMs / 1000} s`,
+        `uid ${pod.uid}; ${limits(options)}`,
     );
     // The record first, so the annotations' first snapshot is judged with it.
     const record = this.#deps.netnsRecord((next) => this.#guard(() => this.#onInput(() => (this.#record = next))));
@@ -91,10 +91,8 @@ export class Waiter {
     this.#stop.push(() => source.close());
     // The first snapshot may already have ended it.
     if (this.#state.name === 'done') return this.#stopAll();
-    this.#stop.push(
-      clock.every(STILL_WAITING_LOG_MS, () => log(`still waiting: ${this.#waiting.message}`)),
-      clock.after(options.timeoutMs, () => this.#onTimeout()),
-    );
+    this.#stop.push(clock.every(STILL_WAITING_LOG_MS, () => log(`still waiting: ${this.#waiting.message}`)));
+    if (options.timeoutMs !== undefined) this.#stop.push(clock.after(options.timeoutMs, () => this.#onTimeout()));
   }
 
   /** SIGTERM: the pod was deleted while waiting. */
@@ -178,22 +176,24 @@ export class Waiter {
   #onTimeout(): void {
     // The controller's Warning Events say why a mark never came (e.g. MarkWriteFailed: no room left for it in the annotations).
     const hint = this.#waiting.code === 'no-mark' ? "; the controller's Events on this pod (kubectl describe pod) say why, e.g. MarkWriteFailed" : '';
-    this.#finish(exitCodeForTimeout(this.#waiting.code), `timed out after ${this.#deps.options.timeoutMs / 1000} s: ${this.#waiting.message}${hint}`);
+    this.#finish(exitCodeForTimeout(this.#waiting.code), `timed out after ${(this.#deps.options.timeoutMs ?? 0) / 1000} s: ${this.#waiting.message}${hint}`);
   }
 
   /**
    * The controller retries a transient failure on its own (repairing the mark within seconds);
    * an error that stands this long (a refusal, a bad annotation) needs a fix. Exiting puts the reason
    * into `kubectl describe pod` at once, and the kubelet's restart of this container (with
-   * backoff) lets the pod start once the controller marks it initialized.
+   * backoff) lets the pod start once the controller marks it initialized; a Never pod runs only
+   * with a grace its owner asked for, and fails.
    */
   #onErrorGrace(): void {
     this.#cancelErrorGrace = undefined;
-    this.#finish(
-      EXIT.markError,
-      `gave up after ${this.#deps.options.errorGraceMs / 1000} s of an error mark: ${this.#waiting.message}; ` +
-        'the kubelet restarts this container, and the pod starts once the controller marks it initialized',
-    );
+    const { errorGraceMs, restartPolicy } = this.#deps.options;
+    const next =
+      restartPolicy === 'Never'
+        ? 'restartPolicy Never: the pod fails'
+        : 'the kubelet restarts this container, and the pod starts once the controller marks it initialized';
+    this.#finish(EXIT.markError, `gave up after ${(errorGraceMs ?? 0) / 1000} s of an error mark: ${this.#waiting.message}; ${next}`);
   }
 
   #wait(waiting: Waiting): void {
@@ -205,8 +205,9 @@ export class Waiter {
     if (next.message !== this.#waiting.message) this.#deps.log(`waiting: ${next.message}`);
     this.#waiting = next;
     // The grace runs from the first of a series of error marks (a new reason does not restart it).
+    const grace = this.#deps.options.errorGraceMs;
     if (next.code !== 'mark-error') this.#stopErrorGrace();
-    else this.#cancelErrorGrace ??= this.#deps.clock.after(this.#deps.options.errorGraceMs, () => this.#guard(() => this.#onErrorGrace()));
+    else if (grace !== undefined) this.#cancelErrorGrace ??= this.#deps.clock.after(grace, () => this.#guard(() => this.#onErrorGrace()));
   }
 
   /** A throw out of a transition is a bug: it ends the run as an internal error with the stack. */
@@ -235,6 +236,14 @@ export class Waiter {
     this.#cancelErrorGrace?.();
     this.#cancelErrorGrace = undefined;
   }
+}
+
+/** When it gives up, for the first log line. */
+function limits({ timeoutMs, errorGraceMs, restartPolicy }: WaiterOptions): string {
+  const timeout = timeoutMs === undefined ? 'no timeout' : `timeout ${timeoutMs / 1000} s`;
+  if (restartPolicy !== 'Never') return timeout;
+  const grace = errorGraceMs === undefined ? 'error marks waited out' : `error grace ${errorGraceMs / 1000} s`;
+  return `${timeout}, ${grace} (restartPolicy Never: a failed init container fails the pod)`;
 }
 
 function errorText(error: unknown): string {

@@ -89,6 +89,9 @@ const matrix: [string, object, (objects: Manifest[]) => void][] = [
       expect(findManifest(objects, 'ConfigMap', 'pod-network-controller-injection').data).toEqual({
         image: 'ghcr.io/pod-network-controller/init-waiter:0.1.0',
         cpuRequest: '10m',
+        proxyContainer: 'istio-proxy',
+        waiterContainer: 'pnc-init-waiter',
+        excludedNamespaces: 'kube-system',
       });
       expect(objects.some((o) => o.metadata.name === 'pod-network-controller-scc')).toBe(false);
       expect(daemonSetOf(objects).spec.template.spec.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
@@ -178,11 +181,16 @@ const matrix: [string, object, (objects: Manifest[]) => void][] = [
         logLevel: 'debug',
       });
       expect(container.ports[0].containerPort).toBe(9200);
-      // The injection follows the container names the agent is told.
-      const policy = findManifest(objects, 'MutatingAdmissionPolicy');
-      expect(JSON.stringify(policy.spec.matchConditions)).toContain("c.name == 'envoy'");
-      expect(JSON.stringify(policy.spec.matchConditions)).toContain("c.name == 'mesh-waiter'");
-      expect(policy.spec.mutations[0].jsonPatch.expression).toContain('name: "mesh-waiter"');
+      // The injection's parameters carry the same values as the agent's settings, so the policy
+      // injects exactly the pods the agent programs (test/cluster/injection-eligibility.test.ts).
+      const agent = findManifest(objects, 'ConfigMap', 'pod-network-controller-config').data;
+      expect(findManifest(objects, 'ConfigMap', 'pod-network-controller-injection').data).toMatchObject({
+        proxyContainer: agent.PNC_PROXY_CONTAINER,
+        waiterContainer: agent.PNC_WAITER_CONTAINER,
+        excludedNamespaces: agent.PNC_EXCLUDED_NAMESPACES,
+      });
+      expect(agent.PNC_PROXY_CONTAINER).toBe('envoy');
+      expect(agent.PNC_EXCLUDED_NAMESPACES).toBe('kube-system,monitoring');
     },
   ],
   [

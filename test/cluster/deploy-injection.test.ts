@@ -108,6 +108,11 @@ describe.runIf(served)('the MutatingAdmissionPolicy', () => {
     expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['pnc-init-waiter', 'istio-proxy']);
   });
 
+  it("tells the waiter a Job pod's restartPolicy Never (a failed init container would fail the pod for good)", async () => {
+    const pod = await createAndReadBack(meshPod('job', { restartPolicy: 'Never' }));
+    expect(pod.spec?.initContainers).toEqual([{ ...expectedWaiter(), env: [{ name: 'PNC_WAITER_RESTART_POLICY', value: 'Never' }] }]);
+  });
+
   it('leaves a pod without istio-proxy alone', async () => {
     const pod = await createAndReadBack(apiOnlyPod('no-proxy', { securityContext: podSecurity, containers: [app] }));
     expect(pod.spec?.initContainers).toBeUndefined();
@@ -122,10 +127,16 @@ describe.runIf(served)('the MutatingAdmissionPolicy', () => {
 
   it("takes the waiter's CPU request from the ConfigMap's optional cpuRequest: 500m (the limit) keeps a Guaranteed pod Guaranteed, no key gives the 10m default", async () => {
     const objects = await kustomize('manifests/injection/admission-policy');
+    // The shipped parameters without cpuRequest.
+    const shipped = Object.fromEntries(
+      Object.entries(findManifest(objects, 'ConfigMap', 'pod-network-controller-injection').data as Record<string, string>).filter(
+        ([key]) => key !== 'cpuRequest',
+      ),
+    );
     const guaranteed = { limits: { cpu: '100m', memory: '64Mi' } };
     const cases: [string, Record<string, string>, string, string][] = [
-      ['g', { image: waiterImage, cpuRequest: '500m' }, '500m', 'Guaranteed'],
-      ['d', { image: waiterImage }, '10m', 'Burstable'],
+      ['g', { ...shipped, cpuRequest: '500m' }, '500m', 'Guaranteed'],
+      ['d', shipped, '10m', 'Burstable'],
     ];
     for (const [variant, data, cpu, qosClass] of cases) {
       const scope = `${run}-${variant}`;
@@ -167,9 +178,12 @@ describe('the Istio sidecar-injector template override', () => {
     const overlay = parse(values.sidecarInjectorWebhook.templates['pnc-init-waiter']) as { spec: { initContainers: V1Container[]; volumes: V1Volume[] } };
     const [waiter] = overlay.spec.initContainers;
     expect(overlay.spec.initContainers).toHaveLength(1);
-    const { args, ...rest } = waiter!;
+    const { args, env, ...others } = waiter!;
+    const rest = { ...others, env: undefined };
     expect(args).toEqual(['--validate=false']);
-    expect(rest).toEqual(snippet.initContainer);
+    // Istio's template data holds the pod's spec: the same variable, from the pod being injected.
+    expect(env).toEqual([{ name: 'PNC_WAITER_RESTART_POLICY', value: '{{ .Spec.RestartPolicy }}' }]);
+    expect(rest).toEqual({ ...snippet.initContainer, env: undefined });
     expect(overlay.spec.volumes).toEqual([snippet.volume]);
   });
 });

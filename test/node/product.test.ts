@@ -1,7 +1,7 @@
 // The product on a real node, installed as a user would (the node global setup runs
 // hack/local-cluster.sh deploy): the DaemonSet's agent, the admission-policy injection of the
 // init-waiter, real pods from the images built from our Dockerfile, real sandbox netns.
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -215,6 +215,80 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
       await core.deleteNamespacedPod({ namespace: mesh, name: 'elsewhere', gracePeriodSeconds: 0 }).catch(() => undefined);
       await core.deleteNode({ name: elsewhere }).catch(() => undefined);
       await removeDeployment(kc, mesh, 'held');
+    }
+  });
+
+  it("completes a Job whose restartPolicy Never mesh pod waits 30 s for a late agent: the waiter, told the pod's restart policy, neither times out nor gives up", async () => {
+    const core = kc.makeApiClient(CoreV1Api);
+    const batch = kc.makeApiClient(BatchV1Api);
+    const name = 'late-agent';
+    const { containers, ...spec } = standInPod(name, 'mesh').spec!;
+    const app = containers.find((c) => c.name === 'app')!;
+    const proxy = containers.find((c) => c.name === 'istio-proxy')!;
+    await stopAgent(kc);
+    try {
+      await batch.createNamespacedJob({
+        namespace: mesh,
+        body: {
+          metadata: { name },
+          spec: {
+            // One failed pod fails the Job: a waiter that gave up would end it.
+            backoffLimit: 0,
+            template: {
+              metadata: { labels: { app: name } },
+              spec: {
+                ...spec,
+                restartPolicy: 'Never',
+                // A native sidecar: a classic one never exits, and the Job would never complete.
+                initContainers: [{ ...proxy, restartPolicy: 'Always' }],
+                // Done once its connection went through the redirect to the proxy, which answers.
+                containers: [{ ...app, args: ['connect', '203.0.113.250', '80'] }],
+              },
+            },
+          },
+        },
+      });
+      const waiting = await poll('the Job pod to run its waiter', async () => {
+        const [pod] = await podsOf(kc, mesh, name);
+        return pod?.status?.initContainerStatuses?.find((s) => s.name === WAITER_CONTAINER)?.state?.running ? pod : undefined;
+      });
+      const podName = waiting.metadata!.name!;
+      expect(waiting.spec?.initContainers?.map((c) => c.name)).toEqual([WAITER_CONTAINER, 'istio-proxy']);
+      expect(waiting.spec?.initContainers?.[0]?.env).toEqual([{ name: 'PNC_WAITER_RESTART_POLICY', value: 'Never' }]);
+      // Twice the error grace of a pod that is restarted, six times istio-validation's 5 s.
+      await new Promise((resolve) => setTimeout(resolve, 30_000));
+      const held = await core.readNamespacedPod({ namespace: mesh, name: podName });
+      expect(held.status?.phase).toBe('Pending');
+      const waiter = held.status?.initContainerStatuses?.find((s) => s.name === WAITER_CONTAINER);
+      expect(waiter?.state?.running).toBeDefined();
+      expect(waiter?.restartCount).toBe(0);
+
+      await startAgent(kc);
+      const job = await poll(
+        'the Job to complete',
+        async () => {
+          const current = await batch.readNamespacedJob({ namespace: mesh, name });
+          if (current.status?.failed) throw new Error(`the Job failed: ${JSON.stringify(current.status)}`);
+          return current.status?.succeeded === 1 ? current : undefined;
+        },
+        120_000,
+      );
+      expect(job.status?.failed ?? 0).toBe(0);
+      const done = await core.readNamespacedPod({ namespace: mesh, name: podName });
+      expect(done.status?.phase).toBe('Succeeded');
+      expect(markOf(done)?.state).toBe('initialized');
+      const log = await k(['-n', mesh, 'logs', podName, '-c', WAITER_CONTAINER]);
+      expect(log).toMatch(/; no timeout, error marks waited out \(restartPolicy Never: a failed init container fails the pod\)$/m);
+      expect(log).toMatch(/still waiting: /);
+      expect(log).toMatch(/\] ready: .*\(exit 0,/);
+    } finally {
+      const daemonSet = await kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace: AGENT_NAMESPACE, name: 'pod-network-controller' });
+      if (daemonSet.spec?.template.spec?.nodeSelector?.[NO_AGENT_LABEL]) await startAgent(kc);
+      await batch.deleteNamespacedJob({ namespace: mesh, name, propagationPolicy: 'Foreground' }).catch(() => undefined);
+      await poll(`the pods of ${name} to be gone`, async () => {
+        const pods = await core.listNamespacedPod({ namespace: mesh, labelSelector: `app=${name}` });
+        return pods.items.length === 0 ? true : undefined;
+      });
     }
   });
 

@@ -81,6 +81,7 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   // istio-iptables (istio-validation)
   '--run-validation',
   '--skip-rule-apply',
+  '--probe-timeout',
   // docker, buildah, mmdebstrap
   '--target',
   '--layers',

@@ -548,6 +548,64 @@ describe('Waiter', () => {
     });
   });
 
+  describe("in a restartPolicy Never pod (a Job's), where any exit but 0 fails the pod for good", () => {
+    const NEVER = parseOptions([], { PNC_WAITER_RESTART_POLICY: 'Never' });
+
+    it('outlasts an agent that is late and then marks errors for minutes, logging as it waits, and passes on its own mark', () => {
+      const run = setup({ options: { ...NEVER, validate: false } });
+      run.waiter.start();
+      expect(run.logs[0]).toMatch(/; no timeout, error marks waited out \(restartPolicy Never: a failed init container fails the pod\)$/);
+      // Far past the default timeout (300 s) with no mark at all: an agent restarting, an API outage.
+      run.clock.advance(600_000);
+      run.publish(withMark({ state: 'error', reason: 'iptables-restore exit 4' }));
+      // Far past the default error grace (15 s).
+      run.clock.advance(120_000);
+      expect(run.exits).toEqual([]);
+      expect(run.waiter.phase).toBe('waiting');
+      expect(run.logs.filter((line) => line.startsWith('still waiting: '))).toHaveLength(144);
+      expect(run.logs.at(-1)).toBe(`still waiting: ${STATUS_ANNOTATION} is error: iptables-restore exit 4`);
+      run.publish(OURS);
+      expect(run.ended()).toEqual({
+        code: EXIT.ready,
+        message: `ready: pod-network-controller recorded netns ${OWN} initialized (${RECORDED}); self-test off`,
+      });
+    });
+
+    it('keeps retrying a failing self-test past the default timeout', async () => {
+      const run = setup({ options: NEVER });
+      run.waiter.start();
+      run.publish(OURS);
+      for (let attempt = 0; attempt < 400; attempt++) {
+        run.selfTests[attempt]?.settle(FAILED);
+        await settled();
+        run.clock.advance(SELF_TEST_RETRY_MS);
+      }
+      expect(run.exits).toEqual([]);
+      run.selfTests[400]?.settle(PASSED);
+      await settled();
+      expect(run.ended().code).toBe(EXIT.ready);
+    });
+
+    it('still ends on a timeout and an error grace its owner set, saying the pod fails', () => {
+      const timed = setup({ options: { ...parseOptions(['--timeout', '30'], { PNC_WAITER_RESTART_POLICY: 'Never' }) } });
+      timed.waiter.start();
+      expect(timed.logs[0]).toMatch(/; timeout 30 s, error marks waited out \(restartPolicy Never/);
+      timed.clock.advance(30_000);
+      expect(timed.ended().code).toBe(EXIT.noMark);
+
+      const graced = setup({
+        first: withMark({ state: 'error', reason: 'bad annotation' }),
+        options: parseOptions(['--error-grace', '5'], { PNC_WAITER_RESTART_POLICY: 'Never' }),
+      });
+      graced.waiter.start();
+      graced.clock.advance(5_000);
+      expect(graced.ended()).toEqual({
+        code: EXIT.markError,
+        message: `gave up after 5 s of an error mark: ${STATUS_ANNOTATION} is error: bad annotation; restartPolicy Never: the pod fails`,
+      });
+    });
+  });
+
   it('on SIGTERM ends with 143 and what it was waiting for', () => {
     const run = setup({ first: withMark({ state: 'pending', reason: 'netns not found yet' }) });
     run.waiter.start();
