@@ -60,13 +60,18 @@ ipv4_number() {
 # Prints each IPv4 address the machine is talking to (its nameservers, its TCP connections' peers)
 # that lies in one of our ranges: reached through the uplink, it would be shadowed by ours.
 host_range_destinations() {
-  local peer number range base bits
+  local peer number range base bits route dev
   {
     sed -n 's/^nameserver[[:space:]]*//p' /etc/resolv.conf 2>/dev/null
     ss -Htn4 2>/dev/null | awk '{print $5}' | sed 's/:[0-9]*$//'
   } | sort -u | while IFS= read -r peer; do
     number=$(ipv4_number "$peer")
     [[ -n "$number" ]] || continue
+    # Our own nodes and pods (a local address, or one of our links) are not the machine's.
+    route=$(ip -o -4 route get "$peer" 2>/dev/null || true)
+    [[ "$route" == local* ]] && continue
+    dev=$(awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}' <<<"$route")
+    [[ -n "$dev" && ( "$dev" == lo || "$dev" =~ $OUR_LINK_PATTERN ) ]] && continue
     for range in "${HOST_V4_RANGES[@]}"; do
       base=$(ipv4_number "${range%/*}") bits=${range#*/}
       if (((number >> (32 - bits)) == (base >> (32 - bits)))); then echo "$range holds $peer, which the machine talks to"; fi

@@ -162,8 +162,13 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
   it('schedules the agent on Linux nodes only: a Windows node gets no agent pod to hold the rollout', async () => {
     const core = kc.makeApiClient(CoreV1Api);
     const fakes = { linux: `pnc-linux-${mesh}`, windows: `pnc-windows-${mesh}` };
+    // A DaemonSet pod names its node in a nodeAffinity term and gets spec.nodeName only when bound,
+    // which a fake node without capacity never allows.
+    const targetNode = (pod: V1Pod) =>
+      pod.spec?.nodeName ??
+      pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms[0]?.matchFields?.[0]?.values?.[0];
     const onNode = async (node: string) =>
-      (await core.listNamespacedPod({ namespace: AGENT_NAMESPACE, labelSelector: AGENT_SELECTOR })).items.filter((p) => p.spec?.nodeName === node);
+      (await core.listNamespacedPod({ namespace: AGENT_NAMESPACE, labelSelector: AGENT_SELECTOR })).items.filter((p) => targetNode(p) === node);
     try {
       for (const [os, name] of Object.entries(fakes)) await core.createNode({ body: { metadata: { name, labels: { 'kubernetes.io/os': os } } } });
       // The DaemonSet controller has acted on both nodes once the Linux one has its (never running) pod.
