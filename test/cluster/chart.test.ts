@@ -64,6 +64,8 @@ const everySetting = {
   waiterContainer: 'mesh-waiter',
   excludedNamespaces: ['kube-system', 'monitoring'],
   allowProxyUidApps: true,
+  bypassPolicy: 'strict',
+  runtimeDefaultCapabilities: ['CHOWN', 'NET_BIND_SERVICE'],
   iptablesMode: 'nft',
   iptablesLockTimeout: 30,
   httpPort: 9200,
@@ -159,14 +161,22 @@ const matrix: [string, object, (objects: Manifest[]) => void][] = [
     (objects) => {
       const container = containerOf(objects);
       const data = findManifest(objects, 'ConfigMap', container.envFrom[0].configMapRef.name).data;
-      const config = parseConfig({ ...data, NODE_NAME: 'node-1', POD_NAMESPACE: INSTALL_NAMESPACE }, []);
-      expect({ ...config, excludedNamespaces: [...config.excludedNamespaces] }).toEqual({
+      const podUid = '0b5c2a52-8f0e-4c44-9c51-3f3a6c0d2e11';
+      const config = parseConfig({ ...data, NODE_NAME: 'node-1', POD_NAMESPACE: INSTALL_NAMESPACE, POD_UID: podUid }, []);
+      expect({
+        ...config,
+        excludedNamespaces: [...config.excludedNamespaces],
+        runtimeDefaultCapabilities: [...config.runtimeDefaultCapabilities],
+      }).toEqual({
         nodeName: 'node-1',
         podNamespace: INSTALL_NAMESPACE,
+        podUid,
         proxyContainer: 'envoy',
         waiterContainer: 'mesh-waiter',
         excludedNamespaces: ['kube-system', 'monitoring', INSTALL_NAMESPACE],
         allowProxyUidApps: true,
+        bypassPolicy: 'strict',
+        runtimeDefaultCapabilities: ['CHOWN', 'NET_BIND_SERVICE'],
         iptablesMode: 'nft',
         iptablesLockTimeout: 30,
         httpPort: 9200,
@@ -265,12 +275,11 @@ describe('helm lint --strict and the schema over the values matrix', () => {
   });
 
   it.each([
-    ['', '1.34.4', 'admissionregistration.k8s.io/v1beta1'],
     ['', '1.35.0', 'admissionregistration.k8s.io/v1beta1'],
     ['', '1.36.0', 'admissionregistration.k8s.io/v1'],
     ['', '1.37.2', 'admissionregistration.k8s.io/v1'],
     ['v1beta1', '1.37.2', 'admissionregistration.k8s.io/v1beta1'],
-    ['v1', '1.34.4', 'admissionregistration.k8s.io/v1'],
+    ['v1', '1.35.4', 'admissionregistration.k8s.io/v1'],
   ])('injection.apiVersion=%j on Kubernetes %s renders %s', (apiVersion, kubeVersion, expected) => {
     const objects = template({ injection: { apiVersion } }, ['--kube-version', kubeVersion]);
     expect(findManifest(objects, 'MutatingAdmissionPolicy').apiVersion).toBe(expected);
