@@ -413,7 +413,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const crictl = async (args: string[]) =>
       (
         await execFileAsync(join(inject('binDir'), 'crictl'), args, {
-          env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('containerdAddress')}` },
+          env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('criSocket')}` },
         })
       ).stdout.trim();
     const sandboxId = await crictl(['pods', '--namespace', mesh, '--name', name, '--state', 'ready', '-q']);
