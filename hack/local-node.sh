@@ -80,14 +80,14 @@ runtime_process() { if [[ $1 == cri-o ]]; then echo crio; else echo containerd; 
 
 # --- preflight -------------------------------------------------------------------------
 INSTALL_HINT="apt-get install containerd runc containernetworking-plugins iptables iproute2 gcc libc6-dev"
-CRIO_INSTALL_HINT="apt-get install conmon runc skopeo containernetworking-plugins iptables iproute2 gcc libc6-dev libseccomp-dev"
+CRIO_INSTALL_HINT="apt-get install conmon runc skopeo jq containernetworking-plugins iptables iproute2 gcc libc6-dev libseccomp-dev"
 cmd_check() {
   [[ $(id -u) == 0 ]] || die "a real node needs root (netns, cgroups, mounts, bridges)"
   local tool runtime
   runtime=$(node_runtime)
   if [[ $runtime == cri-o ]]; then
     # crio and pinns themselves are built by hack/build-crio.sh at `up`.
-    for tool in conmon runc skopeo iptables ip6tables ip cc openssl; do
+    for tool in conmon runc skopeo jq iptables ip6tables ip cc openssl; do
       command -v "$tool" >/dev/null || die "missing $tool (the CRI-O node needs it): install it with: $CRIO_INSTALL_HINT"
     done
   else
@@ -486,7 +486,9 @@ EOF
 # dir, the pinned namespaces, conmon's exit files and attach sockets, the runc root) in its run/.
 # It reads no host config: its own config dir, storage.conf and registries.conf (the
 # CONTAINERS_* variables start_crio sets), its own signature policy. Off what would touch the
-# host: NRI's socket, hostport iptables chains, irqbalance files, metrics, CRIU.
+# host: NRI's socket, hostport iptables chains, irqbalance files, metrics, CRIU. runc runs
+# through hack/crio-runc.sh, which does what containerd's restrict_oom_score_adj and
+# disable_hugetlb_controller do (CRI-O has neither).
 write_crio_config() {
   local r=$CRIO_DIR
   mkdir -p "$r/root" "$r/run" "$r/crio.conf.d" "$r/hooks.d" "$r/cdi" "$r/policies" "$r/keys"
@@ -532,7 +534,7 @@ irqbalance_config_file = "$r/irqbalance"
 irqbalance_config_restore_file = "disable"
 
 [crio.runtime.runtimes.runc]
-runtime_path = "$(command -v runc)"
+runtime_path = "$HACK_DIR/crio-runc.sh"
 runtime_type = "oci"
 runtime_root = "$r/run/runc"
 monitor_path = "$(command -v conmon)"
