@@ -212,6 +212,13 @@ describe('cgroupViewOf', () => {
       own,
       { kind: 'host' },
     ],
+    // CRI-O on cgroup v1 gives the DaemonSet's container no cgroup namespace of its own: the agent reads host paths.
+    [
+      'recorded on a real node (CRI-O 1.34, cgroupfs, cgroup v1 hybrid): the agent itself',
+      `9:name=systemd:/pnc-node-0/kubepods/burstable/pod${own}/crio-${id}\n4:memory:/pnc-node-0/kubepods/burstable/pod${own}/crio-${id}\n0::/pnc-node-0/kubepods/burstable/pod${own}/crio-${id}\n`,
+      own,
+      { kind: 'host' },
+    ],
     ['one line off the root', '4:memory:/process_api/x\n0::/\n', own, { kind: 'host' }],
     ['unreadable', '', own, { kind: 'host' }],
   ])('%s', (_source, text, ownPodUid, view) => {
