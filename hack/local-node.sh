@@ -66,13 +66,12 @@ slot_vars() {
 
 # --- runtime -------------------------------------------------------------------------
 RUNTIMES=(containerd cri-o)
-# The node's runtime: what `up` recorded, else what PNC_NODE_RUNTIME asks for.
-node_runtime() {
-  local runtime
-  runtime=$(cat "$NODE_DIR/runtime" 2>/dev/null || echo "${PNC_NODE_RUNTIME:-containerd}")
-  case $runtime in
-    containerd | cri-o) echo "$runtime" ;;
-    *) die "PNC_NODE_RUNTIME=$runtime is not a runtime this node runs (${RUNTIMES[*]})" ;;
+# Sets RUNTIME, the node's runtime: what `up` recorded, else what PNC_NODE_RUNTIME asks for.
+load_runtime() {
+  RUNTIME=$(cat "$NODE_DIR/runtime" 2>/dev/null || echo "${PNC_NODE_RUNTIME:-containerd}")
+  case $RUNTIME in
+    containerd | cri-o) ;;
+    *) die "PNC_NODE_RUNTIME=$RUNTIME is not a runtime this node runs (${RUNTIMES[*]})" ;;
   esac
 }
 # The process that serves the CRI, as recorded by launch.
@@ -83,9 +82,9 @@ INSTALL_HINT="apt-get install containerd runc containernetworking-plugins iptabl
 CRIO_INSTALL_HINT="apt-get install conmon runc skopeo jq containernetworking-plugins iptables iproute2 gcc libc6-dev libseccomp-dev"
 cmd_check() {
   [[ $(id -u) == 0 ]] || die "a real node needs root (netns, cgroups, mounts, bridges)"
-  local tool runtime
-  runtime=$(node_runtime)
-  if [[ $runtime == cri-o ]]; then
+  local tool
+  load_runtime
+  if [[ $RUNTIME == cri-o ]]; then
     # crio and pinns themselves are built by hack/build-crio.sh at `up`.
     for tool in conmon runc skopeo jq iptables ip6tables ip cc openssl; do
       command -v "$tool" >/dev/null || die "missing $tool (the CRI-O node needs it): install it with: $CRIO_INSTALL_HINT"
@@ -738,7 +737,7 @@ cmd_up() {
   lock_slots
   SLOT=$(claim_slot)
   slot_vars "$SLOT"
-  RUNTIME=$(node_runtime)
+  load_runtime
   if recorded_pid kubelet >/dev/null && recorded_pid "$(runtime_process "$RUNTIME")" >/dev/null && [[ -f "$NODE_DIR/node.env" ]]; then
     flock -u 8
     [[ -z "${PNC_NODE_RUNTIME:-}" || "$PNC_NODE_RUNTIME" == "$RUNTIME" ]] ||
@@ -751,7 +750,7 @@ cmd_up() {
   # Leftovers of a crash of this node: start from nothing, with the runtime asked for now.
   remove_host_traces
   rm -f "$NODE_DIR/node.env" "$NODE_DIR/runtime"
-  RUNTIME=$(node_runtime)
+  load_runtime
   echo "$RUNTIME" >"$NODE_DIR/runtime"
   runtime_vars "$RUNTIME"
   record_host_state
@@ -798,7 +797,7 @@ cmd_reboot() {
   [[ -f "$NODE_DIR/slot" ]] || die "no node in $STATE_DIR"
   SLOT=$(<"$NODE_DIR/slot")
   slot_vars "$SLOT"
-  RUNTIME=$(node_runtime)
+  load_runtime
   runtime_vars "$RUNTIME"
   runtime_binaries
   local pid
