@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the product on the local cluster's real node the way a user would: the images
-# built from the Dockerfile (hack/build-images.sh) imported into the node's containerd, then
+# built from the Dockerfile (hack/build-images.sh) imported into the node's runtime (containerd
+# or CRI-O), then
 # `kubectl apply -k` of the `kubernetes` overlay plus the MutatingAdmissionPolicy injection,
 # through a generated kustomization that changes nothing but the image names. Waits until
 # the DaemonSet's pod is Ready. Run through `hack/local-cluster.sh deploy` after `up --with-node`.
@@ -63,14 +64,20 @@ env_value() { sed -n "s/^$1=//p" "$2" 2>/dev/null | tail -n1; }
 [[ -f "$STATE_DIR/node/node.env" ]] || die "no node in $STATE_DIR: start one with: bash hack/local-cluster.sh up --with-node"
 BIN_DIR=$(env_value BIN_DIR "$STATE_DIR/cluster.env")
 KUBECONFIG=$(env_value KUBECONFIG "$STATE_DIR/cluster.env")
+CRI_ENDPOINT=$(env_value CRI_ENDPOINT "$STATE_DIR/node/node.env")
+# Where hack/build-images.sh --import puts the images: one of the two is set.
 CONTAINERD_ADDRESS=$(env_value CONTAINERD_ADDRESS "$STATE_DIR/node/node.env")
-[[ -x "$BIN_DIR/kubectl" && -f "$KUBECONFIG" && -S "$CONTAINERD_ADDRESS" ]] ||
-  die "the cluster in $STATE_DIR is not running (kubectl, kubeconfig or containerd socket missing): bash hack/local-cluster.sh up --with-node"
-export KUBECONFIG CONTAINERD_ADDRESS
+CRIO_STORAGE_CONF=$(env_value CRIO_STORAGE_CONF "$STATE_DIR/node/node.env")
+[[ -x "$BIN_DIR/kubectl" && -f "$KUBECONFIG" && -S "${CRI_ENDPOINT#unix://}" ]] ||
+  die "the cluster in $STATE_DIR is not running (kubectl, kubeconfig or the runtime's socket missing): bash hack/local-cluster.sh up --with-node"
+export KUBECONFIG CONTAINERD_ADDRESS CRIO_STORAGE_CONF
 kubectl() { "$BIN_DIR/kubectl" "$@"; }
 
 start=$SECONDS
-controller_digest() { ctr -n k8s.io -a "$CONTAINERD_ADDRESS" images ls "name==$CONTROLLER_IMAGE:$TAG" | awk 'NR == 2 {print $3}'; }
+# The image's id as the runtime reports it (any runtime: through the CRI).
+controller_digest() {
+  "$BIN_DIR/crictl" --runtime-endpoint "$CRI_ENDPOINT" inspecti -o go-template --template '{{.status.id}}' "$CONTROLLER_IMAGE:$TAG" 2>/dev/null || true
+}
 before=$(controller_digest)
 bash "$ROOT/hack/build-images.sh" --import >/dev/null
 

@@ -1,5 +1,5 @@
 // The local cluster's real node (hack/local-cluster.sh up --with-node): a kubelet and
-// containerd that run workloads from locally imported images, scheduled by kube-scheduler and
+// containerd (or CRI-O) that run workloads from locally imported images, scheduled by kube-scheduler and
 // managed by the controllers, on a dual-stack bridge network that stays on the node.
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
@@ -104,14 +104,20 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     expect(clashes).toEqual([]);
   });
 
-  it("exports the node's containerd socket from `env`, where the imported images are", () => {
+  it("exports the node's CRI endpoint and where images go from `env`; the runtime holds the imported pause image", () => {
     const env = execFileSync('bash', [fileURLToPath(new URL('../../hack/local-cluster.sh', import.meta.url)), 'env'], {
       encoding: 'utf8',
       env: { ...process.env, PNC_CLUSTER_DIR: inject('clusterDir') },
     });
-    const address = inject('containerdAddress');
-    expect(env).toContain(`export CONTAINERD_ADDRESS=${address} CONTAINERD_NAMESPACE=k8s.io CONTAINER_RUNTIME_ENDPOINT=unix://${address}\n`);
-    expect(execFileSync('ctr', ['--address', address, '--namespace', 'k8s.io', 'images', 'ls', '-q'], { encoding: 'utf8' }).split('\n')).toContain(PAUSE_IMAGE);
+    const socket = inject('criSocket');
+    if (inject('nodeRuntime') === 'cri-o') {
+      expect(env).toContain(`export CRIO_STORAGE_CONF=${inject('clusterDir')}/node/crio/storage.conf CONTAINER_RUNTIME_ENDPOINT=unix://${socket}\n`);
+    } else {
+      expect(env).toContain(`export CONTAINERD_ADDRESS=${socket} CONTAINERD_NAMESPACE=k8s.io CONTAINER_RUNTIME_ENDPOINT=unix://${socket}\n`);
+    }
+    const listed = execFileSync(`${inject('binDir')}/crictl`, ['--runtime-endpoint', `unix://${socket}`, 'images', '-o', 'json'], { encoding: 'utf8' });
+    const images = (JSON.parse(listed) as { images: { repoTags?: string[] }[] }).images;
+    expect(images.flatMap((image) => image.repoTags ?? [])).toContain(PAUSE_IMAGE);
   });
 
   it("runs a Deployment's pod from a locally imported image, with IPv4 and IPv6 from the node's ranges", async () => {

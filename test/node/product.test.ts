@@ -5,7 +5,7 @@ import { AppsV1Api, BatchV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ownerOfCgroupFile } from '../../controller/src/agent/cgroup-path.ts';
@@ -492,12 +492,21 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const crictl = async (args: string[]) =>
       (
         await execFileAsync(join(inject('binDir'), 'crictl'), args, {
-          env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('containerdAddress')}` },
+          env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('criSocket')}` },
         })
       ).stdout.trim();
     const sandboxId = await crictl(['pods', '--namespace', mesh, '--name', name, '--state', 'ready', '-q']);
-    const pid = await crictl(['inspectp', '-o', 'go-template', '--template', '{{.info.pid}}', sandboxId]);
-    expect((await new NetnsFinder({ procRoot: '/proc' }).find(pod!.metadata!.uid!, 0))?.pid).toBe(Number(pid));
+    const found = await new NetnsFinder({ procRoot: '/proc' }).find(pod!.metadata!.uid!, 0);
+    let pid: string;
+    if (inject('nodeRuntime') === 'cri-o') {
+      // CRI-O drops the infra container: no sandbox PID, so a container's, as docs/operating.md says.
+      const appId = await crictl(['ps', '--pod', sandboxId, '--name', 'app', '-q']);
+      pid = await crictl(['inspect', '-o', 'go-template', '--template', '{{.info.pid}}', appId]);
+      expect(found?.inode).toBe((await stat(`/proc/${pid}/ns/net`)).ino);
+    } else {
+      pid = await crictl(['inspectp', '-o', 'go-template', '--template', '{{.info.pid}}', sandboxId]);
+      expect(found?.pid).toBe(Number(pid));
+    }
     const yaml = await k(['get', 'pod', '-n', mesh, name, '-o', 'yaml']);
     const verify = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const child = execFile(
