@@ -38,7 +38,7 @@ CLUSTER_ENV="$STATE_DIR/cluster.env"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler scc-admission)
 KCM_CONTROLLERS=serviceaccount,namespace,garbagecollector
 # What a node and its DaemonSets and Deployments need besides.
-KCM_NODE_CONTROLLERS=$KCM_CONTROLLERS,serviceaccount-token,root-ca-cert-publisher,daemonset,replicaset,deployment,nodelifecycle,podgc
+KCM_NODE_CONTROLLERS=$KCM_CONTROLLERS,serviceaccount-token,root-ca-cert-publisher,daemonset,replicaset,deployment,job,nodelifecycle,podgc,clusterrole-aggregation
 MIN_KUBECTL_MINOR=30
 
 log() { echo "local-cluster: $*" >&2; }

@@ -136,7 +136,8 @@ cgroup_dirs() {
 kill_pods() {
   local i dir pids
   for ((i = 0; i < 50; i++)); do
-    pids=$(cgroup_dirs | while read -r dir; do find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null; done | sort -u)
+    # Cgroups vanish while find walks them (their last process died): not an error here.
+    pids=$(cgroup_dirs | while read -r dir; do find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null || true; done | sort -u)
     [[ -z "$pids" ]] && return 0
     # shellcheck disable=SC2086 # one pid per word
     kill -KILL $pids 2>/dev/null || true

@@ -178,6 +178,10 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
       expect(daemonSet.status?.desiredNumberScheduled).toBe(2);
     } finally {
       for (const name of Object.values(fakes)) await core.deleteNode({ name }).catch(() => undefined);
+      // Never bound, so nothing collects them soon; a Pending agent pod would hold the rollouts of the tests after this.
+      for (const pod of [...(await onNode(fakes.linux)), ...(await onNode(fakes.windows))]) {
+        await core.deleteNamespacedPod({ namespace: AGENT_NAMESPACE, name: pod.metadata!.name!, gracePeriodSeconds: 0 }).catch(() => undefined);
+      }
       await poll("the fake nodes' agent pods to be gone", async () => ((await onNode(fakes.linux)).length === 0 ? true : undefined));
     }
   });
@@ -247,7 +251,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
                 // A native sidecar: a classic one never exits, and the Job would never complete.
                 initContainers: [{ ...proxy, restartPolicy: 'Always' }],
                 // Done once its connection went through the redirect to the proxy, which answers.
-                containers: [{ ...app, args: ['connect', '203.0.113.250', '80'] }],
+                containers: [{ ...app, args: ['connect', '198.51.100.230', '80'] }],
               },
             },
           },
