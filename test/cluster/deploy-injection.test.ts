@@ -181,8 +181,8 @@ describe('the Istio sidecar-injector template override', () => {
     const { args, env, ...others } = waiter!;
     const rest = { ...others, env: undefined };
     expect(args).toEqual(['--validate=false']);
-    // Istio's template data holds the pod's spec: the same variable, from the pod being injected.
-    expect(env).toEqual([{ name: 'PNC_WAITER_RESTART_POLICY', value: '{{ .Spec.RestartPolicy }}' }]);
+    // Istio's template data holds the pod's spec: the same variable, from the pod being injected (Always when not yet defaulted).
+    expect(env).toEqual([{ name: 'PNC_WAITER_RESTART_POLICY', value: '{{ or .Spec.RestartPolicy "Always" }}' }]);
     expect(rest).toEqual({ ...snippet.initContainer, env: undefined });
     expect(overlay.spec.volumes).toEqual([snippet.volume]);
   });
