@@ -10,6 +10,8 @@
 #
 #   hack/build-images.sh            build (layer cache: a warm build takes seconds)
 #   hack/build-images.sh --import   also import them into containerd ($CONTAINERD_ADDRESS, namespace k8s.io)
+#   hack/build-images.sh --export   also write them as OCI archives, each printed as `archive <path>`
+#                                   (the VM node copies them into its guest)
 #
 # The Dockerfile's base images come from its ARGs: NODE_IMAGE gets a node:24-slim stand-in
 # (Debian bookworm minbase from mmdebstrap + Node, npm and corepack from their npm packages,
@@ -38,12 +40,14 @@ log() { echo "build-images: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 import=0
+export=0
 istio_proxy=0
 for arg in "$@"; do
   case $arg in
     --import) import=1 ;;
+    --export) export=1 ;;
     --istio-proxy) istio_proxy=1 ;;
-    *) sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    *) sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
   esac
 done
 
@@ -274,13 +278,16 @@ if ((istio_proxy)); then
   build_istio_proxy
   images+=("$REPO/istio-proxy:$TAG")
 fi
-if ((import)); then
+archives=()
+if ((import || export)); then
   for image in "${images[@]}"; do
     name=${image#"$REPO/"}
     archive="$OUT_DIR/${name%%:*}.oci.tar"
     export_image "$image" "$archive"
-    import_image "$image" "$archive"
+    archives+=("$archive")
+    if ((import)); then import_image "$image" "$archive"; fi
   done
 fi
 log "done in $((SECONDS - start)) s"
 printf '%s\n' "${images[@]}"
+if ((export)); then printf 'archive %s\n' "${archives[@]}"; fi

@@ -52,19 +52,29 @@ if [[ ${1:-} == kustomization ]]; then
 fi
 
 env_value() { sed -n "s/^$1=//p" "$2" 2>/dev/null | tail -n1; }
-[[ -f "$STATE_DIR/node/node.env" ]] || die "no node in $STATE_DIR: start one with: bash hack/local-cluster.sh up --with-node"
+lab_node=0 vm_node=0
+[[ -f "$STATE_DIR/node/node.env" ]] && lab_node=1
+[[ -f "$STATE_DIR/vm-node/node.env" ]] && vm_node=1
+((lab_node || vm_node)) || die "no node in $STATE_DIR: start one with: bash hack/local-cluster.sh up --with-node (or --with-vm-node)"
 BIN_DIR=$(env_value BIN_DIR "$STATE_DIR/cluster.env")
 KUBECONFIG=$(env_value KUBECONFIG "$STATE_DIR/cluster.env")
-CONTAINERD_ADDRESS=$(env_value CONTAINERD_ADDRESS "$STATE_DIR/node/node.env")
-[[ -x "$BIN_DIR/kubectl" && -f "$KUBECONFIG" && -S "$CONTAINERD_ADDRESS" ]] ||
-  die "the cluster in $STATE_DIR is not running (kubectl, kubeconfig or containerd socket missing): bash hack/local-cluster.sh up --with-node"
-export KUBECONFIG CONTAINERD_ADDRESS
+[[ -x "$BIN_DIR/kubectl" && -f "$KUBECONFIG" ]] ||
+  die "the cluster in $STATE_DIR is not running (kubectl or kubeconfig missing): bash hack/local-cluster.sh up --with-node"
+export KUBECONFIG
 kubectl() { "$BIN_DIR/kubectl" "$@"; }
 
 start=$SECONDS
-controller_digest() { ctr -n k8s.io -a "$CONTAINERD_ADDRESS" images ls "name==$CONTROLLER_IMAGE:$TAG" | awk 'NR == 2 {print $3}'; }
-before=$(controller_digest)
-bash "$ROOT/hack/build-images.sh" --import >/dev/null
+# The VM node's guest got the images when it booted (hack/vm-node.sh); the lab node's
+# containerd gets them now.
+before=
+if ((lab_node)); then
+  CONTAINERD_ADDRESS=$(env_value CONTAINERD_ADDRESS "$STATE_DIR/node/node.env")
+  [[ -S "$CONTAINERD_ADDRESS" ]] || die "the node's containerd is not running ($CONTAINERD_ADDRESS): bash hack/local-cluster.sh up --with-node"
+  export CONTAINERD_ADDRESS
+  controller_digest() { ctr -n k8s.io -a "$CONTAINERD_ADDRESS" images ls "name==$CONTROLLER_IMAGE:$TAG" | awk 'NR == 2 {print $3}'; }
+  before=$(controller_digest)
+  bash "$ROOT/hack/build-images.sh" --import >/dev/null
+fi
 
 mkdir -p "$DEPLOY_DIR"
 write_kustomization "$DEPLOY_DIR"
@@ -75,7 +85,10 @@ if [[ -n "$before" && "$before" != "$(controller_digest)" ]]; then
   log "controller image changed: restarting the DaemonSet"
   kubectl -n "$NAMESPACE" rollout restart "daemonset/$DAEMONSET" >&2
 fi
-kubectl -n "$NAMESPACE" rollout status "daemonset/$DAEMONSET" --timeout=180s >&2 || {
+# The VM node runs under software emulation: its pod takes minutes.
+timeout=180s
+((vm_node)) && timeout=900s
+kubectl -n "$NAMESPACE" rollout status "daemonset/$DAEMONSET" --timeout="$timeout" >&2 || {
   kubectl -n "$NAMESPACE" get pods -o wide >&2 || true
   kubectl -n "$NAMESPACE" describe pods >&2 || true
   die "the DaemonSet did not become ready"

@@ -8,8 +8,9 @@
 #   local-node.sh up       start (or reuse) the node; waits until it is Ready
 #   local-node.sh down     stop it and remove every trace on the host
 #   local-node.sh reboot   stop kubelet and containerd, kill every pod sandbox, start both again
+#   local-node.sh pause-image   build (or reuse) the sandbox image; print its OCI archive and name
 #
-# Host footprint, all undone by `down`: a slot (0-5) claimed under /run/pod-network-controller,
+# Host footprint, all undone by `down`: a slot (0-4) claimed under /run/pod-network-controller,
 # which names two bridges (pncn<slot>: the node's addresses, no ports; pncp<slot>: the pods),
 # the cgroup root /pnc-node-<slot> in every hierarchy, iptables chains per family in nat
 # (the `kubernetes` Service ClusterIP to the API server) and in filter (pods never reach past
@@ -25,7 +26,8 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NODE_DIR="$STATE_DIR/node"
 LOG_DIR="$STATE_DIR/logs"
 NODES_DIR=/run/pod-network-controller/nodes
-SLOTS=6
+# Slot 5's pod range belongs to the VM node's guest (hack/lib/host-network.sh).
+SLOTS=5
 NODE_NAME=pnc-node
 PAUSE_IMAGE=localhost/pod-network-controller/pause:dev
 CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
@@ -38,11 +40,13 @@ die() { log "$*"; exit 1; }
 
 # --- addressing: everything derives from the slot ---------------------------------------
 # The plan and its ranges: hack/lib/host-network.sh. Pods: a /26 of 198.51.100.0/24 (slots 0-3)
-# or 203.0.113.0/25 (4-5) and 2001:db8:ad1:<slot>::/64; the first address of each is the
+# or 203.0.113.0/26 (4) and 2001:db8:ad1:<slot>::/64; the first address of each is the
 # gateway on the pod bridge. Node: 203.0.113.<192+slot> and 2001:db8:ad0:<slot>::1 on the
 # portless bridge.
 # shellcheck source=hack/lib/host-network.sh
 source "$HACK_DIR/lib/host-network.sh"
+# shellcheck source=hack/lib/node-pki.sh
+source "$HACK_DIR/lib/node-pki.sh"
 slot_vars() {
   local slot=$1 base
   if ((slot < 4)); then base=198.51.100; else base=203.0.113; fi
@@ -372,30 +376,6 @@ build_pause_image() {
 }
 
 # --- certificates and configs --------------------------------------------------------
-make_node_pki() {
-  local dir="$NODE_DIR/pki"
-  [[ -f "$dir/complete" ]] && return 0
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  (
-    cd "$dir"
-    # The Node authorizer and NodeRestriction know the kubelet by this name and group.
-    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
-      -subj "/O=system:nodes/CN=system:node:$NODE_NAME" 2>/dev/null
-    printf 'extendedKeyUsage=clientAuth\n' >client.ext
-    openssl x509 -req -in kubelet-client.csr -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
-      -extfile client.ext -out kubelet-client.crt 2>/dev/null
-    # The API server checks the kubelet's serving certificate against our CA and the node IPs.
-    openssl req -newkey rsa:2048 -nodes -keyout kubelet.key -out kubelet.csr -subj "/CN=$NODE_NAME" 2>/dev/null
-    printf 'subjectAltName=IP:%s,IP:%s,DNS:%s\nextendedKeyUsage=serverAuth\n' "$NODE_V4" "$NODE_V6" "$NODE_NAME" >serving.ext
-    openssl x509 -req -in kubelet.csr -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
-      -extfile serving.ext -out kubelet.crt 2>/dev/null
-    rm -f ./*.csr ./*.ext
-    chmod 600 ./*.key
-    touch complete
-  )
-}
-
 write_configs() {
   local c="$NODE_DIR/containerd" k="$NODE_DIR/kubelet"
   mkdir -p "$c/root" "$c/state" "$c/opt" "$NODE_DIR/cni/net.d" "$NODE_DIR/cni/ipam" "$k/root" "$k/volume-plugins" "$k/pod-logs"
@@ -606,7 +586,7 @@ cmd_up() {
   build_pause_image
   setup_network
   make_cgroup_root
-  make_node_pki
+  make_node_pki "$NODE_DIR/pki" "$PKI" "$NODE_NAME" "$NODE_V4" "$NODE_V6"
   write_configs
   start_containerd
   ctr_ images import "$PAUSE_TAR" >/dev/null
@@ -660,7 +640,9 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   reboot) cmd_reboot ;;
+  # The sandbox image's OCI archive and name, for the VM node (hack/vm-node.sh).
+  pause-image) build_pause_image; printf '%s %s\n' "$PAUSE_TAR" "$PAUSE_IMAGE" ;;
   # Internal: claim_slot's takeover of another state dir's slot (it holds the slots lock).
   remove-traces) slot_vars "$2"; remove_host_traces; remove_tree "$NODE_DIR" ;;
-  *) sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

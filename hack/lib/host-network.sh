@@ -7,20 +7,31 @@
 # machines the uplink itself sits on 192.0.2.0/24, so that range is used only inside network
 # namespaces of our own, never on the host:
 #   198.51.100.0/24      pods of node slots 0-3 (a /26 each)
-#   203.0.113.0/25       pods of node slots 4-5
+#   203.0.113.0/26       pods of node slot 4 (.64/26: the VM node, below)
 #   203.0.113.128/26     the Service range (the `kubernetes` Service is .129)
 #   203.0.113.192/28     node addresses (.192 + slot)
 #   203.0.113.208        the API server's advertise address (on no interface: nothing dials it)
 #   203.0.113.224/27     destinations nobody holds, for pods' test connections
-#   2001:db8:ad0::/44    node addresses (ad0:<slot>::1), pods (ad1:<slot>::/64), destinations
+#   2001:db8:ad0::/44    node addresses (ad0:<slot>::1), pods (ad1:<slot>::/64), the VM node's
+#                        link (ad2::/64: the host's bridge ::1, the guest ::2), destinations
 #                        nobody holds (adf::/48)
+# Inside the VM node's guest only, never on the host: its pods, on 203.0.113.64/26 (what was
+# the lab nodes' slot 5) and 2001:db8:ad3::/64, and the `kubernetes` Service's address.
 HOST_V4_RANGES=(198.51.100.0/24 203.0.113.0/24)
 HOST_V6_RANGES=(2001:db8:ad0::/44)
 SERVICE_CIDR=203.0.113.128/26
 KUBERNETES_SERVICE_IP=203.0.113.129
 ADVERTISE_ADDRESS=203.0.113.208
-# Our host links: node bridges pncn<slot>, pod bridges pncp<slot> and their veth ports.
-OUR_LINK_PATTERN='^(pncn|pncp)[0-9]+$|^veth'
+# The VM node (hack/vm-node.sh): one per machine, a tap on a bridge of its own.
+VM_BRIDGE=pncv0
+VM_TAP=pncvt0
+VM_HOST_V6=2001:db8:ad2::1
+VM_GUEST_V6=2001:db8:ad2::2
+VM_POD_V4_CIDR=203.0.113.64/26
+VM_POD_V6_CIDR=2001:db8:ad3::/64
+# Our host links: node bridges pncn<slot>, pod bridges pncp<slot> and their veth ports, the VM
+# node's bridge and tap.
+OUR_LINK_PATTERN='^(pncn|pncp|pncv|pncvt)[0-9]+$|^veth'
 
 # The devices of the machine's default routes (both families): where a packet leaves the machine.
 uplink_devices() {
