@@ -33,12 +33,13 @@ for (const [name, args] of [
 
 mkdirSync('.test-results', { recursive: true });
 // The real-node project runs alone after the others: its kubelet and pods would otherwise
-// share the two cores with every other suite. Arguments (e.g. --project X) make one run.
+// share the two cores with every other suite. The VM node's project is `npm run test:vm`
+// (minutes of software emulation). Arguments (e.g. --project X) make one run.
 const extra = process.argv.slice(2);
 const phases = extra.length
   ? [extra]
   : [
-      ['--project', '!node'],
+      ['--project', '!node', '--project', '!vm'],
       ['--project', 'node'],
     ];
 // Counts, across every suite, the packets of our host-side ranges that leave through the
