@@ -10,8 +10,8 @@
 #
 #   hack/build-images.sh            build (layer cache: a warm build takes seconds)
 #   hack/build-images.sh --import   also import them into containerd ($CONTAINERD_ADDRESS, namespace k8s.io)
-#   hack/build-images.sh --export   also write them as OCI archives, each printed as `archive <path>`
-#                                   (the VM node copies them into its guest)
+#   hack/build-images.sh --export DIR   also write them into DIR as OCI archives (the VM node's guest
+#                                       imports them at boot)
 #
 # The Dockerfile's base images come from its ARGs: NODE_IMAGE gets a node:24-slim stand-in
 # (Debian bookworm minbase from mmdebstrap + Node, npm and corepack from their npm packages,
@@ -40,15 +40,16 @@ log() { echo "build-images: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 import=0
-export=0
+export_dir=
 istio_proxy=0
-for arg in "$@"; do
-  case $arg in
+while (($#)); do
+  case $1 in
     --import) import=1 ;;
-    --export) export=1 ;;
+    --export) [[ -d ${2:-} ]] || die "--export needs an existing directory"; export_dir=$2; shift ;;
     --istio-proxy) istio_proxy=1 ;;
     *) sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
   esac
+  shift
 done
 
 [[ $(id -u) == 0 ]] || die "needs root (buildah with overlay storage; the node's containerd)"
@@ -237,15 +238,14 @@ build_istio_proxy() {
   log "built $image in $((SECONDS - start)) s"
 }
 
-# An image as an OCI archive for containerd, written again only when the image changed.
-# Uncompressed layers: the VM node's guest would gunzip them at emulated speed (the controller
-# image alone took 163 s to import there compressed), and the host's import is quicker too.
+# An image as an OCI archive for containerd, written again only when the image changed
+# (pushing recompresses every layer: ~15 s for the controller).
 export_image() {
   local image=$1 archive=$2 id
-  id="$(bh inspect --type image --format '{{.FromImageID}}' "$image") uncompressed"
+  id=$(bh inspect --type image --format '{{.FromImageID}}' "$image")
   [[ -f "$archive" && $(cat "$archive.id" 2>/dev/null) == "$id" ]] && return 0
   rm -f "$archive" "$archive.id"
-  bh push --quiet --disable-compression "$image" "oci-archive:$archive.tmp:$image"
+  bh push --quiet "$image" "oci-archive:$archive.tmp:$image"
   mv "$archive.tmp" "$archive"
   echo "$id" >"$archive.id"
 }
@@ -279,16 +279,21 @@ if ((istio_proxy)); then
   build_istio_proxy
   images+=("$REPO/istio-proxy:$TAG")
 fi
-archives=()
-if ((import || export)); then
+if ((import)); then
   for image in "${images[@]}"; do
     name=${image#"$REPO/"}
     archive="$OUT_DIR/${name%%:*}.oci.tar"
     export_image "$image" "$archive"
-    archives+=("$archive")
-    if ((import)); then import_image "$image" "$archive"; fi
+    import_image "$image" "$archive"
+  done
+fi
+# Straight into the caller's directory: the shared archives above may be rewritten by another
+# checkout's build as soon as the lock is released.
+if [[ -n "$export_dir" ]]; then
+  for image in "${images[@]}"; do
+    name=${image#"$REPO/"}
+    bh push --quiet "$image" "oci-archive:$export_dir/${name%%:*}.oci.tar:$image"
   done
 fi
 log "done in $((SECONDS - start)) s"
 printf '%s\n' "${images[@]}"
-if ((export)); then printf 'archive %s\n' "${archives[@]}"; fi

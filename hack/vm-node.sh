@@ -103,13 +103,11 @@ start_relay() {
 # --- the node disk -------------------------------------------------------------------------
 # The product's images as OCI archives (hack/build-images.sh --export), and the sandbox image.
 collect_images() {
-  local dir=$1 pause archive
+  local dir=$1 pause
   mkdir -p "$dir"
   read -r pause PAUSE_IMAGE < <(bash "$HACK_DIR/local-node.sh" pause-image)
   cp "$pause" "$dir/pause.tar"
-  while read -r archive; do
-    cp "$archive" "$dir/$(basename "$archive")"
-  done < <(bash "$HACK_DIR/build-images.sh" --export | sed -n 's/^archive //p')
+  bash "$HACK_DIR/build-images.sh" --export "$dir" >/dev/null
 }
 
 write_node_disk() {
