@@ -370,8 +370,10 @@ start_extras() {
   if [[ "$with_node" == 1 || "$with_vm_node" == 1 ]]; then
     start_controller_manager "$KCM_NODE_CONTROLLERS"
     start_scheduler
-    if [[ "$with_node" == 1 ]]; then local_node up; fi
+    # The VM node first: its cold image build fetches packages, which a lab node's uplink chain
+    # could hold back (the machine's package proxy may sit in our host ranges).
     if [[ "$with_vm_node" == 1 ]]; then vm_node up; fi
+    if [[ "$with_node" == 1 ]]; then local_node up; fi
   elif [[ "$with_kcm" == 1 ]]; then
     start_controller_manager "$KCM_CONTROLLERS"
   fi
