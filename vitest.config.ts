@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // unit: pure functions. netns: real network namespaces and iptables (root).
 // cluster: a real kube-apiserver + etcd started once per run by the global setup (root for the simulator).
 // node: the same plus a real node; hack/run-tests.ts runs it after the others.
-// vm: the same plus a second node in a QEMU guest; `npm run test:vm`.
+// vm: the same plus a second node in a QEMU guest; after node, or alone with `npm run test:vm`.
 export default defineConfig({
   test: {
     projects: [
@@ -33,7 +33,7 @@ export default defineConfig({
       },
       {
         // The VM node (a QEMU guest under software emulation) beside the lab node: minutes to
-        // start, so only `npm run test:vm` runs it (root; skipped otherwise).
+        // start; hack/run-tests.ts runs it last, `npm run test:vm` alone (root; skipped otherwise).
         test: {
           name: 'vm',
           include: ['test/vm/**/*.test.ts'],

@@ -32,15 +32,16 @@ for (const [name, args] of [
 }
 
 mkdirSync('.test-results', { recursive: true });
-// The real-node project runs alone after the others: its kubelet and pods would otherwise
-// share the two cores with every other suite. The VM node's project is `npm run test:vm`
-// (minutes of software emulation). Arguments (e.g. --project X) make one run.
+// The real-node projects run alone after the others, one node cluster at a time: their kubelets
+// and pods would otherwise share the two cores with every other suite (the VM node's guest runs
+// under software emulation). Arguments (e.g. --project X) make one run.
 const extra = process.argv.slice(2);
 const phases = extra.length
   ? [extra]
   : [
       ['--project', '!node', '--project', '!vm'],
       ['--project', 'node'],
+      ['--project', 'vm'],
     ];
 // Counts, across every suite, the packets of our host-side ranges that leave through the
 // machine's uplink (hack/uplink-audit.sh): a check of its own, as root.

@@ -22,6 +22,9 @@ PACKAGES=(
   containerd runc containernetworking-plugins iptables iproute2
   # the pods' way to the apiserver's IPv6 address (the `kubernetes` Service is IPv4)
   socat
+  # containerd unpacks image layers with unpigz when it finds it: gunzip on both vCPUs, which
+  # under emulation is most of an import
+  pigz
   procps util-linux
 )
 DISK_SIZE=4G
