@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the product on the local cluster's real node the way a user would: the images
-# built from the Dockerfile (hack/build-images.sh) imported into the node's containerd, then
-# `kubectl apply -k` of the `kubernetes` overlay plus the MutatingAdmissionPolicy injection,
-# through a generated kustomization that changes nothing but the image names. Waits until
-# the DaemonSet's pod is Ready. Run through `hack/local-cluster.sh deploy` after `up --with-node`.
+# Installs the product on the local cluster's real nodes the way a user would: the images
+# built from the Dockerfile (hack/build-images.sh) imported into the lab node's containerd (the
+# VM node's guest imported them at boot), then `kubectl apply -k` of the `kubernetes` overlay
+# plus the MutatingAdmissionPolicy injection, through a generated kustomization that changes
+# nothing but the image names. Waits until the DaemonSet's pods are Ready. Run through
+# `hack/local-cluster.sh deploy` after `up --with-node` and/or `--with-vm-node`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
