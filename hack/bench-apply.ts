@@ -24,7 +24,7 @@ if (process.getuid?.() !== 0) {
   console.error('bench:apply needs root (it creates network namespaces and programs iptables in them)');
   process.exit(2);
 }
-const mode: IptablesMode = parseIptablesMode(values.mode, '--mode') ?? (await detectIptablesMode());
+const mode: IptablesMode = parseIptablesMode(values.mode, '--mode') ?? (await detectIptablesMode()).mode;
 
 const plan = planFromPod({
   metadata: { namespace: 'bench', name: 'pod', annotations: { 'traffic.sidecar.istio.io/excludeOutboundPorts': '5432' } },

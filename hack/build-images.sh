@@ -9,7 +9,8 @@
 #                                                      Istio's real pilot-agent + the test proxy (hack/images/istio-proxy)
 #
 #   hack/build-images.sh            build (layer cache: a warm build takes seconds)
-#   hack/build-images.sh --import   also import them into containerd ($CONTAINERD_ADDRESS, namespace k8s.io)
+#   hack/build-images.sh --import   also import them into the local node: containerd ($CONTAINERD_ADDRESS,
+#                                   namespace k8s.io) or CRI-O's storage ($CRIO_STORAGE_CONF)
 #   hack/build-images.sh --export DIR   also write them into DIR as OCI archives (the VM node's guest
 #                                       imports them at boot)
 #
@@ -47,7 +48,7 @@ while (($#)); do
     --import) import=1 ;;
     --export) [[ -d ${2:-} ]] || die "--export needs an existing directory"; export_dir=$2; shift ;;
     --istio-proxy) istio_proxy=1 ;;
-    *) sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    *) sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
   esac
   shift
 done
@@ -57,10 +58,9 @@ for tool in buildah mmdebstrap runc gcc apt-get dpkg-deb npm; do
   command -v "$tool" >/dev/null || die "$tool is missing: apt-get install buildah mmdebstrap runc gcc libc6-dev (npm: bash hack/ensure-node.sh)"
 done
 [[ -f /usr/lib/$(gcc -print-multiarch)/libc.a ]] || die "static libc is missing: apt-get install libc6-dev"
-if ((import)); then
-  [[ -n "${CONTAINERD_ADDRESS:-}" ]] || die "--import needs CONTAINERD_ADDRESS (eval \"\$(bash hack/local-cluster.sh env)\")"
-  command -v ctr >/dev/null || die "ctr is missing: apt-get install containerd"
-fi
+# shellcheck source=hack/lib/node-images.sh
+source "$ROOT/hack/lib/node-images.sh"
+if ((import)); then node_image_target >/dev/null; fi
 
 mkdir -p "$BASES_DIR" "$OUT_DIR" "$IMAGES_DIR/logs"
 # One build at a time per cache (the storage has its own locks; this keeps the bases single too).
@@ -250,18 +250,6 @@ export_image() {
   echo "$id" >"$archive.id"
 }
 
-# Imports unless containerd already holds this exact manifest under the image's name.
-import_image() {
-  local image=$1 archive=$2 digest
-  digest=$(tar -xOf "$archive" index.json | grep -o '"digest":"sha256:[0-9a-f]*"' | head -n1 | cut -d'"' -f4)
-  if ctr -n k8s.io -a "$CONTAINERD_ADDRESS" images ls "name==$image" | grep -qF -- "$digest"; then
-    log "$image is already in containerd ($digest)"
-    return 0
-  fi
-  ctr -n k8s.io -a "$CONTAINERD_ADDRESS" images import "$archive" >/dev/null
-  log "imported $image into containerd ($CONTAINERD_ADDRESS, namespace k8s.io)"
-}
-
 start=$SECONDS
 ensure_base "$NODE_BASE" build_node_base node-24-slim
 ensure_base "$WAITER_BASE" build_waiter_base distroless-nodejs24-nonroot
@@ -284,7 +272,7 @@ if ((import)); then
     name=${image#"$REPO/"}
     archive="$OUT_DIR/${name%%:*}.oci.tar"
     export_image "$image" "$archive"
-    import_image "$image" "$archive"
+    import_oci_archive "$archive" "$image"
   done
 fi
 # Straight into the caller's directory: the shared archives above may be rewritten by another

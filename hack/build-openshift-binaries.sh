@@ -8,7 +8,9 @@
 # its sources change. Prints the directory (scc-admission, securitycontextconstraints.crd.yaml).
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.34.4}
+# The Kubernetes libraries these OpenShift modules were made with; the webhook serves any API
+# server version (the cluster's own is hack/build-k8s-binaries.sh's), so it does not follow it.
+K8S_VERSION=${OPENSHIFT_K8S_VERSION:-v1.34.4}
 # Exact pseudo-versions: the proxy refuses apiserver-library-go's version list and @latest.
 OPENSHIFT_APISERVER_LIBRARY_VERSION=${OPENSHIFT_APISERVER_LIBRARY_VERSION:-v0.0.0-20250917015549-a8019f39f670}
 OPENSHIFT_API_VERSION=${OPENSHIFT_API_VERSION:-v0.0.0-20251111013132-5c461e21bdb7}

@@ -92,7 +92,7 @@ try {
     ),
   );
 
-  const mode = await detectIptablesMode();
+  const { mode } = await detectIptablesMode();
   step(`the rules in mesh-app's netns (${mode} backend)`);
   await printNatRules(meshSandbox.netnsPath, mode);
   const verified = await verifyRedirect(meshSandbox.netnsPath, planFromPod(mesh.pod), { mode });

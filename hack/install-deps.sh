@@ -22,6 +22,11 @@ PACKAGES=(
   "libc6-dev: the static libc for that pause binary"
   "buildah: builds the product's images from the Dockerfile without Docker"
   "mmdebstrap: the Debian base images those builds start from"
+  "jq: hack/crio-runc.sh edits the OCI config CRI-O hands to runc"
+  "conmon: the container monitor of the local node on CRI-O (--runtime cri-o)"
+  "skopeo: puts images into that CRI-O node's storage (it pulls only from registries)"
+  "libseccomp-dev: CRI-O's build (hack/build-crio.sh) links libseccomp, for pods' RuntimeDefault profile"
+  "pkg-config: cgo finds libseccomp with it in that build"
 )
 if [[ "${1:-}" == vm ]]; then
   PACKAGES+=(

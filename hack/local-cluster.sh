@@ -2,11 +2,13 @@
 # A real local control plane (etcd + kube-apiserver, optionally kube-controller-manager)
 # run straight from the binaries, envtest style: no Docker, no images; optionally one real node.
 #
-#   hack/local-cluster.sh up [--with-controller-manager|--with-node] [--with-vm-node] [--openshift]   start, or reuse a running one; prints the kubeconfig path
+#   hack/local-cluster.sh up [--with-controller-manager|--with-node [--runtime containerd|cri-o]] [--with-vm-node] [--openshift]
+#                                       start, or reuse a running one; prints the kubeconfig path
 #   hack/local-cluster.sh down          stop what `up` started (recorded pids only), remove the state dir and the node's host traces
-#   hack/local-cluster.sh env           print `export KUBECONFIG=...` (PATH when kubectl is too old; with a node CONTAINERD_ADDRESS, crictl's endpoint)
+#   hack/local-cluster.sh env           print `export KUBECONFIG=...` (PATH when kubectl is too old; with a node crictl's
+#                                       endpoint and where images go: CONTAINERD_ADDRESS or CRIO_STORAGE_CONF)
 #   hack/local-cluster.sh status        exit 0 when running and ready
-#   hack/local-cluster.sh node-reboot   kill every pod sandbox, restart containerd and the kubelet
+#   hack/local-cluster.sh node-reboot   kill every pod sandbox, restart the runtime and the kubelet
 #   hack/local-cluster.sh deploy        build the images, import them into the node, apply the manifests (hack/deploy-local.sh)
 #
 # State lives outside the repo in ${PNC_CLUSTER_DIR:-/tmp/pod-network-controller-cluster}.
@@ -17,6 +19,8 @@
 # `--with-node` (or PNC_CLUSTER_NODE=1) adds what workloads need (kube-scheduler; the workload,
 # token, root-CA, node-lifecycle controllers) and one real node: kubelet + containerd
 # (hack/local-node.sh). Needs root and Debian's containerd, runc and containernetworking-plugins.
+# `--runtime cri-o` (or PNC_NODE_RUNTIME=cri-o) runs CRI-O instead of containerd: built by
+# hack/build-crio.sh, with Debian's conmon, runc and skopeo.
 # `--with-vm-node` (or PNC_CLUSTER_VM_NODE=1) adds what workloads need and a node of the shape
 # most clusters run, in a QEMU guest: systemd, cgroup v2, containerd and the kubelet with the
 # systemd cgroup driver (hack/vm-node.sh; minutes: the guest runs under software emulation).
@@ -45,7 +49,7 @@ log() { echo "local-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-  sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -370,8 +374,8 @@ start_extras() {
   if [[ "$with_node" == 1 || "$with_vm_node" == 1 ]]; then
     start_controller_manager "$KCM_NODE_CONTROLLERS"
     start_scheduler
-    # The VM node first: its cold image build fetches packages, which a lab node's uplink chain
-    # could hold back (the machine's package proxy may sit in our host ranges).
+    # The VM node first: its cold image build fetches packages before a lab node's uplink chain
+    # exists.
     if [[ "$with_vm_node" == 1 ]]; then vm_node up; fi
     if [[ "$with_node" == 1 ]]; then local_node up; fi
   elif [[ "$with_kcm" == 1 ]]; then
@@ -381,15 +385,19 @@ start_extras() {
 
 cmd_up() {
   local with_kcm=${PNC_CLUSTER_KCM:-0} with_node=${PNC_CLUSTER_NODE:-0} with_vm_node=${PNC_CLUSTER_VM_NODE:-0}
-  local with_openshift=${PNC_CLUSTER_OPENSHIFT:-0} arg
-  for arg in "$@"; do
-    case $arg in
+  local with_openshift=${PNC_CLUSTER_OPENSHIFT:-0}
+  while (($#)); do
+    case $1 in
       --with-controller-manager) with_kcm=1 ;;
       --with-node) with_node=1 ;;
       --with-vm-node) with_vm_node=1 ;;
       --openshift) with_openshift=1 ;;
+      # local-node.sh reads it (and says which runtimes there are).
+      --runtime) (($# > 1)) || usage; export PNC_NODE_RUNTIME=$2; shift ;;
+      --runtime=*) export PNC_NODE_RUNTIME=${1#--runtime=} ;;
       *) usage ;;
     esac
+    shift
   done
   local start=$SECONDS
   # Before anything starts: a machine that cannot run a node, or whose own networks overlap
@@ -470,10 +478,16 @@ cmd_env() {
     printf 'export PATH="$PATH":%q\n' "$BIN_DIR"
   fi
   if [[ -f "$STATE_DIR/node/node.env" ]]; then
-    local address
-    address=$(sed -n 's/^CONTAINERD_ADDRESS=//p' "$STATE_DIR/node/node.env")
-    # ctr reads the first two, crictl the last.
-    printf 'export CONTAINERD_ADDRESS=%q CONTAINERD_NAMESPACE=k8s.io CONTAINER_RUNTIME_ENDPOINT=%q\n' "$address" "unix://$address"
+    local env=$STATE_DIR/node/node.env address storage
+    address=$(sed -n 's/^CONTAINERD_ADDRESS=//p' "$env")
+    storage=$(sed -n 's/^CRIO_STORAGE_CONF=//p' "$env")
+    if [[ -n "$address" ]]; then
+      # ctr reads the first two, crictl the last.
+      printf 'export CONTAINERD_ADDRESS=%q CONTAINERD_NAMESPACE=k8s.io CONTAINER_RUNTIME_ENDPOINT=%q\n' "$address" "unix://$address"
+    else
+      # hack/build-images.sh --import reads the first, crictl the last.
+      printf 'export CRIO_STORAGE_CONF=%q CONTAINER_RUNTIME_ENDPOINT=%q\n' "$storage" "$(sed -n 's/^CRI_ENDPOINT=//p' "$env")"
+    fi
   fi
 }
 

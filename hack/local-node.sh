@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One real worker node for the local control plane: containerd + runc + the bridge CNI
-# plugin from Debian, and a kubelet built like the other binaries. Called by
+# One real worker node for the local control plane: containerd (or CRI-O, PNC_NODE_RUNTIME=cri-o)
+# + runc + the bridge CNI plugin from Debian, and a kubelet built like the other binaries. Called by
 # `hack/local-cluster.sh up --with-node` / `down` / `node-reboot`, which export STATE_DIR,
 # BIN_DIR, PKI, APISERVER_URL and ADMIN_KUBECONFIG; not meant to be run by hand.
 #
@@ -10,14 +10,18 @@
 #   local-node.sh reboot   stop kubelet and containerd, kill every pod sandbox, start both again
 #   local-node.sh pause-image   build (or reuse) the sandbox image; print its OCI archive and name
 #
-# Host footprint, all undone by `down`: a slot (0-4) claimed under /run/pod-network-controller,
+# Host footprint, all undone by `down`: a slot (0-2) claimed under /run/pod-network-controller,
 # which names two bridges (pncn<slot>: the node's addresses, no ports; pncp<slot>: the pods),
 # the cgroup root /pnc-node-<slot> in every hierarchy, iptables chains per family in nat
 # (the `kubernetes` Service ClusterIP to the API server) and in filter (pods never reach past
 # the node; the host never sends our ranges through its uplink), the kubelet's sysctls (originals restored by the last node down) and its
 # device-plugin socket in /var/lib/kubelet, CNI result files, /var/log/containers links and
-# containerd shim sockets. Everything else lives in
-# $STATE_DIR/node. Only documentation ranges are used; host forwarding is never turned on.
+# containerd shim sockets. Everything else lives in $STATE_DIR/node (CRI-O's config, storage,
+# run dir, sockets and pinned namespaces included). Only documentation ranges are used; host
+# forwarding is never turned on.
+#
+# The runtime is PNC_NODE_RUNTIME at `up` (containerd by default, or cri-o: CRI-O built by
+# hack/build-crio.sh, with Debian's conmon and runc), recorded in the node's dir for the rest.
 set -Eeuo pipefail
 trap 'echo "local-node: failed (line $LINENO): $BASH_COMMAND" >&2' ERR
 
@@ -26,8 +30,7 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NODE_DIR="$STATE_DIR/node"
 LOG_DIR="$STATE_DIR/logs"
 NODES_DIR=/run/pod-network-controller/nodes
-# Slot 5's pod range belongs to the VM node's guest (hack/lib/host-network.sh).
-SLOTS=5
+SLOTS=3
 NODE_NAME=pnc-node
 PAUSE_IMAGE=localhost/pod-network-controller/pause:dev
 CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
@@ -39,23 +42,21 @@ log() { echo "local-node: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 # --- addressing: everything derives from the slot ---------------------------------------
-# The plan and its ranges: hack/lib/host-network.sh. Pods: a /26 of 198.51.100.0/24 (slots 0-3)
-# or 203.0.113.0/26 (4) and 2001:db8:ad1:<slot>::/64; the first address of each is the
-# gateway on the pod bridge. Node: 203.0.113.<192+slot> and 2001:db8:ad0:<slot>::1 on the
-# portless bridge.
+# The plan and its ranges: hack/lib/host-network.sh. Pods: a /26 of 198.51.100.0/24 and
+# 2001:db8:ad1:<slot>::/64; the first address of each is the gateway on the pod bridge. Node:
+# 198.51.100.<192+slot> and 2001:db8:ad0:<slot>::1 on the portless bridge.
 # shellcheck source=hack/lib/host-network.sh
 source "$HACK_DIR/lib/host-network.sh"
 # shellcheck source=hack/lib/node-pki.sh
 source "$HACK_DIR/lib/node-pki.sh"
 slot_vars() {
-  local slot=$1 base
-  if ((slot < 4)); then base=198.51.100; else base=203.0.113; fi
-  POD_V4_NET="$base.$((64 * (slot % 4)))"
+  local slot=$1
+  POD_V4_NET="198.51.100.$((64 * slot))"
   POD_V4_CIDR="$POD_V4_NET/26"
-  POD_V4_GW="$base.$((64 * (slot % 4) + 1))"
+  POD_V4_GW="198.51.100.$((64 * slot + 1))"
   POD_V6_CIDR="2001:db8:ad1:$slot::/64"
   POD_V6_GW="2001:db8:ad1:$slot::1"
-  NODE_V4="203.0.113.$((192 + slot))"
+  NODE_V4="198.51.100.$((192 + slot))"
   NODE_V6="2001:db8:ad0:$slot::1"
   NODE_BRIDGE="pncn$slot"
   POD_BRIDGE="pncp$slot"
@@ -64,21 +65,43 @@ slot_vars() {
   CHAIN="PNC-NODE-$slot"
 }
 
+# --- runtime -------------------------------------------------------------------------
+RUNTIMES=(containerd cri-o)
+# Sets RUNTIME, the node's runtime: what `up` recorded, else what PNC_NODE_RUNTIME asks for.
+load_runtime() {
+  RUNTIME=$(cat "$NODE_DIR/runtime" 2>/dev/null || echo "${PNC_NODE_RUNTIME:-containerd}")
+  case $RUNTIME in
+    containerd | cri-o) ;;
+    *) die "PNC_NODE_RUNTIME=$RUNTIME is not a runtime this node runs (${RUNTIMES[*]})" ;;
+  esac
+}
+# The process that serves the CRI, as recorded by launch.
+runtime_process() { if [[ $1 == cri-o ]]; then echo crio; else echo containerd; fi; }
+
 # --- preflight -------------------------------------------------------------------------
 INSTALL_HINT="apt-get install containerd runc containernetworking-plugins iptables iproute2 gcc libc6-dev"
+CRIO_INSTALL_HINT="apt-get install conmon runc skopeo jq containernetworking-plugins iptables iproute2 gcc libc6-dev libseccomp-dev"
 cmd_check() {
   [[ $(id -u) == 0 ]] || die "a real node needs root (netns, cgroups, mounts, bridges)"
   local tool
-  for tool in containerd containerd-shim-runc-v2 ctr runc iptables ip6tables ip cc openssl; do
-    command -v "$tool" >/dev/null || die "missing $tool: install it with: $INSTALL_HINT"
-  done
+  load_runtime
+  if [[ $RUNTIME == cri-o ]]; then
+    # crio and pinns themselves are built by hack/build-crio.sh at `up`.
+    for tool in conmon runc skopeo jq iptables ip6tables ip cc openssl; do
+      command -v "$tool" >/dev/null || die "missing $tool (the CRI-O node needs it): install it with: $CRIO_INSTALL_HINT"
+    done
+  else
+    for tool in containerd containerd-shim-runc-v2 ctr runc iptables ip6tables ip cc openssl; do
+      command -v "$tool" >/dev/null || die "missing $tool: install it with: $INSTALL_HINT"
+    done
+  fi
   for tool in bridge host-local loopback; do
     [[ -x "$CNI_BIN_DIR/$tool" ]] || die "missing the CNI plugin $CNI_BIN_DIR/$tool: install it with: apt-get install containernetworking-plugins"
   done
   [[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a || -f /usr/lib/libc.a ]] ||
     die "missing a static libc for the pause image: install it with: apt-get install libc6-dev"
   grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
-    die "the kernel has no overlay filesystem (containerd's snapshotter needs it): modprobe overlay"
+    die "the kernel has no overlay filesystem (the runtime's image storage needs it): modprobe overlay"
   [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || die "no cgroup hierarchy with the memory controller is mounted under /sys/fs/cgroup"
   [[ -d /proc/sys/net/ipv6 ]] || die "IPv6 is disabled in this kernel (ipv6.disable=1): the node's pods are dual-stack"
   [[ -w /proc/sys/kernel/panic ]] || die "/proc/sys is read-only: the kubelet must set its sysctls (run on a host, not in an unprivileged container)"
@@ -93,6 +116,8 @@ PID_DIR=$NODE_DIR
 source "$HACK_DIR/lib/procs.sh"
 # shellcheck source=hack/lib/mounts.sh
 source "$HACK_DIR/lib/mounts.sh"
+# shellcheck source=hack/lib/node-images.sh
+source "$HACK_DIR/lib/node-images.sh"
 
 # Short grace: what they leave behind is cleaned up by us, not by them.
 stop_process() { stop_recorded "$1" 10; }
@@ -172,7 +197,7 @@ claim_slot() {
 slot_abandoned() {
   local owner=$1 name
   [[ -n "$owner" && "$owner" != "$STATE_DIR" ]] || return 1
-  for name in kubelet containerd; do
+  for name in kubelet containerd crio; do
     PID_DIR="$owner/node" recorded_pid "$name" >/dev/null && return 1
   done
   # local-cluster.sh holds this lock through `up` and `down`.
@@ -290,13 +315,16 @@ setup_network() {
 }
 
 # --- traces ----------------------------------------------------------------------------
-# Everything `up` may have left on the host for the current slot, processes included.
+# Everything `up` may have left on the host for the current slot, processes included, whichever
+# runtime ran (each part finds nothing of the other's).
 remove_host_traces() {
   local dir pid
   stop_process kubelet
+  # CRI-O's conmons sit in the pods' cgroups (monitor_cgroup = pod): they go with the pods.
   kill_pods
   for pid in $(shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
   stop_process containerd
+  stop_process crio
   # Shim sockets live under containerd's fixed /run/containerd/s, named by a hash of
   # our socket, the namespace and the task id.
   local tasks="$NODE_DIR/containerd/state/io.containerd.runtime.v2.task" ns id hash
@@ -326,7 +354,8 @@ remove_host_traces() {
   remove_chains
   # libcni caches each sandbox's results here, for our network and containerd's loopback one.
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-*
-  for dir in "$NODE_DIR"/containerd/{root,state}/io.containerd.grpc.v1.cri/sandboxes/*/; do
+  # CRI-O's sandboxes are containers in its storage, under the same ids.
+  for dir in "$NODE_DIR"/containerd/{root,state}/io.containerd.grpc.v1.cri/sandboxes/*/ "$NODE_DIR"/crio/root/overlay-containers/*/; do
     [[ -d "$dir" ]] && rm -f "/var/lib/cni/results/cni-loopback-$(basename "$dir")-lo"
   done
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
@@ -376,9 +405,21 @@ build_pause_image() {
 }
 
 # --- certificates and configs --------------------------------------------------------
-write_configs() {
-  local c="$NODE_DIR/containerd" k="$NODE_DIR/kubelet"
-  mkdir -p "$c/root" "$c/state" "$c/opt" "$NODE_DIR/cni/net.d" "$NODE_DIR/cni/ipam" "$k/root" "$k/volume-plugins" "$k/pod-logs"
+# Where the runtime's socket and its pods' network namespaces are.
+runtime_vars() {
+  if [[ $1 == cri-o ]]; then
+    CRI_SOCKET="$CRIO_DIR/crio.sock"
+    NETNS_DIR="$CRIO_DIR/run/ns/netns"
+  else
+    CRI_SOCKET="$NODE_DIR/containerd/containerd.sock"
+    NETNS_DIR="$NODE_DIR/containerd/state/io.containerd.grpc.v1.cri/netns"
+  fi
+}
+CRIO_DIR="$NODE_DIR/crio"
+
+write_containerd_config() {
+  local c="$NODE_DIR/containerd"
+  mkdir -p "$c/root" "$c/state" "$c/opt"
   # restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE, and runc fails every sandbox
   # when it tries to lower a score. hugetlb is not mounted on every machine.
   cat >"$c/config.toml" <<EOF
@@ -414,6 +455,90 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "$CNI_BIN_DIR"
     conf_dir = "$NODE_DIR/cni/net.d"
 EOF
+}
+
+# CRI-O with everything of its own under $CRIO_DIR: persistent state (image storage, the
+# persistent version and clean-shutdown files) in it, and what a reboot wipes (c/storage's run
+# dir, the pinned namespaces, conmon's exit files and attach sockets, the runc root) in its run/.
+# It reads no host config: its own config dir, storage.conf and registries.conf (the
+# CONTAINERS_* variables start_crio sets), its own signature policy. Off what would touch the
+# host: NRI's socket, hostport iptables chains, irqbalance files, metrics, CRIU. runc runs
+# through hack/crio-runc.sh, which does what containerd's restrict_oom_score_adj and
+# disable_hugetlb_controller do (CRI-O has neither).
+write_crio_config() {
+  local r=$CRIO_DIR
+  mkdir -p "$r/root" "$r/run" "$r/crio.conf.d" "$r/hooks.d" "$r/cdi" "$r/policies" "$r/keys"
+  cat >"$r/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$r/root"
+runroot = "$r/run/storage"
+EOF
+  echo 'unqualified-search-registries = []' >"$r/registries.conf"
+  echo '{"default": [{"type": "insecureAcceptAnything"}]}' >"$r/policy.json"
+  cat >"$r/crio.conf" <<EOF
+[crio]
+root = "$r/root"
+runroot = "$r/run/storage"
+storage_driver = "overlay"
+log_dir = "$r/run/pod-logs"
+version_file = "$r/run/version"
+version_file_persist = "$r/version"
+clean_shutdown_file = "$r/clean.shutdown"
+
+[crio.api]
+listen = "$CRI_SOCKET"
+stream_address = "127.0.0.1"
+stream_port = "0"
+
+[crio.runtime]
+default_runtime = "runc"
+cgroup_manager = "cgroupfs"
+selinux = false
+log_to_journald = false
+hooks_dir = ["$r/hooks.d"]
+cdi_spec_dirs = ["$r/cdi"]
+container_exits_dir = "$r/run/exits"
+container_attach_socket_dir = "$r/run"
+namespaces_dir = "$r/run/ns"
+pinns_path = "$CRIO_BIN_DIR/pinns"
+decryption_keys_path = "$r/keys"
+drop_infra_ctr = true
+enable_criu_support = false
+disable_hostport_mapping = true
+irqbalance_config_file = "$r/irqbalance"
+irqbalance_config_restore_file = "disable"
+
+[crio.runtime.runtimes.runc]
+runtime_path = "$HACK_DIR/crio-runc.sh"
+runtime_type = "oci"
+runtime_root = "$r/run/runc"
+monitor_path = "$(command -v conmon)"
+monitor_cgroup = "pod"
+
+[crio.image]
+pause_image = "$PAUSE_IMAGE"
+pause_command = "/pause"
+signature_policy = "$r/policy.json"
+signature_policy_dir = "$r/policies"
+big_files_temporary_dir = "$r/run"
+
+[crio.network]
+network_dir = "$NODE_DIR/cni/net.d"
+plugin_dirs = ["$CNI_BIN_DIR"]
+
+[crio.metrics]
+enable_metrics = false
+
+[crio.nri]
+enable_nri = false
+EOF
+}
+
+write_configs() {
+  local k="$NODE_DIR/kubelet"
+  mkdir -p "$NODE_DIR/cni/net.d" "$NODE_DIR/cni/ipam" "$k/root" "$k/volume-plugins" "$k/pod-logs"
+  if [[ $RUNTIME == cri-o ]]; then write_crio_config; else write_containerd_config; fi
   # isGateway false: the plugin would otherwise turn on host forwarding. The routes give
   # pods a default route via the gateway on the bridge.
   cat >"$NODE_DIR/cni/net.d/10-$CNI_NETWORK.conflist" <<EOF
@@ -458,7 +583,7 @@ authorization:
   mode: Webhook
 tlsCertFile: $NODE_DIR/pki/kubelet.crt
 tlsPrivateKeyFile: $NODE_DIR/pki/kubelet.key
-containerRuntimeEndpoint: unix://$c/containerd.sock
+containerRuntimeEndpoint: unix://$CRI_SOCKET
 cgroupDriver: cgroupfs
 cgroupRoot: /$CGROUP_ROOT
 failCgroupV1: false
@@ -516,19 +641,29 @@ make_cgroup_root() {
 }
 
 # --- start -----------------------------------------------------------------------------
-ctr_() { ctr --address "$NODE_DIR/containerd/containerd.sock" --namespace k8s.io "$@"; }
-
-# Ready means its CRI plugin answers, not only its socket: the kubelet exits at start when
-# the CRI's Version call fails ("server is not initialized yet").
-start_containerd() {
-  launch containerd containerd --config "$NODE_DIR/containerd/config.toml"
+# Ready means its CRI answers, not only its socket: the kubelet exits at start when the CRI's
+# Version call fails ("server is not initialized yet").
+start_runtime() {
+  local name
+  name=$(runtime_process "$RUNTIME")
+  if [[ $RUNTIME == cri-o ]]; then
+    launch crio env CONTAINERS_STORAGE_CONF="$CRIO_DIR/storage.conf" CONTAINERS_REGISTRIES_CONF="$CRIO_DIR/registries.conf" \
+      "$CRIO_BIN_DIR/crio" --config "$CRIO_DIR/crio.conf" --config-dir "$CRIO_DIR/crio.conf.d"
+  else
+    launch containerd containerd --config "$NODE_DIR/containerd/config.toml"
+  fi
   local i
   for ((i = 0; i < 200; i++)); do
-    "$BIN_DIR/crictl" --runtime-endpoint "unix://$NODE_DIR/containerd/containerd.sock" --timeout 2s version >/dev/null 2>&1 && return 0
-    recorded_pid containerd >/dev/null || { tail -n 20 "$LOG_DIR/containerd.log" >&2; die "containerd exited during startup"; }
+    "$BIN_DIR/crictl" --runtime-endpoint "unix://$CRI_SOCKET" --timeout 2s version >/dev/null 2>&1 && return 0
+    recorded_pid "$name" >/dev/null || { tail -n 20 "$LOG_DIR/$name.log" >&2; die "$name exited during startup"; }
     sleep 0.1
   done
-  die "containerd's CRI did not answer within 20 s; see $LOG_DIR/containerd.log"
+  die "$name's CRI did not answer within 20 s; see $LOG_DIR/$name.log"
+}
+
+# The runtime's own build, for CRI-O (cached after the first).
+runtime_binaries() {
+  if [[ $RUNTIME == cri-o ]]; then CRIO_BIN_DIR=$(bash "$HACK_DIR/build-crio.sh"); fi
 }
 
 # Also records when it started: the Node object keeps the previous kubelet's Ready=True
@@ -559,9 +694,18 @@ wait_node_ready() {
   die "node $NODE_NAME not Ready (a heartbeat since the kubelet started) after 60 s; see $LOG_DIR/kubelet.log"
 }
 
+# Where images go: CONTAINERD_ADDRESS (with its namespace) or CRIO_STORAGE_CONF, as
+# hack/lib/node-images.sh reads them.
 write_node_env() {
-  printf 'CONTAINERD_ADDRESS=%s\nCONTAINERD_NAMESPACE=k8s.io\nNODE_NAME=%s\nNODE_IPS=%s,%s\nPOD_CIDRS=%s,%s\nNODE_SLOT=%s\n' \
-    "$NODE_DIR/containerd/containerd.sock" "$NODE_NAME" "$NODE_V4" "$NODE_V6" "$POD_V4_CIDR" "$POD_V6_CIDR" "$SLOT" >"$NODE_DIR/node.env"
+  {
+    if [[ $RUNTIME == cri-o ]]; then
+      printf 'CRIO_STORAGE_CONF=%s\n' "$CRIO_DIR/storage.conf"
+    else
+      printf 'CONTAINERD_ADDRESS=%s\nCONTAINERD_NAMESPACE=k8s.io\n' "$CRI_SOCKET"
+    fi
+    printf 'RUNTIME=%s\nCRI_ENDPOINT=unix://%s\nNETNS_DIR=%s\n' "$RUNTIME" "$CRI_SOCKET" "$NETNS_DIR"
+    printf 'NODE_NAME=%s\nNODE_IPS=%s,%s\nPOD_CIDRS=%s,%s\nNODE_SLOT=%s\n' "$NODE_NAME" "$NODE_V4" "$NODE_V6" "$POD_V4_CIDR" "$POD_V6_CIDR" "$SLOT"
+  } >"$NODE_DIR/node.env"
 }
 
 cmd_up() {
@@ -570,31 +714,40 @@ cmd_up() {
   lock_slots
   SLOT=$(claim_slot)
   slot_vars "$SLOT"
-  if recorded_pid kubelet >/dev/null && recorded_pid containerd >/dev/null && [[ -f "$NODE_DIR/node.env" ]]; then
+  load_runtime
+  if recorded_pid kubelet >/dev/null && recorded_pid "$(runtime_process "$RUNTIME")" >/dev/null && [[ -f "$NODE_DIR/node.env" ]]; then
     flock -u 8
+    [[ -z "${PNC_NODE_RUNTIME:-}" || "$PNC_NODE_RUNTIME" == "$RUNTIME" ]] ||
+      die "the node in $STATE_DIR runs $RUNTIME, not $PNC_NODE_RUNTIME: stop it first with hack/local-cluster.sh down"
     wait_node_ready
-    log "reusing node $NODE_NAME (slot $SLOT)"
+    log "reusing node $NODE_NAME (slot $SLOT, $RUNTIME)"
     return 0
   fi
   local start=$SECONDS
-  # Leftovers of a crash of this node: start from nothing.
+  # Leftovers of a crash of this node: start from nothing, with the runtime asked for now.
   remove_host_traces
-  rm -f "$NODE_DIR/node.env"
+  rm -f "$NODE_DIR/node.env" "$NODE_DIR/runtime"
+  load_runtime
+  echo "$RUNTIME" >"$NODE_DIR/runtime"
+  runtime_vars "$RUNTIME"
   record_host_state
   flock -u 8
   trap 'on_failed_start' EXIT
+  runtime_binaries
   build_pause_image
   setup_network
   make_cgroup_root
   make_node_pki "$NODE_DIR/pki" "$PKI" "$NODE_NAME" "$NODE_V4" "$NODE_V6"
   write_configs
-  start_containerd
-  ctr_ images import "$PAUSE_TAR" >/dev/null
+  # CRI-O takes its pause image from its storage before it starts; containerd through its API.
+  if [[ $RUNTIME == cri-o ]]; then CRIO_STORAGE_CONF="$CRIO_DIR/storage.conf" import_oci_archive "$PAUSE_TAR" "$PAUSE_IMAGE"; fi
+  start_runtime
+  if [[ $RUNTIME == containerd ]]; then CONTAINERD_ADDRESS=$CRI_SOCKET import_oci_archive "$PAUSE_TAR" "$PAUSE_IMAGE"; fi
   start_kubelet
   wait_node_ready
   trap - EXIT
   write_node_env
-  log "node $NODE_NAME Ready in $((SECONDS - start)) s (slot $SLOT, pods $POD_V4_CIDR $POD_V6_CIDR, containerd $NODE_DIR/containerd/containerd.sock)"
+  log "node $NODE_NAME Ready in $((SECONDS - start)) s (slot $SLOT, pods $POD_V4_CIDR $POD_V6_CIDR, $RUNTIME $CRI_SOCKET)"
 }
 
 # Nothing half-started stays behind: the node goes, its logs stay in the cluster's log dir.
@@ -621,15 +774,22 @@ cmd_reboot() {
   [[ -f "$NODE_DIR/slot" ]] || die "no node in $STATE_DIR"
   SLOT=$(<"$NODE_DIR/slot")
   slot_vars "$SLOT"
+  load_runtime
+  runtime_vars "$RUNTIME"
+  runtime_binaries
   local pid
   stop_process kubelet
   kill_pods
   for pid in $(shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-  stop_process containerd
+  # CRI-O gets time to write its clean-shutdown file, as on a real reboot: killed, it would check
+  # (and may repair) its storage at the next start, as after a crash.
+  if [[ $RUNTIME == cri-o ]]; then stop_recorded crio 100; else stop_process containerd; fi
   # What a reboot drops: the sandboxes' network namespaces, containers' root filesystems,
-  # volume tmpfs mounts. The kubelet and containerd set them up again.
+  # volume tmpfs mounts, and CRI-O's run dir (its /run: with the version file gone, CRI-O
+  # wipes the old containers as after a real reboot). The kubelet and the runtime set them up again.
   unmount_under "$NODE_DIR"
-  start_containerd
+  if [[ $RUNTIME == cri-o ]]; then rm -rf "$CRIO_DIR/run"; fi
+  start_runtime
   start_kubelet
   wait_node_ready
   log "node $NODE_NAME rebooted"

@@ -17,6 +17,8 @@ export interface ControllerOptions {
   nodeName: string;
   /** Extra env (PNC_* settings); wins over the defaults set here. */
   env?: Record<string, string>;
+  /** Another build of the agent (a baseline in a benchmark); default CONTROLLER_BUNDLE. */
+  bundle?: string;
   /** Wait for /readyz 200 before returning (default true). */
   waitReady?: boolean;
   readyTimeoutMs?: number;
@@ -54,7 +56,7 @@ async function freePort(): Promise<number> {
 
 export async function startController(options: ControllerOptions): Promise<ControllerProcess> {
   const port = await freePort();
-  const child: ChildProcessByStdio<null, Readable, Readable> = spawn(process.execPath, [CONTROLLER_BUNDLE, 'run'], {
+  const child: ChildProcessByStdio<null, Readable, Readable> = spawn(process.execPath, [options.bundle ?? CONTROLLER_BUNDLE, 'run'], {
     env: {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       KUBECONFIG: options.kubeconfig,

@@ -4,24 +4,25 @@
 # the machine's own networks. Sourced by local-cluster.sh, local-node.sh and uplink-audit.sh.
 #
 # Every address we put on a host-netns interface or route comes from these ranges. On our
-# machines the uplink itself sits on 192.0.2.0/24, so that range is used only inside network
-# namespaces of our own, never on the host:
-#   198.51.100.0/24      pods of node slots 0-3 (a /26 each)
-#   203.0.113.0/26       pods of node slot 4 (.64/26: the VM node, below)
-#   203.0.113.128/26     the Service range (the `kubernetes` Service is .129)
-#   203.0.113.192/28     node addresses (.192 + slot)
-#   203.0.113.208        the API server's advertise address (on no interface: nothing dials it)
-#   203.0.113.224/27     destinations nobody holds, for pods' test connections
+# machines the uplink itself sits on 192.0.2.0/24 and the package registries the machine reaches
+# answer at 203.0.113.80, so those two ranges are used only inside network namespaces of our own,
+# never on the host; 198.51.100.0/24 holds all the host needs:
+#   198.51.100.0/26, .64/26, .128/26   pods of node slots 0-2 (the first address: their gateway)
+#   198.51.100.192/29    node addresses (.192 + slot)
+#   198.51.100.224/29    destinations nobody holds, for pods' test connections
+#   198.51.100.232       the API server's advertise address (on no interface: nothing dials it)
+#   198.51.100.240/28    the Service range (the `kubernetes` Service is .241)
 #   2001:db8:ad0::/44    node addresses (ad0:<slot>::1), pods (ad1:<slot>::/64), the VM node's
 #                        link (ad2::/64: the host's bridge ::1, the guest ::2), destinations
 #                        nobody holds (adf::/48)
-# Inside the VM node's guest only, never on the host: its pods, on 203.0.113.64/26 (what was
-# the lab nodes' slot 5) and 2001:db8:ad3::/64, and the `kubernetes` Service's address.
-HOST_V4_RANGES=(198.51.100.0/24 203.0.113.0/24)
+# Inside the VM node's guest only, never on the host (the guest's link is IPv6 only and nothing
+# is forwarded): its pods, on 203.0.113.64/26 and 2001:db8:ad3::/64, and the `kubernetes`
+# Service's address.
+HOST_V4_RANGES=(198.51.100.0/24)
 HOST_V6_RANGES=(2001:db8:ad0::/44)
-SERVICE_CIDR=203.0.113.128/26
-KUBERNETES_SERVICE_IP=203.0.113.129
-ADVERTISE_ADDRESS=203.0.113.208
+SERVICE_CIDR=198.51.100.240/28
+KUBERNETES_SERVICE_IP=198.51.100.241
+ADVERTISE_ADDRESS=198.51.100.232
 # The VM node (hack/vm-node.sh): one per machine, a tap on a bridge of its own.
 VM_BRIDGE=pncv0
 VM_TAP=pncvt0
@@ -29,9 +30,9 @@ VM_HOST_V6=2001:db8:ad2::1
 VM_GUEST_V6=2001:db8:ad2::2
 VM_POD_V4_CIDR=203.0.113.64/26
 VM_POD_V6_CIDR=2001:db8:ad3::/64
-# Our host links: node bridges pncn<slot>, pod bridges pncp<slot> and their veth ports, the VM
-# node's bridge and tap.
-OUR_LINK_PATTERN='^(pncn|pncp|pncv|pncvt)[0-9]+$|^veth'
+# Our host links: every name starts with pnc (node, pod and VM bridges, the VM's tap), and the
+# pods' veth ports.
+OUR_LINK_PATTERN='^pnc|^veth'
 
 # The devices of the machine's default routes (both families): where a packet leaves the machine.
 uplink_devices() {
@@ -60,11 +61,41 @@ host_range_conflicts() {
   done | sort -u
 }
 
+# The IPv4 address as a number (no output for anything else).
+ipv4_number() {
+  local IFS=. a b c d
+  [[ "$1" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || return 0
+  read -r a b c d <<<"$1"
+  echo $(((a << 24) | (b << 16) | (c << 8) | d))
+}
+
+# Prints each IPv4 address the machine is talking to (its nameservers, its TCP connections' peers)
+# that lies in one of our ranges: reached through the uplink, it would be shadowed by ours.
+host_range_destinations() {
+  local peer number range base bits route dev
+  {
+    sed -n 's/^nameserver[[:space:]]*//p' /etc/resolv.conf 2>/dev/null
+    ss -Htn4 2>/dev/null | awk '{print $5}' | sed 's/:[0-9]*$//'
+  } | sort -u | while IFS= read -r peer; do
+    number=$(ipv4_number "$peer")
+    [[ -n "$number" ]] || continue
+    # Our own nodes and pods (a local address, or one of our links) are not the machine's.
+    route=$(ip -o -4 route get "$peer" 2>/dev/null || true)
+    [[ "$route" == local* ]] && continue
+    dev=$(awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}' <<<"$route")
+    [[ -n "$dev" && ( "$dev" == lo || "$dev" =~ $OUR_LINK_PATTERN ) ]] && continue
+    for range in "${HOST_V4_RANGES[@]}"; do
+      base=$(ipv4_number "${range%/*}") bits=${range#*/}
+      if (((number >> (32 - bits)) == (base >> (32 - bits)))); then echo "$range holds $peer, which the machine talks to"; fi
+    done
+  done
+}
+
 # Exits (through the caller's die) when the machine already routes one of our ranges.
 check_host_ranges() {
   local conflicts
   command -v ip >/dev/null || die "missing ip, which reads the machine's routes: install it with: apt-get install iproute2"
-  conflicts=$(host_range_conflicts)
+  conflicts=$(host_range_conflicts; host_range_destinations)
   [[ -z "$conflicts" ]] && return 0
   die "the local cluster's host-side ranges are in use on this machine, refusing to start:
 $conflicts

@@ -15,18 +15,28 @@ export interface LocalClusterOptions {
   stateDir?: string;
   /** Also run kube-controller-manager (serviceaccount, namespace, garbagecollector controllers). */
   withControllerManager?: boolean;
-  /** Also run kube-scheduler, the workload controllers and one real node (kubelet + containerd; root). */
+  /** Also run kube-scheduler, the workload controllers and one real node (kubelet + containerd or CRI-O; root). */
   withNode?: boolean;
   /** Also run kube-scheduler, the workload controllers and a node in a QEMU guest (systemd, cgroup v2, the systemd cgroup driver; root; minutes). */
   withVmNode?: boolean;
+  /** The node's runtime (`--runtime`); unset: PNC_NODE_RUNTIME, else containerd. */
+  runtime?: NodeRuntime;
   /** Also run OpenShift's SecurityContextConstraints admission (its CRD, default SCCs and plugin as webhooks). */
   openshift?: boolean;
 }
 
+export const NODE_RUNTIMES = ['containerd', 'cri-o'] as const;
+export type NodeRuntime = (typeof NODE_RUNTIMES)[number];
+
 export interface LocalNode {
   name: string;
-  /** containerd's socket; images live in namespace k8s.io. */
+  runtime: NodeRuntime;
+  /** The runtime's CRI socket (crictl's endpoint, without `unix://`). */
+  criSocket: string;
+  /** containerd's socket, images in namespace k8s.io; '' on CRI-O. */
   containerdAddress: string;
+  /** Where the runtime pins its pods' network namespaces. */
+  netnsDir: string;
   /** The node's InternalIPs, IPv4 first. */
   ips: string[];
   /** The pods' IPv4 and IPv6 ranges. */
@@ -93,6 +103,7 @@ export async function ensureLocalCluster(options: LocalClusterOptions = {}): Pro
     ...(options.withControllerManager ? ['--with-controller-manager'] : []),
     ...(options.withNode ? ['--with-node'] : []),
     ...(options.withVmNode ? ['--with-vm-node'] : []),
+    ...(options.withNode && options.runtime ? ['--runtime', options.runtime] : []),
     ...(options.openshift ? ['--openshift'] : []),
   ];
   const stdout = await runScript(stateDir, ['up', ...flags]);
@@ -102,22 +113,31 @@ export async function ensureLocalCluster(options: LocalClusterOptions = {}): Pro
     throw new Error(`hack/local-cluster.sh up in ${stateDir} printed no kubeconfig or wrote no BIN_DIR or KUBERNETES_SERVICE_IP`);
   }
   const cluster: LocalCluster = { kubeconfig, binDir: env.BIN_DIR, stateDir, kubernetesServiceIp: env.KUBERNETES_SERVICE_IP };
-  if (options.withNode) {
-    const node = parseClusterEnv(await readFile(join(stateDir, 'node', 'node.env'), 'utf8'));
-    if (!node.NODE_NAME || !node.CONTAINERD_ADDRESS) throw new Error(`hack/local-cluster.sh up --with-node in ${stateDir} wrote no node.env`);
-    cluster.node = {
-      name: node.NODE_NAME,
-      containerdAddress: node.CONTAINERD_ADDRESS,
-      ips: (node.NODE_IPS ?? '').split(','),
-      podCidrs: (node.POD_CIDRS ?? '').split(','),
-    };
-  }
+  if (options.withNode) cluster.node = await readLocalNode(stateDir);
   if (options.withVmNode) {
     const node = parseClusterEnv(await readFile(join(stateDir, 'vm-node', 'node.env'), 'utf8'));
     if (!node.NODE_NAME) throw new Error(`hack/local-cluster.sh up --with-vm-node in ${stateDir} wrote no vm-node/node.env`);
     cluster.vmNode = { name: node.NODE_NAME, ips: (node.NODE_IPS ?? '').split(','), podCidrs: (node.POD_CIDRS ?? '').split(',') };
   }
   return cluster;
+}
+
+/** The node `up --with-node` started in the state dir, as its node.env says. */
+export async function readLocalNode(stateDir: string): Promise<LocalNode> {
+  const node = parseClusterEnv(await readFile(join(stateDir, 'node', 'node.env'), 'utf8'));
+  const runtime = NODE_RUNTIMES.find((r) => r === node.RUNTIME);
+  if (!node.NODE_NAME || !runtime || !node.CRI_ENDPOINT?.startsWith('unix://') || !node.NETNS_DIR) {
+    throw new Error(`hack/local-cluster.sh up --with-node in ${stateDir} wrote no node.env with NODE_NAME, RUNTIME, CRI_ENDPOINT and NETNS_DIR`);
+  }
+  return {
+    name: node.NODE_NAME,
+    runtime,
+    criSocket: node.CRI_ENDPOINT.slice('unix://'.length),
+    containerdAddress: node.CONTAINERD_ADDRESS ?? '',
+    netnsDir: node.NETNS_DIR,
+    ips: (node.NODE_IPS ?? '').split(','),
+    podCidrs: (node.POD_CIDRS ?? '').split(','),
+  };
 }
 
 /** A node reboot as its pods see it: every sandbox killed, containerd and the kubelet started again. */

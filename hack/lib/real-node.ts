@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
-import { ensureLocalCluster, isLocalClusterRunning } from './local-cluster.ts';
+import { ensureLocalCluster, isLocalClusterRunning, readLocalNode } from './local-cluster.ts';
 import type { LocalCluster, LocalNode } from './local-cluster.ts';
 import { APP_UID, PROXY_UID, WAITER_CONTAINER } from './mesh-pods.ts';
 import { pollUntil } from './poll.ts';
@@ -176,8 +176,8 @@ export async function connectFromPod(
  * netns files, the addresses inside each), independent of the agent's own lookup.
  */
 export async function podNetns(clusterStateDir: string, podIP: string): Promise<{ path: string; inode: number }> {
-  // The node's containerd keeps the CNI network namespaces under its state dir.
-  const dir = join(clusterStateDir, 'node/containerd/state/io.containerd.grpc.v1.cri/netns');
+  // The node's runtime keeps the CNI network namespaces under the node's dir.
+  const dir = (await readLocalNode(clusterStateDir)).netnsDir;
   for (const name of await readdir(dir)) {
     const path = join(dir, name);
     const { stdout } = await execFileAsync('nsenter', [`--net=${path}`, '--', 'ip', '-o', 'addr', 'show']).catch(() => ({ stdout: '' }));

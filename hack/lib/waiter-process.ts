@@ -1,10 +1,14 @@
-// Runs the real init-waiter bundle the way a pod does: inside a given network namespace,
+// Runs the real init-waiter bundle the way a pod does: inside a given network namespace with
+// that netns's own /sys (as a container runtime mounts it: the waiter reads lo's alias there),
 // as an unprivileged UID (65534 unless told otherwise), and records its output and exit.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { encodeMark, encodeNetnsRecord, MARK_VERSION, STATUS_ANNOTATION, type Mark } from '../../controller/src/pod-contract/index.ts';
+import { writeNetnsRecord, type Netns } from '../../controller/src/redirect/index.ts';
+import { writeAnnotationsVolume } from './downward-api.ts';
 import { ensureBundles } from './ensure-bundles.ts';
 import { nodeForAnyUser } from './netns.ts';
 
@@ -50,6 +54,7 @@ export interface WaiterRun {
 }
 
 export interface StartWaiterOptions {
+  /** A named netns, /run/netns/NAME: `ip netns exec` mounts its sysfs over /sys for the waiter. */
   netnsPath: string;
   args: string[];
   identity?: { uid: number; gid: number };
@@ -58,9 +63,11 @@ export interface StartWaiterOptions {
 
 export function startWaiter(bundle: WaiterBundle, options: StartWaiterOptions): WaiterRun {
   const identity = options.identity ?? NOBODY;
+  const name = /^\/run\/netns\/([^/]+)$/.exec(options.netnsPath)?.[1];
+  if (name === undefined) throw new Error(`startWaiter: ${options.netnsPath} is not a named netns (/run/netns/NAME)`);
   const child = spawn(
-    'nsenter',
-    [`--net=${options.netnsPath}`, `--setuid=${identity.uid}`, `--setgid=${identity.gid}`, '--', bundle.node, bundle.script, ...options.args],
+    'ip',
+    ['netns', 'exec', name, 'nsenter', `--setuid=${identity.uid}`, `--setgid=${identity.gid}`, '--', bundle.node, bundle.script, ...options.args],
     // A clean environment: the waiter sees only what a container would be given.
     { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin', ...options.env } },
   );
@@ -101,4 +108,20 @@ export function startWaiter(bundle: WaiterBundle, options: StartWaiterOptions): 
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
+}
+
+/** An initialized mark for the netns, as the agent writes it (format 2, with an id). */
+export function initializedMarkFor(netns: Netns, rules = '0123456789abcdef'): Mark {
+  return { v: MARK_VERSION, state: 'initialized', netns: netns.inode, rules, at: new Date().toISOString(), id: 'test-mark-0001' };
+}
+
+/**
+ * What the agent does for a programmed pod, in its order: the mark through the API (here the
+ * downward-API volume, which the kubelet refreshes later in a real pod), then the netns record
+ * written by the agent's own code. `annotations`: the pod's others.
+ */
+export async function markInitialized(volume: string, netns: Netns, annotations: Record<string, string> = {}, mark = initializedMarkFor(netns)): Promise<Mark> {
+  writeAnnotationsVolume(volume, { ...annotations, [STATUS_ANNOTATION]: encodeMark(mark) });
+  await writeNetnsRecord(netns, encodeNetnsRecord(mark));
+  return mark;
 }

@@ -10,7 +10,7 @@ export const EXIT = {
   noMark: 3,
   /** Timed out: the controller marked the pod `error`. */
   markError: 4,
-  /** Timed out: the mark names another network namespace (stale or forged). */
+  /** Timed out: the mark names another network namespace (stale or forged), or only its inode, with no netns record. */
   otherNetns: 5,
   /** Timed out: the mark is right but the outbound-capture self-test kept failing. */
   selfTest: 6,
@@ -26,6 +26,7 @@ const BY_WAIT_CODE: Record<WaitCode, number> = {
   pending: EXIT.noMark,
   'mark-error': EXIT.markError,
   'other-netns': EXIT.otherNetns,
+  unrecorded: EXIT.otherNetns,
   'self-test': EXIT.selfTest,
   malformed: EXIT.malformed,
 };

@@ -6,6 +6,7 @@ import { networkInterfaces } from 'node:os';
 import { netnsInodeFromLink } from '../../controller/src/pod-contract/index.ts';
 import { watchAnnotations } from './annotations-watcher.ts';
 import { EXIT } from './exit-codes.ts';
+import { watchRecord } from './netns-record-watcher.ts';
 import { HelpRequested, parseOptions, USAGE, UsageError } from './options.ts';
 import type { WaiterOptions } from './options.ts';
 import { hasIpv4, podHasIpv6, podInterfaces, podRoutes } from './pod-addresses.ts';
@@ -88,6 +89,7 @@ function main(): void {
       uid: process.getuid?.(),
     },
     annotations: (onSnapshot) => watchAnnotations(options.annotationsFile, onSnapshot),
+    netnsRecord: (onRecord) => watchRecord(onRecord),
     selfTest: (targets) => runSelfTest({ proxyPort: options.proxyPort, targets, timeoutMs: SELF_TEST_TIMEOUT_MS }),
     clock,
     log,

@@ -9,10 +9,17 @@ export interface ProbeAddresses {
   ipv6: string;
 }
 
+/** The pod's spec.restartPolicy. With Never a failed init container fails the pod for good. */
+export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
+const RESTART_POLICIES: readonly RestartPolicy[] = ['Always', 'OnFailure', 'Never'];
+
 export interface WaiterOptions {
   annotationsFile: string;
-  timeoutMs: number;
-  errorGraceMs: number;
+  /** undefined: no timeout (a Never pod without an explicit --timeout). */
+  timeoutMs: number | undefined;
+  /** undefined: an error mark is waited out (a Never pod without an explicit --error-grace). */
+  errorGraceMs: number | undefined;
+  restartPolicy: RestartPolicy;
   validate: boolean;
   proxyPort: number;
   probeAddresses: ProbeAddresses;
@@ -48,13 +55,19 @@ export const WAITER_SETTINGS = {
     flag: '--timeout',
     env: 'PNC_WAITER_TIMEOUT',
     fallback: '300',
-    help: 'seconds to wait before giving up with the reason (decimals allowed)',
+    help: 'seconds to wait before giving up with the reason (decimals allowed); with --restart-policy Never no default: it waits until the pod ends',
   },
   errorGrace: {
     flag: '--error-grace',
     env: 'PNC_WAITER_ERROR_GRACE',
     fallback: '15',
-    help: 'seconds an `error` mark may stand (the controller retrying) before giving up with its reason (0: at once)',
+    help: 'seconds an `error` mark may stand (the controller retrying) before giving up with its reason (0: at once); with --restart-policy Never no default',
+  },
+  restartPolicy: {
+    flag: '--restart-policy',
+    env: 'PNC_WAITER_RESTART_POLICY',
+    fallback: 'Always',
+    help: "the pod's spec.restartPolicy (Always|OnFailure|Never; injection sets it): a Never pod fails for good when the waiter exits non-zero",
   },
   validate: {
     flag: '--validate',
@@ -120,19 +133,28 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     fromFlags.set(name, token.value);
   }
 
-  const raw = (name: OptionName): { value: string; source: string } => {
+  const raw = (name: OptionName): { value: string; source: string; given: boolean } => {
     const spec: OptionSpec = WAITER_SETTINGS[name];
     const flagValue = fromFlags.get(name);
-    if (flagValue !== undefined) return { value: flagValue, source: spec.flag };
+    if (flagValue !== undefined) return { value: flagValue, source: spec.flag, given: true };
     const envValue = env[spec.env];
-    if (envValue !== undefined && envValue !== '') return { value: envValue, source: spec.env };
-    return { value: spec.fallback, source: `default of ${spec.flag}` };
+    if (envValue !== undefined && envValue !== '') return { value: envValue, source: spec.env, given: true };
+    return { value: spec.fallback, source: `default of ${spec.flag}`, given: false };
+  };
+
+  const restartPolicy = parseRestartPolicy(raw('restartPolicy'));
+  // A Never pod fails for good when an init container exits non-zero, so the waiter gives up
+  // on nothing transient (a late agent, an error mark the agent will repair) unless told to.
+  const bounded = (name: 'timeout' | 'errorGrace', zero: boolean): number | undefined => {
+    const setting = raw(name);
+    return restartPolicy === 'Never' && !setting.given ? undefined : parseSeconds(setting, { zero });
   };
 
   return {
     annotationsFile: parsePath(raw('annotationsFile')),
-    timeoutMs: parseSeconds(raw('timeout')),
-    errorGraceMs: parseSeconds(raw('errorGrace'), { zero: true }),
+    timeoutMs: bounded('timeout', false),
+    errorGraceMs: bounded('errorGrace', true),
+    restartPolicy,
     validate: parseBoolean(raw('validate')),
     proxyPort: parsePort(raw('proxyPort')),
     probeAddresses: parseProbeAddresses(raw('probeAddress')),
@@ -153,6 +175,12 @@ function parseSeconds({ value, source }: { value: string; source: string }, { ze
     throw new UsageError(`${source}: ${JSON.stringify(value)} is not a number of seconds in ${zero ? '[' : '('}0, 86400]`);
   }
   return Math.round(seconds * 1000);
+}
+
+function parseRestartPolicy({ value, source }: { value: string; source: string }): RestartPolicy {
+  const policy = RESTART_POLICIES.find((p) => p === value.trim());
+  if (policy === undefined) throw new UsageError(`${source}: ${JSON.stringify(value)} is not a restart policy (${RESTART_POLICIES.join(', ')})`);
+  return policy;
 }
 
 function parseBoolean({ value, source }: { value: string; source: string }): boolean {

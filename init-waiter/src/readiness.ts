@@ -1,21 +1,28 @@
-// Decides from the annotations file and the waiter's own netns inode whether the
-// controller's mark lets this pod go on, or what it still waits for (pure).
-import { MarkFormatError, parseMark, STATUS_ANNOTATION, type Mark } from '../../controller/src/pod-contract/index.ts';
+// Decides from the netns record (lo's alias), the annotations file and the waiter's own netns
+// inode whether the controller lets this pod go on, or what it still waits for (pure).
+// The record alone lets it pass: only CAP_NET_ADMIN over this netns can write it and it dies
+// with the netns, so it can never belong to an earlier sandbox, whereas the mark's netns inode
+// can (Linux reuses inodes). The mark only explains the wait.
+import { MarkFormatError, parseMark, parseNetnsRecord, STATUS_ANNOTATION, type Mark, type NetnsRecord } from '../../controller/src/pod-contract/index.ts';
 import { parseDownwardApiAnnotations } from './downward-api.ts';
 import type { ParsedAnnotations } from './downward-api.ts';
 import type { AnnotationsSnapshot } from './annotations-watcher.ts';
 
 /** What the waiter is still waiting for; each maps to one exit code on timeout (see exit-codes.ts). */
-export type WaitCode = 'no-file' | 'no-mark' | 'pending' | 'mark-error' | 'other-netns' | 'malformed' | 'self-test';
+export type WaitCode = 'no-file' | 'no-mark' | 'pending' | 'mark-error' | 'other-netns' | 'unrecorded' | 'malformed' | 'self-test';
 
 export interface Waiting {
   code: WaitCode;
   message: string;
 }
 
-export type MarkVerdict = { ready: true; mark: Mark; parsed: ParsedAnnotations } | { ready: false; waiting: Waiting; parsed?: ParsedAnnotations };
+export type MarkVerdict = { ready: true; record: NetnsRecord; parsed: ParsedAnnotations } | { ready: false; waiting: Waiting; parsed?: ParsedAnnotations };
 
-export function assessMark(snapshot: AnnotationsSnapshot, ownNetns: number): MarkVerdict {
+/** What /sys/class/net/lo/ifalias held: its text ('' when lo has no alias), or why it could not be read. */
+export type RecordSnapshot = { kind: 'text'; text: string } | { kind: 'unreadable'; path: string; error: string };
+
+/** The annotations file is still needed: the self-test follows the pod's traffic annotations. */
+export function assessMark(snapshot: AnnotationsSnapshot, ownNetns: number, recordSnapshot: RecordSnapshot): MarkVerdict {
   switch (snapshot.kind) {
     case 'missing':
       return waiting('no-file', `annotations file ${snapshot.path} does not exist yet (is the downward-API volume mounted?)`);
@@ -28,6 +35,26 @@ export function assessMark(snapshot: AnnotationsSnapshot, ownNetns: number): Mar
   }
 
   const parsed = parseDownwardApiAnnotations(snapshot.text);
+  if (recordSnapshot.kind === 'unreadable') {
+    return waiting('unrecorded', `the netns record ${recordSnapshot.path} cannot be read: ${recordSnapshot.error}`, parsed);
+  }
+  let record: NetnsRecord | undefined;
+  try {
+    record = parseNetnsRecord(recordSnapshot.text);
+  } catch (error) {
+    if (!(error instanceof MarkFormatError)) throw error;
+    return waiting('malformed', error.message, parsed);
+  }
+  if (record !== undefined) {
+    if (record.netns === ownNetns) return { ready: true, record, parsed };
+    // Only the agent writes records, into the netns it names: this sysfs is not our netns's.
+    return waiting(
+      'other-netns',
+      `lo's netns record names network namespace ${record.netns}, but this pod's is ${ownNetns} (is /sys this network namespace's sysfs?)`,
+      parsed,
+    );
+  }
+
   const raw = parsed.annotations.get(STATUS_ANNOTATION);
   if (raw === undefined) {
     const unparsed = parsed.problemCount > 0 ? ` (${parsed.problemCount} malformed line(s) in ${snapshot.path}: ${parsed.problems[0]})` : '';
@@ -66,7 +93,15 @@ export function assessMark(snapshot: AnnotationsSnapshot, ownNetns: number): Mar
       parsed,
     );
   }
-  return { ready: true, mark, parsed };
+  // An inode match alone: the netns may be a new one that got an earlier sandbox's inode.
+  return waiting(
+    'unrecorded',
+    `${STATUS_ANNOTATION} is initialized for network namespace ${ownNetns}, but lo has no netns record of it: ` +
+      (mark.v === undefined
+        ? "the mark has the first format, so the node's pod-network-controller is older than this waiter, or the mark is from an earlier sandbox that had this netns inode"
+        : "the mark is from an earlier sandbox that had this netns inode, or the node's pod-network-controller has yet to record it"),
+    parsed,
+  );
 }
 
 function waiting(code: WaitCode, message: string, parsed?: ParsedAnnotations): MarkVerdict {

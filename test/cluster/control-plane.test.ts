@@ -1,22 +1,17 @@
 // The local control plane is a real one: the pinned release answers, and Pod Security,
 // RBAC, pod-bound ServiceAccount tokens and admission policies are enforced by the apiserver itself.
-import {
-  AdmissionregistrationV1Api,
-  AuthenticationV1Api,
-  CoreV1Api,
-  RbacAuthorizationV1Api,
-  VersionApi,
-} from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, AuthenticationV1Api, CoreV1Api, RbacAuthorizationV1Api, VersionApi } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
+import { adminKubeConfig, freshNamespace, servesMutatingAdmissionPolicyV1 } from '../support/cluster.ts';
 import { createServiceAccountToken, ensureNode, kubeConfigForToken } from '../../hack/lib/kube-objects.ts';
 
 const admin = adminKubeConfig();
 const core = admin.makeApiClient(CoreV1Api);
 const suffix = () => randomBytes(3).toString('hex');
+const servesMap = await servesMutatingAdmissionPolicyV1(admin);
 
 /** The release hack/build-k8s-binaries.sh pins (its default, unless the run asks for another). */
 async function pinnedRelease(): Promise<string> {
@@ -171,7 +166,12 @@ describe('local control plane', () => {
     }
   });
 
-  it('serves MutatingAdmissionPolicy (v1, on by default: no feature gate or runtime-config of ours) and applies its mutation', async () => {
+  it('serves MutatingAdmissionPolicy v1 from Kubernetes 1.36 on (no feature gate or runtime-config of ours), and not before', async () => {
+    const minor = Number(/^v1\.(\d+)\./.exec(await pinnedRelease())?.[1]);
+    expect(servesMap).toBe(minor >= 36);
+  });
+
+  it.runIf(servesMap)('applies a MutatingAdmissionPolicy v1 mutation', async () => {
     const namespace = await freshNamespace(admin, { 'pnc-test/map': 'on' });
     const policyName = `pnc-test-label-${suffix()}`;
     const mutating = admin.makeApiClient(AdmissionregistrationV1Api);

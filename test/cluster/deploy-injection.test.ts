@@ -8,8 +8,19 @@ import { join } from 'node:path';
 import { CoreV1Api, type V1Container, type V1Pod, type V1Volume } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
-import { ROOT, SCOPE_LABEL, apiOnlyPod, ensureControllerNamespace, eventually, findManifest, install, kustomize, scopedToRun } from './deploy-support.ts';
+import { adminKubeConfig, freshNamespace, servesMutatingAdmissionPolicyV1 } from '../support/cluster.ts';
+import {
+  ROOT,
+  SCOPE_LABEL,
+  apiOnlyPod,
+  ensureControllerNamespace,
+  eventually,
+  findManifest,
+  install,
+  kubectl,
+  kustomize,
+  scopedToRun,
+} from './deploy-support.ts';
 
 interface Snippet {
   initContainer: V1Container;
@@ -41,9 +52,21 @@ async function createAndReadBack(pod: V1Pod, inNamespace = namespace): Promise<V
 }
 
 const expectedWaiter = () => ({ ...snippet.initContainer, image: waiterImage });
+// Kubernetes 1.35, the oldest release we support, does not serve it: there the docs send users
+// to Istio's injector or the snippet by hand, and applying the injection must say why it fails.
+const served = await servesMutatingAdmissionPolicyV1(admin);
+
+describe.skipIf(served)('the injection on an API server without MutatingAdmissionPolicy v1', () => {
+  it('is refused by the API server, naming the kind and version it does not serve', async () => {
+    const applied = await kubectl(['apply', '--server-side', '--dry-run=server', '-k', join(ROOT, 'manifests/injection/admission-policy')]);
+    expect(applied.code).not.toBe(0);
+    expect(applied.stderr).toMatch(/no matches for kind "MutatingAdmissionPolicy" in version "admissionregistration\.k8s\.io\/v1"/);
+  });
+});
 
 beforeAll(async () => {
   snippet = parse(await readFile(join(ROOT, 'manifests/injection/init-waiter-snippet.yaml'), 'utf8')) as Snippet;
+  if (!served) return;
   await ensureControllerNamespace(admin);
   const objects = await kustomize('manifests/injection/admission-policy');
   const parameters = findManifest(objects, 'ConfigMap', 'pod-network-controller-injection');
@@ -63,7 +86,7 @@ afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
 });
 
-describe('the MutatingAdmissionPolicy', () => {
+describe.runIf(served)('the MutatingAdmissionPolicy', () => {
   it('gives a mesh pod exactly the documented init container and volume, admitted under Pod Security restricted', async () => {
     const pod = await createAndReadBack(meshPod('plain-mesh'));
     expect(pod.spec?.initContainers).toEqual([expectedWaiter()]);
@@ -85,6 +108,11 @@ describe('the MutatingAdmissionPolicy', () => {
     expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['pnc-init-waiter', 'istio-proxy']);
   });
 
+  it("tells the waiter a Job pod's restartPolicy Never (a failed init container would fail the pod for good)", async () => {
+    const pod = await createAndReadBack(meshPod('job', { restartPolicy: 'Never' }));
+    expect(pod.spec?.initContainers).toEqual([{ ...expectedWaiter(), env: [{ name: 'PNC_WAITER_RESTART_POLICY', value: 'Never' }] }]);
+  });
+
   it('leaves a pod without istio-proxy alone', async () => {
     const pod = await createAndReadBack(apiOnlyPod('no-proxy', { securityContext: podSecurity, containers: [app] }));
     expect(pod.spec?.initContainers).toBeUndefined();
@@ -99,10 +127,16 @@ describe('the MutatingAdmissionPolicy', () => {
 
   it("takes the waiter's CPU request from the ConfigMap's optional cpuRequest: 500m (the limit) keeps a Guaranteed pod Guaranteed, no key gives the 10m default", async () => {
     const objects = await kustomize('manifests/injection/admission-policy');
+    // The shipped parameters without cpuRequest.
+    const shipped = Object.fromEntries(
+      Object.entries(findManifest(objects, 'ConfigMap', 'pod-network-controller-injection').data as Record<string, string>).filter(
+        ([key]) => key !== 'cpuRequest',
+      ),
+    );
     const guaranteed = { limits: { cpu: '100m', memory: '64Mi' } };
     const cases: [string, Record<string, string>, string, string][] = [
-      ['g', { image: waiterImage, cpuRequest: '500m' }, '500m', 'Guaranteed'],
-      ['d', { image: waiterImage }, '10m', 'Burstable'],
+      ['g', { ...shipped, cpuRequest: '500m' }, '500m', 'Guaranteed'],
+      ['d', shipped, '10m', 'Burstable'],
     ];
     for (const [variant, data, cpu, qosClass] of cases) {
       const scope = `${run}-${variant}`;
@@ -144,9 +178,12 @@ describe('the Istio sidecar-injector template override', () => {
     const overlay = parse(values.sidecarInjectorWebhook.templates['pnc-init-waiter']) as { spec: { initContainers: V1Container[]; volumes: V1Volume[] } };
     const [waiter] = overlay.spec.initContainers;
     expect(overlay.spec.initContainers).toHaveLength(1);
-    const { args, ...rest } = waiter!;
+    const { args, env, ...others } = waiter!;
+    const rest = { ...others, env: undefined };
     expect(args).toEqual(['--validate=false']);
-    expect(rest).toEqual(snippet.initContainer);
+    // Istio's template data holds the pod's spec: the same variable, from the pod being injected.
+    expect(env).toEqual([{ name: 'PNC_WAITER_RESTART_POLICY', value: '{{ .Spec.RestartPolicy }}' }]);
+    expect(rest).toEqual({ ...snippet.initContainer, env: undefined });
     expect(overlay.spec.volumes).toEqual([snippet.volume]);
   });
 });

@@ -102,7 +102,7 @@ describe('the rendered kubernetes overlay', () => {
 
 describe('the rendered openshift overlay', () => {
   // OpenShift's real admission of these objects: test/cluster/openshift-scc.test.ts.
-  it("lets only the controller use OpenShift's privileged SCC, and ships no SCC of its own", async () => {
+  it("lets only the controller's pods use OpenShift's privileged SCC, and brings no SCC of its own", async () => {
     const objects = await kustomize('manifests/overlays/openshift');
     expect(objects.filter((o) => o.kind === 'SecurityContextConstraints')).toEqual([]);
     const role = findManifest(objects, 'ClusterRole', 'pod-network-controller-scc');
@@ -111,6 +111,7 @@ describe('the rendered openshift overlay', () => {
     ]);
     const binding = findManifest(objects, 'RoleBinding', 'pod-network-controller-scc');
     expect(binding.metadata.namespace).toBe('pod-network-controller');
+    expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'pod-network-controller-scc' });
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'pod-network-controller', namespace: 'pod-network-controller' }]);
     const pod = findManifest(objects, 'DaemonSet', 'pod-network-controller').spec.template.spec;
     expect(pod.containers[0].securityContext).toMatchObject({ privileged: true, allowPrivilegeEscalation: true });

@@ -184,8 +184,8 @@ describe.skipIf(notRoot)('controller under faults', () => {
       for (const round of [1, 2]) {
         controller = await startController({ kubeconfig, nodeName });
         const agent = controller;
-        await agent.waitForLog((line) => line.uid === lost.uid && line.msg === 'mark and rules verified');
-        await agent.waitForLog((line) => line.uid === kept.uid && line.msg === 'mark and rules verified');
+        await agent.waitForLog((line) => line.uid === lost.uid && line.msg === 'mark, netns record and rules verified');
+        await agent.waitForLog((line) => line.uid === kept.uid && line.msg === 'mark, netns record and rules verified');
         await sleep(1_000); // Events are sent in the background
         const initialized = (await fixture.podEvents(lost)).filter((event) => event.reason === 'Initialized');
         expect(initialized, `round ${round}`).toHaveLength(1);

@@ -56,7 +56,7 @@ describe.skipIf(!isRoot)('host-side ranges and the uplink audit', () => {
   });
 
   it.each([
-    ['udp4', '203.0.113.250', `-d 203.0.113.0/24 -o`],
+    ['udp4', '198.51.100.230', `-d 198.51.100.0/24 -o`],
     ['udp6', '2001:db8:ad1:5::9', `-d 2001:db8:ad0::/44 -o`],
   ] as const)('counts a %s packet to %s that leaves through the uplink, and fails', (family, host, rule) => {
     expect(runInNetns(machine.path, ['bash', AUDIT, 'start']).code).toBe(0);
@@ -67,13 +67,13 @@ describe.skipIf(!isRoot)('host-side ranges and the uplink audit', () => {
   });
 
   it('local-cluster.sh up refuses a machine that routes one of our ranges, naming the route', () => {
-    must(['ip', '-n', machine.name, 'addr', 'add', '203.0.113.70/26', 'dev', uplink]);
+    must(['ip', '-n', machine.name, 'addr', 'add', '198.51.100.70/26', 'dev', uplink]);
     const stateDir = mkdtempSync(join(tmpdir(), 'pnc-ranges-'));
     try {
       const up = runInNetns(machine.path, ['env', `PNC_CLUSTER_DIR=${stateDir}/cluster`, 'bash', join(ROOT, 'hack/local-cluster.sh'), 'up']);
       expect(up.code).not.toBe(0);
       expect(up.stderr).toContain('refusing to start');
-      expect(up.stderr).toMatch(new RegExp(`203\\.0\\.113\\.0/24 overlaps the machine's route: 203\\.0\\.113\\.64/26 dev ${uplink}`));
+      expect(up.stderr).toMatch(new RegExp(`198\\.51\\.100\\.0/24 overlaps the machine's route: 198\\.51\\.100\\.64/26 dev ${uplink}`));
       // refused before anything started or was built
       expect(up.stderr).not.toContain('build-k8s-binaries');
     } finally {

@@ -3,10 +3,12 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
+import { encodeMark, encodeNetnsRecord, STATUS_ANNOTATION, type Mark } from '../../controller/src/pod-contract/index.ts';
+import { readNetnsRecord, writeNetnsRecord } from '../../controller/src/redirect/index.ts';
 import { writeAnnotationsVolume, writeAtomicVolume } from '../../hack/lib/downward-api.ts';
 import { isRoot, ROOT_SKIP_MESSAGE } from '../../hack/lib/netns.ts';
-import { must } from '../../hack/lib/process.ts';
+import { must, run as runCommand } from '../../hack/lib/process.ts';
+import { initializedMarkFor, markInitialized } from '../../hack/lib/waiter-process.ts';
 import { useWaiterSandbox } from '../support/waiter-sandbox.ts';
 
 if (!isRoot) console.warn(`waiter-mark.test.ts ${ROOT_SKIP_MESSAGE}`);
@@ -16,6 +18,9 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
   const { freshVolume, start } = waiter;
 
   const mark = (fields: Parameters<typeof encodeMark>[0]) => ({ [STATUS_ANNOTATION]: encodeMark(fields), 'app.example/x': 'y' });
+  const ours = () => initializedMarkFor(waiter.netns, 'abc123');
+  /** The agent's own code records the mark in the pod netns (lo's alias). */
+  const record = (fields: Mark) => writeNetnsRecord(waiter.netns, encodeNetnsRecord(fields));
 
   it('without a mark keeps waiting and times out with the "no mark" reason and exit 3 (settings from env)', async () => {
     const { dir, file: annotationsFile } = freshVolume();
@@ -85,7 +90,7 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
     await run.waitForOutput(/does not exist yet/);
     writeAnnotationsVolume(dir, mark({ state: 'pending', reason: 'waiting for the node agent', at: new Date().toISOString() }));
     await run.waitForOutput(/is pending: waiting for the node agent/);
-    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: waiter.sandbox.inode, rules: 'abc123', at: new Date().toISOString() }));
+    await markInitialized(dir, waiter.netns, { 'app.example/x': 'y' }, ours());
     const exit = await run.exited;
     expect(exit.code).toBe(0);
     expect(run.output()).toMatch(new RegExp(`ready: .*netns ${waiter.sandbox.inode} initialized .*self-test off`));
@@ -106,10 +111,88 @@ describe.skipIf(!isRoot)('init-waiter waiting for the mark', () => {
     writeAtomicVolume(dir, { annotations: 'x\n'.repeat(1_000_000) });
     await run.waitForOutput(/1000000 malformed line\(s\)/);
 
-    writeAnnotationsVolume(dir, mark({ state: 'initialized', netns: waiter.sandbox.inode, at: new Date().toISOString() }));
+    await markInitialized(dir, waiter.netns, {}, ours());
     const exit = await run.exited;
     expect(exit.code).toBe(0);
     expect(run.output()).toMatch(/ready: /);
+  });
+
+  it('does not pass on a mark naming its netns inode without the netns record (a reused inode, or an older agent): exit 5', async () => {
+    const { dir, file: annotationsFile } = freshVolume();
+    writeAnnotationsVolume(dir, mark(ours()));
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '1.5', '--validate', 'false']);
+    const exit = await run.exited;
+    expect(exit.code).toBe(5);
+    expect(run.output()).toContain(`is initialized for network namespace ${waiter.sandbox.inode}, but lo has no netns record of it`);
+    expect(run.output()).not.toMatch(/ready:/);
+  });
+
+  it('passes within milliseconds of the agent recording the mark in the netns, before the file shows it', async () => {
+    const { dir, file: annotationsFile } = freshVolume();
+    writeAnnotationsVolume(dir, mark({ state: 'pending', reason: 'programming', at: new Date().toISOString() }));
+    const run = start(['--annotations-file', annotationsFile, '--timeout', '20', '--validate', 'false']);
+    await run.waitForOutput(/is pending: programming/);
+    const initialized = ours();
+    const recordingAt = performance.now();
+    await record(initialized);
+    const exit = await run.exited;
+    expect(exit.code).toBe(0);
+    expect(run.output()).toContain(`ready: pod-network-controller recorded netns ${waiter.sandbox.inode} initialized (rules abc123, mark test-mark-0001`);
+    // The agent's `ip` run, a 25 ms poll and a process exit: far below the kubelet's ~1 s refresh of the file.
+    expect(exit.at - recordingAt).toBeLessThan(300);
+    console.log(`waiter exited ${Math.round(exit.at - recordingAt)} ms after the agent started writing the netns record`);
+  });
+
+  it("only NET_ADMIN in the netns writes the record: the waiter's UID, and root without NET_ADMIN, get EPERM", async () => {
+    const name = waiter.sandbox.pod.name;
+    const asNobody = runCommand([
+      'ip',
+      'netns',
+      'exec',
+      name,
+      'nsenter',
+      '--setuid=65534',
+      '--setgid=65534',
+      '--',
+      'ip',
+      'link',
+      'set',
+      'dev',
+      'lo',
+      'alias',
+      'forged',
+    ]);
+    expect(asNobody.code).not.toBe(0);
+    expect(asNobody.stderr).toContain('Operation not permitted');
+    const viaSysfs = runCommand(
+      ['ip', 'netns', 'exec', name, 'nsenter', '--setuid=65534', '--setgid=65534', '--', 'tee', '/sys/class/net/lo/ifalias'],
+      'forged\n',
+    );
+    expect(viaSysfs.code).not.toBe(0);
+    expect(viaSysfs.stderr).toContain('Permission denied');
+    const rootWithoutNetAdmin = runCommand([
+      'ip',
+      'netns',
+      'exec',
+      name,
+      'setpriv',
+      '--bounding-set=-net_admin',
+      '--',
+      'ip',
+      'link',
+      'set',
+      'dev',
+      'lo',
+      'alias',
+      'forged',
+    ]);
+    expect(rootWithoutNetAdmin.code).not.toBe(0);
+    expect(rootWithoutNetAdmin.stderr).toContain('Operation not permitted');
+    expect(await readNetnsRecord(waiter.netns)).toBe('');
+    // ...while the waiter's UID reads it.
+    await record(ours());
+    const read = runCommand(['ip', 'netns', 'exec', name, 'nsenter', '--setuid=65534', '--setgid=65534', '--', 'cat', '/sys/class/net/lo/ifalias']);
+    expect(read.stdout).toBe(`pod-network-controller/2 netns=${waiter.sandbox.inode} rules=abc123 id=test-mark-0001\n`);
   });
 
   it('does not pass a malformed mark and names the bad value (exit 7)', async () => {

@@ -1,10 +1,9 @@
 // The init-waiter's active proof of outbound capture, against real rules programmed by
 // the redirect engine in a real pod netns, the waiter running unprivileged as a pod would.
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import { applyRedirect, planFromPod, removeRedirect } from '../../controller/src/redirect/index.ts';
-import { writeAnnotationsVolume } from '../../hack/lib/downward-api.ts';
 import { isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../../hack/lib/netns.ts';
+import { markInitialized } from '../../hack/lib/waiter-process.ts';
 import { useWaiterSandbox } from '../support/waiter-sandbox.ts';
 
 if (!isRoot) console.warn(`waiter-self-test.test.ts ${ROOT_SKIP_MESSAGE}`);
@@ -15,16 +14,14 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
   // Each test programs what it needs; none inherits rules from the one before.
   afterEach(() => removeRedirect(waiter.sandbox.pod.path));
 
-  const annotationsWithMark = (extra: Record<string, string> = {}) => ({
-    ...extra,
-    [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: waiter.sandbox.inode, rules: '0123456789abcdef', at: new Date().toISOString() }),
-  });
+  /** The agent's mark and netns record; `extra`: the pod's other annotations. */
+  const markOurs = (dir: string, extra: Record<string, string> = {}) => markInitialized(dir, waiter.netns, extra);
   const program = (annotations: Record<string, string> = {}) =>
     applyRedirect(waiter.sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'waiter', annotations } }));
 
   it('with a correct mark but no rules: the self-test fails (refused by the network) and it does not pass (exit 6)', async () => {
     const { dir, file } = freshVolume();
-    writeAnnotationsVolume(dir, annotationsWithMark());
+    await markOurs(dir);
     const run = start(['--annotations-file', file, '--timeout', '2.5']);
     const exit = await run.exited;
     expect(exit.code).toBe(6);
@@ -41,7 +38,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     await run.waitForOutput(/does not exist yet/);
     await program();
     const written = performance.now();
-    writeAnnotationsVolume(dir, annotationsWithMark());
+    await markOurs(dir);
     const exit = await run.exited;
     expect(exit.code).toBe(0);
     // A generous sanity bound only; the benchmark (npm run bench:waiter) measures the real latency.
@@ -57,7 +54,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     const { dir, file } = freshVolume();
     const annotations = { 'traffic.sidecar.istio.io/excludeOutboundPorts': '9,10' };
     await program(annotations);
-    writeAnnotationsVolume(dir, annotationsWithMark(annotations));
+    await markOurs(dir, annotations);
     const run = start(['--annotations-file', file, '--timeout', '10']);
     const exit = await run.exited;
     expect(exit.code).toBe(0);
@@ -68,7 +65,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
     const { dir, file } = freshVolume();
     const annotations = { 'traffic.sidecar.istio.io/includeOutboundIPRanges': '198.51.100.0/24,2001:db8:1::/64' };
     await program(annotations);
-    writeAnnotationsVolume(dir, annotationsWithMark(annotations));
+    await markOurs(dir, annotations);
     const run = start(['--annotations-file', file, '--timeout', '10']);
     const exit = await run.exited;
     expect(run.output()).toMatch(/self-test passed: 198\.51\.100\.1:9 -> 127\.0\.0\.1:15001, \[2001:db8:1::1\]:9 -> \[::1\]:15001/);
@@ -78,7 +75,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
   it('run as the proxy UID 1337, whose traffic the rules exempt, it fails and says why', async () => {
     const { dir, file } = freshVolume();
     await program();
-    writeAnnotationsVolume(dir, annotationsWithMark());
+    await markOurs(dir);
     const run = start(['--annotations-file', file, '--timeout', '2.5'], { identity: { uid: 1337, gid: 1337 } });
     const exit = await run.exited;
     expect(exit.code).toBe(6);
@@ -87,7 +84,7 @@ describe.skipIf(!isRoot)('init-waiter self-test against real redirect rules', ()
 
   it('passes when the rules arrive after the mark (a repair), retrying the self-test', async () => {
     const { dir, file } = freshVolume();
-    writeAnnotationsVolume(dir, annotationsWithMark());
+    await markOurs(dir);
     const run = start(['--annotations-file', file, '--timeout', '30']);
     await run.waitForOutput(/redirect self-test failed/);
     await program();
@@ -103,9 +100,7 @@ describe.skipIf(!isRoot)('init-waiter self-test in an IPv4-only pod', () => {
   it('proves IPv4 capture only (no global IPv6 address, so no [::1] listener)', async () => {
     const { dir, file } = v4.freshVolume();
     await applyRedirect(v4.sandbox.pod.path, planFromPod({ metadata: { namespace: 'test', name: 'v4' } }));
-    writeAnnotationsVolume(dir, {
-      [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: v4.sandbox.inode, at: new Date().toISOString() }),
-    });
+    await markInitialized(dir, v4.netns);
     const run = v4.start(['--annotations-file', file, '--timeout', '10']);
     const exit = await run.exited;
     expect(exit.code).toBe(0);

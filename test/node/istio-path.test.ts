@@ -78,7 +78,7 @@ describe.skipIf(!nodeName)("Istio's injection path on a real node (skipped witho
 
     // From the app container, an outbound connection lands on the stand-in proxy with its original destination.
     for (const [address, original] of [
-      ['203.0.113.251', '203.0.113.251:8443'],
+      ['198.51.100.231', '198.51.100.231:8443'],
       ['2001:db8:adf::80', '[2001:db8:adf::80]:8443'],
     ] as const) {
       expect(await connectFromPod(k, namespace, name, 'app', address, 8443)).toMatchObject({ listener: 15001, original });

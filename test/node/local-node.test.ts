@@ -1,5 +1,5 @@
 // The local cluster's real node (hack/local-cluster.sh up --with-node): a kubelet and
-// containerd that run workloads from locally imported images, scheduled by kube-scheduler and
+// containerd (or CRI-O) that run workloads from locally imported images, scheduled by kube-scheduler and
 // managed by the controllers, on a dual-stack bridge network that stays on the node.
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
@@ -78,7 +78,7 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
     const internal = (node.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address);
     expect(internal).toHaveLength(2);
-    expect(inCidr(internal[0]!, '203.0.113.192/28')).toBe(true);
+    expect(inCidr(internal[0]!, '198.51.100.192/29')).toBe(true);
     expect(inCidr(internal[1]!, '2001:db8:ad0::/44')).toBe(true);
   });
 
@@ -104,14 +104,20 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     expect(clashes).toEqual([]);
   });
 
-  it("exports the node's containerd socket from `env`, where the imported images are", () => {
+  it("exports the node's CRI endpoint and where images go from `env`; the runtime holds the imported pause image", () => {
     const env = execFileSync('bash', [fileURLToPath(new URL('../../hack/local-cluster.sh', import.meta.url)), 'env'], {
       encoding: 'utf8',
       env: { ...process.env, PNC_CLUSTER_DIR: inject('clusterDir') },
     });
-    const address = inject('containerdAddress');
-    expect(env).toContain(`export CONTAINERD_ADDRESS=${address} CONTAINERD_NAMESPACE=k8s.io CONTAINER_RUNTIME_ENDPOINT=unix://${address}\n`);
-    expect(execFileSync('ctr', ['--address', address, '--namespace', 'k8s.io', 'images', 'ls', '-q'], { encoding: 'utf8' }).split('\n')).toContain(PAUSE_IMAGE);
+    const socket = inject('criSocket');
+    if (inject('nodeRuntime') === 'cri-o') {
+      expect(env).toContain(`export CRIO_STORAGE_CONF=${inject('clusterDir')}/node/crio/storage.conf CONTAINER_RUNTIME_ENDPOINT=unix://${socket}\n`);
+    } else {
+      expect(env).toContain(`export CONTAINERD_ADDRESS=${socket} CONTAINERD_NAMESPACE=k8s.io CONTAINER_RUNTIME_ENDPOINT=unix://${socket}\n`);
+    }
+    const listed = execFileSync(`${inject('binDir')}/crictl`, ['--runtime-endpoint', `unix://${socket}`, 'images', '-o', 'json'], { encoding: 'utf8' });
+    const images = (JSON.parse(listed) as { images: { repoTags?: string[] }[] }).images;
+    expect(images.flatMap((image) => image.repoTags ?? [])).toContain(PAUSE_IMAGE);
   });
 
   it("runs a Deployment's pod from a locally imported image, with IPv4 and IPv6 from the node's ranges", async () => {
@@ -121,7 +127,7 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     expect(pod.spec?.nodeName).toBe(nodeName);
     const ips = (pod.status?.podIPs ?? []).map((p) => p.ip);
     expect(ips).toHaveLength(2);
-    expect(inCidr(ips[0]!, '198.51.100.0/24') || inCidr(ips[0]!, '203.0.113.0/24')).toBe(true);
+    expect(inCidr(ips[0]!, '198.51.100.0/24')).toBe(true);
     expect(inCidr(ips[1]!, '2001:db8:ad1::/48')).toBe(true);
     // The projected token volume mounted: the root-CA publisher and the token controller ran.
     expect(pod.spec?.volumes?.some((v) => v.projected?.sources?.some((s) => s.configMap?.name === 'kube-root-ca.crt'))).toBe(true);
@@ -139,7 +145,7 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     const sandbox = await new NetnsFinder({ procRoot: '/proc' }).find(pod.metadata!.uid!, 0);
     expect(sandbox, 'the pod sandbox process').toBeDefined();
     const routes = runInNetns(sandbox!.path, ['ip', '-4', 'route', 'show', 'default']);
-    expect(routes.stdout).toMatch(/^default via (198\.51\.100|203\.0\.113)\.\d+ dev eth0/);
+    expect(routes.stdout).toMatch(/^default via 198\.51\.100\.\d+ dev eth0/);
     expect(runInNetns(sandbox!.path, ['ip', '-6', 'route', 'show', 'default']).stdout).toMatch(/^default via 2001:db8:ad1:/);
     // A TLS handshake through the ClusterIP: the DNAT to the API server works from the pod.
     const tls = runInNetns(sandbox!.path, [
@@ -153,7 +159,7 @@ describe.skipIf(!nodeName)('the local node (skipped without root: no real node)'
     const away = runInNetns(sandbox!.path, [
       process.execPath,
       '-e',
-      `const s = require('node:net').connect({ host: '203.0.113.250', port: 80, timeout: 1500 }, () => { console.log('connected'); s.end(); });
+      `const s = require('node:net').connect({ host: '198.51.100.230', port: 80, timeout: 1500 }, () => { console.log('connected'); s.end(); });
        s.on('error', (e) => console.log('ERR ' + e.code)); s.on('timeout', () => { console.log('ERR timeout'); s.destroy(); });`,
     ]);
     expect(away.stdout.trim()).toMatch(/^ERR /);

@@ -1,11 +1,11 @@
 // The product on a real node, installed as a user would (the node global setup runs
 // hack/local-cluster.sh deploy): the DaemonSet's agent, the admission-policy injection of the
 // init-waiter, real pods from the images built from our Dockerfile, real sandbox netns.
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ownerOfCgroupFile } from '../../controller/src/agent/cgroup-path.ts';
@@ -162,8 +162,13 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
   it('schedules the agent on Linux nodes only: a Windows node gets no agent pod to hold the rollout', async () => {
     const core = kc.makeApiClient(CoreV1Api);
     const fakes = { linux: `pnc-linux-${mesh}`, windows: `pnc-windows-${mesh}` };
+    // A DaemonSet pod names its node in a nodeAffinity term and gets spec.nodeName only when bound,
+    // which a fake node without capacity never allows.
+    const targetNode = (pod: V1Pod) =>
+      pod.spec?.nodeName ??
+      pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms[0]?.matchFields?.[0]?.values?.[0];
     const onNode = async (node: string) =>
-      (await core.listNamespacedPod({ namespace: AGENT_NAMESPACE, labelSelector: AGENT_SELECTOR })).items.filter((p) => p.spec?.nodeName === node);
+      (await core.listNamespacedPod({ namespace: AGENT_NAMESPACE, labelSelector: AGENT_SELECTOR })).items.filter((p) => targetNode(p) === node);
     try {
       for (const [os, name] of Object.entries(fakes)) await core.createNode({ body: { metadata: { name, labels: { 'kubernetes.io/os': os } } } });
       // The DaemonSet controller has acted on both nodes once the Linux one has its (never running) pod.
@@ -218,6 +223,80 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     }
   });
 
+  it("completes a Job whose restartPolicy Never mesh pod waits 30 s for a late agent: the waiter, told the pod's restart policy, neither times out nor gives up", async () => {
+    const core = kc.makeApiClient(CoreV1Api);
+    const batch = kc.makeApiClient(BatchV1Api);
+    const name = 'late-agent';
+    const { containers, ...spec } = standInPod(name, 'mesh').spec!;
+    const app = containers.find((c) => c.name === 'app')!;
+    const proxy = containers.find((c) => c.name === 'istio-proxy')!;
+    await stopAgent(kc);
+    try {
+      await batch.createNamespacedJob({
+        namespace: mesh,
+        body: {
+          metadata: { name },
+          spec: {
+            // One failed pod fails the Job: a waiter that gave up would end it.
+            backoffLimit: 0,
+            template: {
+              metadata: { labels: { app: name } },
+              spec: {
+                ...spec,
+                restartPolicy: 'Never',
+                // A native sidecar: a classic one never exits, and the Job would never complete.
+                initContainers: [{ ...proxy, restartPolicy: 'Always' }],
+                // Done once its connection went through the redirect to the proxy, which answers.
+                containers: [{ ...app, args: ['connect', '203.0.113.250', '80'] }],
+              },
+            },
+          },
+        },
+      });
+      const waiting = await poll('the Job pod to run its waiter', async () => {
+        const [pod] = await podsOf(kc, mesh, name);
+        return pod?.status?.initContainerStatuses?.find((s) => s.name === WAITER_CONTAINER)?.state?.running ? pod : undefined;
+      });
+      const podName = waiting.metadata!.name!;
+      expect(waiting.spec?.initContainers?.map((c) => c.name)).toEqual([WAITER_CONTAINER, 'istio-proxy']);
+      expect(waiting.spec?.initContainers?.[0]?.env).toEqual([{ name: 'PNC_WAITER_RESTART_POLICY', value: 'Never' }]);
+      // Twice the error grace of a pod that is restarted, six times istio-validation's 5 s.
+      await new Promise((resolve) => setTimeout(resolve, 30_000));
+      const held = await core.readNamespacedPod({ namespace: mesh, name: podName });
+      expect(held.status?.phase).toBe('Pending');
+      const waiter = held.status?.initContainerStatuses?.find((s) => s.name === WAITER_CONTAINER);
+      expect(waiter?.state?.running).toBeDefined();
+      expect(waiter?.restartCount).toBe(0);
+
+      await startAgent(kc);
+      const job = await poll(
+        'the Job to complete',
+        async () => {
+          const current = await batch.readNamespacedJob({ namespace: mesh, name });
+          if (current.status?.failed) throw new Error(`the Job failed: ${JSON.stringify(current.status)}`);
+          return current.status?.succeeded === 1 ? current : undefined;
+        },
+        120_000,
+      );
+      expect(job.status?.failed ?? 0).toBe(0);
+      const done = await core.readNamespacedPod({ namespace: mesh, name: podName });
+      expect(done.status?.phase).toBe('Succeeded');
+      expect(markOf(done)?.state).toBe('initialized');
+      const log = await k(['-n', mesh, 'logs', podName, '-c', WAITER_CONTAINER]);
+      expect(log).toMatch(/; no timeout, error marks waited out \(restartPolicy Never: a failed init container fails the pod\)$/m);
+      expect(log).toMatch(/still waiting: /);
+      expect(log).toMatch(/\] ready: .*\(exit 0,/);
+    } finally {
+      const daemonSet = await kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace: AGENT_NAMESPACE, name: 'pod-network-controller' });
+      if (daemonSet.spec?.template.spec?.nodeSelector?.[NO_AGENT_LABEL]) await startAgent(kc);
+      await batch.deleteNamespacedJob({ namespace: mesh, name, propagationPolicy: 'Foreground' }).catch(() => undefined);
+      await poll(`the pods of ${name} to be gone`, async () => {
+        const pods = await core.listNamespacedPod({ namespace: mesh, labelSelector: `app=${name}` });
+        return pods.items.length === 0 ? true : undefined;
+      });
+    }
+  });
+
   it('redirects the app container: outbound to the proxy with the original destination (IPv4, IPv6), inbound to 15006, the proxy itself not looped; a plain pod is untouched', async () => {
     await createDeployment(kc, mesh, 'traffic', 'mesh');
     await createDeployment(kc, mesh, 'plain', 'plain');
@@ -226,7 +305,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const meshName = meshPod!.metadata!.name!;
     const plainName = plainPod!.metadata!.name!;
 
-    expect(await connectFrom(mesh, meshName, 'app', '203.0.113.250', 80)).toMatchObject({ listener: 15001, original: '203.0.113.250:80' });
+    expect(await connectFrom(mesh, meshName, 'app', '198.51.100.230', 80)).toMatchObject({ listener: 15001, original: '198.51.100.230:80' });
     expect(await connectFrom(mesh, meshName, 'app', '2001:db8:adf::77', 80)).toMatchObject({ listener: 15001, original: '[2001:db8:adf::77]:80' });
     // Inbound from another pod, over the bridge.
     const meshIP = meshPod!.status!.podIP!;
@@ -241,7 +320,7 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     expect(markOf(plainPod!)).toBeUndefined();
     expect(await natRules(clusterDir, plainIP)).not.toMatch(/ISTIO_/);
     expect(await natRules(clusterDir, meshIP)).toMatch(/ISTIO_OUTPUT/);
-    expect(await connectFrom(mesh, plainName, 'app', '203.0.113.250', 80).catch((error: Error) => error.message)).toMatch(/connect 203\.0\.113\.250 port 80/);
+    expect(await connectFrom(mesh, plainName, 'app', '198.51.100.230', 80).catch((error: Error) => error.message)).toMatch(/connect 198\.51\.100\.230 port 80/);
     await removeDeployment(kc, mesh, 'traffic');
     await removeDeployment(kc, mesh, 'plain');
   });
@@ -413,12 +492,21 @@ describe.skipIf(!nodeName)('the product on a real node (skipped without root: no
     const crictl = async (args: string[]) =>
       (
         await execFileAsync(join(inject('binDir'), 'crictl'), args, {
-          env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('containerdAddress')}` },
+          env: { ...process.env, CONTAINER_RUNTIME_ENDPOINT: `unix://${inject('criSocket')}` },
         })
       ).stdout.trim();
     const sandboxId = await crictl(['pods', '--namespace', mesh, '--name', name, '--state', 'ready', '-q']);
-    const pid = await crictl(['inspectp', '-o', 'go-template', '--template', '{{.info.pid}}', sandboxId]);
-    expect((await new NetnsFinder({ procRoot: '/proc' }).find(pod!.metadata!.uid!, 0))?.pid).toBe(Number(pid));
+    const found = await new NetnsFinder({ procRoot: '/proc' }).find(pod!.metadata!.uid!, 0);
+    let pid: string;
+    if (inject('nodeRuntime') === 'cri-o') {
+      // CRI-O drops the infra container: no sandbox PID, so a container's, as docs/operating.md says.
+      const appId = await crictl(['ps', '--pod', sandboxId, '--name', 'app', '-q']);
+      pid = await crictl(['inspect', '-o', 'go-template', '--template', '{{.info.pid}}', appId]);
+      expect(found?.inode).toBe((await stat(`/proc/${pid}/ns/net`)).ino);
+    } else {
+      pid = await crictl(['inspectp', '-o', 'go-template', '--template', '{{.info.pid}}', sandboxId]);
+      expect(found?.pid).toBe(Number(pid));
+    }
     const yaml = await k(['get', 'pod', '-n', mesh, name, '-o', 'yaml']);
     const verify = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const child = execFile(

@@ -1,6 +1,6 @@
 // Vitest fixtures for tests against the real control plane started by cluster-global-setup.ts;
 // the objects themselves are made by the harness (hack/lib/kube-objects.ts).
-import { KubeConfig } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, KubeConfig } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { afterAll, inject, onTestFinished } from 'vitest';
 import { createNamespace, deleteNamespace } from '../../hack/lib/kube-objects.ts';
@@ -33,4 +33,13 @@ export async function freshNamespace(kc: KubeConfig, labels: Record<string, stri
     }
   });
   return name;
+}
+
+/**
+ * Whether the API server serves MutatingAdmissionPolicy v1, which our injection is: a stock one
+ * does from Kubernetes 1.36; on 1.35, the oldest release we support, it does not.
+ */
+export async function servesMutatingAdmissionPolicyV1(kc: KubeConfig): Promise<boolean> {
+  const resources = await kc.makeApiClient(AdmissionregistrationV1Api).getAPIResources();
+  return resources.resources.some((resource) => resource.name === 'mutatingadmissionpolicies');
 }

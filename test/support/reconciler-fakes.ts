@@ -7,7 +7,7 @@ import type { Counter, Histogram } from 'prom-client';
 import { parseConfig } from '../../controller/src/agent/config.ts';
 import { createMetrics } from '../../controller/src/agent/metrics.ts';
 import type { SandboxNetns } from '../../controller/src/agent/netns-finder.ts';
-import { type Clock, type RedirectEngine, Reconciler } from '../../controller/src/agent/reconciler.ts';
+import { type Clock, type RedirectEngine, Reconciler, type ReconcilerDeps } from '../../controller/src/agent/reconciler.ts';
 import type { EventReason } from '../../controller/src/kube/event-recorder.ts';
 import type { PodRef, WriteResult } from '../../controller/src/kube/pod-status-writer.ts';
 import { type Mark, STATUS_ANNOTATION, encodeMark, parseMark } from '../../controller/src/pod-contract/index.ts';
@@ -41,8 +41,15 @@ export class FakeClock implements Clock {
   }
 }
 
+/** What the API server and the netns saw, in order: `mark <state>`, `apply`, `verify`, `record <text>`, `read-record`. */
+export type Journal = string[];
+
 /** The API server's pods and what the informer cache holds; a write changes the first only. */
 export class FakeApi {
+  readonly journal: Journal;
+  constructor(journal: Journal = []) {
+    this.journal = journal;
+  }
   readonly server = new Map<string, V1Pod>();
   readonly cache = new Map<string, V1Pod>();
   readonly writes: Mark[] = [];
@@ -81,6 +88,7 @@ export class FakeApi {
     const pod = this.server.get(ref.uid);
     if (!pod) return 'gone';
     this.writes.push(mark);
+    this.journal.push(`mark ${mark.state}`);
     pod.metadata!.annotations = { ...pod.metadata!.annotations, [STATUS_ANNOTATION]: encodeMark(mark) };
     pod.metadata!.resourceVersion = String(++this.#resourceVersion);
     return { resourceVersion: pod.metadata!.resourceVersion };
@@ -97,6 +105,8 @@ export class FakeFinder {
   readonly sandboxes = new Map<string, SandboxNetns>();
   readonly dead = new Set<number>();
   scanError: string | undefined;
+  /** Called for every sandbox started: its netns is new. */
+  onStart: (sandbox: SandboxNetns) => void = () => {};
 
   async find(uid: string): Promise<SandboxNetns | undefined> {
     const sandbox = this.sandboxes.get(uid);
@@ -104,13 +114,18 @@ export class FakeFinder {
   }
 
   isAlive(sandbox: SandboxNetns): boolean {
-    return !this.dead.has(sandbox.pid) && [...this.sandboxes.values()].some((s) => s.pid === sandbox.pid && s.inode === sandbox.inode);
+    return (
+      !this.dead.has(sandbox.pid) &&
+      [...this.sandboxes.values()].some((s) => s.pid === sandbox.pid && s.startTime === sandbox.startTime && s.inode === sandbox.inode)
+    );
   }
 
-  /** A sandbox for the pod: pid and netns inode derived from `n`. */
-  start(uid: string, n = 1): SandboxNetns {
-    const sandbox = { pid: 4000 + n, inode: 4026532000 + n, path: `/proc/${4000 + n}/ns/net`, startTime: 100 + n };
+  /** A sandbox for the pod: pid and netns inode derived from `n`, unless `given` says otherwise (a reused inode, a reused pid). */
+  start(uid: string, n = 1, given: Partial<Pick<SandboxNetns, 'pid' | 'inode' | 'startTime'>> = {}): SandboxNetns {
+    const pid = given.pid ?? 4000 + n;
+    const sandbox = { pid, inode: given.inode ?? 4026532000 + n, path: `/proc/${pid}/ns/net`, startTime: given.startTime ?? 100 + n };
     this.sandboxes.set(uid, sandbox);
+    this.onStart(sandbox);
     return sandbox;
   }
 }
@@ -146,13 +161,22 @@ export class FakeEvents {
 export const APPLIED_HASH = 'feedfacecafe0001';
 
 export class FakeEngine implements RedirectEngine {
+  readonly journal: Journal;
   readonly applied: { netns: Netns; plan: RedirectPlan; options: ApplyOptions }[] = [];
   readonly verified: { netns: Netns; options: EngineOptions }[] = [];
+  /** Each netns's record (lo's alias), by path: a new netns has none. */
+  readonly records = new Map<string, string>();
+  /** Thrown by the next writeRecord (then cleared). */
+  recordError: unknown;
   /** Thrown by the next apply (then cleared). */
   applyError: unknown;
   verifyResult = { ok: true, diff: '' };
   /** What apply reports having applied; by default the plan's hash, as the real engine's. */
   appliedHash: string | undefined;
+
+  constructor(journal: Journal = []) {
+    this.journal = journal;
+  }
 
   async apply(netns: Netns, plan: RedirectPlan, options: ApplyOptions): Promise<{ hash: string; changed: boolean }> {
     if (this.applyError !== undefined) {
@@ -161,12 +185,29 @@ export class FakeEngine implements RedirectEngine {
       throw error;
     }
     this.applied.push({ netns, plan, options });
+    this.journal.push('apply');
     return { hash: this.appliedHash ?? rulesHash(renderPlan(plan)), changed: true };
   }
 
   async verify(netns: Netns, _plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }> {
     this.verified.push({ netns, options });
+    this.journal.push('verify');
     return this.verifyResult;
+  }
+
+  async readRecord(netns: Netns): Promise<string> {
+    this.journal.push('read-record');
+    return this.records.get(netns.path) ?? '';
+  }
+
+  async writeRecord(netns: Netns, text: string): Promise<void> {
+    if (this.recordError !== undefined) {
+      const error = this.recordError;
+      this.recordError = undefined;
+      throw error;
+    }
+    this.journal.push(`record ${text}`);
+    this.records.set(netns.path, text);
   }
 }
 
@@ -178,15 +219,17 @@ export interface LogLine {
 }
 
 /** A reconciler on fakes, with everything it touches exposed. */
-export function fakeReconciler(env: Record<string, string> = {}) {
+export function fakeReconciler(env: Record<string, string> = {}, deps: Pick<ReconcilerDeps, 'nodeFamilies'> = {}) {
   const config = parseConfig({ NODE_NAME: NODE, PNC_IPTABLES_LOCK_TIMEOUT: '5', ...env }, []);
   const redirectConfig = validateNodeConfig(DEFAULT_NODE_CONFIG);
   const clock = new FakeClock();
-  const api = new FakeApi();
+  const journal: Journal = [];
+  const api = new FakeApi(journal);
   const finder = new FakeFinder();
   const watcher = new FakeWatcher();
   const events = new FakeEvents();
-  const engine = new FakeEngine();
+  const engine = new FakeEngine(journal);
+  finder.onStart = (sandbox) => engine.records.delete(sandbox.path);
   const metrics = createMetrics();
   const logs: LogLine[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
@@ -207,8 +250,9 @@ export function fakeReconciler(env: Record<string, string> = {}) {
     log,
     engine,
     clock,
+    ...deps,
   });
-  return { reconciler, config, redirectConfig, clock, api, finder, watcher, events, engine, metrics, logs, namespaces, namespaceLabels };
+  return { reconciler, config, redirectConfig, clock, api, finder, watcher, events, engine, metrics, logs, namespaces, namespaceLabels, journal };
 }
 
 let pods = 0;

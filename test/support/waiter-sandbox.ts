@@ -6,11 +6,14 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { volumeDir } from '../../hack/lib/downward-api.ts';
 import { createRoutedNetns, type RoutedNetns } from '../../hack/lib/netns.ts';
+import { writeNetnsRecord, type Netns } from '../../controller/src/redirect/index.ts';
 import { bundleWaiter, startWaiter, type StartWaiterOptions, type WaiterBundle, type WaiterRun } from '../../hack/lib/waiter-process.ts';
 
 export interface WaiterSandbox {
   /** The routed pod netns (valid from beforeAll on). */
   readonly sandbox: RoutedNetns;
+  /** The pod netns as the engine enters it. */
+  readonly netns: Netns;
   /** A new volume directory for this test; returns it and its annotations file. */
   freshVolume(): { dir: string; file: string };
   /** Starts the waiter in the pod netns (as UID 65534 unless `identity` says otherwise). */
@@ -31,14 +34,19 @@ export function useWaiterSandbox(options: { ipv6?: boolean } = {}): WaiterSandbo
     sandbox?.destroy();
     bundle?.dispose();
   });
-  afterEach(() => {
+  afterEach(async () => {
     for (const run of runs.splice(0)) run.kill();
     if (volume) rmSync(volume, { recursive: true, force: true });
     volume = undefined;
+    // No test inherits the netns record (lo's alias) of the one before.
+    if (sandbox) await writeNetnsRecord({ path: sandbox.pod.path, inode: sandbox.inode }, '');
   });
   return {
     get sandbox() {
       return sandbox!;
+    },
+    get netns() {
+      return { path: sandbox!.pod.path, inode: sandbox!.inode };
     },
     freshVolume() {
       volume = volumeDir();

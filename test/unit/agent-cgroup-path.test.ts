@@ -8,6 +8,8 @@
 // - "from CRI-O's source": its cgroup managers name a container `crio-<id>.scope` (systemd) or
 //   `crio-<id>` (cgroupfs), conmon `crio-conmon-<id>.scope` or `crio-conmon-<id>`, both under the
 //   kubelet's pod cgroup; crun adds a `container` child;
+// - "recorded on a real node (CRI-O 1.34, cgroupfs, cgroup v1 hybrid)": our local node with
+//   `--runtime cri-o` (conmon in the pod's cgroup, the infra container dropped), read from the host;
 // - "derived": the same layouts from another QoS class or cgroupRoot, not recorded anywhere.
 // <uid>, <uid_> and <id> of the recorded strings are filled in below.
 import { describe, expect, it } from 'vitest';
@@ -64,6 +66,8 @@ describe('cgroup path -> pod, from the host cgroup namespace (absolute paths)', 
     ],
     ["from CRI-O's source: cgroupfs container", '/kubepods/burstable/pod<uid>/crio-<id>', container],
     ["from CRI-O's source: cgroupfs conmon", '/kubepods/besteffort/pod<uid>/crio-conmon-<id>', conmon],
+    ['recorded on a real node (CRI-O 1.34, cgroupfs, cgroup v1 hybrid): container', '/pnc-node-0/kubepods/burstable/pod<uid>/crio-<id>', container],
+    ['recorded on a real node (CRI-O 1.34, cgroupfs, cgroup v1 hybrid): conmon', '/pnc-node-0/kubepods/burstable/pod<uid>/crio-conmon-<id>', conmon],
     ['derived: the pod-level cgroup itself', '/kubepods/besteffort/pod<uid>', pod],
   ])('%s', (_source, path, owner) => {
     expect(ownerOfCgroupPath(fill(path))).toEqual(owner);
@@ -151,8 +155,15 @@ describe('a whole /proc/PID/cgroup file', () => {
     ],
     ['derived: cgroup v1, systemd driver', hybrid(`/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid_}.slice/cri-containerd-${id}.scope`)],
     ["from CRI-O's source: cgroup v1, cgroupfs", hybrid(`/kubepods/burstable/pod${uid}/crio-${id}`)],
+    // runc puts the container in every v1 hierarchy, name=systemd and the unified one included.
+    ['recorded on a real node (CRI-O 1.34, cgroupfs, cgroup v1 hybrid): a container', hybrid(`/pnc-node-0/kubepods/burstable/pod${uid}/crio-${id}`)],
   ])('%s', (_source, text) => {
     expect(ownerOfCgroupFile(text)).toEqual(container);
+  });
+
+  it('recorded on a real node (CRI-O 1.34, cgroupfs, cgroup v1 hybrid): conmon, left at the root of name=systemd and the unified hierarchy', () => {
+    const text = hybrid(`/pnc-node-0/kubepods/burstable/pod${uid}/crio-conmon-${id}`, { '9:name=systemd': '/', '0:': '/' });
+    expect(ownerOfCgroupFile(text)).toEqual(conmon);
   });
 
   it('refuses lines that disagree (two pods, two containers, a container and conmon)', () => {
@@ -262,6 +273,13 @@ describe('cgroupViewOf', () => {
     [
       'recorded on a real node: a privileged container',
       `0::/kubepods.slice/kubepods-pod${own.replaceAll('-', '_')}.slice/cri-containerd-${id}.scope\n`,
+      own,
+      { kind: 'host' },
+    ],
+    // CRI-O on cgroup v1 gives the DaemonSet's container no cgroup namespace of its own: the agent reads host paths.
+    [
+      'recorded on a real node (CRI-O 1.34, cgroupfs, cgroup v1 hybrid): the agent itself',
+      `9:name=systemd:/pnc-node-0/kubepods/burstable/pod${own}/crio-${id}\n4:memory:/pnc-node-0/kubepods/burstable/pod${own}/crio-${id}\n0::/pnc-node-0/kubepods/burstable/pod${own}/crio-${id}\n`,
       own,
       { kind: 'host' },
     ],

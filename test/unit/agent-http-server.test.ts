@@ -8,7 +8,7 @@ import { startHttpServer } from '../../controller/src/agent/http-server.ts';
 describe('the agent HTTP server on the default address', () => {
   it('answers /healthz over IPv6 and IPv4 loopback', async () => {
     const { httpAddress } = parseConfig({ NODE_NAME: 'node-a' }, []);
-    const server = await startHttpServer(httpAddress, 0, new Registry(), { healthy: () => true, notReady: () => undefined });
+    const server = await startHttpServer(httpAddress, 0, new Registry(), { healthy: () => true, notReady: () => undefined, details: () => [] });
     try {
       for (const host of ['[::1]', '127.0.0.1']) {
         const response = await fetch(`http://${host}:${server.port}/healthz`, { signal: AbortSignal.timeout(5_000) });

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { decideMarkAction, handledToken, markIsCurrent, wasInitialized } from '../../controller/src/agent/mark-decision.ts';
-import { encodeMark } from '../../controller/src/pod-contract/index.ts';
+import { decideMarkAction, handledToken, markIsCurrent, recordMatches, wasInitialized } from '../../controller/src/agent/mark-decision.ts';
+import { encodeMark, encodeNetnsRecord, parseMark } from '../../controller/src/pod-contract/index.ts';
 
 const at = '2026-11-23T01:02:03Z';
-const good = encodeMark({ state: 'initialized', netns: 4026532845, rules: 'abcdef0123456789', at });
+const good = encodeMark({ v: 2, state: 'initialized', netns: 4026532845, rules: 'abcdef0123456789', at, id: 'mark-id-0001' });
 const current = { netnsInode: 4026532845, rulesHash: 'abcdef0123456789', reinitToken: undefined };
 
 describe('does the existing mark count', () => {
@@ -23,6 +23,24 @@ describe('does the existing mark count', () => {
     expect(decideMarkAction({ ...current, markText: noNetns })).toEqual({ kind: 'program', why: 'other-netns' });
   });
 
+  it('programs over an initialized mark of the first format (no v, no id): nothing in the netns can confirm it', () => {
+    const old = encodeMark({ state: 'initialized', netns: 4026532845, rules: 'abcdef0123456789', at });
+    expect(decideMarkAction({ ...current, markText: old })).toEqual({ kind: 'program', why: 'old-format' });
+    expect(decideMarkAction({ ...current, markText: '{"v":3,"state":"initialized","netns":4026532845}' })).toEqual({ kind: 'program', why: 'unreadable-mark' });
+  });
+
+  it("takes the netns record as the mark's only when netns, rules and id all agree", () => {
+    const mark = parseMark(good);
+    expect(recordMatches(good, encodeNetnsRecord(mark))).toBe(true);
+    expect(recordMatches(good, `${encodeNetnsRecord(mark)}\n`)).toBe(true);
+    expect(recordMatches(good, '')).toBe(false);
+    expect(recordMatches(good, 'eth-uplink')).toBe(false);
+    expect(recordMatches(good, encodeNetnsRecord({ ...mark, id: 'mark-id-0002' }))).toBe(false);
+    expect(recordMatches(good, encodeNetnsRecord({ ...mark, netns: 4026532846 }))).toBe(false);
+    expect(recordMatches(good, encodeNetnsRecord({ ...mark, rules: '0000000000000000' }))).toBe(false);
+    expect(recordMatches(good, 'pod-network-controller/3 netns=4026532845 rules=abcdef0123456789 id=mark-id-0001')).toBe(false);
+  });
+
   it('programs when the rules hash differs from the current plan', () => {
     expect(decideMarkAction({ ...current, rulesHash: '0000000000000000', markText: good })).toEqual({ kind: 'program', why: 'rules-changed' });
   });
@@ -38,7 +56,7 @@ describe('does the existing mark count', () => {
 
   it('handles a new re-init token once', () => {
     expect(decideMarkAction({ ...current, markText: good, reinitToken: 't1' })).toEqual({ kind: 'reinit', token: 't1' });
-    const handled = encodeMark({ state: 'initialized', netns: 4026532845, rules: 'abcdef0123456789', at, reinit: 't1' });
+    const handled = encodeMark({ ...parseMark(good), reinit: 't1' });
     expect(decideMarkAction({ ...current, markText: handled, reinitToken: 't1' })).toEqual({ kind: 'verify' });
     expect(decideMarkAction({ ...current, markText: handled, reinitToken: 't2' })).toEqual({ kind: 'reinit', token: 't2' });
     expect(decideMarkAction({ ...current, markText: good, reinitToken: '' })).toEqual({ kind: 'verify' });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../controller/src/agent/config.ts';
+import { allConfigured, decideNodeFamilies, withEnabledFamilies } from '../../controller/src/agent/node-families.ts';
 import { PodMemory } from '../../controller/src/agent/pod-memory.ts';
 import {
   ECHO_WAIT_MS,
@@ -11,7 +12,7 @@ import {
   decideTarget,
   decideWithSandbox,
 } from '../../controller/src/agent/reconcile-decision.ts';
-import { REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
+import { MARK_VERSION, REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
 import { DEFAULT_NODE_CONFIG, planFromPod, renderPlan, rulesHash, validateNodeConfig } from '../../controller/src/redirect/index.ts';
 import { BAD_ANNOTATION, BAD_VALUE, PROXY_UID } from '../../hack/lib/mesh-pods.ts';
 import { NAMESPACE, NODE, testPod } from '../support/reconciler-fakes.ts';
@@ -19,7 +20,15 @@ import { NAMESPACE, NODE, testPod } from '../support/reconciler-fakes.ts';
 const config = parseConfig({ NODE_NAME: NODE }, []);
 const redirectConfig = validateNodeConfig(DEFAULT_NODE_CONFIG);
 const now = 5_000_000;
-const base = { namespaceAnnotations: {}, namespaceLabels: {}, memory: undefined, now, config, redirectConfig };
+const base = {
+  namespaceAnnotations: {},
+  namespaceLabels: {},
+  memory: undefined,
+  now,
+  config,
+  redirectConfig,
+  nodeFamilies: allConfigured(redirectConfig.families),
+};
 const sandbox = { pid: 4001, inode: 4026532001, path: '/proc/4001/ns/net', startTime: 101 };
 const at = '2026-12-01T12:00:00.000Z';
 
@@ -112,6 +121,44 @@ describe('decideTarget: identity and plan', () => {
   });
 });
 
+describe('decideTarget: families the node has', () => {
+  const why = 'the kernel has no IPv6 (/proc/sys/net/ipv6 is missing: booted with ipv6.disable=1?)';
+  const withoutV6 = decideNodeFamilies(
+    ['ipv4', 'ipv6'],
+    new Map([
+      ['ipv4', { ok: true }],
+      ['ipv6', { ok: false, why }],
+    ]),
+  );
+  const narrowed = { ...base, nodeFamilies: withoutV6, redirectConfig: validateNodeConfig(withEnabledFamilies(DEFAULT_NODE_CONFIG, withoutV6)) };
+  const podWithIps = (...ips: string[]) => {
+    const pod = testPod();
+    pod.status = { ...pod.status, podIPs: ips.map((ip) => ({ ip })) };
+    return pod;
+  };
+
+  it('refuses a pod with an address of a family the kernel lacks: FamilyUnavailable, once', () => {
+    const pod = podWithIps('192.0.2.10', '2001:db8::a');
+    const step = decideTarget({ ...narrowed, pod });
+    expect(step).toMatchObject({ kind: 'refuse', outcome: 'refused', event: 'FamilyUnavailable', reported: false });
+    if (step.kind !== 'refuse') throw new Error('unreachable');
+    expect(step.reason).toBe(
+      `refused: the pod has the ipv6 address 2001:db8::a, but this node cannot redirect ipv6: ${why}; its ipv6 traffic would bypass the proxy`,
+    );
+    pod.metadata!.annotations![STATUS_ANNOTATION] = encodeMark({ state: 'error', at, reason: step.reason });
+    expect(decideTarget({ ...narrowed, pod })).toMatchObject({ kind: 'refuse', reported: true });
+  });
+
+  it('programs an IPv4 pod with the families the node has, and waits for the addresses of a pod that has none yet', () => {
+    const step = decideTarget({ ...narrowed, pod: podWithIps('192.0.2.10') });
+    if (step.kind !== 'find-sandbox') throw new Error(`expected find-sandbox, got ${step.kind}`);
+    expect(step.target.plan.families).toEqual(['ipv4']);
+    expect(decideTarget({ ...narrowed, pod: testPod() })).toEqual({ kind: 'wait-for-pod-ips' });
+    // A node that lacks nothing does not wait.
+    expect(decideTarget({ ...base, pod: testPod() }).kind).toBe('find-sandbox');
+  });
+});
+
 describe('decideWithSandbox: what the mark is worth', () => {
   const inputs = (target: Target, memory?: PodMemory, more: Partial<SandboxInputs> = {}): SandboxInputs => ({
     target,
@@ -122,7 +169,8 @@ describe('decideWithSandbox: what the mark is worth', () => {
     scanError: undefined,
     ...more,
   });
-  const markFor = (target: Target, extra: object = {}) => encodeMark({ state: 'initialized', netns: sandbox.inode, rules: target.hash, at, ...extra });
+  const markFor = (target: Target, extra: object = {}) =>
+    encodeMark({ v: MARK_VERSION, state: 'initialized', netns: sandbox.inode, rules: target.hash, at, id: 'mark-id-0001', ...extra });
 
   it('waits for a missing sandbox, reporting it once after a minute, with the scan error if any', () => {
     const memory = new PodMemory(now - SANDBOX_REPORT_AFTER_MS + 1);
@@ -141,6 +189,7 @@ describe('decideWithSandbox: what the mark is worth', () => {
       kind: 'program',
       why: 'no-mark',
       force: false,
+      clearRecord: false,
       outcome: 'initialized',
       event: 'Initialized',
       note: '',
@@ -158,6 +207,7 @@ describe('decideWithSandbox: what the mark is worth', () => {
       kind: 'repair',
       why: 'other-netns',
       force: false,
+      clearRecord: true,
       outcome: 'repaired',
       event: 'Repaired',
       note: `the mark named another network namespace (new sandbox, or a forged mark); programmed netns ${sandbox.inode}`,
@@ -176,6 +226,7 @@ describe('decideWithSandbox: what the mark is worth', () => {
     expect(decideWithSandbox(inputs(target))).toEqual({
       kind: 'reinit',
       force: true,
+      clearRecord: true,
       reinitToken: 't1',
       outcome: 'initialized',
       event: 'Reinitialized',
@@ -185,13 +236,29 @@ describe('decideWithSandbox: what the mark is worth', () => {
     expect(decideWithSandbox(inputs(target)).kind).toBe('verify');
   });
 
-  it('verifies a mark that counts, with a repair ready for drift', () => {
+  it('verifies a mark that counts, with repairs ready for drift and for a netns without its record', () => {
     const target = targetOf();
     target.markText = markFor(target);
+    const repair = { force: false, clearRecord: true, outcome: 'repaired', event: 'Repaired' };
     expect(decideWithSandbox(inputs(target))).toEqual({
       kind: 'verify',
       markText: target.markText,
-      repair: { force: false, outcome: 'repaired', event: 'Repaired', note: `rules had drifted in netns ${sandbox.inode}; re-programmed` },
+      drifted: { ...repair, note: `rules had drifted in netns ${sandbox.inode}; re-programmed` },
+      unrecorded: {
+        ...repair,
+        note: `netns ${sandbox.inode} holds no record of the mark (a new sandbox that got the inode of the one the mark was written for); programmed it`,
+      },
+    });
+  });
+
+  it('programs again over a mark of the first format (no id): its netns has no record to check it by', () => {
+    const target = targetOf();
+    target.markText = encodeMark({ state: 'initialized', netns: sandbox.inode, rules: target.hash, at });
+    expect(decideWithSandbox(inputs(target))).toMatchObject({
+      kind: 'repair',
+      why: 'old-format',
+      clearRecord: true,
+      note: `the mark was written by an earlier release (format 1, without a netns record); programmed netns ${sandbox.inode}`,
     });
   });
 
@@ -199,9 +266,12 @@ describe('decideWithSandbox: what the mark is worth', () => {
     const target = targetOf();
     target.markText = markFor(target);
     const memory = new PodMemory(now);
-    memory.verifiedNow({ markText: target.markText, inode: sandbox.inode, hash: target.hash, at: now - VERIFIED_FRESH_MS + 1 });
+    memory.verifiedNow({ markText: target.markText, sandbox, hash: target.hash, at: now - VERIFIED_FRESH_MS + 1 });
     expect(decideWithSandbox(inputs(target, memory))).toEqual({ kind: 'fresh' });
     expect(decideWithSandbox(inputs(target, memory, { now: now + 1 })).kind).toBe('verify');
+    // Another sandbox with the same netns inode (Linux reuses them): verified again.
+    expect(decideWithSandbox(inputs(target, memory, { sandbox: { ...sandbox, pid: sandbox.pid + 1 } })).kind).toBe('verify');
+    expect(decideWithSandbox(inputs(target, memory, { sandbox: { ...sandbox, startTime: sandbox.startTime + 1 } })).kind).toBe('verify');
     expect(decideWithSandbox(inputs(target, memory, { sandbox: { ...sandbox, inode: sandbox.inode + 1 } })).kind).toBe('repair');
     const otherMark = markFor(target, { at: '2026-12-01T12:00:01.000Z' });
     expect(decideWithSandbox(inputs({ ...target, markText: otherMark }, memory)).kind).toBe('verify');

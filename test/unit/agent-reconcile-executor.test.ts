@@ -1,8 +1,9 @@
 import { describe, expect, it, vi } from 'vitest';
 import { SANDBOX_BACKOFF, ERROR_BACKOFF } from '../../controller/src/agent/backoff.ts';
+import { decideNodeFamilies } from '../../controller/src/agent/node-families.ts';
 import { eventNameFor } from '../../controller/src/kube/event-recorder.ts';
 import { KubeApiError } from '../../controller/src/kube/kube-client.ts';
-import { REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark } from '../../controller/src/pod-contract/index.ts';
+import { MARK_VERSION, REINIT_ANNOTATION, STATUS_ANNOTATION, encodeMark, encodeNetnsRecord } from '../../controller/src/pod-contract/index.ts';
 import { RedirectError, XtablesLockTimeout, planFromPod, renderPlan, rulesHash } from '../../controller/src/redirect/index.ts';
 import { BAD_ANNOTATION, BAD_VALUE, PROXY_UID } from '../../hack/lib/mesh-pods.ts';
 import { APPLIED_HASH, counterValue, fakeReconciler, histogramCount, testPod } from '../support/reconciler-fakes.ts';
@@ -115,9 +116,12 @@ describe('reconciler executor: programming', () => {
 });
 
 describe('reconciler executor: verifying', () => {
+  /** A pod an earlier agent process programmed: its mark, and the record in its netns. */
   function verifiedPod(markAt: string) {
     const t = withPod();
-    t.pod.metadata!.annotations![STATUS_ANNOTATION] = encodeMark({ state: 'initialized', netns: t.netns!.inode, rules: planHash(t.pod), at: markAt });
+    const mark = { v: MARK_VERSION, state: 'initialized', netns: t.netns!.inode, rules: planHash(t.pod), at: markAt, id: 'mark-id-0001' } as const;
+    t.pod.metadata!.annotations![STATUS_ANNOTATION] = encodeMark(mark);
+    t.engine.records.set(t.netns!.path, encodeNetnsRecord(mark));
     t.api.deliver(t.uid);
     return t;
   }
@@ -158,6 +162,108 @@ describe('reconciler executor: verifying', () => {
   });
 });
 
+describe('reconciler executor: a new sandbox is a new sandbox, whatever its netns inode', () => {
+  /** Programmed, its echo delivered; then the sandbox is replaced within VERIFIED_FRESH_MS by one with the same netns inode. */
+  async function replacedWithSameInode(next: (old: { pid: number; startTime: number }) => { pid: number; startTime: number }) {
+    const t = withPod();
+    await t.reconciler.reconcile(t.uid);
+    t.reconciler.observe(t.uid, t.api.deliver(t.uid).metadata!.resourceVersion);
+    t.clock.advance(2_000);
+    t.finder.start(t.uid, 2, { ...next(t.netns!), inode: t.netns!.inode });
+    // The real engine finds none of our rules in the new netns.
+    t.engine.verifyResult = { ok: false, diff: '--- ipv4: none of this project' };
+    t.engine.applied.length = 0;
+    t.engine.verified.length = 0;
+    await t.reconciler.reconcile(t.uid);
+    return t;
+  }
+
+  it('a new pid with the same inode is verified and programmed', async () => {
+    const t = await replacedWithSameInode((old) => ({ pid: old.pid + 1000, startTime: old.startTime + 50 }));
+    expect(t.engine.verified).toHaveLength(1);
+    expect(t.engine.applied).toHaveLength(1);
+    expect(t.engine.applied[0]!.netns.path).toBe(`/proc/${t.netns!.pid + 1000}/ns/net`);
+  });
+
+  it('the same pid with a new start time (the pid was reused) is verified and programmed', async () => {
+    const t = await replacedWithSameInode((old) => ({ pid: old.pid, startTime: old.startTime + 50 }));
+    expect(t.engine.verified).toHaveLength(1);
+    expect(t.engine.applied).toHaveLength(1);
+  });
+
+  it('rules that happen to verify in the new netns are not enough: without its record the netns is programmed and recorded', async () => {
+    const t = withPod();
+    await t.reconciler.reconcile(t.uid);
+    t.reconciler.observe(t.uid, t.api.deliver(t.uid).metadata!.resourceVersion);
+    t.finder.start(t.uid, 2, { inode: t.netns!.inode });
+    t.journal.length = 0;
+    await t.reconciler.reconcile(t.uid);
+    const mark = t.api.markOf(t.uid)!;
+    expect(t.journal).toEqual(['verify', 'read-record', 'record ', 'apply', 'mark initialized', `record ${encodeNetnsRecord(mark)}`]);
+    expect(t.events.of('Repaired')[0]!.note).toContain('holds no record of the mark');
+  });
+});
+
+describe('reconciler executor: the netns record', () => {
+  it("writes the record after the mark, with the mark's netns, rules and id", async () => {
+    const t = withPod();
+    await t.reconciler.reconcile(t.uid);
+    const mark = t.api.markOf(t.uid)!;
+    expect(mark).toMatchObject({ v: MARK_VERSION, id: expect.stringMatching(/^[A-Za-z0-9_-]{16}$/) as unknown as string });
+    expect(t.journal).toEqual(['apply', 'mark initialized', `record pod-network-controller/2 netns=${t.netns!.inode} rules=${mark.rules} id=${mark.id}`]);
+  });
+
+  it('clears the record before a re-init touches the rules, and records the new mark after it', async () => {
+    const t = withPod();
+    await t.reconciler.reconcile(t.uid);
+    const first = t.api.markOf(t.uid)!;
+    t.api.server.get(t.uid)!.metadata!.annotations![REINIT_ANNOTATION] = 't1';
+    t.reconciler.observe(t.uid, t.api.deliver(t.uid).metadata!.resourceVersion);
+    t.journal.length = 0;
+    await t.reconciler.reconcile(t.uid);
+    const second = t.api.markOf(t.uid)!;
+    expect(second.id).not.toBe(first.id);
+    expect(t.journal).toEqual(['record ', 'apply', 'mark initialized', `record ${encodeNetnsRecord(second)}`]);
+  });
+
+  it('clears the record before an error mark', async () => {
+    const t = withPod();
+    await t.reconciler.reconcile(t.uid);
+    t.reconciler.observe(t.uid, t.api.deliver(t.uid).metadata!.resourceVersion);
+    t.engine.verifyResult = { ok: false, diff: 'drift' };
+    t.engine.applyError = new RedirectError(t.netns!.path, 'iptables-restore: line 3 failed');
+    t.clock.advance(31_000);
+    t.journal.length = 0;
+    await t.reconciler.reconcile(t.uid);
+    expect(t.journal).toEqual(['verify', 'read-record', 'record ', 'record ', 'mark error']);
+    expect(t.engine.records.get(t.netns!.path)).toBe('');
+  });
+
+  it('a record that cannot be written leaves the pod held: an error mark, retried', async () => {
+    const t = withPod();
+    t.engine.recordError = new RedirectError(t.netns!.path, 'ip: RTNETLINK answers: Operation not permitted');
+    expect(await t.reconciler.reconcile(t.uid)).toMatchObject({ kind: 'retry' });
+    expect(t.api.markOf(t.uid)).toMatchObject({ state: 'error', reason: expect.stringContaining('Operation not permitted') as unknown as string });
+    expect(t.engine.records.get(t.netns!.path)).toBe('');
+  });
+
+  it("rewrites a mark of the first format (an earlier release's agent) in this one, with its record", async () => {
+    const t = withPod();
+    t.pod.metadata!.annotations![STATUS_ANNOTATION] = encodeMark({
+      state: 'initialized',
+      netns: t.netns!.inode,
+      rules: planHash(t.pod),
+      at: '2026-12-01T11:00:00Z',
+    });
+    t.api.deliver(t.uid);
+    await t.reconciler.reconcile(t.uid);
+    const mark = t.api.markOf(t.uid)!;
+    expect(mark).toMatchObject({ v: MARK_VERSION, state: 'initialized', netns: t.netns!.inode });
+    expect(t.engine.records.get(t.netns!.path)).toBe(encodeNetnsRecord(mark));
+    expect(t.events.of('Repaired')[0]!.note).toContain('written by an earlier release (format 1');
+  });
+});
+
 /** The fake clock's wall time at its start. */
 const t0 = () => Date.parse('2026-12-01T12:00:00Z') + 1_000_000;
 
@@ -187,6 +293,33 @@ describe('reconciler executor: failures', () => {
     expect(await counterValue(t.metrics.podResults, { outcome: 'refused' })).toBe(1);
     t.reconciler.observe(t.uid, t.api.deliver(t.uid).metadata!.resourceVersion);
     await t.reconciler.reconcile(t.uid);
+    expect(t.api.writes).toHaveLength(1);
+    expect(t.events.recorded).toHaveLength(1);
+    expect(t.engine.applied).toHaveLength(0);
+  });
+
+  it('refuses a pod that needs a family the kernel lacks: error mark saying so, FamilyUnavailable Warning, once', async () => {
+    const why = 'the kernel has no IPv6 (/proc/sys/net/ipv6 is missing: booted with ipv6.disable=1?)';
+    const nodeFamilies = decideNodeFamilies(
+      ['ipv4', 'ipv6'],
+      new Map([
+        ['ipv4', { ok: true }],
+        ['ipv6', { ok: false, why }],
+      ]),
+    );
+    const t = fakeReconciler({}, { nodeFamilies });
+    const pod = testPod();
+    pod.status = { ...pod.status, podIPs: [{ ip: '2001:db8::a' }] };
+    const uid = t.api.add(pod).metadata!.uid!;
+    t.finder.start(uid);
+    expect(await t.reconciler.reconcile(uid)).toEqual({ kind: 'done' });
+    const mark = t.api.markOf(uid)!;
+    expect(mark.state).toBe('error');
+    expect(mark.reason).toContain(`the pod has the ipv6 address 2001:db8::a, but this node cannot redirect ipv6: ${why}`);
+    expect(t.events.of('FamilyUnavailable')[0]!.note).toBe(mark.reason);
+    expect(await counterValue(t.metrics.podResults, { outcome: 'refused' })).toBe(1);
+    t.reconciler.observe(uid, t.api.deliver(uid).metadata!.resourceVersion);
+    await t.reconciler.reconcile(uid);
     expect(t.api.writes).toHaveLength(1);
     expect(t.events.recorded).toHaveLength(1);
     expect(t.engine.applied).toHaveLength(0);

@@ -19,9 +19,9 @@ describe('per-pod memory', () => {
     const memory = new PodMemory(0);
     memory.errorMarkWritten('', 10);
     expect(memory.awaitingEcho).toBeUndefined();
-    memory.initializedMarkWritten('', { markText: 'm', inode: 1, hash: 'h', at: 5 });
+    memory.initializedMarkWritten('', { markText: 'm', sandbox, hash: 'h', at: 5 });
     expect(memory.awaitingEcho).toBeUndefined();
-    expect(memory.verified).toEqual({ markText: 'm', inode: 1, hash: 'h', at: 5 });
+    expect(memory.verified).toEqual({ markText: 'm', sandbox, hash: 'h', at: 5 });
   });
 
   it('runs the latency clock from the first time this sandbox was found, through retries, until settled', () => {
@@ -34,6 +34,22 @@ describe('per-pod memory', () => {
     memory.sandboxFound({ ...sandbox, pid: 4002 }, 3_000); // replaced: starts again
     expect(memory.settled(3_500)).toBe(500);
     expect(memory.settled(4_000)).toBe(0);
+  });
+
+  it('forgets what was verified once another sandbox is found, even one with the same netns inode', () => {
+    for (const next of [
+      { ...sandbox, pid: 4002, path: '/proc/4002/ns/net' },
+      { ...sandbox, startTime: 202 },
+      { ...sandbox, inode: 4026532002 },
+    ]) {
+      const memory = new PodMemory(0);
+      memory.sandboxFound(sandbox, 0);
+      memory.verifiedNow({ markText: 'm', sandbox, hash: 'h', at: 5 });
+      memory.sandboxFound(sandbox, 10);
+      expect(memory.verified).toBeDefined();
+      memory.sandboxFound(next, 20);
+      expect(memory.verified).toBeUndefined();
+    }
   });
 
   it('forgets a missing sandbox, but not when it was reported missing', () => {
@@ -50,13 +66,13 @@ describe('per-pod memory', () => {
     expect(memory.claimMarkEvent()).toBe(true);
     expect(memory.claimMarkEvent()).toBe(false);
     const written = new PodMemory(0);
-    written.initializedMarkWritten('5', { markText: 'm', inode: 1, hash: 'h', at: 5 });
+    written.initializedMarkWritten('5', { markText: 'm', sandbox, hash: 'h', at: 5 });
     expect(written.claimMarkEvent()).toBe(false);
   });
 
   it('drops what was verified when the pod fails, and the uncertainty after a fresh read', () => {
     const memory = new PodMemory(0);
-    memory.verifiedNow({ markText: 'm', inode: 1, hash: 'h', at: 5 });
+    memory.verifiedNow({ markText: 'm', sandbox, hash: 'h', at: 5 });
     memory.failed();
     expect(memory.verified).toBeUndefined();
     memory.writeMayHaveLanded();

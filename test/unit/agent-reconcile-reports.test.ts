@@ -16,20 +16,22 @@ const previous = encodeMark({ state: 'initialized', netns: 4026532001, rules: '0
 
 describe('marks and Event texts', () => {
   it('builds an initialized mark from what was applied, keeping the re-init token handled now or before', () => {
-    expect(initializedMark(4026532002, 'feedfacecafe0001', at, previous)).toEqual({
+    expect(initializedMark(4026532002, 'feedfacecafe0001', 'mark-id-0001', at, previous)).toEqual({
+      v: 2,
+      id: 'mark-id-0001',
       state: 'initialized',
       netns: 4026532002,
       rules: 'feedfacecafe0001',
       at: at.toISOString(),
       reinit: 'old',
     });
-    expect(initializedMark(4026532002, 'feedfacecafe0001', at, previous, 'new').reinit).toBe('new');
-    expect(initializedMark(4026532002, 'feedfacecafe0001', at, undefined)).not.toHaveProperty('reinit');
+    expect(initializedMark(4026532002, 'feedfacecafe0001', 'mark-id-0001', at, previous, 'new').reinit).toBe('new');
+    expect(initializedMark(4026532002, 'feedfacecafe0001', 'mark-id-0001', at, undefined)).not.toHaveProperty('reinit');
   });
 
   it('builds an error mark with its reason, the netns when known, and the token handled before', () => {
-    expect(errorMark('bad', at, previous, 7)).toEqual({ state: 'error', at: at.toISOString(), reason: 'bad', netns: 7, reinit: 'old' });
-    expect(errorMark('bad', at, undefined)).toEqual({ state: 'error', at: at.toISOString(), reason: 'bad' });
+    expect(errorMark('bad', at, previous, 7)).toEqual({ v: 2, state: 'error', at: at.toISOString(), reason: 'bad', netns: 7, reinit: 'old' });
+    expect(errorMark('bad', at, undefined)).toEqual({ v: 2, state: 'error', at: at.toISOString(), reason: 'bad' });
   });
 
   it('says what was programmed, where and how long it took', () => {

@@ -71,7 +71,6 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   '--name',
   '--state',
   // kube-apiserver
-  '--advertise-address',
   '--authorization-mode',
   '--runtime-config',
   '--feature-gates',
@@ -82,6 +81,7 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   // istio-iptables (istio-validation)
   '--run-validation',
   '--skip-rule-apply',
+  '--probe-timeout',
   // docker, buildah, mmdebstrap
   '--target',
   '--layers',
@@ -91,6 +91,11 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   // helm, istioctl
   '--set',
   '--reuse-values',
+  '--create-namespace',
+  '--take-ownership',
+  '--force-conflicts',
+  '--kube-version',
+  '--show-only',
   // node, vitest
   '--max-semi-space-size',
   '--project',

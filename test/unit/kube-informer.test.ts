@@ -3,7 +3,9 @@
 // that plays events into the stream and then ends it, fails it, or holds it open.
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubeApiError, type ListWatchTransport, type WatchEvent, type WatchHandlers } from '../../controller/src/kube/kube-client.ts';
+import type { ListHead } from '../../controller/src/kube/list-stream.ts';
 import { ResourceInformer } from '../../controller/src/kube/resource-informer.ts';
+import { type CachedNamespace, createNamespaceInformer } from '../../controller/src/kube/namespace-informer.ts';
 
 interface Obj {
   metadata: { name: string; namespace?: string; uid: string; resourceVersion: string };
@@ -12,7 +14,8 @@ interface Obj {
 
 const obj = (name: string, uid: string, rv: string, namespace = 'ns'): Obj => ({ metadata: { name, namespace, uid, resourceVersion: rv } });
 
-type ListStep = { items: Obj[]; rv: string } | Error;
+/** `continue`: the token of the next page (absent on the last page). */
+type ListStep = { items: Obj[]; rv: string; continue?: string } | Error;
 interface Stream {
   emit(event: WatchEvent<Obj>): void;
   end(): void;
@@ -23,6 +26,8 @@ type WatchStep = ((stream: Stream) => void) | Error;
 
 class ScriptedTransport implements ListWatchTransport {
   readonly requests: string[] = [];
+  /** The Accept header of each request ('' for the default). */
+  readonly accepts: string[] = [];
   readonly lists: ListStep[] = [];
   readonly watches: WatchStep[] = [];
   /** Resolves when the request with this index (0-based, lists and watches together) starts. */
@@ -38,15 +43,22 @@ class ScriptedTransport implements ListWatchTransport {
     this.#waiters.get(this.requests.length)?.();
   }
 
-  list<L>(path: string): Promise<L> {
+  list<T>(path: string, onItem: (item: T) => void, accept = ''): Promise<ListHead> {
+    this.accepts.push(accept);
     this.#note(`LIST ${path}`);
     const step = this.lists.shift();
     if (!step) return new Promise(() => {}); // nothing scripted: hang
     if (step instanceof Error) return Promise.reject(step);
-    return Promise.resolve({ metadata: { resourceVersion: step.rv }, items: step.items } as L);
+    try {
+      for (const item of step.items) onItem(item as T);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return Promise.resolve({ metadata: { resourceVersion: step.rv, ...(step.continue ? { continue: step.continue } : {}) } });
   }
 
-  watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal): Promise<void> {
+  watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal, accept = ''): Promise<void> {
+    this.accepts.push(accept);
     this.#note(`WATCH ${path}`);
     const step = this.watches.shift();
     if (step instanceof Error) return Promise.reject(step);
@@ -266,5 +278,143 @@ describe('ResourceInformer with a scripted transport', () => {
     expect(informer.get('a', 'ns1')?.metadata.uid).toBe('u1');
     expect(informer.get('cluster-wide')?.metadata.uid).toBe('u2');
     expect(informer.list('ns1')).toHaveLength(1);
+  });
+
+  it('lists in pages: limit, then each continue token, and watches from the resourceVersion of the pages', async () => {
+    const transport = new ScriptedTransport();
+    transport.lists.push(
+      { items: [obj('a', 'u1', '5'), obj('b', 'u2', '6')], rv: '10', continue: 'token-1' },
+      { items: [obj('c', 'u3', '7'), obj('d', 'u4', '8')], rv: '10', continue: 'token-2' },
+      { items: [obj('e', 'u5', '9')], rv: '10' },
+    );
+    const { informer, log } = make(transport, { pageSize: 2 });
+    await informer.start();
+    await transport.requested(4);
+    expect(transport.requests.slice(0, 3)).toEqual([
+      'LIST /api/v1/pods?limit=2',
+      'LIST /api/v1/pods?limit=2&continue=token-1',
+      'LIST /api/v1/pods?limit=2&continue=token-2',
+    ]);
+    expect(transport.requests[3]).toMatch(/^WATCH \/api\/v1\/pods\?watch=1&resourceVersion=10&/);
+    expect(log).toEqual(['add a 5', 'add b 6', 'add c 7', 'add d 8', 'add e 9']);
+    expect(informer.size).toBe(5);
+    expect(informer.synced).toBe(true);
+  });
+
+  it('deletes nothing on a relist that fails halfway through its pages', async () => {
+    const transport = new ScriptedTransport();
+    transport.lists.push(
+      { items: [obj('a', 'u1', '5')], rv: '10' },
+      { items: [obj('b', 'u2', '6')], rv: '20', continue: 'token-1' },
+      new KubeApiError('GET', '/api/v1/pods', 500, '{"reason":"InternalError"}'),
+    );
+    transport.watches.push((s) => s.emit({ type: 'ERROR', object: { code: 410 } as unknown as Obj }));
+    const { informer, log, restarts } = make(transport, { pageSize: 1, backoff: { initialMs: 60_000, maxMs: 60_000, factor: 1, jitter: 0 } });
+    await informer.start();
+    await until(() => restarts.length === 1, 'second page failed');
+    expect(transport.requests[3]).toBe('LIST /api/v1/pods?limit=1&continue=token-1');
+    expect(log).toEqual(['add a 5', 'add b 6']);
+    expect(informer.get('u1')).toBeDefined();
+  });
+
+  it('a continue token that expired (410) starts the list over at once; what the new list lacks is deleted', async () => {
+    const transport = new ScriptedTransport();
+    transport.lists.push(
+      { items: [obj('a', 'u1', '5'), obj('b', 'u2', '6')], rv: '10', continue: 'token-1' },
+      new KubeApiError('GET', '/api/v1/pods', 410, '{"reason":"Expired","message":"The provided continue parameter is too old"}'),
+      { items: [obj('a', 'u1', '30'), obj('c', 'u3', '31')], rv: '40', continue: 'token-2' },
+      { items: [obj('d', 'u4', '32')], rv: '40' },
+    );
+    const { informer, log, restarts } = make(transport, { pageSize: 2, backoff: { initialMs: 60_000, maxMs: 60_000, factor: 1, jitter: 0 } });
+    await informer.start();
+    await transport.requested(5);
+    expect(transport.requests).toEqual([
+      'LIST /api/v1/pods?limit=2',
+      'LIST /api/v1/pods?limit=2&continue=token-1',
+      'LIST /api/v1/pods?limit=2',
+      'LIST /api/v1/pods?limit=2&continue=token-2',
+      expect.stringMatching(/^WATCH \/api\/v1\/pods\?watch=1&resourceVersion=40&/),
+    ]);
+    expect(restarts).toEqual([]);
+    expect(log).toEqual(['add a 5', 'add b 6', 'update a 30', 'add c 31', 'add d 32', 'delete b']);
+    expect([...informer.keys()].sort()).toEqual(['u1', 'u3', 'u4']);
+  });
+
+  it('pages that keep expiring take the backoff instead of listing again and again', async () => {
+    const transport = new ScriptedTransport();
+    const expired = () => new KubeApiError('GET', '/api/v1/pods', 410, '{"reason":"Expired"}');
+    for (let i = 0; i < 3; i++) transport.lists.push({ items: [obj('a', 'u1', '5')], rv: '10', continue: 'token' }, expired());
+    const { informer, restarts } = make(transport, { pageSize: 1, backoff: { initialMs: 60_000, maxMs: 60_000, factor: 1, jitter: 0 } });
+    await informer.start();
+    expect(transport.requests).toHaveLength(6);
+    expect(restarts).toHaveLength(1);
+    expect((restarts[0]!.error as KubeApiError).status).toBe(410);
+    expect(restarts[0]!.delayMs).toBe(60_000);
+    expect(informer.synced).toBe(false);
+  });
+});
+
+describe('the namespace informer', () => {
+  const managedFields = [
+    { manager: 'openshift-controller-manager', operation: 'Apply', fieldsV1: { 'f:metadata': { 'f:annotations': { [`f:${'x'.repeat(2000)}`]: {} } } } },
+  ];
+  const openshiftNamespace = (name: string, rv: string, extra: Record<string, string> = {}) => ({
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: {
+      name,
+      uid: `uid-${name}`,
+      resourceVersion: rv,
+      creationTimestamp: '2026-12-01T00:00:00Z',
+      managedFields,
+      labels: { 'kubernetes.io/metadata.name': name, 'pod-security.kubernetes.io/audit': 'restricted', 'pod-network-controller.io/bypass-policy': 'strict' },
+      annotations: {
+        'openshift.io/description': 'a team namespace',
+        'openshift.io/requester': 'alice',
+        'openshift.io/sa.scc.mcs': 's0:c26,c15',
+        'openshift.io/sa.scc.supplemental-groups': '1000680000/10000',
+        'openshift.io/sa.scc.uid-range': '1000680000/10000',
+        ...extra,
+      },
+    },
+    spec: { finalizers: ['kubernetes'] },
+    status: { phase: 'Active' },
+  });
+  const keep = { labels: ['pod-network-controller.io/bypass-policy'], annotations: ['openshift.io/sa.scc.uid-range', 'pod-network-controller.io/initialize'] };
+
+  it('keeps of each namespace its name and the allow-listed labels and annotations, from lists and watch events; asks for metadata only, in pages', async () => {
+    const transport = new ScriptedTransport();
+    transport.lists.push(
+      { items: [openshiftNamespace('team-a', '5') as unknown as Obj], rv: '10', continue: 'token-1' },
+      { items: [{ metadata: { name: 'plain', uid: 'u-plain', resourceVersion: '6' } } as Obj], rv: '10' },
+    );
+    transport.watches.push((s) =>
+      s.emit({ type: 'MODIFIED', object: openshiftNamespace('team-a', '11', { 'pod-network-controller.io/initialize': 'true' }) as unknown as Obj }),
+    );
+    const added: CachedNamespace[] = [];
+    const informer = createNamespaceInformer(transport, keep, { onAdd: (ns) => added.push(ns), onUpdate: (ns) => added.push(ns) }, 1);
+    try {
+      await informer.start();
+      await until(() => added.length === 3, 'watch event applied');
+      expect(transport.requests.slice(0, 2)).toEqual(['LIST /api/v1/namespaces?limit=1', 'LIST /api/v1/namespaces?limit=1&continue=token-1']);
+      expect(transport.accepts).toEqual([
+        'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json',
+        'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json',
+        'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json',
+      ]);
+      const teamA = {
+        name: 'team-a',
+        labels: { 'pod-network-controller.io/bypass-policy': 'strict' },
+        annotations: { 'openshift.io/sa.scc.uid-range': '1000680000/10000' },
+      };
+      expect(added).toEqual([
+        { metadata: teamA },
+        { metadata: { name: 'plain' } },
+        { metadata: { ...teamA, annotations: { ...teamA.annotations, 'pod-network-controller.io/initialize': 'true' } } },
+      ]);
+      expect(informer.get('team-a')).toBe(added[2]);
+    } finally {
+      await informer.stop();
+    }
   });
 });

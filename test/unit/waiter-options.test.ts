@@ -12,7 +12,29 @@ describe('init-waiter options', () => {
       probeAddresses: { ipv4: '192.0.2.2', ipv6: '2001:db8::2' },
       probePort: 9,
       terminationMessagePath: '/dev/termination-log',
+      restartPolicy: 'Always',
     });
+  });
+
+  it('with restartPolicy Never has no default timeout or error grace (an exit fails the pod), but keeps those given', () => {
+    const never = parseOptions([], { PNC_WAITER_RESTART_POLICY: 'Never' });
+    expect(never).toMatchObject({ restartPolicy: 'Never', timeoutMs: undefined, errorGraceMs: undefined });
+    expect(parseOptions(['--restart-policy=Never', '--timeout', '600'], { PNC_WAITER_ERROR_GRACE: '0' })).toMatchObject({
+      restartPolicy: 'Never',
+      timeoutMs: 600_000,
+      errorGraceMs: 0,
+    });
+    // OnFailure restarts a failed init container as Always does.
+    expect(parseOptions([], { PNC_WAITER_RESTART_POLICY: 'OnFailure' })).toMatchObject({
+      restartPolicy: 'OnFailure',
+      timeoutMs: 300_000,
+      errorGraceMs: 15_000,
+    });
+    // An empty value (a pod spec rendered without defaults) counts as unset: Always.
+    expect(parseOptions([], { PNC_WAITER_RESTART_POLICY: '' }).restartPolicy).toBe('Always');
+    expect(() => parseOptions([], { PNC_WAITER_RESTART_POLICY: 'never' })).toThrow(
+      new UsageError('PNC_WAITER_RESTART_POLICY: "never" is not a restart policy (Always, OnFailure, Never)'),
+    );
   });
 
   it('takes an error grace of 0 (give up on the first error mark) and decimals, from flag or env', () => {

@@ -1,8 +1,10 @@
 // The init-waiter's state machine with a fake clock, annotations source and self-test
 // (no root, no files, no sockets): what it waits for, what it says, how it ends.
 import { describe, expect, it } from 'vitest';
-import { encodeMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
+import { encodeMark, encodeNetnsRecord, parseMark, STATUS_ANNOTATION } from '../../controller/src/pod-contract/index.ts';
 import type { Mark } from '../../controller/src/pod-contract/index.ts';
+import { parseDownwardApiAnnotations } from '../../init-waiter/src/downward-api.ts';
+import type { RecordSnapshot } from '../../init-waiter/src/readiness.ts';
 import type { AnnotationsSnapshot } from '../../init-waiter/src/annotations-watcher.ts';
 import { EXIT } from '../../init-waiter/src/exit-codes.ts';
 import { parseOptions } from '../../init-waiter/src/options.ts';
@@ -18,8 +20,31 @@ const path = '/etc/podinfo/annotations';
 const at = '2026-11-23T01:02:03Z';
 const MISSING: AnnotationsSnapshot = { kind: 'missing', path };
 const content = (annotations: Record<string, string>): AnnotationsSnapshot => ({ kind: 'content', path, text: formatDownwardApiAnnotations(annotations) });
-const withMark = (mark: Omit<Mark, 'at'>, extra: Record<string, string> = {}) => content({ ...extra, [STATUS_ANNOTATION]: encodeMark({ at, ...mark }) });
-const OURS = withMark({ state: 'initialized', netns: OWN, rules: 'abcdef0123456789' });
+/** A mark as this release's agent writes it (format 2; an initialized one has rules and an id), unless `mark` says otherwise. */
+const withMark = (mark: Omit<Mark, 'at'>, extra: Record<string, string> = {}) =>
+  content({
+    ...extra,
+    [STATUS_ANNOTATION]: encodeMark({ v: 2, at, ...(mark.state === 'initialized' ? { rules: 'abcdef0123456789', id: 'mark-id-0001' } : {}), ...mark }),
+  });
+const OURS = withMark({ state: 'initialized', netns: OWN });
+const RECORDED = `rules abcdef0123456789, mark mark-id-0001, recorded in lo's alias`;
+
+/**
+ * The netns record the agent has written by the time the kubelet shows `snapshot`: that of an
+ * initialized format-2 mark for this netns, else none (a new netns has none, and the agent
+ * clears it before anything else).
+ */
+function recordFor(snapshot: AnnotationsSnapshot): string {
+  if (snapshot.kind !== 'content') return '';
+  const raw = parseDownwardApiAnnotations(snapshot.text).annotations.get(STATUS_ANNOTATION);
+  let mark: Mark;
+  try {
+    mark = parseMark(raw ?? '');
+  } catch {
+    return '';
+  }
+  return mark.state === 'initialized' && mark.v === 2 && mark.netns === OWN ? encodeNetnsRecord(mark) : '';
+}
 const PASSED: SelfTestResult = { ok: true, summary: '192.0.2.2:9 -> 127.0.0.1:15001' };
 const FAILED: SelfTestResult = { ok: false, reason: 'redirect self-test failed: 192.0.2.2:9 was not captured (connect ECONNREFUSED)' };
 
@@ -92,7 +117,16 @@ function setup({
   const exits: { code: number; message: string }[] = [];
   const selfTests: RunningSelfTest[] = [];
   let deliver: ((snapshot: AnnotationsSnapshot) => void) | undefined;
+  let deliverRecord: ((record: RecordSnapshot) => void) | undefined;
+  let record = recordFor(first);
   let closed = 0;
+  let recordClosed = 0;
+  /** As the real watcher: only a change is delivered. */
+  const setRecord = (text: string) => {
+    if (text === record) return;
+    record = text;
+    deliverRecord?.({ kind: 'text', text });
+  };
   const waiter = new Waiter({
     options: { ...parseOptions([], {}), timeoutMs: 10_000, ...options },
     pod: { netns: OWN, families, network: NETWORK, uid: 65534 },
@@ -100,6 +134,11 @@ function setup({
       deliver = onSnapshot;
       onSnapshot(first);
       return { close: () => closed++ };
+    },
+    netnsRecord: (onRecord) => {
+      deliverRecord = onRecord;
+      onRecord({ kind: 'text', text: record });
+      return { close: () => recordClosed++ };
     },
     selfTest: (targets) => new Promise((resolve, reject) => selfTests.push({ targets, settle: resolve, crash: reject })),
     clock,
@@ -112,7 +151,15 @@ function setup({
     logs,
     exits,
     selfTests,
-    publish: (snapshot: AnnotationsSnapshot) => deliver?.(snapshot),
+    /** The agent's record (written before the kubelet refreshes the file), then the file. */
+    publish: (snapshot: AnnotationsSnapshot) => {
+      setRecord(recordFor(snapshot));
+      deliver?.(snapshot);
+    },
+    /** The record alone (the kubelet has not refreshed the file yet). */
+    setRecord,
+    /** The file alone. */
+    publishFile: (snapshot: AnnotationsSnapshot) => deliver?.(snapshot),
     closed: () => closed,
     /** The one exit, once it happened; and that the waiter left nothing running behind it. */
     ended() {
@@ -120,9 +167,15 @@ function setup({
       expect(waiter.phase).toBe('done');
       expect(clock.pending).toBe(0);
       expect(closed).toBe(1);
+      expect(recordClosed).toBe(1);
       return exits[0] as { code: number; message: string };
     },
   };
+}
+
+/** Delivers a snapshot of the file without the agent's record: what a waiter in a netns the agent never programmed sees. */
+function deliverOnly(run: ReturnType<typeof setup>, snapshot: AnnotationsSnapshot): void {
+  run.publishFile(snapshot);
 }
 
 /** A started waiter whose own mark just arrived: the first self-test is running. */
@@ -138,7 +191,10 @@ describe('Waiter', () => {
     const { waiter, logs } = setup();
     expect(waiter.phase).toBe('starting');
     waiter.start();
-    expect(logs[0]).toBe(`waiting for ${path} to mark netns ${OWN} initialized; self-test on (ipv4+ipv6, proxy port 15001); uid 65534; timeout 10 s`);
+    expect(logs[0]).toBe(
+      `waiting for pod-network-controller to record netns ${OWN} initialized (lo's alias; ${path} for the mark and annotations); ` +
+        'self-test on (ipv4+ipv6, proxy port 15001); uid 65534; timeout 10 s',
+    );
     expect(logs[1]).toMatch(/^waiting: annotations file .* does not exist yet/);
     expect(waiter.phase).toBe('waiting');
   });
@@ -151,7 +207,7 @@ describe('Waiter', () => {
     run.publish(OURS);
     expect(run.ended()).toEqual({
       code: EXIT.ready,
-      message: `ready: pod-network-controller marked netns ${OWN} initialized (rules abcdef0123456789, marked at ${at}); self-test off`,
+      message: `ready: pod-network-controller recorded netns ${OWN} initialized (${RECORDED}); self-test off`,
     });
     expect(run.logs.at(-1)).toMatch(/is pending: netns not found yet$/);
   });
@@ -165,7 +221,7 @@ describe('Waiter', () => {
   it('runs the self-test on its own mark, for every family the pod has, and passes when it passes', async () => {
     const run = testingOurs();
     expect(run.waiter.phase).toBe('testing');
-    expect(run.logs.at(-1)).toBe('waiting: the mark is right; running the redirect self-test');
+    expect(run.logs.at(-1)).toBe('waiting: the netns record is right; running the redirect self-test');
     expect(run.selfTests.map((test) => test.targets)).toEqual([
       [
         { family: 'ipv4', address: '192.0.2.2', port: 9 },
@@ -176,7 +232,7 @@ describe('Waiter', () => {
     await settled();
     expect(run.ended()).toEqual({
       code: EXIT.ready,
-      message: `ready: netns ${OWN} marked initialized (rules abcdef0123456789, marked at ${at}); self-test passed: ${PASSED.summary}`,
+      message: `ready: netns ${OWN} recorded initialized (${RECORDED}); self-test passed: ${PASSED.summary}`,
     });
   });
 
@@ -195,7 +251,7 @@ describe('Waiter', () => {
     const why =
       'no self-test for ipv4: traffic.sidecar.istio.io/includeOutboundIPRanges="2001:db8:1::/48" names no ipv4 range and there is no traffic.sidecar.istio.io/includeOutboundPorts: no ipv4 outbound traffic is captured, nothing to prove';
     expect(run.logs).toContain(why);
-    expect(run.ended().message).toBe(`ready: netns ${OWN} marked initialized (marked at ${at}); ${why}`);
+    expect(run.ended().message).toBe(`ready: netns ${OWN} recorded initialized (${RECORDED}); ${why}`);
   });
 
   it("with include ranges and no include ports, probes the first host of the first included range of each family (Istio's service-range setting)", async () => {
@@ -240,7 +296,7 @@ describe('Waiter', () => {
   it('times out with exit 6 naming the test when the first self-test is still running', () => {
     const run = testingOurs();
     run.clock.advance(10_000);
-    expect(run.ended()).toEqual({ code: EXIT.selfTest, message: 'timed out after 10 s: the mark is right; running the redirect self-test' });
+    expect(run.ended()).toEqual({ code: EXIT.selfTest, message: 'timed out after 10 s: the netns record is right; running the redirect self-test' });
   });
 
   it('ignores a result that comes after the end', async () => {
@@ -320,6 +376,47 @@ describe('Waiter', () => {
         `timed out after 10 s: no ${STATUS_ANNOTATION} annotation yet: the node's pod-network-controller has not handled this pod; ` +
         "the controller's Events on this pod (kubectl describe pod) say why, e.g. MarkWriteFailed",
     });
+  });
+
+  it('passes on the netns record alone, before the kubelet shows the mark', () => {
+    const run = setup({ first: withMark({ state: 'pending', reason: 'netns not found yet' }), options: { validate: false } });
+    run.waiter.start();
+    expect(run.exits).toEqual([]);
+    run.setRecord(recordFor(OURS));
+    expect(run.ended()).toEqual({ code: EXIT.ready, message: `ready: pod-network-controller recorded netns ${OWN} initialized (${RECORDED}); self-test off` });
+  });
+
+  it.each<[string, AnnotationsSnapshot]>([
+    ["this release's", OURS],
+    ["an earlier release's (format 1)", content({ [STATUS_ANNOTATION]: encodeMark({ state: 'initialized', netns: OWN, rules: 'abcdef0123456789', at }) })],
+  ])('does not pass on %s initialized mark naming its netns inode without the netns record (a reused inode): exit 5', (_name, snapshot) => {
+    const run = setup({ options: { validate: false } });
+    run.waiter.start();
+    // The kubelet shows the mark; the agent wrote no record here: this netns is a new one with a reused inode.
+    deliverOnly(run, snapshot);
+    expect(run.exits).toEqual([]);
+    expect(run.logs.at(-1)).toContain(`is initialized for network namespace ${OWN}, but lo has no netns record of it`);
+    run.clock.advance(10_000);
+    expect(run.ended().code).toBe(EXIT.otherNetns);
+  });
+
+  it("does not pass on a record lo's alias names another netns with (a sysfs that is not this netns's)", () => {
+    const run = setup({ first: content({}), options: { validate: false } });
+    run.waiter.start();
+    run.setRecord(
+      encodeNetnsRecord({ ...parseMark(encodeMark({ v: 2, state: 'initialized', netns: OWN + 3, rules: 'abcdef0123456789', id: 'mark-id-0001', at })) }),
+    );
+    expect(run.exits).toEqual([]);
+    expect(run.logs.at(-1)).toContain(`lo's netns record names network namespace ${OWN + 3}, but this pod's is ${OWN}`);
+  });
+
+  it('does not pass on a test that ran for a record that was cleared meanwhile (the agent reprogramming)', async () => {
+    const run = testingOurs();
+    run.setRecord('');
+    run.selfTests[0]?.settle(PASSED);
+    await settled();
+    expect(run.exits).toEqual([]);
+    expect(run.logs.at(-1)).toContain('but lo has no netns record of it');
   });
 
   it('does not pass on a mark for another netns, but does once its own replaces it', () => {
@@ -419,7 +516,10 @@ describe('Waiter', () => {
       run.publish(OURS);
       run.clock.advance(5_000);
       expect(run.exits).toEqual([]);
+      // The record came first, so the first test ran while the file still showed the error: it is tested again.
       run.selfTests[0]?.settle(PASSED);
+      await settled();
+      run.selfTests[1]?.settle(PASSED);
       await settled();
       expect(run.ended().code).toBe(EXIT.ready);
     });
@@ -445,6 +545,64 @@ describe('Waiter', () => {
       run.waiter.start();
       run.clock.advance(1_000);
       expect(run.ended()).toEqual({ code: EXIT.markError, message: gaveUp(1, 'iptables-restore exit 4') });
+    });
+  });
+
+  describe("in a restartPolicy Never pod (a Job's), where any exit but 0 fails the pod for good", () => {
+    const NEVER = parseOptions([], { PNC_WAITER_RESTART_POLICY: 'Never' });
+
+    it('outlasts an agent that is late and then marks errors for minutes, logging as it waits, and passes on its own mark', () => {
+      const run = setup({ options: { ...NEVER, validate: false } });
+      run.waiter.start();
+      expect(run.logs[0]).toMatch(/; no timeout, error marks waited out \(restartPolicy Never: a failed init container fails the pod\)$/);
+      // Far past the default timeout (300 s) with no mark at all: an agent restarting, an API outage.
+      run.clock.advance(600_000);
+      run.publish(withMark({ state: 'error', reason: 'iptables-restore exit 4' }));
+      // Far past the default error grace (15 s).
+      run.clock.advance(120_000);
+      expect(run.exits).toEqual([]);
+      expect(run.waiter.phase).toBe('waiting');
+      expect(run.logs.filter((line) => line.startsWith('still waiting: '))).toHaveLength(144);
+      expect(run.logs.at(-1)).toBe(`still waiting: ${STATUS_ANNOTATION} is error: iptables-restore exit 4`);
+      run.publish(OURS);
+      expect(run.ended()).toEqual({
+        code: EXIT.ready,
+        message: `ready: pod-network-controller recorded netns ${OWN} initialized (${RECORDED}); self-test off`,
+      });
+    });
+
+    it('keeps retrying a failing self-test past the default timeout', async () => {
+      const run = setup({ options: NEVER });
+      run.waiter.start();
+      run.publish(OURS);
+      for (let attempt = 0; attempt < 400; attempt++) {
+        run.selfTests[attempt]?.settle(FAILED);
+        await settled();
+        run.clock.advance(SELF_TEST_RETRY_MS);
+      }
+      expect(run.exits).toEqual([]);
+      run.selfTests[400]?.settle(PASSED);
+      await settled();
+      expect(run.ended().code).toBe(EXIT.ready);
+    });
+
+    it('still ends on a timeout and an error grace its owner set, saying the pod fails', () => {
+      const timed = setup({ options: { ...parseOptions(['--timeout', '30'], { PNC_WAITER_RESTART_POLICY: 'Never' }) } });
+      timed.waiter.start();
+      expect(timed.logs[0]).toMatch(/; timeout 30 s, error marks waited out \(restartPolicy Never/);
+      timed.clock.advance(30_000);
+      expect(timed.ended().code).toBe(EXIT.noMark);
+
+      const graced = setup({
+        first: withMark({ state: 'error', reason: 'bad annotation' }),
+        options: parseOptions(['--error-grace', '5'], { PNC_WAITER_RESTART_POLICY: 'Never' }),
+      });
+      graced.waiter.start();
+      graced.clock.advance(5_000);
+      expect(graced.ended()).toEqual({
+        code: EXIT.markError,
+        message: `gave up after 5 s of an error mark: ${STATUS_ANNOTATION} is error: bad annotation; restartPolicy Never: the pod fails`,
+      });
     });
   });
 
@@ -485,6 +643,10 @@ describe('Waiter', () => {
       annotations: (onSnapshot) => {
         deliver = onSnapshot;
         onSnapshot(MISSING);
+        return { close: () => {} };
+      },
+      netnsRecord: (onRecord) => {
+        onRecord({ kind: 'text', text: recordFor(OURS) });
         return { close: () => {} };
       },
       selfTest: () => {

@@ -1,6 +1,6 @@
 // Wiring: informers -> work queue -> reconciler, plus the HTTP server, the sandbox
 // liveness check, a periodic resync, recovery from API outages and the SIGTERM drain.
-import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { IptablesMode, ValidatedNodeConfig } from '../redirect/index.ts';
 import type { AgentConfig } from './config.ts';
@@ -8,9 +8,11 @@ import { EventRecorder } from '../kube/event-recorder.ts';
 import { type HttpServer, startHttpServer } from './http-server.ts';
 import { KubeClient, isConnectionError } from '../kube/kube-client.ts';
 import { type KubeCredentials, loadCredentials } from '../kube/kubeconfig.ts';
-import { type AgentMetrics, createMetrics } from './metrics.ts';
-import { createNamespaceInformer } from '../kube/namespace-informer.ts';
+import { type AgentMetrics, createMetrics, setNodeFamilies } from './metrics.ts';
+import { type CachedNamespace, createNamespaceInformer } from '../kube/namespace-informer.ts';
+import { NAMESPACE_KEYS } from './namespace-keys.ts';
 import { NetnsFinder } from './netns-finder.ts';
+import { describeNodeFamilies, type NodeFamilies } from './node-families.ts';
 import { createPodInformer } from '../kube/pod-informer.ts';
 import { PodStatusWriter } from '../kube/pod-status-writer.ts';
 import { Reconciler } from './reconciler.ts';
@@ -33,8 +35,10 @@ const WATCH_DOWN_UNREADY_MS = 5_000;
 
 export interface AgentOptions {
   config: AgentConfig;
+  /** Plans with nodeFamilies.enabled. */
   redirectConfig: ValidatedNodeConfig;
   iptablesMode: IptablesMode;
+  nodeFamilies: NodeFamilies;
   log: Logger;
   /** Default: KUBECONFIG, ~/.kube/config, or in-cluster. */
   credentials?: KubeCredentials;
@@ -44,7 +48,7 @@ export class Agent {
   readonly metrics: AgentMetrics;
   readonly #options: AgentOptions;
   readonly #pods: ResourceInformer<V1Pod>;
-  readonly #namespaces: ResourceInformer<V1Namespace>;
+  readonly #namespaces: ResourceInformer<CachedNamespace>;
   readonly #queue: WorkQueue;
   readonly #reconciler: Reconciler;
   readonly #events: EventRecorder;
@@ -68,11 +72,12 @@ export class Agent {
     this.#client = client;
     this.metrics = createMetrics();
     const metrics = this.metrics;
+    setNodeFamilies(metrics, options.nodeFamilies);
     this.#finder = new NetnsFinder({ procRoot: config.procRoot, ownPodUid: config.podUid || undefined });
     this.#events = new EventRecorder(client, config.nodeName, log);
     this.#watcher = new SandboxWatcher({ finder: this.#finder, onFound: (uid) => this.#queue.add(uid) });
 
-    this.#namespaces = createNamespaceInformer(client, {
+    this.#namespaces = createNamespaceInformer(client, NAMESPACE_KEYS, {
       onAdd: (ns) => this.#namespaceChanged(ns),
       onUpdate: (ns) => this.#namespaceChanged(ns),
       onRequest: () => metrics.watchRequests.inc({ resource: 'namespaces' }),
@@ -94,6 +99,7 @@ export class Agent {
       config,
       redirectConfig: options.redirectConfig,
       iptablesMode: options.iptablesMode,
+      nodeFamilies: options.nodeFamilies,
       getPod: (uid) => this.#pods.get(uid),
       getNamespaceAnnotations: (namespace) => {
         const ns = this.#namespaces.get(namespace);
@@ -134,6 +140,7 @@ export class Agent {
     this.#http = await startHttpServer(config.httpAddress, config.httpPort, this.metrics.registry, {
       healthy: () => !this.#stopping,
       notReady: () => this.#notReady(),
+      details: () => describeNodeFamilies(this.#options.nodeFamilies),
     });
     log.info(
       {
@@ -196,7 +203,7 @@ export class Agent {
     this.#events.forget(uid);
   }
 
-  #namespaceChanged(ns: V1Namespace): void {
+  #namespaceChanged(ns: CachedNamespace): void {
     const name = ns.metadata?.name;
     if (!name || this.#stopping) return;
     // Opting a namespace in (or out) concerns its pods on this node; rare enough to just look again.

@@ -7,6 +7,7 @@
 import type { V1Capabilities, V1Container, V1Pod } from '@kubernetes/client-node';
 import { type IdentityPolicy, findIdentityViolations, isIstioValidation } from './identity-policy.ts';
 import { findProxyContainer } from './proxy-identity.ts';
+import type { NamespaceLabels } from './namespace-keys.ts';
 
 /** Every Linux capability (without `CAP_`), as of Linux 6.x: what `add: [ALL]` grants. */
 export const LINUX_CAPABILITIES: readonly string[] = [
@@ -214,7 +215,7 @@ export interface EffectiveBypassPolicy {
  * node, never relax a strict node. A label value other than audit or strict counts as
  * strict (fail closed), and the reason says so.
  */
-export function bypassPolicyFor(node: BypassPolicy, namespace: string, labels: Record<string, string>): EffectiveBypassPolicy {
+export function bypassPolicyFor(node: BypassPolicy, namespace: string, labels: NamespaceLabels): EffectiveBypassPolicy {
   if (node === 'strict') return { policy: 'strict', from: 'node setting PNC_BYPASS_POLICY=strict' };
   const value = labels[BYPASS_POLICY_LABEL];
   const label = `namespace ${JSON.stringify(namespace)} label ${BYPASS_POLICY_LABEL}=${JSON.stringify(value)}`;

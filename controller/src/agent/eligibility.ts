@@ -2,6 +2,7 @@
 // decision carries a reason code that the reconciler logs at debug level.
 import type { V1Pod } from '@kubernetes/client-node';
 import { INITIALIZE_ANNOTATION } from '../pod-contract/index.ts';
+import type { NamespaceAnnotations } from './namespace-keys.ts';
 
 export interface EligibilityPolicy {
   proxyContainer: string;
@@ -30,7 +31,7 @@ const FALSE_VALUES = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
  * `namespaceAnnotations` comes from the shared namespace informer; undefined when the
  * namespace is not (yet) known, in which case a namespace opt-in cannot count.
  */
-export function decideEligibility(pod: V1Pod, namespaceAnnotations: Record<string, string> | undefined, policy: EligibilityPolicy): Eligibility {
+export function decideEligibility(pod: V1Pod, namespaceAnnotations: NamespaceAnnotations | undefined, policy: EligibilityPolicy): Eligibility {
   const meta = pod.metadata ?? {};
   const annotations = meta.annotations ?? {};
   const labels = meta.labels ?? {};

@@ -8,6 +8,8 @@ export interface HealthSource {
   healthy(): boolean;
   /** undefined when ready, else why not (the body of the 503). */
   notReady(): string | undefined;
+  /** Lines /readyz adds either way (the node's families), so a ready agent says what it does. */
+  details(): string[];
 }
 
 export interface HttpServer {
@@ -26,7 +28,11 @@ export async function startHttpServer(address: string, port: number, registry: R
     if (path === '/healthz') return health.healthy() ? text(200, 'ok\n') : text(503, 'shutting down\n');
     if (path === '/readyz') {
       const why = health.notReady();
-      return why === undefined ? text(200, 'ok\n') : text(503, `${why}\n`);
+      const details = health
+        .details()
+        .map((line) => `${line}\n`)
+        .join('');
+      return why === undefined ? text(200, `ok\n${details}`) : text(503, `${why}\n${details}`);
     }
     if (path === '/metrics') {
       registry.metrics().then(

@@ -1,7 +1,7 @@
 // Whether an existing mark counts, and what the reconciler must do about it. Pure.
 // A mark is never trusted on its own: it counts only when it names the pod's current
 // netns and the current plan's rules hash, and even then the rules are verified.
-import { boundedReason, type Mark, MarkFormatError, parseMark } from '../pod-contract/index.ts';
+import { boundedReason, type Mark, MarkFormatError, parseMark, parseNetnsRecord } from '../pod-contract/index.ts';
 
 export type MarkAction =
   /** The mark names this netns and these rules: verify the rules in the netns. */
@@ -9,7 +9,7 @@ export type MarkAction =
   /** A new re-init token: flush our rules, apply, verify, record the token. */
   | { kind: 'reinit'; token: string }
   /** Program (idempotent apply), verify, write the mark. */
-  | { kind: 'program'; why: 'no-mark' | 'unreadable-mark' | 'not-initialized' | 'other-netns' | 'rules-changed' };
+  | { kind: 'program'; why: 'no-mark' | 'unreadable-mark' | 'not-initialized' | 'other-netns' | 'rules-changed' | 'old-format' };
 
 export interface MarkContext {
   /** The pod's current `pod-network-controller.io/status` value, if any. */
@@ -39,7 +39,25 @@ export function decideMarkAction(context: MarkContext): MarkAction {
   if (mark.state !== 'initialized') return { kind: 'program', why: 'not-initialized' };
   if (mark.netns !== context.netnsInode) return { kind: 'program', why: 'other-netns' };
   if (mark.rules !== context.rulesHash) return { kind: 'program', why: 'rules-changed' };
+  // Format 1 (an earlier release's agent) has no id, so its netns holds no record to check it by.
+  if (mark.id === undefined) return { kind: 'program', why: 'old-format' };
   return { kind: 'verify' };
+}
+
+/**
+ * True when the netns's record (lo's alias) is the one written for this mark. A new sandbox
+ * starts with none, so a mark naming its netns inode by reuse never matches.
+ */
+export function recordMatches(markText: string, recordText: string): boolean {
+  const mark = readMark(markText);
+  let record;
+  try {
+    record = parseNetnsRecord(recordText);
+  } catch (error) {
+    if (error instanceof MarkFormatError) return false;
+    throw error;
+  }
+  return record !== undefined && mark?.id !== undefined && record.id === mark.id && record.netns === mark.netns && record.rules === mark.rules;
 }
 
 /** True when the pod carried an initialized mark before (programming it again is a repair). */

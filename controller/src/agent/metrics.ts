@@ -1,6 +1,7 @@
 // Prometheus metrics (names are part of the agent contract). Own registry, so tests
 // and several agents in one process do not collide.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { NodeFamilies } from './node-families.ts';
 
 const OUTCOMES = ['initialized', 'verified', 'repaired', 'error', 'refused', 'invalid_annotation'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
@@ -18,6 +19,7 @@ export interface AgentMetrics {
   markWriteRefusals: Counter<'status'>;
   reconcileBugs: Counter;
   podBypassFindings: Gauge<'namespace' | 'pod' | 'finding'>;
+  familyEnabled: Gauge<'family'>;
 }
 
 export function createMetrics(): AgentMetrics {
@@ -40,7 +42,7 @@ export function createMetrics(): AgentMetrics {
   });
   const watchRequests = new Counter({
     name: 'pnc_watch_requests_total',
-    help: 'LIST and WATCH requests started, by resource.',
+    help: 'LIST (each page) and WATCH requests started, by resource.',
     labelNames: ['resource'],
     registers: [registry],
   });
@@ -91,10 +93,21 @@ export function createMetrics(): AgentMetrics {
       labelNames: ['namespace', 'pod', 'finding'],
       registers: [registry],
     }),
+    familyEnabled: new Gauge({
+      name: 'pnc_redirect_family_enabled',
+      help: 'Whether this node redirects the address family: 1, or 0 when PNC_FAMILIES leaves it out or the kernel cannot (the log and /readyz say why).',
+      labelNames: ['family'],
+      registers: [registry],
+    }),
     reconcileBugs: new Counter({
       name: 'pnc_reconcile_bugs_total',
       help: 'Passes that hit a bug in the agent (logged at error level; the pod is retried, nothing is written onto it). Should stay 0.',
       registers: [registry],
     }),
   };
+}
+
+/** pnc_redirect_family_enabled: 1 for each family the node redirects, 0 for the others. */
+export function setNodeFamilies(metrics: AgentMetrics, families: NodeFamilies): void {
+  for (const family of ['ipv4', 'ipv6'] as const) metrics.familyEnabled.set({ family }, families.enabled.includes(family) ? 1 : 0);
 }

@@ -19,6 +19,14 @@ export interface SandboxNetns {
   startTime: number;
 }
 
+/**
+ * One sandbox, not just one netns inode: Linux hands a freed netns inode to the next netns, so
+ * a recreated sandbox often has its predecessor's inode, never its pid and start time too.
+ */
+export function sameSandbox(a: Pick<SandboxNetns, 'pid' | 'startTime' | 'inode'>, b: Pick<SandboxNetns, 'pid' | 'startTime' | 'inode'>): boolean {
+  return a.pid === b.pid && a.startTime === b.startTime && a.inode === b.inode;
+}
+
 export interface NetnsFinderOptions {
   procRoot: string;
   /**

@@ -3,12 +3,12 @@
 // monotonic milliseconds (performance.now() in the agent).
 import { resourceVersionAtLeast } from '../kube/pod-status-writer.ts';
 import type { FindingKind } from './bypass-audit.ts';
-import type { SandboxNetns } from './netns-finder.ts';
+import { type SandboxNetns, sameSandbox } from './netns-finder.ts';
 
-/** A verification that passed: what the mark said and what was verified, and when. */
+/** A verification that passed: what the mark said, in which sandbox it was verified, and when. */
 export interface Verified {
   markText: string;
-  inode: number;
+  sandbox: Pick<SandboxNetns, 'pid' | 'startTime' | 'inode'>;
   hash: string;
   at: number;
 }
@@ -101,9 +101,13 @@ export class PodMemory implements PodMemoryView {
     this.#sandboxNotFoundReported = true;
   }
 
-  /** The latency clock starts when this sandbox is found, and runs on through retries of its programming. */
+  /**
+   * The latency clock starts when this sandbox is found, and runs on through retries of its
+   * programming. Nothing verified in another sandbox counts for this one, whatever its inode.
+   */
   sandboxFound(sandbox: SandboxNetns, queuedAt: number): void {
-    if (this.#sandbox?.inode !== sandbox.inode || this.#sandbox.pid !== sandbox.pid) this.#sandboxFoundAt = undefined;
+    if (!this.#sandbox || !sameSandbox(this.#sandbox, sandbox)) this.#sandboxFoundAt = undefined;
+    if (this.#verified && !sameSandbox(this.#verified.sandbox, sandbox)) this.#verified = undefined;
     this.#sandbox = sandbox;
     this.#sandboxFoundAt ??= queuedAt;
   }

@@ -4,6 +4,7 @@
 // pod fits `restricted-v2`. The agent programs what the pod's proxy container runs as,
 // but only when it is one of those values: any other identity is refused. Pure.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import type { NamespaceAnnotations } from './namespace-keys.ts';
 
 export const UID_RANGE_ANNOTATION = 'openshift.io/sa.scc.uid-range';
 export const SUPPLEMENTAL_GROUPS_ANNOTATION = 'openshift.io/sa.scc.supplemental-groups';
@@ -50,7 +51,7 @@ export interface NamespaceProxyIds {
  * yields nothing here (Istio's Go scanf also accepts trailing garbage), so the pod must
  * then use the node's identity: fail closed.
  */
-export function namespaceProxyIds(annotations: Record<string, string> | undefined): NamespaceProxyIds {
+export function namespaceProxyIds(annotations: NamespaceAnnotations | undefined): NamespaceProxyIds {
   const ids: NamespaceProxyIds = {};
   if (!annotations) return ids;
   const uidRange = annotations[UID_RANGE_ANNOTATION];
@@ -89,7 +90,7 @@ export function effectiveIdentity(container: V1Container, pod: V1Pod, fallback: 
 export function decideProxyIdentity(
   pod: V1Pod,
   proxyContainer: string,
-  namespace: { name: string; annotations: Record<string, string> | undefined },
+  namespace: { name: string; annotations: NamespaceAnnotations | undefined },
   node: ProxyIdentity,
 ): ProxyIdentityDecision {
   const proxy = findProxyContainer(pod, proxyContainer);

@@ -13,7 +13,9 @@ import { type IneligibleReason, decideEligibility } from './eligibility.ts';
 import { describeViolations, findIdentityViolations } from './identity-policy.ts';
 import { type MarkAction, decideMarkAction, markIsCurrent, wasInitialized } from './mark-decision.ts';
 import type { Outcome } from './metrics.ts';
-import type { SandboxNetns } from './netns-finder.ts';
+import type { NamespaceAnnotations, NamespaceLabels } from './namespace-keys.ts';
+import { type SandboxNetns, sameSandbox } from './netns-finder.ts';
+import { missingFamilyNeed, type NodeFamilies } from './node-families.ts';
 import type { PodMemoryView } from './pod-memory.ts';
 import { decideProxyIdentity } from './proxy-identity.ts';
 
@@ -21,7 +23,7 @@ import { decideProxyIdentity } from './proxy-identity.ts';
 export const SANDBOX_REPORT_AFTER_MS = 60_000;
 /**
  * Our own mark write comes back as a pod update; rules verified this recently in the
- * same netns with the same hash are not read back again for it.
+ * same sandbox (pid, start time and netns inode) with the same hash are not read back again for it.
  */
 export const VERIFIED_FRESH_MS = 30_000;
 /**
@@ -41,13 +43,14 @@ export interface PodInputs {
   /** The informer's cached copy; undefined when the pod is gone. */
   pod: V1Pod | undefined;
   /** Undefined when the namespace is not known (yet). */
-  namespaceAnnotations: Record<string, string> | undefined;
+  namespaceAnnotations: NamespaceAnnotations | undefined;
   /** Undefined when the namespace is not known (yet). */
-  namespaceLabels: Record<string, string> | undefined;
+  namespaceLabels: NamespaceLabels | undefined;
   memory: PodMemoryView | undefined;
   now: number;
   config: DecisionConfig;
   redirectConfig: ValidatedNodeConfig;
+  nodeFamilies: NodeFamilies;
 }
 
 /** A pod to program, once its sandbox is known. */
@@ -81,7 +84,12 @@ export interface Failure {
 
 /** What to do with a copy of the pod that can be trusted. */
 export type TargetStep =
-  { kind: 'wait-for-namespace' } | ({ kind: 'refuse' } & Failure) | ({ kind: 'invalid' } & Failure) | { kind: 'find-sandbox'; target: Target };
+  | { kind: 'wait-for-namespace' }
+  /** A family the node cannot redirect is missing: the pod's addresses decide whether it needs it. */
+  | { kind: 'wait-for-pod-ips' }
+  | ({ kind: 'refuse' } & Failure)
+  | ({ kind: 'invalid' } & Failure)
+  | { kind: 'find-sandbox'; target: Target };
 
 export type PodStep =
   | { kind: 'skip'; why: 'gone' | IneligibleReason }
@@ -102,19 +110,20 @@ export function decidePod(inputs: PodInputs): PodStep {
     // The watch is late (down, or replaying from before our write): the cached copy cannot be trusted.
     return { kind: 'read-fresh', cachedResourceVersion: resourceVersion };
   }
-  return decideTarget({ pod, namespaceAnnotations, namespaceLabels, config, redirectConfig: inputs.redirectConfig });
+  return decideTarget({ pod, namespaceAnnotations, namespaceLabels, config, redirectConfig: inputs.redirectConfig, nodeFamilies: inputs.nodeFamilies });
 }
 
 export interface TargetInputs {
   /** An eligible pod, from the cache or read fresh. */
   pod: V1Pod;
-  namespaceAnnotations: Record<string, string> | undefined;
-  namespaceLabels: Record<string, string> | undefined;
+  namespaceAnnotations: NamespaceAnnotations | undefined;
+  namespaceLabels: NamespaceLabels | undefined;
   config: DecisionConfig;
   redirectConfig: ValidatedNodeConfig;
+  nodeFamilies: NodeFamilies;
 }
 
-/** Allowed proxy identity? Can its containers bypass the redirect, and may they? A valid plan? */
+/** Allowed proxy identity? Families the node has? Can its containers bypass the redirect, and may they? A valid plan? */
 export function decideTarget(inputs: TargetInputs): TargetStep {
   const { pod, namespaceAnnotations, namespaceLabels, config } = inputs;
   const meta = pod.metadata ?? {};
@@ -144,6 +153,9 @@ export function decideTarget(inputs: TargetInputs): TargetStep {
       return { kind: 'refuse', ...failure(reason, 'refused', 'ProxyIdentityRefused') };
     }
   }
+  const need = missingFamilyNeed(pod, inputs.nodeFamilies);
+  if (need === 'unknown') return { kind: 'wait-for-pod-ips' };
+  if (need !== undefined) return { kind: 'refuse', ...failure(need, 'refused', 'FamilyUnavailable') };
   const containers = auditBypass(pod, { ...identityPolicy, runtimeDefaultCapabilities: config.runtimeDefaultCapabilities });
   const bypass: Bypass = { containers, note: '' };
   if (containers.length > 0) {
@@ -180,14 +192,23 @@ export interface Programming {
   note: string;
   /** Why the mark did not count, when it did not. */
   why?: MarkMismatch;
+  /**
+   * Clear the netns record before touching the rules: the netns may hold one for the rules
+   * about to be replaced, and a waiter passes on it. A first programming finds none (a new
+   * netns has no alias, and every error mark is preceded by clearing it).
+   */
+  clearRecord: boolean;
 }
 
 export type SandboxStep =
   | { kind: 'wait-for-sandbox'; report?: string }
   /** Verified this recently with this very mark: nothing to do. */
   | { kind: 'fresh' }
-  /** The mark (`markText`) counts: read the rules back; if they drifted, carry out `repair`. */
-  | { kind: 'verify'; markText: string; repair: Programming }
+  /**
+   * The mark (`markText`) counts: read the rules and the netns record back; if the rules
+   * drifted, carry out `drifted`; if the record is not this mark's, `unrecorded`.
+   */
+  | { kind: 'verify'; markText: string; drifted: Programming; unrecorded: Programming }
   | ({ kind: 'program' } & Programming)
   | ({ kind: 'reinit' } & Programming)
   | ({ kind: 'repair' } & Programming);
@@ -219,23 +240,41 @@ export function decideWithSandbox(inputs: SandboxInputs): SandboxStep {
   if (action.kind === 'reinit') {
     // Rewritten in one transaction per family: no moment without redirection.
     const note = `re-initialized for token ${JSON.stringify(action.token)}`;
-    return { kind: 'reinit', force: true, reinitToken: action.token, outcome: 'initialized', event: 'Reinitialized', note };
+    return { kind: 'reinit', force: true, clearRecord: true, reinitToken: action.token, outcome: 'initialized', event: 'Reinitialized', note };
   }
   if (action.kind === 'program') {
-    if (!wasInitialized(markText)) return { kind: 'program', why: action.why, force: false, outcome: 'initialized', event: 'Initialized', note: '' };
-    const why =
-      action.why === 'other-netns' ? 'the mark named another network namespace (new sandbox, or a forged mark)' : `the mark did not match (${action.why})`;
-    return { kind: 'repair', why: action.why, force: false, outcome: 'repaired', event: 'Repaired', note: `${why}; programmed netns ${sandbox.inode}` };
+    if (!wasInitialized(markText)) {
+      return { kind: 'program', why: action.why, force: false, clearRecord: false, outcome: 'initialized', event: 'Initialized', note: '' };
+    }
+    const why = REPAIR_WHY[action.why] ?? `the mark did not match (${action.why})`;
+    return {
+      kind: 'repair',
+      why: action.why,
+      force: false,
+      clearRecord: true,
+      outcome: 'repaired',
+      event: 'Repaired',
+      note: `${why}; programmed netns ${sandbox.inode}`,
+    };
   }
   // The mark counts, so there is one.
   const counted = markText!;
   const verified = memory?.verified;
-  if (verified && verified.markText === counted && verified.inode === sandbox.inode && verified.hash === hash && now - verified.at < VERIFIED_FRESH_MS) {
+  if (verified && verified.markText === counted && sameSandbox(verified.sandbox, sandbox) && verified.hash === hash && now - verified.at < VERIFIED_FRESH_MS) {
     return { kind: 'fresh' };
   }
+  const repair = (note: string): Programming => ({ force: false, clearRecord: true, outcome: 'repaired', event: 'Repaired', note });
   return {
     kind: 'verify',
     markText: counted,
-    repair: { force: false, outcome: 'repaired', event: 'Repaired', note: `rules had drifted in netns ${sandbox.inode}; re-programmed` },
+    drifted: repair(`rules had drifted in netns ${sandbox.inode}; re-programmed`),
+    unrecorded: repair(
+      `netns ${sandbox.inode} holds no record of the mark (a new sandbox that got the inode of the one the mark was written for); programmed it`,
+    ),
   };
 }
+
+const REPAIR_WHY: Partial<Record<MarkMismatch, string>> = {
+  'other-netns': 'the mark named another network namespace (new sandbox, or a forged mark)',
+  'old-format': 'the mark was written by an earlier release (format 1, without a netns record)',
+};

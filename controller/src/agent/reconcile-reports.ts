@@ -1,5 +1,5 @@
 // What a pass writes about a pod: the marks and the texts of its Events. Pure.
-import { type Mark, STATUS_ANNOTATION } from '../pod-contract/index.ts';
+import { type Mark, MARK_VERSION, STATUS_ANNOTATION } from '../pod-contract/index.ts';
 import { handledToken, readMark } from './mark-decision.ts';
 
 /**
@@ -9,16 +9,19 @@ import { handledToken, readMark } from './mark-decision.ts';
  */
 export const EVENT_RECOVERY_WINDOW_MS = 10 * 60_000;
 
-/** The mark for rules `hash` (as applied) in netns `netns`; keeps the re-init token handled now or before. */
-export function initializedMark(netns: number, hash: string, at: Date, markText: string | undefined, reinitToken?: string): Mark {
-  const mark: Mark = { state: 'initialized', netns, rules: hash, at: at.toISOString() };
+/**
+ * The mark for rules `hash` (as applied) in netns `netns`, named by `id` (random, also in the
+ * netns record); keeps the re-init token handled now or before.
+ */
+export function initializedMark(netns: number, hash: string, id: string, at: Date, markText: string | undefined, reinitToken?: string): Mark {
+  const mark: Mark = { v: MARK_VERSION, state: 'initialized', netns, rules: hash, at: at.toISOString(), id };
   const token = handledToken(markText, reinitToken);
   if (token !== undefined) mark.reinit = token;
   return mark;
 }
 
 export function errorMark(reason: string, at: Date, markText: string | undefined, netns?: number): Mark {
-  const mark: Mark = { state: 'error', at: at.toISOString(), reason };
+  const mark: Mark = { v: MARK_VERSION, state: 'error', at: at.toISOString(), reason };
   if (netns !== undefined) mark.netns = netns;
   const token = handledToken(markText);
   if (token !== undefined) mark.reinit = token;

@@ -3,8 +3,9 @@
 // in the pod's memory, the metrics and the log. Failures of the pod are marked and
 // evented; API failures and bugs go to the work queue, which logs, counts and retries.
 import type { V1Pod } from '@kubernetes/client-node';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type Mark, encodeMark } from '../pod-contract/index.ts';
+import { type Mark, encodeMark, encodeNetnsRecord } from '../pod-contract/index.ts';
 import {
   type ApplyOptions,
   type EngineOptions,
@@ -14,7 +15,9 @@ import {
   type ValidatedNodeConfig,
   RedirectError,
   applyRedirect,
+  readNetnsRecord,
   verifyRedirect,
+  writeNetnsRecord,
 } from '../redirect/index.ts';
 import { type EventRecorder, eventNameFor } from '../kube/event-recorder.ts';
 import { isConnectionError } from '../kube/kube-client.ts';
@@ -25,9 +28,11 @@ import type { AgentConfig } from './config.ts';
 import { SandboxChanged, classifyEngineFailure } from './engine-failure.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { NetnsFinder, SandboxNetns } from './netns-finder.ts';
+import type { NamespaceAnnotations, NamespaceLabels } from './namespace-keys.ts';
+import { allConfigured, type NodeFamilies } from './node-families.ts';
 import { PodMemories, type PodMemory } from './pod-memory.ts';
 import { type Bypass, ECHO_WAIT_MS, type Failure, type Programming, type Target, decidePod, decideTarget, decideWithSandbox } from './reconcile-decision.ts';
-import { markIsCurrent } from './mark-decision.ts';
+import { markIsCurrent, recordMatches } from './mark-decision.ts';
 import { errorMark, initializedMark, markRefusedNote, programmedNote, recoveredInitializedEvent } from './reconcile-reports.ts';
 import type { SandboxWatcher } from './sandbox-watcher.ts';
 import type { WorkResult } from './work-queue.ts';
@@ -52,9 +57,16 @@ export interface RedirectEngine {
    */
   apply(netns: Netns, plan: RedirectPlan, options: ApplyOptions): Promise<{ hash: string; changed: boolean }>;
   verify(netns: Netns, plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }>;
+  /** The netns record (lo's alias): '' when none. */
+  readRecord(netns: Netns): Promise<string>;
+  /** Sets the netns record; '' clears it. */
+  writeRecord(netns: Netns, text: string): Promise<void>;
 }
 
-const REDIRECT_ENGINE: RedirectEngine = { apply: applyRedirect, verify: verifyRedirect };
+const REDIRECT_ENGINE: RedirectEngine = { apply: applyRedirect, verify: verifyRedirect, readRecord: readNetnsRecord, writeRecord: writeNetnsRecord };
+
+/** A mark's id: 96 random bits, 16 base64url characters. */
+const newMarkId = (): string => randomBytes(12).toString('base64url');
 
 /** Monotonic milliseconds (latencies, waits) and the wall clock (marks, Event ages). */
 export interface Clock {
@@ -66,14 +78,17 @@ const SYSTEM_CLOCK: Clock = { now: () => performance.now(), date: () => new Date
 
 export interface ReconcilerDeps {
   config: AgentConfig;
+  /** Plans with the node's enabled families (nodeFamilies.enabled). */
   redirectConfig: ValidatedNodeConfig;
   iptablesMode: IptablesMode;
+  /** What the kernel can redirect; default: every family of redirectConfig. */
+  nodeFamilies?: NodeFamilies;
   /** The pod with this UID from the informer cache. */
   getPod: (uid: string) => V1Pod | undefined;
   /** The namespace's annotations from the namespace informer; undefined when unknown. */
-  getNamespaceAnnotations: (namespace: string) => Record<string, string> | undefined;
+  getNamespaceAnnotations: (namespace: string) => NamespaceAnnotations | undefined;
   /** The namespace's labels from the namespace informer; undefined when unknown. */
-  getNamespaceLabels: (namespace: string) => Record<string, string> | undefined;
+  getNamespaceLabels: (namespace: string) => NamespaceLabels | undefined;
   finder: Pick<NetnsFinder, 'find' | 'isAlive' | 'scanError'>;
   watcher: Pick<SandboxWatcher, 'watch' | 'forget'>;
   writer: Pick<PodStatusWriter, 'writeMark' | 'readPod'>;
@@ -82,6 +97,8 @@ export interface ReconcilerDeps {
   log: Logger;
   engine?: RedirectEngine;
   clock?: Clock;
+  /** Ids for new marks; random by default. */
+  newMarkId?: () => string;
 }
 
 /** One pass's context. */
@@ -95,6 +112,8 @@ export class Reconciler {
   readonly #deps: ReconcilerDeps;
   readonly #engine: RedirectEngine;
   readonly #clock: Clock;
+  readonly #nodeFamilies: NodeFamilies;
+  readonly #newId: () => string;
   readonly #memories = new PodMemories();
   /** Bugs already logged and counted on their way to the queue. */
   readonly #reportedBugs = new WeakSet<Error>();
@@ -103,6 +122,8 @@ export class Reconciler {
     this.#deps = deps;
     this.#engine = deps.engine ?? REDIRECT_ENGINE;
     this.#clock = deps.clock ?? SYSTEM_CLOCK;
+    this.#nodeFamilies = deps.nodeFamilies ?? allConfigured(deps.redirectConfig.families);
+    this.#newId = deps.newMarkId ?? newMarkId;
   }
 
   forget(uid: string): void {
@@ -141,6 +162,7 @@ export class Reconciler {
 
   async #pass(uid: string, queuedAt: number): Promise<WorkResult> {
     const { config, redirectConfig } = this.#deps;
+    const nodeFamilies = this.#nodeFamilies;
     const cached = this.#deps.getPod(uid);
     const meta = cached?.metadata;
     const ref: PodRef = { namespace: meta?.namespace ?? '', name: meta?.name ?? '', uid };
@@ -149,7 +171,7 @@ export class Reconciler {
     const namespaceLabels = cached ? this.#deps.getNamespaceLabels(ref.namespace) : undefined;
     this.observe(uid, meta?.resourceVersion);
     const now = this.#clock.now();
-    let step = decidePod({ pod: cached, namespaceAnnotations, namespaceLabels, memory: this.#memories.get(uid), now, config, redirectConfig });
+    let step = decidePod({ pod: cached, namespaceAnnotations, namespaceLabels, memory: this.#memories.get(uid), now, config, redirectConfig, nodeFamilies });
     if (step.kind === 'skip') {
       if (step.why !== 'gone') log.debug({ reason: step.why }, 'not eligible');
       this.forget(uid);
@@ -170,13 +192,17 @@ export class Reconciler {
         return { kind: 'done' };
       }
       log.debug({ cached: step.cachedResourceVersion, fresh: fresh.metadata?.resourceVersion }, 'echo of our mark write is late; acting on a fresh read');
-      step = decideTarget({ pod: fresh, namespaceAnnotations, namespaceLabels, config, redirectConfig });
+      step = decideTarget({ pod: fresh, namespaceAnnotations, namespaceLabels, config, redirectConfig, nodeFamilies });
     }
     if (step.kind === 'find-sandbox') this.#publishBypass(pass, step.target.bypass);
     if (step.kind === 'refuse' && step.bypass) this.#publishBypass(pass, step.bypass);
     switch (step.kind) {
       case 'wait-for-namespace':
         log.debug('namespace not known yet; proxy identity or bypass policy undecided');
+        return { kind: 'retry', policy: SANDBOX_BACKOFF };
+      case 'wait-for-pod-ips':
+        // The status update that brings them queues the pod again.
+        log.debug('addresses not known yet; this node lacks a family the pod may need');
         return { kind: 'retry', policy: SANDBOX_BACKOFF };
       case 'refuse':
       case 'invalid':
@@ -212,17 +238,23 @@ export class Reconciler {
           memory.settled(this.#clock.now());
           return { kind: 'done' };
         case 'verify': {
-          const check = await this.#inNetns(log, () => this.#engine.verify(sandbox, target.plan, engine));
-          if (check.ok) {
-            memory.settled(this.#clock.now());
-            memory.verifiedNow({ markText: step.markText, inode: sandbox.inode, hash: target.hash, at: this.#clock.now() });
-            this.#deps.metrics.podResults.inc({ outcome: 'verified' });
-            log.debug({ netns: sandbox.inode }, 'mark and rules verified');
-            this.#ensureMarkEvent(pass, step.markText);
-            return { kind: 'done' };
+          const [check, record] = await this.#inNetns(log, () =>
+            Promise.all([this.#engine.verify(sandbox, target.plan, engine), this.#engine.readRecord(sandbox)]),
+          );
+          if (!check.ok) {
+            log.warn({ netns: sandbox.inode, diff: check.diff }, 'rules drifted from the mark; repairing');
+            return await this.#program(pass, target, sandbox, step.drifted, engine);
           }
-          log.warn({ netns: sandbox.inode, diff: check.diff }, 'rules drifted from the mark; repairing');
-          return await this.#program(pass, target, sandbox, step.repair, engine);
+          if (!recordMatches(step.markText, record)) {
+            log.warn({ netns: sandbox.inode, record }, 'the netns holds no record of this mark; programming it');
+            return await this.#program(pass, target, sandbox, step.unrecorded, engine);
+          }
+          memory.settled(this.#clock.now());
+          memory.verifiedNow({ markText: step.markText, sandbox, hash: target.hash, at: this.#clock.now() });
+          this.#deps.metrics.podResults.inc({ outcome: 'verified' });
+          log.debug({ netns: sandbox.inode }, 'mark, netns record and rules verified');
+          this.#ensureMarkEvent(pass, step.markText);
+          return { kind: 'done' };
         }
         default:
           return await this.#program(pass, target, sandbox, step, engine);
@@ -234,6 +266,8 @@ export class Reconciler {
 
   async #program(pass: Pass, target: Target, sandbox: SandboxNetns, programming: Programming, engine: EngineOptions): Promise<WorkResult> {
     const { ref, log, memory } = pass;
+    // Fail closed: a waiter passes on the record, so it goes before the rules it describes change.
+    if (programming.clearRecord) await this.#inNetns(log, () => this.#engine.writeRecord(sandbox, ''));
     const applied = await this.#inNetns(log, () => this.#engine.apply(sandbox, target.plan, { ...engine, force: programming.force }));
     if (programming.why !== undefined) log.debug({ why: programming.why, changed: applied.changed }, 'programmed');
     // Fail closed: apply reads the rules back from the pod's own netns and throws unless they
@@ -241,13 +275,15 @@ export class Reconciler {
     // still be the pod's: a sandbox replaced meanwhile gets programmed afresh.
     if (!this.#deps.finder.isAlive(sandbox)) throw new SandboxChanged();
     // The mark records what was applied.
-    const mark = initializedMark(sandbox.inode, applied.hash, this.#clock.date(), target.markText, programming.reinitToken);
+    const mark = initializedMark(sandbox.inode, applied.hash, this.#newId(), this.#clock.date(), target.markText, programming.reinitToken);
     const written = await this.#writeMark(pass, mark);
     if (written === 'gone') return { kind: 'done' };
     if ('refused' in written) return written.refused;
+    // After the API write: a pod held by a mark the API server refused must not start on the record alone.
+    await this.#inNetns(log, () => this.#engine.writeRecord(sandbox, encodeNetnsRecord(mark)));
     const now = this.#clock.now();
     const latencyMs = memory.settled(now);
-    memory.initializedMarkWritten(written.resourceVersion, { markText: encodeMark(mark), inode: sandbox.inode, hash: applied.hash, at: now });
+    memory.initializedMarkWritten(written.resourceVersion, { markText: encodeMark(mark), sandbox, hash: applied.hash, at: now });
     this.#deps.metrics.markLatency.observe(latencyMs / 1000);
     this.#deps.metrics.podResults.inc({ outcome: programming.outcome });
     log.info({ netns: sandbox.inode, rules: applied.hash, outcome: programming.outcome, latencyMs: Math.round(latencyMs) }, `pod ${programming.outcome}`);
@@ -273,7 +309,7 @@ export class Reconciler {
         this.#deps.metrics.podResults.inc({ outcome: 'error' });
         this.#deps.events.record(ref, 'RedirectFailed', failure.reason);
         log.warn({ outcome: 'error' }, failure.reason);
-        await this.#writeError(pass, target.markText, failure.reason, sandbox.inode);
+        await this.#writeError(pass, target.markText, failure.reason, sandbox);
         return { kind: 'retry', policy: ERROR_BACKOFF };
       case 'unhandled':
         // Not the pod's failure: the queue logs and retries it.
@@ -366,14 +402,23 @@ export class Reconciler {
     pass.log.warn({ outcome: failure.outcome }, failure.reason);
     this.#deps.metrics.podResults.inc({ outcome: failure.outcome });
     this.#deps.events.record(pass.ref, failure.event, failure.reason);
-    await this.#writeError(pass, failure.markText, failure.reason);
+    const known = pass.memory.sandbox;
+    await this.#writeError(pass, failure.markText, failure.reason, known && this.#deps.finder.isAlive(known) ? known : undefined);
     return { kind: 'done' };
   }
 
-  async #writeError(pass: Pass, markText: string | undefined, reason: string, netns?: number): Promise<void> {
+  /** `sandbox`: the pod's, when known; its netns record is cleared first, so no waiter passes on it any more. */
+  async #writeError(pass: Pass, markText: string | undefined, reason: string, sandbox?: SandboxNetns): Promise<void> {
     pass.memory.failed();
+    if (sandbox) {
+      // Best effort: an error mark is due whatever happens to the record (the netns may be gone).
+      await this.#engine.writeRecord(sandbox, '').catch((error: unknown) => {
+        if (!(error instanceof RedirectError)) throw error;
+        pass.log.warn({ netns: sandbox.inode, err: error.message }, 'could not clear the netns record before the error mark');
+      });
+    }
     if (markIsCurrent(markText, 'error', reason)) return;
-    const written = await this.#writeMark(pass, errorMark(reason, this.#clock.date(), markText, netns));
+    const written = await this.#writeMark(pass, errorMark(reason, this.#clock.date(), markText, sandbox?.inode));
     if (written === 'gone' || 'refused' in written) return;
     pass.memory.errorMarkWritten(written.resourceVersion, this.#clock.now());
   }

@@ -45,7 +45,7 @@ export const redirectHelp = `Redirect tools (debug one pod's rules on a node; ru
   verify --netns PATH --pod FILE [--family 4|6] [node settings]
       Exit 0 when the rules in PATH match the plan, 3 and a diff (- wanted, + found) when not.
   remove --netns PATH [--iptables-mode legacy|nft]
-      Delete this project's chains and jumps from PATH (both families); other rules stay.
+      Clear the netns record (lo's alias), then delete this project's chains and jumps from PATH (both families); other rules stay.
   --family limits the plan to IPv4 or IPv6 (as on a single-stack node).
   The proxy UID/GID are what the manifest's proxy container runs as (else 1337), as the agent
   takes them. Node settings: the agent's own environment variables and flags, so inside the
@@ -131,7 +131,7 @@ async function netns(flags: Flags): Promise<Netns> {
 }
 
 async function mode(settings: RedirectSettings): Promise<IptablesMode> {
-  return settings.iptablesMode === 'auto' ? await detectIptablesMode() : settings.iptablesMode;
+  return settings.iptablesMode === 'auto' ? (await detectIptablesMode()).mode : settings.iptablesMode;
 }
 
 /** The netns, the pod's plan and the backend that apply and verify act on. */

@@ -1,9 +1,11 @@
 // `run`: the node agent, the DaemonSet's main process.
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
 import { type AgentConfig, ConfigError, configHelp, type FlagOptions, nodeRedirectConfig, parseConfig, settingOptions } from '../agent/config.ts';
-import { type IptablesMode, NodeConfigError, type ValidatedNodeConfig, detectIptablesMode } from '../redirect/index.ts';
+import { detectNodeFamilies, withEnabledFamilies } from '../agent/node-families.ts';
+import { type IptablesModeDecision, NodeConfigError, type ValidatedNodeConfig, detectIptablesMode, probeFamily } from '../redirect/index.ts';
 
 export const runHelp = `  run [flags]
     The node agent: watches this node's pods, programs and verifies the redirect in each
@@ -56,17 +58,34 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   reexecWithSmallYoungGeneration();
   const log = pino({ level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime });
-  let iptablesMode: IptablesMode;
+  let decision: IptablesModeDecision;
   try {
-    iptablesMode = config.iptablesMode === 'auto' ? await detectIptablesMode() : config.iptablesMode;
+    // The node's rules are in PID 1's netns (hostPID), not in this pod's own.
+    decision =
+      config.iptablesMode === 'auto'
+        ? await detectIptablesMode(join(config.procRoot, '1/ns/net'))
+        : { mode: config.iptablesMode, why: 'set by PNC_IPTABLES_MODE' };
   } catch (error) {
     log.fatal({ err: error }, 'cannot decide the iptables mode (set PNC_IPTABLES_MODE=legacy or nft)');
     return 1;
   }
+  const iptablesMode = decision.mode;
+  log.info({ iptablesMode, why: decision.why }, `iptables-${iptablesMode}: ${decision.why}`);
+
+  const nodeFamilies = await detectNodeFamilies(config.families, (family) => probeFamily(family, iptablesMode, { procRoot: config.procRoot }));
+  for (const [family, why] of nodeFamilies.missing) {
+    log.warn({ family, why }, `not redirecting ${family}: ${why}; pods that need ${family} are refused (FamilyUnavailable)`);
+  }
+  if (nodeFamilies.enabled.length === 0) {
+    log.fatal({ families: config.families }, `this node can redirect none of PNC_FAMILIES=${config.families.join(',')}`);
+    return 1;
+  }
+  // Validated as configured above; now planned with what the node has.
+  redirectConfig = nodeRedirectConfig(withEnabledFamilies(config, nodeFamilies));
 
   let agent: Agent;
   try {
-    agent = new Agent({ config, redirectConfig, iptablesMode, log });
+    agent = new Agent({ config, redirectConfig, iptablesMode, nodeFamilies, log });
   } catch (error) {
     log.fatal({ err: error }, 'cannot start (Kubernetes credentials?)');
     return 1;

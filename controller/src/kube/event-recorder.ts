@@ -22,6 +22,7 @@ export type EventReason =
   | 'InvalidAnnotation'
   | 'ProxyIdentityRefused'
   | 'RedirectBypassPossible'
+  | 'FamilyUnavailable'
   | 'RedirectFailed'
   | 'SandboxNotFound'
   | 'MarkWriteFailed'
@@ -31,6 +32,7 @@ const WARNINGS: ReadonlySet<EventReason> = new Set([
   'InvalidAnnotation',
   'ProxyIdentityRefused',
   'RedirectBypassPossible',
+  'FamilyUnavailable',
   'RedirectFailed',
   'SandboxNotFound',
   'MarkWriteFailed',
@@ -43,6 +45,7 @@ const ACTIONS: Record<EventReason, string> = {
   InvalidAnnotation: 'PlanRedirect',
   ProxyIdentityRefused: 'CheckProxyIdentity',
   RedirectBypassPossible: 'AuditBypass',
+  FamilyUnavailable: 'CheckFamilies',
   RedirectFailed: 'ProgramRedirect',
   SandboxNotFound: 'FindSandbox',
   MarkWriteFailed: 'WriteMark',

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeCredentials } from './kubeconfig.ts';
+import { type ListHead, ListItemSplitter } from './list-stream.ts';
 
 export class KubeApiError extends Error {
   override name = 'KubeApiError';
@@ -53,11 +54,12 @@ export interface WatchHandlers<T> {
   onEvent: (event: WatchEvent<T>) => void;
 }
 
-/** What an informer needs from the API: a list and a watch stream. */
+/** What an informer needs from the API: a list and a watch stream; `accept` is the Accept header (default JSON). */
 export interface ListWatchTransport {
-  list<L>(path: string): Promise<L>;
+  /** Hands each item to `onItem` as it arrives; resolves with the rest of the list (its metadata). */
+  list<T>(path: string, onItem: (item: T) => void, accept?: string): Promise<ListHead>;
   /** Resolves when the server ends the stream; rejects on a connection or HTTP error. */
-  watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal): Promise<void>;
+  watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal, accept?: string): Promise<void>;
 }
 
 /** Requests without a body answer within this; a watch has its own (server-side) timeout. */
@@ -79,9 +81,9 @@ export class KubeClient implements ListWatchTransport {
   }
 
   /** One JSON request; resolves with the parsed body, throws KubeApiError on HTTP >= 300. */
-  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', accept = 'application/json'): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept };
     if (payload !== undefined) headers['content-type'] = contentType;
     const response = await this.#send(method, path, headers, payload, REQUEST_TIMEOUT_MS);
     const text = await readAll(response);
@@ -89,8 +91,15 @@ export class KubeClient implements ListWatchTransport {
     return JSON.parse(text) as T;
   }
 
-  async list<L>(path: string): Promise<L> {
-    return this.request<L>('GET', path);
+  /** A LIST read as it arrives, item by item (list-stream.ts): its whole body is never in memory. */
+  async list<T>(path: string, onItem: (item: T) => void, accept = 'application/json'): Promise<ListHead> {
+    const response = await this.#send('GET', path, { accept }, undefined, REQUEST_TIMEOUT_MS);
+    if ((response.statusCode ?? 0) >= 300) throw apiError('GET', path, response, await readAll(response));
+    response.setEncoding('utf8');
+    const splitter = new ListItemSplitter<T>(onItem);
+    // A handler's exception or bad JSON ends the loop, which destroys the response.
+    for await (const chunk of response) splitter.push(chunk as string);
+    return splitter.end();
   }
 
   /** False from a request that got no answer until the next one that got any. */
@@ -121,9 +130,9 @@ export class KubeClient implements ListWatchTransport {
    * A watch stream: calls onEvent per event line; resolves when the server ends the
    * stream, rejects on a connection error or an HTTP error status. `signal` aborts it.
    */
-  async watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal): Promise<void> {
+  async watch<T>(path: string, handlers: WatchHandlers<T>, signal: AbortSignal, accept = 'application/json'): Promise<void> {
     const { onEvent } = handlers;
-    const response = await this.#send('GET', path, { accept: 'application/json' }, undefined, 0, signal);
+    const response = await this.#send('GET', path, { accept }, undefined, 0, signal);
     if ((response.statusCode ?? 0) >= 300) throw apiError('GET', path, response, await readAll(response));
     handlers.onOpen?.();
     response.setEncoding('utf8');

@@ -1,11 +1,12 @@
-// List, then watch from the list's resourceVersion, keeping a cache of the objects:
-// watch bookmarks on (cheap resumption), restart after an error with jittered backoff
-// from the last resourceVersion (at least what a 429's Retry-After asks), relist on
-// 410 Gone, every LIST and WATCH counted. "synced" once the first list has landed in
+// List (in pages, when asked), then watch from the list's resourceVersion, keeping a cache
+// of the objects: watch bookmarks on (cheap resumption), restart after an error with jittered
+// backoff from the last resourceVersion (at least what a 429's Retry-After asks), relist on
+// 410 Gone, every LIST page and WATCH counted. "synced" once the first list has landed in
 // the cache; "watching" while a watch stream is open. After a connection failure,
 // retryNow() ends the backoff: the agent calls it the moment the API server answers again.
 import { type BackoffPolicy, WATCH_BACKOFF, backoffDelay } from './backoff.ts';
 import { KubeApiError, type ListWatchTransport, type WatchEvent, isConnectionError } from './kube-client.ts';
+import type { ListHead } from './list-stream.ts';
 
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; uid?: string; resourceVersion?: string };
@@ -32,6 +33,17 @@ export interface ResourceInformerOptions<T> {
   handlers: InformerHandlers<T>;
   /** Ingest hook: keep only what the agent reads (memory scales with the objects cached). */
   trim?: (object: T) => T;
+  /**
+   * List in pages of this many objects (`limit` and `continue`), so neither the apiserver nor we
+   * ever hold one response of the whole collection. Unset: one LIST. Either way each object is
+   * parsed and trimmed as it arrives (the transport streams a list item by item).
+   */
+  pageSize?: number;
+  /**
+   * Ask for PartialObjectMetadata (metadata only: no spec or status). The Accept header lets a
+   * server that cannot serve it answer with the full objects, which `trim` cuts the same way.
+   */
+  metadataOnly?: boolean;
   backoff?: BackoffPolicy;
   /** Silence this long on an open watch means a dead connection (the apiserver bookmarks about once a minute). */
   watchIdleMs?: number;
@@ -40,10 +52,16 @@ export interface ResourceInformerOptions<T> {
   random?: () => number;
 }
 
-interface ListResponse<T> {
-  metadata?: { resourceVersion?: string };
-  items?: T[];
-}
+// Preferred first, plain JSON as the fallback (as client-go's metadata informers ask).
+const METADATA_LIST_ACCEPT = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
+const METADATA_WATCH_ACCEPT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json';
+
+/**
+ * A continue token outlives the snapshot it pages through only until etcd compacts it (about 5
+ * minutes): the server then answers 410 and the list starts over at once, this many times in a
+ * row; after that the 410 takes the usual backoff.
+ */
+const EXPIRED_LIST_RESTARTS = 2;
 
 class Expired extends Error {
   override name = 'Expired';
@@ -153,8 +171,10 @@ export class ResourceInformer<T extends KubeObject> {
       } catch (error) {
         firstAttempt();
         if (this.#stopped) break;
-        if (error instanceof Expired || (error instanceof KubeApiError && error.status === 410)) {
-          this.#resourceVersion = ''; // too old to resume: relist at once
+        // Too old to resume: relist at once. A list that failed with 410 (its pages kept
+        // expiring) has no resourceVersion to drop and takes the backoff, so it cannot spin.
+        if ((error instanceof Expired || (error instanceof KubeApiError && error.status === 410)) && this.#resourceVersion !== '') {
+          this.#resourceVersion = '';
           continue;
         }
         this.#lastError = error;
@@ -168,20 +188,33 @@ export class ResourceInformer<T extends KubeObject> {
   }
 
   async #list(): Promise<void> {
-    const { transport, path, fieldSelector, handlers, trim } = this.#options;
-    handlers.onRequest?.('list');
-    const query = new URLSearchParams();
-    if (fieldSelector) query.set('fieldSelector', fieldSelector);
-    const list = await transport.list<ListResponse<T>>(`${path}?${query}`);
-    const seen = new Set<string>();
-    for (const item of list.items ?? []) {
-      const object = trim ? trim(item) : item;
-      const key = this.#keyOf(object);
-      seen.add(key);
-      const known = this.#objects.has(key);
-      this.#objects.set(key, object);
-      if (known) handlers.onUpdate?.(object);
-      else handlers.onAdd?.(object);
+    const { transport, path, fieldSelector, handlers, pageSize } = this.#options;
+    const accept = this.#options.metadataOnly ? METADATA_LIST_ACCEPT : undefined;
+    let seen = new Set<string>();
+    let continueToken = '';
+    let restarts = 0;
+    let resourceVersion = '';
+    for (;;) {
+      handlers.onRequest?.('list');
+      const query = new URLSearchParams();
+      if (fieldSelector) query.set('fieldSelector', fieldSelector);
+      if (pageSize) query.set('limit', String(pageSize));
+      if (continueToken) query.set('continue', continueToken);
+      let page: ListHead;
+      try {
+        page = await transport.list<T>(`${path}?${query}`, (item) => this.#listed(item, seen), accept);
+      } catch (error) {
+        if (continueToken === '' || !(error instanceof KubeApiError && error.status === 410) || restarts++ >= EXPIRED_LIST_RESTARTS) throw error;
+        // The snapshot the pages came from is gone: list again from the start, from now.
+        // What the first pages put in the cache stays; whatever the new list lacks is deleted below.
+        continueToken = '';
+        seen = new Set();
+        continue;
+      }
+      // Every page of one list carries the resourceVersion of the snapshot they come from.
+      resourceVersion = page.metadata?.resourceVersion ?? '';
+      continueToken = page.metadata?.continue ?? '';
+      if (continueToken === '') break;
     }
     // Deleted while we were not watching.
     for (const [key, object] of this.#objects) {
@@ -189,9 +222,21 @@ export class ResourceInformer<T extends KubeObject> {
       this.#objects.delete(key);
       handlers.onDelete?.(object);
     }
-    this.#resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.#resourceVersion = resourceVersion;
     this.#synced = true;
     this.#failures = 0;
+  }
+
+  /** One listed object, trimmed and cached as it arrives. */
+  #listed(item: T, seen: Set<string>): void {
+    const { handlers, trim } = this.#options;
+    const object = trim ? trim(item) : item;
+    const key = this.#keyOf(object);
+    seen.add(key);
+    const known = this.#objects.has(key);
+    this.#objects.set(key, object);
+    if (known) handlers.onUpdate?.(object);
+    else handlers.onAdd?.(object);
   }
 
   async #watch(): Promise<void> {
@@ -230,6 +275,7 @@ export class ResourceInformer<T extends KubeObject> {
           },
         },
         abort.signal,
+        this.#options.metadataOnly ? METADATA_WATCH_ACCEPT : undefined,
       );
     } catch (error) {
       if (expired) throw new Expired();

@@ -3,15 +3,18 @@
 // Istio traffic annotations, and the parsers of their values. It imports nothing outside
 // this folder, not even a package, so the init-waiter bundle stays small and
 // dependency-free; the ESLint config keeps the init-waiter to this entry point.
-export type { Mark } from './mark.ts';
+export type { Mark, NetnsRecord } from './mark.ts';
 export {
   boundedReason,
   encodeMark,
+  encodeNetnsRecord,
   INITIALIZE_ANNOTATION,
   MARK_REASON_MAX_BYTES,
+  MARK_VERSION,
   MarkFormatError,
   netnsInodeFromLink,
   parseMark,
+  parseNetnsRecord,
   REINIT_ANNOTATION,
   STATUS_ANNOTATION,
 } from './mark.ts';

@@ -5,6 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { runInNetns, runSteps, type Netns, type Step } from './exec.ts';
 import { BackendMixError, NetnsMismatch, RedirectError, XtablesLockTimeout } from './errors.ts';
+import { writeNetnsRecord } from './netns-record.ts';
 import { ADD_PASSTHROUGH_V6, knownLoopbackV6, passthroughAddressAdded, PASSTHROUGH_V6, readLoopbackV6 } from './loopback.ts';
 import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
 import { renderPlan, rulesHash } from './render.ts';
@@ -179,7 +180,7 @@ async function applyFamily(
 export async function applyRedirect(target: string | Netns, plan: RedirectPlan, opts: ApplyOptions = {}): Promise<{ hash: string; changed: boolean }> {
   const netns = await resolve(target);
   await assertNotOwnNetns(netns);
-  const mode = opts.mode ?? (await detectIptablesMode());
+  const mode = opts.mode ?? (await detectIptablesMode()).mode;
   const rendered = renderPlan(plan);
   const hash = rulesHash(rendered);
   // IPv6 inbound passthrough needs ::6 on lo; a process's netns shows its addresses in /proc without a process.
@@ -222,7 +223,7 @@ export async function applyRedirect(target: string | Netns, plan: RedirectPlan, 
 /** Reads the netns's rules back; ok when our part equals the plan, else a readable diff. */
 export async function verifyRedirect(target: string | Netns, plan: RedirectPlan, opts: EngineOptions = {}): Promise<{ ok: boolean; diff: string }> {
   const netns = await resolve(target);
-  const mode = opts.mode ?? (await detectIptablesMode());
+  const mode = opts.mode ?? (await detectIptablesMode()).mode;
   const rendered = renderPlan(plan);
   const [saved, leftovers, address] = await Promise.all([
     Promise.all(plan.families.map((family) => save(netns, mode, family))),
@@ -252,14 +253,16 @@ async function readOwnedOrEmpty(netns: Netns, mode: IptablesMode, family: Family
 }
 
 /**
- * Deletes our jumps and chains in both families (one transaction each); others' rules stay.
+ * Clears the netns record first (a waiter must never pass on rules being removed), then deletes
+ * our jumps and chains in both families (one transaction each); others' rules stay.
  * ::6 stays on lo: it is harmless (reachable only inside the pod), a proxy that is still
  * running needs it, and nothing tells ours from one Istio's own tooling added.
  */
 export async function removeRedirect(target: string | Netns, opts: EngineOptions = {}): Promise<void> {
   const netns = await resolve(target);
   await assertNotOwnNetns(netns);
-  const mode = opts.mode ?? (await detectIptablesMode());
+  const mode = opts.mode ?? (await detectIptablesMode()).mode;
+  await writeNetnsRecord(netns, '');
   await Promise.all(FAMILIES.map((family) => removeFamily(netns, mode, family)));
 }
 

@@ -5,9 +5,21 @@ export { DEFAULT_NODE_CONFIG } from './types.ts';
 export { AnnotationError, NetnsMismatch, NodeConfigError, RedirectError, XtablesLockTimeout } from './errors.ts';
 export { planFromPod, podKey, validateNodeConfig } from './plan.ts';
 export { renderPlan, rulesHash } from './render.ts';
-export type { IptablesMode } from './mode.ts';
-export { chooseIptablesMode, detectIptablesMode, iptablesBinary, IPTABLES_MODES, IptablesModeError, parseIptablesMode } from './mode.ts';
+export type { BackendListing, HostBackends, IptablesMode, IptablesModeDecision } from './mode.ts';
+export {
+  chooseIptablesMode,
+  detectIptablesMode,
+  HOST_NETNS,
+  iptablesBinary,
+  IPTABLES_MODES,
+  IptablesModeError,
+  listHostBackends,
+  parseIptablesMode,
+} from './mode.ts';
 export type { ExecResult, Netns } from './exec.ts';
 export { runInNetns } from './exec.ts';
 export type { ApplyOptions, EngineOptions } from './apply.ts';
 export { applyRedirect, removeRedirect, verifyRedirect } from './apply.ts';
+export type { FamilyProbe, FamilyProbeOptions } from './family-probe.ts';
+export { probeFamily } from './family-probe.ts';
+export { readNetnsRecord, writeNetnsRecord } from './netns-record.ts';
