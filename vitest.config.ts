@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // unit: pure functions. netns: real network namespaces and iptables (root).
 // cluster: a real kube-apiserver + etcd started once per run by the global setup (root for the simulator).
 // node: the same plus a real node; hack/run-tests.ts runs it after the others.
-// vm: the same plus a second node in a QEMU guest; after node, or alone with `npm run test:vm`.
+// vm: the same plus a second node in a QEMU guest; only with `npm run test:vm` (not in `npm test` yet).
 export default defineConfig({
   test: {
     projects: [
@@ -34,7 +34,7 @@ export default defineConfig({
       },
       {
         // The VM node (a QEMU guest under software emulation) beside the lab node: minutes to
-        // start; hack/run-tests.ts runs it last, `npm run test:vm` alone (root; skipped otherwise).
+        // start; `npm run test:vm` runs it alone (root; skipped otherwise).
         test: {
           name: 'vm',
           include: ['test/vm/**/*.test.ts'],
