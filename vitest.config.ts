@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 // unit: pure functions. netns: real network namespaces and iptables (root).
 // cluster: a real kube-apiserver + etcd started once per run by the global setup (root for the simulator).
 // node: the same plus a real node; hack/run-tests.ts runs it after the others.
+// vm: the same plus a second node in a QEMU guest; only with `npm run test:vm` (not in `npm test` yet).
 export default defineConfig({
   test: {
     projects: [
@@ -28,6 +29,18 @@ export default defineConfig({
           globalSetup: ['test/support/node-global-setup.ts'],
           testTimeout: 180_000,
           hookTimeout: 600_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // The VM node (a QEMU guest under software emulation) beside the lab node: minutes to
+        // start; `npm run test:vm` runs it alone (root; skipped otherwise).
+        test: {
+          name: 'vm',
+          include: ['test/vm/**/*.test.ts'],
+          globalSetup: ['test/support/vm-global-setup.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 1_800_000,
           fileParallelism: false,
         },
       },

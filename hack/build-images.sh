@@ -11,6 +11,8 @@
 #   hack/build-images.sh            build (layer cache: a warm build takes seconds)
 #   hack/build-images.sh --import   also import them into the local node: containerd ($CONTAINERD_ADDRESS,
 #                                   namespace k8s.io) or CRI-O's storage ($CRIO_STORAGE_CONF)
+#   hack/build-images.sh --export DIR   also write them into DIR as OCI archives (the VM node's guest
+#                                       imports them at boot)
 #
 # The Dockerfile's base images come from its ARGs: NODE_IMAGE gets a node:24-slim stand-in
 # (Debian bookworm minbase from mmdebstrap + Node, npm and corepack from their npm packages,
@@ -39,13 +41,16 @@ log() { echo "build-images: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 import=0
+export_dir=
 istio_proxy=0
-for arg in "$@"; do
-  case $arg in
+while (($#)); do
+  case $1 in
     --import) import=1 ;;
+    --export) [[ -d ${2:-} ]] || die "--export needs an existing directory"; export_dir=$2; shift ;;
     --istio-proxy) istio_proxy=1 ;;
-    *) sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    *) sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
   esac
+  shift
 done
 
 [[ $(id -u) == 0 ]] || die "needs root (buildah with overlay storage; the node's containerd)"
@@ -268,6 +273,14 @@ if ((import)); then
     archive="$OUT_DIR/${name%%:*}.oci.tar"
     export_image "$image" "$archive"
     import_oci_archive "$archive" "$image"
+  done
+fi
+# Straight into the caller's directory: the shared archives above may be rewritten by another
+# checkout's build as soon as the lock is released.
+if [[ -n "$export_dir" ]]; then
+  for image in "${images[@]}"; do
+    name=${image#"$REPO/"}
+    bh push --quiet "$image" "oci-archive:$export_dir/${name%%:*}.oci.tar:$image"
   done
 fi
 log "done in $((SECONDS - start)) s"

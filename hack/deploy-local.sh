@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs the product on the local cluster's real node the way a user would: the images
-# built from the Dockerfile (hack/build-images.sh) imported into the node's runtime (containerd
-# or CRI-O), then
-# `kubectl apply -k` of the `kubernetes` overlay plus the MutatingAdmissionPolicy injection,
-# through a generated kustomization that changes nothing but the image names. Waits until
-# the DaemonSet's pod is Ready. Run through `hack/local-cluster.sh deploy` after `up --with-node`.
+# Installs the product on the local cluster's real nodes the way a user would: the images
+# built from the Dockerfile (hack/build-images.sh) imported into the lab node's runtime
+# (containerd or CRI-O; the VM node's guest imported them at boot), then `kubectl apply -k` of
+# the `kubernetes` overlay plus the MutatingAdmissionPolicy injection, through a generated
+# kustomization that changes nothing but the image names. Waits until the DaemonSet's pods are
+# Ready. Run through `hack/local-cluster.sh deploy` after `up --with-node` and/or `--with-vm-node`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,25 +61,36 @@ if [[ ${1:-} == kustomization ]]; then
 fi
 
 env_value() { sed -n "s/^$1=//p" "$2" 2>/dev/null | tail -n1; }
-[[ -f "$STATE_DIR/node/node.env" ]] || die "no node in $STATE_DIR: start one with: bash hack/local-cluster.sh up --with-node"
+lab_node=0 vm_node=0
+[[ -f "$STATE_DIR/node/node.env" ]] && lab_node=1
+[[ -f "$STATE_DIR/vm-node/node.env" ]] && vm_node=1
+((lab_node || vm_node)) || die "no node in $STATE_DIR: start one with: bash hack/local-cluster.sh up --with-node (or --with-vm-node)"
 BIN_DIR=$(env_value BIN_DIR "$STATE_DIR/cluster.env")
 KUBECONFIG=$(env_value KUBECONFIG "$STATE_DIR/cluster.env")
-CRI_ENDPOINT=$(env_value CRI_ENDPOINT "$STATE_DIR/node/node.env")
-# Where hack/build-images.sh --import puts the images: one of the two is set.
-CONTAINERD_ADDRESS=$(env_value CONTAINERD_ADDRESS "$STATE_DIR/node/node.env")
-CRIO_STORAGE_CONF=$(env_value CRIO_STORAGE_CONF "$STATE_DIR/node/node.env")
-[[ -x "$BIN_DIR/kubectl" && -f "$KUBECONFIG" && -S "${CRI_ENDPOINT#unix://}" ]] ||
-  die "the cluster in $STATE_DIR is not running (kubectl, kubeconfig or the runtime's socket missing): bash hack/local-cluster.sh up --with-node"
-export KUBECONFIG CONTAINERD_ADDRESS CRIO_STORAGE_CONF
+[[ -x "$BIN_DIR/kubectl" && -f "$KUBECONFIG" ]] ||
+  die "the cluster in $STATE_DIR is not running (kubectl or kubeconfig missing): bash hack/local-cluster.sh up --with-node"
+export KUBECONFIG
 kubectl() { "$BIN_DIR/kubectl" "$@"; }
 
 start=$SECONDS
-# The image's id as the runtime reports it (any runtime: through the CRI).
-controller_digest() {
-  "$BIN_DIR/crictl" --runtime-endpoint "$CRI_ENDPOINT" inspecti -o go-template --template '{{.status.id}}' "$CONTROLLER_IMAGE:$TAG" 2>/dev/null || true
-}
-before=$(controller_digest)
-bash "$ROOT/hack/build-images.sh" --import >/dev/null
+# The VM node's guest got the images when it booted (hack/vm-node.sh); the lab node's runtime
+# gets them now.
+before=
+if ((lab_node)); then
+  CRI_ENDPOINT=$(env_value CRI_ENDPOINT "$STATE_DIR/node/node.env")
+  # Where hack/build-images.sh --import puts the images: one of the two is set.
+  CONTAINERD_ADDRESS=$(env_value CONTAINERD_ADDRESS "$STATE_DIR/node/node.env")
+  CRIO_STORAGE_CONF=$(env_value CRIO_STORAGE_CONF "$STATE_DIR/node/node.env")
+  [[ -S "${CRI_ENDPOINT#unix://}" ]] ||
+    die "the node's runtime is not running (its socket ${CRI_ENDPOINT#unix://} is missing): bash hack/local-cluster.sh up --with-node"
+  export CONTAINERD_ADDRESS CRIO_STORAGE_CONF
+  # The image's id as the runtime reports it (any runtime: through the CRI).
+  controller_digest() {
+    "$BIN_DIR/crictl" --runtime-endpoint "$CRI_ENDPOINT" inspecti -o go-template --template '{{.status.id}}' "$CONTROLLER_IMAGE:$TAG" 2>/dev/null || true
+  }
+  before=$(controller_digest)
+  bash "$ROOT/hack/build-images.sh" --import >/dev/null
+fi
 
 mkdir -p "$DEPLOY_DIR"
 # The injection is MutatingAdmissionPolicy v1, which a stock API server serves from Kubernetes 1.36.
@@ -96,7 +107,10 @@ if [[ -n "$before" && "$before" != "$(controller_digest)" ]]; then
   log "controller image changed: restarting the DaemonSet"
   kubectl -n "$NAMESPACE" rollout restart "daemonset/$DAEMONSET" >&2
 fi
-kubectl -n "$NAMESPACE" rollout status "daemonset/$DAEMONSET" --timeout=180s >&2 || {
+# The VM node runs under software emulation: its pod takes minutes.
+timeout=180s
+((vm_node)) && timeout=900s
+kubectl -n "$NAMESPACE" rollout status "daemonset/$DAEMONSET" --timeout="$timeout" >&2 || {
   kubectl -n "$NAMESPACE" get pods -o wide >&2 || true
   kubectl -n "$NAMESPACE" describe pods >&2 || true
   die "the DaemonSet did not become ready"

@@ -2,7 +2,7 @@
 # A real local control plane (etcd + kube-apiserver, optionally kube-controller-manager)
 # run straight from the binaries, envtest style: no Docker, no images; optionally one real node.
 #
-#   hack/local-cluster.sh up [--with-controller-manager|--with-node [--runtime containerd|cri-o]] [--openshift]
+#   hack/local-cluster.sh up [--with-controller-manager|--with-node [--runtime containerd|cri-o]] [--with-vm-node] [--openshift]
 #                                       start, or reuse a running one; prints the kubeconfig path
 #   hack/local-cluster.sh down          stop what `up` started (recorded pids only), remove the state dir and the node's host traces
 #   hack/local-cluster.sh env           print `export KUBECONFIG=...` (PATH when kubectl is too old; with a node crictl's
@@ -21,6 +21,10 @@
 # (hack/local-node.sh). Needs root and Debian's containerd, runc and containernetworking-plugins.
 # `--runtime cri-o` (or PNC_NODE_RUNTIME=cri-o) runs CRI-O instead of containerd: built by
 # hack/build-crio.sh, with Debian's conmon, runc and skopeo.
+# `--with-vm-node` (or PNC_CLUSTER_VM_NODE=1) adds what workloads need and a node of the shape
+# most clusters run, in a QEMU guest: systemd, cgroup v2, containerd and the kubelet with the
+# systemd cgroup driver (hack/vm-node.sh; minutes: the guest runs under software emulation).
+# With --with-node too, the cluster has two nodes.
 # `--openshift` (or PNC_CLUSTER_OPENSHIFT=1) adds OpenShift's SecurityContextConstraints admission:
 # the SCC CRD, OpenShift's default SCCs and their RBAC, and its admission plugin served as
 # webhooks by hack/openshift/cmd/scc-admission, which also gives each namespace its UID range.
@@ -45,7 +49,7 @@ log() { echo "local-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-  sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -96,8 +100,9 @@ make_pki() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt \
       -subj "/CN=pod-network-controller-local-ca" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' \
-      "$ADVERTISE_ADDRESS" "$KUBERNETES_SERVICE_IP" >apiserver.ext
+    # The VM node's guest dials the host's address on its bridge (hack/vm-node.sh).
+    printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:%s,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' \
+      "$ADVERTISE_ADDRESS" "$KUBERNETES_SERVICE_IP" "$VM_HOST_V6" >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile apiserver.ext -out apiserver.crt 2>/dev/null
     # O=system:masters bypasses RBAC: tests that exercise RBAC use ServiceAccount tokens instead.
@@ -305,6 +310,13 @@ local_node() {
     bash "$HACK_DIR/local-node.sh" "$@"
 }
 
+# hack/vm-node.sh likewise.
+vm_node() {
+  STATE_DIR=$STATE_DIR BIN_DIR=${BIN_DIR:-} PKI=$PKI ADMIN_KUBECONFIG=$KUBECONFIG_FILE \
+    APISERVER_PORT="$(cat "$STATE_DIR/apiserver.port" 2>/dev/null)" \
+    bash "$HACK_DIR/vm-node.sh" "$@"
+}
+
 # Starts etcd and kube-apiserver on fresh free ports and waits until the apiserver is ready.
 start_control_plane() {
   local etcd_port peer_port api_port
@@ -359,21 +371,26 @@ start_control_plane() {
 # admission first, so the node's pods meet it too).
 start_extras() {
   if [[ "$with_openshift" == 1 ]]; then start_openshift; fi
-  if [[ "$with_node" == 1 ]]; then
+  if [[ "$with_node" == 1 || "$with_vm_node" == 1 ]]; then
     start_controller_manager "$KCM_NODE_CONTROLLERS"
     start_scheduler
-    local_node up
+    # The VM node first: its cold image build fetches packages before a lab node's uplink chain
+    # exists.
+    if [[ "$with_vm_node" == 1 ]]; then vm_node up; fi
+    if [[ "$with_node" == 1 ]]; then local_node up; fi
   elif [[ "$with_kcm" == 1 ]]; then
     start_controller_manager "$KCM_CONTROLLERS"
   fi
 }
 
 cmd_up() {
-  local with_kcm=${PNC_CLUSTER_KCM:-0} with_node=${PNC_CLUSTER_NODE:-0} with_openshift=${PNC_CLUSTER_OPENSHIFT:-0}
+  local with_kcm=${PNC_CLUSTER_KCM:-0} with_node=${PNC_CLUSTER_NODE:-0} with_vm_node=${PNC_CLUSTER_VM_NODE:-0}
+  local with_openshift=${PNC_CLUSTER_OPENSHIFT:-0}
   while (($#)); do
     case $1 in
       --with-controller-manager) with_kcm=1 ;;
       --with-node) with_node=1 ;;
+      --with-vm-node) with_vm_node=1 ;;
       --openshift) with_openshift=1 ;;
       # local-node.sh reads it (and says which runtimes there are).
       --runtime) (($# > 1)) || usage; export PNC_NODE_RUNTIME=$2; shift ;;
@@ -392,7 +409,7 @@ cmd_up() {
 
   # A control plane started by an older version of this script lacks the node's flags.
   if recorded_pid etcd >/dev/null && recorded_pid kube-apiserver >/dev/null && is_ready &&
-    [[ "$with_node" == 0 || -f "$STATE_DIR/apiserver.node-ready" ]]; then
+    [[ "$with_node$with_vm_node" == 00 || -f "$STATE_DIR/apiserver.node-ready" ]]; then
     start_extras
     log "reusing the running control plane in $STATE_DIR"
     echo "$KUBECONFIG_FILE"
@@ -418,6 +435,7 @@ cmd_up() {
     "$BIN_DIR" "https://127.0.0.1:$api_port" "http://127.0.0.1:$etcd_port" "$KUBECONFIG_FILE" "$SERVICE_CIDR" "$KUBERNETES_SERVICE_IP" >"$CLUSTER_ENV"
   # Nothing half-started: a node that fails to come up takes the control plane it came with.
   if ! (start_extras); then
+    vm_node down || true
     local_node down || true
     stop_all
     rm -rf "$STATE_DIR/etcd" "$KUBECONFIG_FILE" "$CLUSTER_ENV"
@@ -434,6 +452,7 @@ cmd_down() {
   local failed=()
   # The node first: its kubelet talks to the apiserver until it stops.
   if [[ -d "$STATE_DIR/node" ]]; then local_node down || failed+=("the node (see above)"); fi
+  if [[ -d "$STATE_DIR/vm-node" ]]; then vm_node down || failed+=("the VM node (see above)"); fi
   stop_all
   remove_tree "$STATE_DIR" || failed+=("$STATE_DIR")
   ((${#failed[@]} == 0)) || die "stopped the control plane, but could not remove: ${failed[*]}"

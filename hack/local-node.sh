@@ -8,6 +8,7 @@
 #   local-node.sh up       start (or reuse) the node; waits until it is Ready
 #   local-node.sh down     stop it and remove every trace on the host
 #   local-node.sh reboot   stop kubelet and containerd, kill every pod sandbox, start both again
+#   local-node.sh pause-image   build (or reuse) the sandbox image; print its OCI archive and name
 #
 # Host footprint, all undone by `down`: a slot (0-2) claimed under /run/pod-network-controller,
 # which names two bridges (pncn<slot>: the node's addresses, no ports; pncp<slot>: the pods),
@@ -46,6 +47,8 @@ die() { log "$*"; exit 1; }
 # 198.51.100.<192+slot> and 2001:db8:ad0:<slot>::1 on the portless bridge.
 # shellcheck source=hack/lib/host-network.sh
 source "$HACK_DIR/lib/host-network.sh"
+# shellcheck source=hack/lib/node-pki.sh
+source "$HACK_DIR/lib/node-pki.sh"
 slot_vars() {
   local slot=$1
   POD_V4_NET="198.51.100.$((64 * slot))"
@@ -403,30 +406,6 @@ build_pause_image() {
 }
 
 # --- certificates and configs --------------------------------------------------------
-make_node_pki() {
-  local dir="$NODE_DIR/pki"
-  [[ -f "$dir/complete" ]] && return 0
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  (
-    cd "$dir"
-    # The Node authorizer and NodeRestriction know the kubelet by this name and group.
-    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
-      -subj "/O=system:nodes/CN=system:node:$NODE_NAME" 2>/dev/null
-    printf 'extendedKeyUsage=clientAuth\n' >client.ext
-    openssl x509 -req -in kubelet-client.csr -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
-      -extfile client.ext -out kubelet-client.crt 2>/dev/null
-    # The API server checks the kubelet's serving certificate against our CA and the node IPs.
-    openssl req -newkey rsa:2048 -nodes -keyout kubelet.key -out kubelet.csr -subj "/CN=$NODE_NAME" 2>/dev/null
-    printf 'subjectAltName=IP:%s,IP:%s,DNS:%s\nextendedKeyUsage=serverAuth\n' "$NODE_V4" "$NODE_V6" "$NODE_NAME" >serving.ext
-    openssl x509 -req -in kubelet.csr -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
-      -extfile serving.ext -out kubelet.crt 2>/dev/null
-    rm -f ./*.csr ./*.ext
-    chmod 600 ./*.key
-    touch complete
-  )
-}
-
 # Where the runtime's socket and its pods' network namespaces are.
 runtime_vars() {
   if [[ $1 == cri-o ]]; then
@@ -759,7 +738,7 @@ cmd_up() {
   build_pause_image
   setup_network
   make_cgroup_root
-  make_node_pki
+  make_node_pki "$NODE_DIR/pki" "$PKI" "$NODE_NAME" "$NODE_V4" "$NODE_V6"
   write_configs
   # CRI-O takes its pause image from its storage before it starts; containerd through its API.
   if [[ $RUNTIME == cri-o ]]; then CRIO_STORAGE_CONF="$CRIO_DIR/storage.conf" import_oci_archive "$PAUSE_TAR" "$PAUSE_IMAGE"; fi
@@ -822,7 +801,9 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   reboot) cmd_reboot ;;
+  # The sandbox image's OCI archive and name, for the VM node (hack/vm-node.sh).
+  pause-image) build_pause_image; printf '%s %s\n' "$PAUSE_TAR" "$PAUSE_IMAGE" ;;
   # Internal: claim_slot's takeover of another state dir's slot (it holds the slots lock).
   remove-traces) slot_vars "$2"; remove_host_traces; remove_tree "$NODE_DIR" ;;
-  *) sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

@@ -12,14 +12,26 @@
 #   198.51.100.224/29    destinations nobody holds, for pods' test connections
 #   198.51.100.232       the API server's advertise address (on no interface: nothing dials it)
 #   198.51.100.240/28    the Service range (the `kubernetes` Service is .241)
-#   2001:db8:ad0::/44    node addresses (ad0:<slot>::1), pods (ad1:<slot>::/64), destinations
+#   2001:db8:ad0::/44    node addresses (ad0:<slot>::1), pods (ad1:<slot>::/64), the VM node's
+#                        link (ad2::/64: the host's bridge ::1, the guest ::2), destinations
 #                        nobody holds (adf::/48)
+# Inside the VM node's guest only, never on the host (the guest's link is IPv6 only and nothing
+# is forwarded): its pods, on 203.0.113.64/26 and 2001:db8:ad3::/64, and the `kubernetes`
+# Service's address.
 HOST_V4_RANGES=(198.51.100.0/24)
 HOST_V6_RANGES=(2001:db8:ad0::/44)
 SERVICE_CIDR=198.51.100.240/28
 KUBERNETES_SERVICE_IP=198.51.100.241
 ADVERTISE_ADDRESS=198.51.100.232
-# Our host links: every name starts with pnc (node, pod and VM bridges), and the pods' veth ports.
+# The VM node (hack/vm-node.sh): one per machine, a tap on a bridge of its own.
+VM_BRIDGE=pncv0
+VM_TAP=pncvt0
+VM_HOST_V6=2001:db8:ad2::1
+VM_GUEST_V6=2001:db8:ad2::2
+VM_POD_V4_CIDR=203.0.113.64/26
+VM_POD_V6_CIDR=2001:db8:ad3::/64
+# Our host links: every name starts with pnc (node, pod and VM bridges, the VM's tap), and the
+# pods' veth ports.
 OUR_LINK_PATTERN='^pnc|^veth'
 
 # The devices of the machine's default routes (both families): where a packet leaves the machine.

@@ -17,6 +17,8 @@ export interface LocalClusterOptions {
   withControllerManager?: boolean;
   /** Also run kube-scheduler, the workload controllers and one real node (kubelet + containerd or CRI-O; root). */
   withNode?: boolean;
+  /** Also run kube-scheduler, the workload controllers and a node in a QEMU guest (systemd, cgroup v2, the systemd cgroup driver; root; minutes). */
+  withVmNode?: boolean;
   /** The node's runtime (`--runtime`); unset: PNC_NODE_RUNTIME, else containerd. */
   runtime?: NodeRuntime;
   /** Also run OpenShift's SecurityContextConstraints admission (its CRD, default SCCs and plugin as webhooks). */
@@ -49,6 +51,16 @@ export interface LocalCluster {
   kubernetesServiceIp: string;
   /** Present when started with withNode. */
   node?: LocalNode;
+  /** Present when started with withVmNode. */
+  vmNode?: VmNode;
+}
+
+export interface VmNode {
+  name: string;
+  /** The node's InternalIP (IPv6: the guest's link to the host). */
+  ips: string[];
+  /** The pods' IPv4 and IPv6 ranges, inside the guest. */
+  podCidrs: string[];
 }
 
 function resolveStateDir(options: LocalClusterOptions): string {
@@ -90,6 +102,7 @@ export async function ensureLocalCluster(options: LocalClusterOptions = {}): Pro
   const flags = [
     ...(options.withControllerManager ? ['--with-controller-manager'] : []),
     ...(options.withNode ? ['--with-node'] : []),
+    ...(options.withVmNode ? ['--with-vm-node'] : []),
     ...(options.withNode && options.runtime ? ['--runtime', options.runtime] : []),
     ...(options.openshift ? ['--openshift'] : []),
   ];
@@ -101,6 +114,11 @@ export async function ensureLocalCluster(options: LocalClusterOptions = {}): Pro
   }
   const cluster: LocalCluster = { kubeconfig, binDir: env.BIN_DIR, stateDir, kubernetesServiceIp: env.KUBERNETES_SERVICE_IP };
   if (options.withNode) cluster.node = await readLocalNode(stateDir);
+  if (options.withVmNode) {
+    const node = parseClusterEnv(await readFile(join(stateDir, 'vm-node', 'node.env'), 'utf8'));
+    if (!node.NODE_NAME) throw new Error(`hack/local-cluster.sh up --with-vm-node in ${stateDir} wrote no vm-node/node.env`);
+    cluster.vmNode = { name: node.NODE_NAME, ips: (node.NODE_IPS ?? '').split(','), podCidrs: (node.POD_CIDRS ?? '').split(',') };
+  }
   return cluster;
 }
 

@@ -1,7 +1,7 @@
 // cgroup path -> pod, for every layout the agent may see. Where each string comes from:
 // - "recorded on a real node": the systemd + cgroup v2 VM node (containerd, SystemdCgroup = true,
 //   kubelet cgroupDriver systemd), read from a non-privileged hostPID container like our DaemonSet's
-//   and from the host;
+//   and from the host; "recorded on the VM node": the same shape, our hack/vm-node.sh, verbatim;
 // - "lab node": our local node (containerd, cgroupfs, cgroup v1 hybrid): this machine's hierarchies
 //   with the kubelet's cgroupRoot /pnc-node-<slot>;
 // - "issue": the cgroupfs + cgroup v2 relative form named in the issue;
@@ -192,6 +192,70 @@ describe('a whole /proc/PID/cgroup file', () => {
     // Another pod's process, with the same `/` line: that pod.
     expect(ownerOfCgroupFile(hybrid(`/../../../besteffort/pod${uid}/${id}`, leftAtRoot), PRIVATE)).toEqual(container);
     expect(ownerOfCgroupFile('0::/../../../../init.scope\n', PRIVATE)).toBeUndefined();
+  });
+});
+
+describe('recorded on the VM node (hack/vm-node.sh: systemd 252, cgroup v2 only, containerd 1.6.20 with SystemdCgroup, kubelet v1.34.4 cgroupDriver systemd), verbatim', () => {
+  // A BestEffort pod "probe" (non-privileged, hostPID), its sandbox, a BestEffort privileged pod
+  // and a Burstable pod, all on the VM node; read from the guest's root cgroup namespace and from
+  // the probe's container, which has a private one.
+  const probe = 'e03d5a6c-fab2-48c5-b5a5-54446725eee8';
+  const probeApp = '8cb27b06856df693b971ef3c541b10d7722668fd58169e13c211e20a9e5ad91e';
+  const probeSandbox = '548aff3e0bf3590d26ae0caa5b138f734de3663f7621cef853252b8f997adb4c';
+  const shell = 'fa4fb6de-a605-4fde-bd74-aba371ac5f60';
+  const shellApp = '2bc14d9ffc99f676458ac9c32926200482ef82a253ac64b60640ed48e9cdd7df';
+  const burstable = 'd5d1dfa0-5e20-4f04-ac54-e34e935b4311';
+  const burstableApp = 'ec596c70cb3d2d6f4940500f1a54fa6b1f627ef0392a9b22e3129d0cffb56f2a';
+
+  it.each([
+    [
+      'BestEffort container',
+      '0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pode03d5a6c_fab2_48c5_b5a5_54446725eee8.slice/cri-containerd-8cb27b06856df693b971ef3c541b10d7722668fd58169e13c211e20a9e5ad91e.scope\n',
+      { podUid: probe, containerId: probeApp },
+    ],
+    [
+      'its pod sandbox (pause)',
+      '0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pode03d5a6c_fab2_48c5_b5a5_54446725eee8.slice/cri-containerd-548aff3e0bf3590d26ae0caa5b138f734de3663f7621cef853252b8f997adb4c.scope\n',
+      { podUid: probe, containerId: probeSandbox },
+    ],
+    [
+      'Burstable container',
+      '0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podd5d1dfa0_5e20_4f04_ac54_e34e935b4311.slice/cri-containerd-ec596c70cb3d2d6f4940500f1a54fa6b1f627ef0392a9b22e3129d0cffb56f2a.scope\n',
+      { podUid: burstable, containerId: burstableApp },
+    ],
+    [
+      'a privileged container reads the same absolute paths (its own, here)',
+      '0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podfa4fb6de_a605_4fde_bd74_aba371ac5f60.slice/cri-containerd-2bc14d9ffc99f676458ac9c32926200482ef82a253ac64b60640ed48e9cdd7df.scope\n',
+      { podUid: shell, containerId: shellApp },
+    ],
+  ])('host view: %s', (_case, text, owner) => {
+    expect(ownerOfCgroupFile(text)).toEqual(owner);
+  });
+
+  const probeView: CgroupView = { kind: 'private', ownPodUid: probe };
+  it.each([
+    ['itself', '0::/\n', { podUid: probe }],
+    [
+      "its own pod's sandbox",
+      '0::/../cri-containerd-548aff3e0bf3590d26ae0caa5b138f734de3663f7621cef853252b8f997adb4c.scope\n',
+      { podUid: probe, containerId: probeSandbox },
+    ],
+    [
+      'another pod of its QoS class',
+      '0::/../../kubepods-besteffort-podfa4fb6de_a605_4fde_bd74_aba371ac5f60.slice/cri-containerd-2bc14d9ffc99f676458ac9c32926200482ef82a253ac64b60640ed48e9cdd7df.scope\n',
+      { podUid: shell, containerId: shellApp },
+    ],
+    [
+      'a pod of another QoS class',
+      '0::/../../../kubepods-burstable.slice/kubepods-burstable-podd5d1dfa0_5e20_4f04_ac54_e34e935b4311.slice/cri-containerd-ec596c70cb3d2d6f4940500f1a54fa6b1f627ef0392a9b22e3129d0cffb56f2a.scope\n',
+      { podUid: burstable, containerId: burstableApp },
+    ],
+  ])('from a non-privileged container (private cgroup namespace): %s', (_case, text, owner) => {
+    expect(ownerOfCgroupFile(text, probeView)).toEqual(owner);
+  });
+
+  it('knows its view is private from its own file', () => {
+    expect(cgroupViewOf('0::/\n', probe)).toEqual(probeView);
   });
 });
 

@@ -27,7 +27,7 @@ describe('agent config', () => {
       iptablesMode: 'auto',
       iptablesLockTimeout: 10,
       httpPort: 9102,
-      httpAddress: '0.0.0.0',
+      httpAddress: '',
       concurrency: 4,
       procRoot: '/proc',
       families: ['ipv4', 'ipv6'],

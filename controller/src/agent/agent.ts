@@ -143,7 +143,12 @@ export class Agent {
       details: () => describeNodeFamilies(this.#options.nodeFamilies),
     });
     log.info(
-      { address: config.httpAddress, port: this.#http.port, iptablesMode: this.#options.iptablesMode, cgroupNamespace: this.#finder.cgroupView.kind },
+      {
+        address: config.httpAddress || 'every address',
+        port: this.#http.port,
+        iptablesMode: this.#options.iptablesMode,
+        cgroupNamespace: this.#finder.cgroupView.kind,
+      },
       'serving /healthz /readyz /metrics',
     );
     // Namespaces first: pods that opt in through their namespace need it to be known.

@@ -72,7 +72,9 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'PNC_IPTABLES_MODE', help: 'auto | legacy | nft', defaultValue: 'auto' },
   { env: 'PNC_IPTABLES_LOCK_TIMEOUT', help: 'seconds to wait for the xtables lock (legacy) before retrying the pod later (1-300)', defaultValue: '10' },
   { env: 'PNC_HTTP_PORT', help: 'port of /healthz, /readyz, /metrics (0 = pick a free one)', defaultValue: '9102' },
-  { env: 'PNC_HTTP_ADDRESS', help: 'address the HTTP server listens on', defaultValue: '0.0.0.0' },
+  // Empty: every address of both families (`::`, or 0.0.0.0 on a kernel without IPv6), so the
+  // kubelet's probes reach it on an IPv6-primary pod too.
+  { env: 'PNC_HTTP_ADDRESS', help: 'address the HTTP server listens on (empty: every address, IPv6 and IPv4)', defaultValue: '' },
   { env: 'PNC_CONCURRENCY', help: 'pods programmed at the same time (1-64)', defaultValue: '4' },
   { env: 'PNC_PROC_ROOT', help: 'where the host /proc is (hostPID)', defaultValue: '/proc' },
   { env: 'PNC_FAMILIES', help: 'address families to redirect: ipv4,ipv6', defaultValue: 'ipv4,ipv6' },
@@ -240,7 +242,7 @@ export function parseConfig(env: Record<string, string | undefined>, args: reado
   const logLevel = get('LOG_LEVEL');
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', logLevel, `expected one of ${LOG_LEVELS.join(', ')}`);
   const httpAddress = get('PNC_HTTP_ADDRESS');
-  if (!isIPv4(httpAddress) && !isIPv6(httpAddress)) throw new ConfigError('PNC_HTTP_ADDRESS', httpAddress, 'expected an IP address');
+  if (httpAddress !== '' && !isIPv4(httpAddress) && !isIPv6(httpAddress)) throw new ConfigError('PNC_HTTP_ADDRESS', httpAddress, 'expected an IP address');
   const procRoot = get('PNC_PROC_ROOT');
   if (!procRoot.startsWith('/')) throw new ConfigError('PNC_PROC_ROOT', procRoot, 'expected an absolute path');
 

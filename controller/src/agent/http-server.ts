@@ -50,7 +50,8 @@ export async function startHttpServer(address: string, port: number, registry: R
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, address, () => {
+    // No host: Node listens on `::` (both families) where the kernel has IPv6, else on 0.0.0.0.
+    server.listen(port, address === '' ? undefined : address, () => {
       server.off('error', reject);
       resolve();
     });
