@@ -63,7 +63,7 @@ const phases: { args: string[]; env?: Record<string, string> }[] = extra.length
 // Counts, across every suite, the packets of our host-side ranges that leave through the
 // machine's uplink (hack/uplink-audit.sh): a check of its own, as root.
 const asRoot = process.getuid?.() === 0;
-const auditUplink = asRoot && ok(['bash', 'hack/uplink-audit.sh', 'start']);
+const auditUplink = asRoot && ok(['bash', 'hack/uplink-audit.sh', 'start', '--guard']);
 if (asRoot && !auditUplink) {
   failed++;
   console.log('FAILED: uplink audit did not start');

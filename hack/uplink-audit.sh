@@ -4,16 +4,20 @@
 # (hack/lib/host-network.sh). `npm test` starts it before the suites and checks it after them:
 # any such packet means a test reached, or could be reached from, a network that is not ours.
 #
-#   hack/uplink-audit.sh start   (re)install the counters at zero
-#   hack/uplink-audit.sh check   print the counts, remove the counters; exit 1 when any is not zero
+#   hack/uplink-audit.sh start [--guard]   (re)install the counters at zero; --guard also drops
+#                                          such packets (filter OUTPUT and FORWARD) until check
+#   hack/uplink-audit.sh check             print the counts, remove counters and guard; exit 1
+#                                          when any is not zero
 #
-# The counters sit in mangle OUTPUT and FORWARD, before any filter rule could drop such a
-# packet, so an attempt counts even where a guard stops it. Needs root.
+# The counters sit in mangle POSTROUTING: they count what really leaves. The guard stands in
+# for the nodes' own guards (PNC-NODE-<slot>-UPLINK) in the moments a node's guard is already
+# gone while a host process still talks to its addresses. Needs root.
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CHAIN=PNC-UPLINK-AUDIT
-HOOKS=(OUTPUT FORWARD)
+GUARD=PNC-UPLINK-GUARD
+GUARD_HOOKS=(OUTPUT FORWARD)
 
 log() { echo "uplink-audit: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -21,39 +25,57 @@ die() { log "$*"; exit 1; }
 source "$HACK_DIR/lib/host-network.sh"
 
 ipt() { "$1" -w 5 -t mangle "${@:2}"; }
+filter() { "$1" -w 5 -t filter "${@:2}"; }
 
 remove() {
   local cmd hook
   for cmd in iptables ip6tables; do
-    for hook in "${HOOKS[@]}"; do
-      while ipt "$cmd" -D "$hook" -j "$CHAIN" 2>/dev/null; do :; done
-    done
+    while ipt "$cmd" -D POSTROUTING -j "$CHAIN" 2>/dev/null; do :; done
     ipt "$cmd" -F "$CHAIN" 2>/dev/null || true
     ipt "$cmd" -X "$CHAIN" 2>/dev/null || true
+    for hook in "${GUARD_HOOKS[@]}"; do
+      while filter "$cmd" -D "$hook" -j "$GUARD" 2>/dev/null; do :; done
+    done
+    filter "$cmd" -F "$GUARD" 2>/dev/null || true
+    filter "$cmd" -X "$GUARD" 2>/dev/null || true
+  done
+}
+
+# CMD CHAIN-COMMAND RULE-COMMAND...: one rule per uplink and direction for every range of CMD's family.
+rules_for() {
+  local cmd=$1 uplink range
+  local -n ranges=$2
+  shift 2
+  for uplink in "${uplinks[@]}"; do
+    for range in "${ranges[@]}"; do
+      "$@" -o "$uplink" -d "$range"
+      "$@" -o "$uplink" -s "$range"
+    done
   done
 }
 
 cmd_start() {
-  local uplinks cmd uplink range hook
+  local guard=${1:-} cmd hook
+  [[ -z "$guard" || "$guard" == --guard ]] || die "unknown option $guard"
   mapfile -t uplinks < <(uplink_devices)
   ((${#uplinks[@]})) || die "the machine has no default route: nothing can leave it, nothing to count"
   remove
   for cmd in iptables ip6tables; do ipt "$cmd" -N "$CHAIN"; done
-  for uplink in "${uplinks[@]}"; do
-    for range in "${HOST_V4_RANGES[@]}"; do
-      ipt iptables -A "$CHAIN" -o "$uplink" -d "$range"
-      ipt iptables -A "$CHAIN" -o "$uplink" -s "$range"
+  rules_for iptables HOST_V4_RANGES ipt iptables -A "$CHAIN"
+  rules_for ip6tables HOST_V6_RANGES ipt ip6tables -A "$CHAIN"
+  for cmd in iptables ip6tables; do ipt "$cmd" -I POSTROUTING -j "$CHAIN"; done
+  if [[ -n "$guard" ]]; then
+    for cmd in iptables ip6tables; do filter "$cmd" -N "$GUARD"; done
+    rules_for iptables HOST_V4_RANGES filter_drop iptables
+    rules_for ip6tables HOST_V6_RANGES filter_drop ip6tables
+    for cmd in iptables ip6tables; do
+      for hook in "${GUARD_HOOKS[@]}"; do filter "$cmd" -I "$hook" -j "$GUARD"; done
     done
-    for range in "${HOST_V6_RANGES[@]}"; do
-      ipt ip6tables -A "$CHAIN" -o "$uplink" -d "$range"
-      ipt ip6tables -A "$CHAIN" -o "$uplink" -s "$range"
-    done
-  done
-  for cmd in iptables ip6tables; do
-    for hook in "${HOOKS[@]}"; do ipt "$cmd" -I "$hook" -j "$CHAIN"; done
-  done
-  log "counting packets through ${uplinks[*]} to or from ${HOST_V4_RANGES[*]} ${HOST_V6_RANGES[*]}"
+  fi
+  log "counting packets through ${uplinks[*]} to or from ${HOST_V4_RANGES[*]} ${HOST_V6_RANGES[*]}${guard:+ (and dropping them)}"
 }
+
+filter_drop() { filter "$1" -A "$GUARD" "${@:2}" -j DROP; }
 
 cmd_check() {
   local cmd total=0 rules=0 packets rule
@@ -81,7 +103,7 @@ cmd_check() {
 
 [[ $(id -u) == 0 ]] || die "needs root (iptables)"
 case ${1:-} in
-  start) cmd_start ;;
+  start) cmd_start "${2:-}" ;;
   check) cmd_check ;;
-  *) sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

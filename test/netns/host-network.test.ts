@@ -66,6 +66,20 @@ describe.skipIf(!isRoot)('host-side ranges and the uplink audit', () => {
     expect(check.code).toBe(1);
   });
 
+  it('with --guard, drops such a packet instead: nothing leaves, and the check passes', () => {
+    expect(runInNetns(machine.path, ['bash', AUDIT, 'start', '--guard']).code).toBe(0);
+    const sent = runInNetns(machine.path, [
+      process.execPath,
+      '-e',
+      `require('node:dgram').createSocket('udp4').send('x', 9, '198.51.100.230', (e) => process.exit(e ? 1 : 0))`,
+    ]);
+    expect(sent.code, 'the guard refuses the send').toBe(1);
+    const check = runInNetns(machine.path, ['bash', AUDIT, 'check']);
+    expect(check.stderr).toContain('no packet of our ranges went through');
+    expect(check.code).toBe(0);
+    expect(runInNetns(machine.path, ['iptables', '-S', 'OUTPUT']).stdout).not.toContain('PNC-UPLINK-GUARD');
+  });
+
   it('local-cluster.sh up refuses a machine that routes one of our ranges, naming the route', () => {
     must(['ip', '-n', machine.name, 'addr', 'add', '198.51.100.70/26', 'dev', uplink]);
     const stateDir = mkdtempSync(join(tmpdir(), 'pnc-ranges-'));
