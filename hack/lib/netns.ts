@@ -3,7 +3,8 @@
 // Everything takes argument arrays (no shell) and names are unique per process.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { parseStartTime } from '../../controller/src/agent/netns-finder.ts';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -29,9 +30,35 @@ export interface TestNetns {
   path: string;
 }
 
+// Who made each test netns (pid and start time), so the netns of a run that was killed (a test
+// timeout, a crash: no afterAll ran) are removed by the next run that makes one.
+const OWNERS_DIR = '/run/pod-network-controller/netns-owners';
+function startTimeOf(pid: number): string | undefined {
+  try {
+    return String(parseStartTime(readFileSync(`/proc/${pid}/stat`, 'utf8')));
+  } catch {
+    return undefined;
+  }
+}
+let sweptOrphans = false;
+
+/** Deletes the test netns whose creating process is gone (createNetns does it once per process). */
+export function removeNetnsOfDeadRuns(): void {
+  sweptOrphans = true;
+  mkdirSync(OWNERS_DIR, { recursive: true });
+  for (const name of readdirSync(OWNERS_DIR)) {
+    const [pid, start] = readFileSync(join(OWNERS_DIR, name), 'utf8').trim().split(' ');
+    if (startTimeOf(Number(pid)) === start) continue;
+    run(['ip', 'netns', 'del', name]);
+    rmSync(join(OWNERS_DIR, name), { force: true });
+  }
+}
+
 /** `ip netns add` with loopback up. Delete with deleteNetns (in afterAll/finally). */
 export function createNetns(prefix = 'pnct'): TestNetns {
+  if (!sweptOrphans) removeNetnsOfDeadRuns();
   const name = uniqueName(prefix);
+  writeFileSync(join(OWNERS_DIR, name), `${process.pid} ${startTimeOf(process.pid)}\n`);
   must(['ip', 'netns', 'add', name]);
   must(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
   return { name, path: `/run/netns/${name}` };
@@ -39,7 +66,9 @@ export function createNetns(prefix = 'pnct'): TestNetns {
 
 /** Deletes the netns (and with it its veth ends and rules); ignores one already gone. */
 export function deleteNetns(netns: TestNetns | undefined): void {
-  if (netns) run(['ip', 'netns', 'del', netns.name]);
+  if (!netns) return;
+  run(['ip', 'netns', 'del', netns.name]);
+  rmSync(join(OWNERS_DIR, netns.name), { force: true });
 }
 
 export interface LinkEnd {

@@ -3,11 +3,11 @@
 // the real machine. The uplink audit that `npm test` runs around every suite must count a
 // packet of our ranges that goes out that way, and `local-cluster.sh up` must refuse a machine
 // that already routes one of our ranges.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { connectNetns, createNetns, deleteNetns, isRoot, ROOT_SKIP_MESSAGE, runInNetns } from '../../hack/lib/netns.ts';
+import { connectNetns, createNetns, deleteNetns, isRoot, removeNetnsOfDeadRuns, ROOT_SKIP_MESSAGE, runInNetns } from '../../hack/lib/netns.ts';
 import type { TestNetns } from '../../hack/lib/netns.ts';
 import { must } from '../../hack/lib/process.ts';
 
@@ -92,6 +92,19 @@ describe.skipIf(!isRoot)('host-side ranges and the uplink audit', () => {
       expect(up.stderr).not.toContain('build-k8s-binaries');
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it("removes the test netns of a run that died without cleaning up, and keeps a live run's", () => {
+    const orphan = createNetns('pncuo');
+    // As a killed run leaves it: its owner record names a process that is gone.
+    writeFileSync(`/run/pod-network-controller/netns-owners/${orphan.name}`, '999999999 1\n');
+    try {
+      removeNetnsOfDeadRuns();
+      expect(existsSync(orphan.path)).toBe(false);
+      expect(existsSync(machine.path), "this run's own netns").toBe(true);
+    } finally {
+      deleteNetns(orphan);
     }
   });
 });
