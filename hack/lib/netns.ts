@@ -4,10 +4,10 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { parseStartTime } from '../../controller/src/agent/netns-finder.ts';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { processStartTimeSync } from './proc.ts';
 import { must, run, type RunResult } from './process.ts';
 
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -33,13 +33,6 @@ export interface TestNetns {
 // Who made each test netns (pid and start time), so the netns of a run that was killed (a test
 // timeout, a crash: no afterAll ran) are removed by the next run that makes one.
 const OWNERS_DIR = '/run/pod-network-controller/netns-owners';
-function startTimeOf(pid: number): string | undefined {
-  try {
-    return String(parseStartTime(readFileSync(`/proc/${pid}/stat`, 'utf8')));
-  } catch {
-    return undefined;
-  }
-}
 let sweptOrphans = false;
 
 /** Deletes the test netns whose creating process is gone (createNetns does it once per process). */
@@ -48,7 +41,7 @@ export function removeNetnsOfDeadRuns(): void {
   mkdirSync(OWNERS_DIR, { recursive: true });
   for (const name of readdirSync(OWNERS_DIR)) {
     const [pid, start] = readFileSync(join(OWNERS_DIR, name), 'utf8').trim().split(' ');
-    if (startTimeOf(Number(pid)) === start) continue;
+    if (processStartTimeSync(Number(pid)) === start) continue;
     run(['ip', 'netns', 'del', name]);
     rmSync(join(OWNERS_DIR, name), { force: true });
   }
@@ -58,7 +51,7 @@ export function removeNetnsOfDeadRuns(): void {
 export function createNetns(prefix = 'pnct'): TestNetns {
   if (!sweptOrphans) removeNetnsOfDeadRuns();
   const name = uniqueName(prefix);
-  writeFileSync(join(OWNERS_DIR, name), `${process.pid} ${startTimeOf(process.pid)}\n`);
+  writeFileSync(join(OWNERS_DIR, name), `${process.pid} ${processStartTimeSync(process.pid)}\n`);
   must(['ip', 'netns', 'add', name]);
   must(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
   return { name, path: `/run/netns/${name}` };
