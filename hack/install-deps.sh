@@ -2,8 +2,7 @@
 # The Debian packages the demo, the tests and CI need, installed when missing: one list for
 # `npm run demo`, `npm test` and .ci/run. As root on Debian or Ubuntu it says what it installs
 # and why, then installs it; as another user it stops with one line giving the command to run.
-# Quiet when nothing is missing. `hack/install-deps.sh vm` installs what the VM node
-# (hack/vm-node.sh, `npm run test:vm`) needs besides.
+# Quiet when nothing is missing.
 set -euo pipefail
 
 # package: why (one line each; the why is printed when the package is installed)
@@ -27,15 +26,12 @@ PACKAGES=(
   "skopeo: puts images into that CRI-O node's storage (it pulls only from registries)"
   "libseccomp-dev: CRI-O's build (hack/build-crio.sh) links libseccomp, for pods' RuntimeDefault profile"
   "pkg-config: cgo finds libseccomp with it in that build"
+  "qemu-system-x86: runs the VM node's guest (hack/vm-node.sh)"
+  "e2fsprogs: mkfs.ext4 lays the guest's root filesystem and its node disk"
+  "socat: relays the guest's connections to the API server, which listens on loopback"
 )
-if [[ "${1:-}" == vm ]]; then
-  PACKAGES+=(
-    "qemu-system-x86: runs the VM node's guest"
-    "e2fsprogs: mkfs.ext4 lays the guest's root filesystem and its node disk"
-    "socat: relays the guest's connections to the API server, which listens on loopback"
-  )
-elif (($#)); then
-  echo "usage: hack/install-deps.sh [vm]" >&2
+if (($#)); then
+  echo "usage: hack/install-deps.sh" >&2
   exit 2
 fi
 

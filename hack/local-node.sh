@@ -346,12 +346,14 @@ remove_host_traces() {
     find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
     [[ -d "$dir" ]] && log "could not remove the cgroup $dir"
   done < <(cgroup_dirs)
-  local port
+  local port ranges=("$NODE_V4/32" "$NODE_V6/128" "$POD_V4_CIDR" "$POD_V6_CIDR")
+  close_connections_to "${ranges[@]}"
   for port in $(ip -o link show master "$POD_BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 || true); do
     ip link del "$port" 2>/dev/null || true
   done
   ip link del "$NODE_BRIDGE" 2>/dev/null || true
   ip link del "$POD_BRIDGE" 2>/dev/null || true
+  close_connections_to "${ranges[@]}"
   remove_chains
   # libcni caches each sandbox's results here, for our network and containerd's loopback one.
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-*

@@ -33,13 +33,12 @@ for (const [name, args] of [
 }
 
 mkdirSync('.test-results', { recursive: true });
-// The real-node project runs alone after the others: its kubelet and pods would otherwise
-// share the two cores with every other suite. Then, on the oldest Kubernetes release we support,
-// what depends on the release: the install of every overlay and the chart, the admission policies
-// against forged marks, the injection, and one mesh pod on a real node. Arguments (e.g. --project X)
-// make one run, on the newest release. The VM node's project is left out (`npm run test:vm` runs it
-// alone) until its teardown stops leaking packets through the uplink. vitest ORs --project
-// filters, so the first phase names its projects.
+// The real-node projects run alone after the others, the lab node's, then the VM node's: their
+// kubelets and pods (and the emulated guest) would otherwise share the two cores with every
+// other suite. Then, on the oldest Kubernetes release we support, what depends on the release:
+// the install of every overlay and the chart, the admission policies against forged marks, the
+// injection, and one mesh pod on a real node. Arguments (e.g. --project X) make one run, on the
+// newest release. vitest ORs --project filters, so the first phase names its projects.
 const OLDEST_RELEASE = 'v1.35.4';
 const onOldest = { PNC_KUBERNETES_VERSION: OLDEST_RELEASE };
 const extra = process.argv.slice(2);
@@ -48,6 +47,7 @@ const phases: { args: string[]; env?: Record<string, string> }[] = extra.length
   : [
       { args: ['--project', 'unit', '--project', 'netns', '--project', 'cluster'] },
       { args: ['--project', 'node'] },
+      { args: ['--project', 'vm'] },
       {
         args: [
           '--project',

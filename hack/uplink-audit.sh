@@ -7,11 +7,11 @@
 #   hack/uplink-audit.sh start [--guard]   (re)install the counters at zero; --guard also drops
 #                                          such packets (filter OUTPUT and FORWARD) until check
 #   hack/uplink-audit.sh check             print the counts, remove counters and guard; exit 1
-#                                          when any is not zero
+#                                          when any is not zero, the guard's drops included
 #
-# The counters sit in mangle POSTROUTING: they count what really leaves. The guard stands in
-# for the nodes' own guards (PNC-NODE-<slot>-UPLINK) in the moments a node's guard is already
-# gone while a host process still talks to its addresses. Needs root.
+# The counters sit in mangle POSTROUTING: they count what really leaves. The guard keeps the
+# network safe from a fault of ours (it stands in for the nodes' own guards, PNC-NODE-<slot>-UPLINK,
+# after a node has removed its own), but what it drops still fails the check. Needs root.
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -77,28 +77,37 @@ cmd_start() {
 
 filter_drop() { filter "$1" -A "$GUARD" "${@:2}" -j DROP; }
 
+# CMD TABLE CHAIN WHAT: logs each rule of CHAIN that matched packets; prints their sum.
+matched_packets() {
+  local rule total=0 packets
+  # -S with -v prints each rule's counters as `-c PACKETS BYTES`.
+  while read -r rule; do
+    [[ "$rule" =~ ^-A\ [^\ ]+\ (.*)\ -c\ ([0-9]+)\ [0-9]+(.*)$ ]] || continue
+    packets=${BASH_REMATCH[2]}
+    if ((packets > 0)); then
+      log "$1: $packets packet(s) $4: ${BASH_REMATCH[1]}${BASH_REMATCH[3]}"
+      total=$((total + packets))
+    fi
+  done < <("$1" -w 5 -t "$2" -S "$3" -v 2>/dev/null)
+  echo "$total"
+}
+
 cmd_check() {
-  local cmd total=0 rules=0 packets rule
+  local cmd left=0 stopped=0 rules=0
   for cmd in iptables ip6tables; do
     ipt "$cmd" -S "$CHAIN" >/dev/null 2>&1 || die "no $CHAIN chain for $cmd: start the audit first (hack/uplink-audit.sh start)"
-    # -S with -v prints each rule's counters as `-c PACKETS BYTES`.
-    while read -r -a rule; do
-      [[ "${rule[0]}" == -A ]] || continue
-      rules=$((rules + 1))
-      packets=${rule[-2]}
-      if ((packets > 0)); then
-        log "$cmd: $packets packet(s) matched: ${rule[*]:2:${#rule[@]}-5}"
-        total=$((total + packets))
-      fi
-    done < <(ipt "$cmd" -S "$CHAIN" -v)
+    rules=$((rules + $(ipt "$cmd" -S "$CHAIN" | grep -c '^-A')))
+    left=$((left + $(matched_packets "$cmd" mangle "$CHAIN" "left")))
+    # What the guard dropped was on its way out: as much a fault as what left.
+    stopped=$((stopped + $(matched_packets "$cmd" filter "$GUARD" "stopped by the guard")))
   done
   remove
   ((rules > 0)) || die "the audit had no rules: nothing was counted"
-  if ((total > 0)); then
-    log "$total packet(s) of our ranges went through the machine's uplink"
+  if ((left + stopped > 0)); then
+    log "$left packet(s) of our ranges went through the machine's uplink, $stopped more were on their way and stopped by the guard"
     return 1
   fi
-  log "no packet of our ranges went through the machine's uplink ($rules counters)"
+  log "no packet of our ranges went, or tried to go, through the machine's uplink ($rules counters)"
 }
 
 [[ $(id -u) == 0 ]] || die "needs root (iptables)"

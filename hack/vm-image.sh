@@ -34,7 +34,7 @@ die() { log "$*"; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "needs root (mmdebstrap in root mode; files owned by the guest's users)"
 for tool in mmdebstrap mkfs.ext4 sha256sum; do
-  command -v "$tool" >/dev/null || die "$tool is missing: run hack/install-deps.sh vm"
+  command -v "$tool" >/dev/null || die "$tool is missing: run hack/install-deps.sh"
 done
 
 # Before the kernel is installed: an initrd with only the virtio drivers the guest boots from

@@ -267,7 +267,7 @@ cmd_up() {
     log "reusing node $NODE_NAME"
     return 0
   fi
-  bash "$HACK_DIR/install-deps.sh" vm
+  bash "$HACK_DIR/install-deps.sh"
   local start=$SECONDS image t
   image=$(bash "$HACK_DIR/vm-image.sh")
   log "guest image ready in $((SECONDS - start)) s"
@@ -288,10 +288,13 @@ cmd_up() {
   log "node $NODE_NAME Ready in $((SECONDS - t)) s after boot ($((SECONDS - start)) s in all; console $LOG_DIR/vm-console.log, serial shell: socat - UNIX-CONNECT:$VM_DIR/console.sock)"
 }
 
+# The relay and its connections go first, while the guest still answers on its link.
 cmd_down() {
+  stop_recorded apiserver-relay 10 group
+  close_connections_to "$VM_GUEST_V6/128"
   stop_recorded qemu 50
-  stop_recorded apiserver-relay 10
   remove_network
+  close_connections_to "$VM_GUEST_V6/128"
   [[ -d "$VM_DIR" ]] && rm -rf "$VM_DIR"
   return 0
 }

@@ -34,6 +34,16 @@ VM_POD_V6_CIDR=2001:db8:ad3::/64
 # pods' veth ports.
 OUR_LINK_PATTERN='^pnc|^veth'
 
+# close_connections_to PREFIX...: aborts every TCP socket of the host to these prefixes (ss -K),
+# e.g. the API server's to a kubelet, or a relay's to a guest. A node calls it before it removes
+# the links that reach its addresses, while a FIN still goes where it should, and again after,
+# for what was opened in between: once those links are gone, whatever such a socket sends follows
+# the default route out of the machine.
+close_connections_to() {
+  local prefix
+  for prefix in "$@"; do ss -H -K -t -n dst "$prefix" >/dev/null 2>&1 || true; done
+}
+
 # The devices of the machine's default routes (both families): where a packet leaves the machine.
 uplink_devices() {
   { ip -o -4 route show default; ip -o -6 route show default; } 2>/dev/null |

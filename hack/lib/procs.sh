@@ -27,18 +27,24 @@ recorded_pid() {
   echo "$pid"
 }
 
-# stop_recorded NAME GRACE_TENTHS: SIGTERM, then SIGKILL after the grace (tenths of a second).
+# stop_recorded NAME GRACE_TENTHS [group]: SIGTERM, then SIGKILL after the grace (tenths of a
+# second). With `group`, the signals go to the process group launch gave it, so children it
+# forked (a relay's connections) go with it.
 stop_recorded() {
-  local pid i
+  local pid i target
   pid=$(recorded_pid "$1") || { rm -f "$(pid_file "$1")"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
+  target=$pid
+  [[ "${3:-}" == group ]] && target=-$pid
+  kill -TERM -- "$target" 2>/dev/null || true
   for ((i = 0; i < $2; i++)); do
     [[ -d "/proc/$pid" ]] || break
     sleep 0.1
   done
   if [[ -d "/proc/$pid" ]]; then
     log "$1 (pid $pid) not gone $(($2 / 10)).$(($2 % 10)) s after SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL -- "$target" 2>/dev/null || true
   fi
+  # A group's other members may outlive its leader by a moment.
+  [[ "$target" == "$pid" ]] || kill -KILL -- "$target" 2>/dev/null || true
   rm -f "$(pid_file "$1")"
 }
