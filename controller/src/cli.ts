@@ -1,5 +1,6 @@
 // dist/controller.js: the node agent (`run`) and the operator's redirect tools.
 import { parseArgs } from 'node:util';
+import { prepareUninstallCommand, prepareUninstallHelp } from './commands/prepare-uninstall.ts';
 import { redirectCommands, redirectHelp } from './commands/redirect.ts';
 import { runCommand, runHelp } from './commands/run.ts';
 
@@ -9,6 +10,7 @@ Usage: node dist/controller.js <command> [flags]
 
 ${redirectHelp}
 ${runHelp}
+${prepareUninstallHelp}
 Exit codes:
   0  success (verify: rules are in place)
   1  failure while acting (iptables, netns, API)
@@ -29,7 +31,7 @@ if (first === undefined || (first.kind === 'option' && first.name === 'help' && 
   process.stdout.write(HELP);
   process.exit(first === undefined ? 2 : 0);
 }
-const handler = command === 'run' ? runCommand : redirectCommands[command!];
+const handler = command === 'run' ? runCommand : command === 'prepare-uninstall' ? prepareUninstallCommand : redirectCommands[command!];
 if (!handler) {
   process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP}`);
   process.exit(2);

@@ -14,7 +14,7 @@ import { IMAGES, standInPod, waitForInjected } from './real-node.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const VALUES = 'manifests/injection/istio/istiod-values.yaml';
-const SHIPPED_WAITER_IMAGE = 'ghcr.io/pod-network-controller/init-waiter:0.1.0';
+const SHIPPED_WAITER_IMAGE = 'ghcr.io/pod-network-controller/init-waiter:0.2.0';
 const SCOPE_KEY = 'pnc-istio-path/injector';
 const REPO = 'localhost/pod-network-controller';
 

@@ -86,10 +86,10 @@ const matrix: [string, object, (objects: Manifest[]) => void][] = [
     'defaults (Kubernetes, injection on, images by the chart version)',
     {},
     (objects) => {
-      expect(containerOf(objects).image).toBe('ghcr.io/pod-network-controller/controller:0.1.0');
+      expect(containerOf(objects).image).toBe('ghcr.io/pod-network-controller/controller:0.2.0');
       expect(containerOf(objects).securityContext).toMatchObject({ privileged: false, allowPrivilegeEscalation: false });
       expect(findManifest(objects, 'ConfigMap', 'pod-network-controller-injection').data).toEqual({
-        image: 'ghcr.io/pod-network-controller/init-waiter:0.1.0',
+        image: 'ghcr.io/pod-network-controller/init-waiter:0.2.0',
         cpuRequest: '10m',
         proxyContainer: 'istio-proxy',
         waiterContainer: 'pnc-init-waiter',
@@ -304,7 +304,54 @@ describe('helm lint --strict and the schema over the values matrix', () => {
     expect(pod!.metadata.namespace).toBe('default');
     expect(pod!.metadata.labels!['app.kubernetes.io/name']).not.toBe('pod-network-controller');
     expect(pod!.spec.initContainers.map((c: { name: string }) => c.name)).toEqual(['pnc-init-waiter']);
+    // The waiter runs the proxy's image: with no UID of its own the agent would take it for the proxy's.
+    expect(pod!.spec.initContainers[0].securityContext).toMatchObject({ runAsUser: 65532, runAsGroup: 65532 });
     expect(pod!.spec.containers[0]).toMatchObject({ name: 'istio-proxy', securityContext: { runAsUser: 1337 } });
+  });
+
+  it("renders helm uninstall's pre-delete hook only for a cluster: it removes our injection binding and nothing else, then waits for the pods", () => {
+    const onCluster = ['--api-versions', 'v1/Pod', '--api-versions', 'admissionregistration.k8s.io/v1/MutatingAdmissionPolicy'];
+    const hookObjects = (values: object, extra: string[]) => template(values, extra).filter((o) => o.metadata.annotations?.['helm.sh/hook'] === 'pre-delete');
+    expect(hookObjects({}, onCluster.slice(2))).toEqual([]);
+    const objects = hookObjects({ uninstall: { waitSeconds: 30 } }, onCluster);
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
+      ['ClusterRole', 'ClusterRoleBinding', 'Job', 'ServiceAccount'].map((kind) => `${kind}/pod-network-controller-prepare-uninstall`),
+    );
+    expect(findManifest(objects, 'ClusterRole').rules).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+      {
+        apiGroups: ['admissionregistration.k8s.io'],
+        resources: ['mutatingadmissionpolicybindings'],
+        resourceNames: [findManifest(template({}, onCluster), 'MutatingAdmissionPolicyBinding').metadata.name],
+        verbs: ['delete'],
+      },
+    ]);
+    const job = findManifest(objects, 'Job');
+    // The RBAC exists before the Job runs, and all of it goes once the hook succeeded.
+    expect(job.metadata.annotations!['helm.sh/hook-weight']).toBe('0');
+    expect(findManifest(objects, 'ClusterRole').metadata.annotations!['helm.sh/hook-weight']).toBe('-1');
+    expect(job.metadata.annotations!['helm.sh/hook-delete-policy']).toBe('before-hook-creation,hook-succeeded');
+    const pod = job.spec.template.spec;
+    expect(pod.serviceAccountName).toBe('pod-network-controller-prepare-uninstall');
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532 });
+    expect(pod.containers[0].args).toEqual([
+      'prepare-uninstall',
+      '--binding=pod-network-controller-inject-init-waiter',
+      '--api-version=v1',
+      '--waiter-container=pnc-init-waiter',
+      '--timeout=30',
+    ]);
+    // On OpenShift restricted-v2 picks the UID; without the injection there is nothing to delete.
+    const openshift = hookObjects({ kubernetesDistribution: 'OpenShift', injection: { enabled: false } }, onCluster);
+    expect(findManifest(openshift, 'Job').spec.template.spec.securityContext.runAsUser).toBeUndefined();
+    expect(findManifest(openshift, 'Job').spec.template.spec.containers[0].args).toEqual([
+      'prepare-uninstall',
+      '--waiter-container=pnc-init-waiter',
+      '--timeout=120',
+    ]);
+    expect(findManifest(openshift, 'ClusterRole').rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['list'] }]);
+    // A release upgraded with --reuse-values from a chart without this value has none.
+    expect(findManifest(hookObjects({ uninstall: null }, onCluster), 'Job').spec.template.spec.containers[0].args).toContain('--timeout=120');
   });
 
   it('installs on Kubernetes 1.35 and later, and says so to an older one', () => {
@@ -335,6 +382,7 @@ describe('helm lint --strict and the schema over the values matrix', () => {
     ['podLabels taking the selector label', { podLabels: { 'app.kubernetes.io/name': 'x' } }, /podLabels/],
     ['updateStrategy.type', { updateStrategy: { type: 'Recreate' } }, /updateStrategy\/type/],
     ['tests.namespace', { tests: { namespace: 'Default' } }, /tests\/namespace/],
+    ['uninstall.waitSeconds', { uninstall: { waitSeconds: 0 } }, /uninstall\/waitSeconds/],
   ])('the schema refuses a bad %s, naming it', (_name, values, message) => {
     const result = helmWith(['template', 'pnc', join(ROOT, CHART_DIR)], values);
     expect(result.code).not.toBe(0);

@@ -165,12 +165,12 @@ describe('hack/deploy-local.sh kustomization', () => {
     const expected = structuredClone(shipped).map((object) => {
       if (object.kind === 'DaemonSet') {
         const spec = object.spec as { template: { spec: { containers: { image: string }[] } } };
-        expect(spec.template.spec.containers[0]!.image).toBe('ghcr.io/pod-network-controller/controller:0.1.0');
+        expect(spec.template.spec.containers[0]!.image).toBe('ghcr.io/pod-network-controller/controller:0.2.0');
         spec.template.spec.containers[0]!.image = 'localhost/pod-network-controller/controller:dev';
       }
       if (object.kind === 'ConfigMap' && object.metadata.name === 'pod-network-controller-injection') {
         const data = (object as Manifest & { data: Record<string, string> }).data;
-        expect(data.image).toBe('ghcr.io/pod-network-controller/init-waiter:0.1.0');
+        expect(data.image).toBe('ghcr.io/pod-network-controller/init-waiter:0.2.0');
         data.image = 'localhost/pod-network-controller/init-waiter:dev';
       }
       return object;

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { flagName, SETTINGS } from '../../controller/src/agent/config.ts';
+import { PREPARE_UNINSTALL_OPTIONS } from '../../controller/src/commands/prepare-uninstall.ts';
 import { REDIRECT_COMMAND_OPTIONS, REDIRECT_SETTING_OPTIONS } from '../../controller/src/commands/redirect.ts';
 import { RUN_OPTIONS } from '../../controller/src/commands/run.ts';
 import { WAITER_OPTIONS, WAITER_SETTINGS } from '../../init-waiter/src/options.ts';
@@ -37,7 +38,9 @@ function harnessSource(): string {
 const harness = harnessSource();
 
 // The product's own flags and variables, from the tables the programs parse with.
-const controllerFlags = new Set([...Object.keys(RUN_OPTIONS), ...Object.keys(REDIRECT_COMMAND_OPTIONS)].map((name) => `--${name}`));
+const controllerFlags = new Set(
+  [...Object.keys(RUN_OPTIONS), ...Object.keys(REDIRECT_COMMAND_OPTIONS), ...Object.keys(PREPARE_UNINSTALL_OPTIONS)].map((name) => `--${name}`),
+);
 const waiterFlags = new Set(Object.keys(WAITER_OPTIONS).map((name) => `--${name}`));
 const productFlags = new Set([...controllerFlags, ...waiterFlags]);
 const productVariables = new Set([...SETTINGS.map((s) => s.env), ...Object.values(WAITER_SETTINGS).map((s) => s.env)]);
@@ -93,6 +96,7 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   '--reuse-values',
   '--create-namespace',
   '--take-ownership',
+  '--no-hooks',
   '--force-conflicts',
   '--kube-version',
   '--show-only',
