@@ -417,4 +417,24 @@ describe('the namespace informer', () => {
       await informer.stop();
     }
   });
+
+  it('tells nothing of a namespace update that changes only what it drops, so no pod is queued again for it', async () => {
+    const transport = new ScriptedTransport();
+    transport.lists.push({ items: [openshiftNamespace('team-a', '5') as unknown as Obj], rv: '10' });
+    transport.watches.push((s) => {
+      // OpenShift and controllers touch namespaces all day: another annotation, managedFields.
+      s.emit({ type: 'MODIFIED', object: openshiftNamespace('team-a', '11', { 'openshift.io/display-name': 'Team A' }) as unknown as Obj });
+      s.emit({ type: 'MODIFIED', object: openshiftNamespace('team-a', '12', { 'pod-network-controller.io/initialize': 'true' }) as unknown as Obj });
+    });
+    const updates: CachedNamespace[] = [];
+    const informer = createNamespaceInformer(transport, keep, { onUpdate: (ns) => updates.push(ns) });
+    try {
+      await informer.start();
+      await until(() => updates.length === 1, 'the second event applied');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(updates.map((ns) => ns.metadata?.annotations?.['pod-network-controller.io/initialize'])).toEqual(['true']);
+    } finally {
+      await informer.stop();
+    }
+  });
 });

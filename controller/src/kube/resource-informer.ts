@@ -4,6 +4,7 @@
 // 410 Gone, every LIST page and WATCH counted. "synced" once the first list has landed in
 // the cache; "watching" while a watch stream is open. After a connection failure,
 // retryNow() ends the backoff: the agent calls it the moment the API server answers again.
+import { isDeepStrictEqual } from 'node:util';
 import { type BackoffPolicy, WATCH_BACKOFF, backoffDelay } from './backoff.ts';
 import { KubeApiError, type ListWatchTransport, type WatchEvent, isConnectionError } from './kube-client.ts';
 import type { ListHead } from './list-stream.ts';
@@ -233,10 +234,20 @@ export class ResourceInformer<T extends KubeObject> {
     const object = trim ? trim(item) : item;
     const key = this.#keyOf(object);
     seen.add(key);
-    const known = this.#objects.has(key);
+    const known = this.#objects.get(key);
+    if (known !== undefined && this.#unchanged(known, object)) return;
     this.#objects.set(key, object);
-    if (known) handlers.onUpdate?.(object);
+    if (known !== undefined) handlers.onUpdate?.(object);
     else handlers.onAdd?.(object);
+  }
+
+  /**
+   * A trimmed object equal to the cached one changed nothing the caller reads (a namespace's
+   * other labels, say): no update, and the cached copy stays. Untrimmed objects always differ
+   * (resourceVersion).
+   */
+  #unchanged(cached: T, object: T): boolean {
+    return this.#options.trim !== undefined && isDeepStrictEqual(cached, object);
   }
 
   async #watch(): Promise<void> {
@@ -312,6 +323,7 @@ export class ResourceInformer<T extends KubeObject> {
       this.#objects.delete(key);
       handlers.onDelete?.(object);
     } else if (this.#objects.has(key)) {
+      if (this.#unchanged(this.#objects.get(key)!, object)) return true;
       this.#objects.set(key, object);
       handlers.onUpdate?.(object);
     } else {
