@@ -8,11 +8,13 @@
 set -euo pipefail
 
 CRIO_VERSION=${CRIO_VERSION:-v1.34.0}
-CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
-BIN_DIR="$CACHE_ROOT/bin/crio-$CRIO_VERSION"
 BUILD_TAGS="containers_image_openpgp containers_image_ostree_stub exclude_graphdriver_btrfs exclude_graphdriver_devicemapper seccomp"
 
 log() { echo "build-crio: $*" >&2; }
+
+# shellcheck source=hack/lib/go-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-build.sh"
+BIN_DIR="$GO_BIN_CACHE/crio-$CRIO_VERSION"
 
 have_all() { [[ -x "$BIN_DIR/crio" && -x "$BIN_DIR/pinns" ]]; }
 
@@ -20,22 +22,17 @@ if have_all; then
   echo "$BIN_DIR"
   exit 0
 fi
-command -v go >/dev/null || { log "go is required to build CRI-O"; exit 1; }
 command -v gcc >/dev/null || { log "gcc is required to build CRI-O (cgo) and pinns: run hack/install-deps.sh"; exit 1; }
 [[ -e /usr/include/seccomp.h ]] || { log "libseccomp-dev is required to build CRI-O: run hack/install-deps.sh"; exit 1; }
-mkdir -p "$BIN_DIR"
-# One build at a time per cache dir; a waiter finds the binaries built.
-exec 9>"$BIN_DIR.lock"
-flock 9
+go_build_lock "$BIN_DIR"
 if have_all; then
   echo "$BIN_DIR"
   exit 0
 fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export CGO_ENABLED=1 GOFLAGS=-mod=mod GOTOOLCHAIN=local
-
-start=$SECONDS
+# cgo: libseccomp.
+export CGO_ENABLED=1
+go_build_start CRI-O
+work=$GO_WORK
 log "building crio and pinns from github.com/cri-o/cri-o $CRIO_VERSION (cold: many minutes)"
 cd "$work"
 go mod init pnc.local/crio-binary >/dev/null 2>&1
@@ -47,5 +44,5 @@ src=$(go list -m -f '{{.Dir}}' github.com/cri-o/cri-o)/pinns/src
 gcc -std=c99 -O2 -Wall -Wextra -static -s -o "$work/pinns" "$src"/*.c
 mv -f "$work/pinns" "$BIN_DIR/pinns"
 mv -f "$work/crio" "$BIN_DIR/crio"
-log "built crio and pinns in $((SECONDS - start)) s"
+log "built crio and pinns in $(go_build_seconds) s"
 echo "$BIN_DIR"

@@ -10,13 +10,15 @@
 set -euo pipefail
 
 ISTIO_VERSION=${ISTIO_VERSION:-v0.0.0-20260827124520-eed52ebb66ad}
-CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
-BIN_DIR="$CACHE_ROOT/bin/istio-$ISTIO_VERSION"
 CMD_DIR="$(cd "$(dirname "$0")" && pwd)/istio/cmd"
 # Istio's own mains at this version, built from the module unchanged.
 declare -A MODULE_MAINS=([pilot-agent]=istio.io/istio/pilot/cmd/pilot-agent)
 
 log() { echo "build-istio-binaries: $*" >&2; }
+
+# shellcheck source=hack/lib/go-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-build.sh"
+BIN_DIR="$GO_BIN_CACHE/istio-$ISTIO_VERSION"
 
 names=("$@")
 if ((${#names[@]} == 0)); then
@@ -35,10 +37,7 @@ source_sum() {
   if [[ -n "${MODULE_MAINS[$1]:-}" ]]; then echo "${MODULE_MAINS[$1]}" | sha256sum | cut -d' ' -f1; else sha256sum "$CMD_DIR/$1/main.go" | cut -d' ' -f1; fi
 }
 
-# One build at a time (test projects may ask together); a waiter then finds the binaries current.
-mkdir -p "$BIN_DIR"
-exec 9>"$BIN_DIR/.lock"
-flock 9
+go_build_lock "$BIN_DIR"
 
 # A binary is current when the stamp beside it holds its source_sum.
 stale=()
@@ -51,13 +50,10 @@ if ((${#stale[@]} == 0)); then
   exit 0
 fi
 
-command -v go >/dev/null || { log "go is required to build ${stale[*]}"; exit 1; }
-work=$(mktemp -d)
+go_build_start "${stale[*]}"
+work=$GO_WORK
 out="$BIN_DIR/.build.$$"
-trap 'rm -rf "$work" "$out"' EXIT
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
-
-start=$SECONDS
+GO_CLEANUP+=("$out")
 log "building ${stale[*]} against istio.io/istio $ISTIO_VERSION (cold: many minutes)"
 cp -r "$CMD_DIR" "$work/cmd"
 cd "$work"
@@ -72,5 +68,5 @@ for n in "${stale[@]}"; do
   mv -f "$out/$n" "$BIN_DIR/$n"
   source_sum "$n" >"$BIN_DIR/.$n.sha256"
 done
-log "built ${stale[*]} in $((SECONDS - start)) s"
+log "built ${stale[*]} in $(go_build_seconds) s"
 echo "$BIN_DIR"

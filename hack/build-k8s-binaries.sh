@@ -18,11 +18,13 @@ case $K8S_VERSION in
 esac
 ETCD_VERSION=${ETCD_VERSION:-$default_etcd}
 CRICTL_VERSION=${CRICTL_VERSION:-$default_crictl}
-CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
-BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
 log() { echo "build-k8s-binaries: $*" >&2; }
+
+# shellcheck source=hack/lib/go-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-build.sh"
+BIN_DIR="$GO_BIN_CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 
 have_all() {
   local b
@@ -38,30 +40,20 @@ if have_all; then
   exit 0
 fi
 
-command -v go >/dev/null || { log "go is required to build the control plane (or set KUBEBUILDER_ASSETS)"; exit 1; }
-mkdir -p "$BIN_DIR"
-# One build at a time per cache dir; a waiter finds the binaries built.
-exec 9>"$BIN_DIR.lock"
-flock 9
+go_build_lock "$BIN_DIR"
 if have_all; then
   echo "$BIN_DIR"
   exit 0
 fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+go_build_start "the control plane (or set KUBEBUILDER_ASSETS)"
+work=$GO_WORK
 
 build_kubernetes() {
-  local start=$SECONDS minor=${K8S_VERSION#v1.} gomod
+  local start=$SECONDS minor=${K8S_VERSION#v1.}
   log "building ${K8S_TOOLS[*]} from k8s.io/kubernetes $K8S_VERSION (cold: many minutes)"
   mkdir -p "$work/k8s" && cd "$work/k8s"
   go mod init pnc.local/k8s-binaries >/dev/null 2>&1
-  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-  # Upstream replaces every staging module with a local path; point each at its published v0.Y.Z instead.
-  local staging=() m
-  mapfile -t staging < <(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")
-  ((${#staging[@]} > 0)) || { log "no staging replaces found in $gomod"; exit 1; }
-  for m in "${staging[@]}"; do go mod edit -replace="$m=$m@v0.${minor}"; done
+  go_replace_kubernetes_staging "$K8S_VERSION"
   local pkgs=() t
   for t in "${K8S_TOOLS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$t"); done
   # An explicit version on every package: a bare `go get` would upgrade to the newest release.

@@ -16,43 +16,34 @@ OPENSHIFT_APISERVER_LIBRARY_VERSION=${OPENSHIFT_APISERVER_LIBRARY_VERSION:-v0.0.
 OPENSHIFT_API_VERSION=${OPENSHIFT_API_VERSION:-v0.0.0-20251111013132-5c461e21bdb7}
 OPENSHIFT_CLIENT_VERSION=${OPENSHIFT_CLIENT_VERSION:-v0.0.0-20251015124057-db0dee36e235}
 OPENSHIFT_LIBRARY_VERSION=${OPENSHIFT_LIBRARY_VERSION:-v0.0.0-20260108135436-db8dbd64c462}
-CACHE_ROOT=${PNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-network-controller}
-BIN_DIR="$CACHE_ROOT/bin/openshift-${OPENSHIFT_APISERVER_LIBRARY_VERSION##*-}-api-${OPENSHIFT_API_VERSION##*-}-k8s-$K8S_VERSION"
 CMD_DIR="$(cd "$(dirname "$0")" && pwd)/openshift/cmd"
 CRD_PATH=security/v1/zz_generated.crd-manifests/0000_03_config-operator_01_securitycontextconstraints.crd.yaml
 CRD=securitycontextconstraints.crd.yaml
 
 log() { echo "build-openshift-binaries: $*" >&2; }
 
+# shellcheck source=hack/lib/go-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-build.sh"
+BIN_DIR="$GO_BIN_CACHE/openshift-${OPENSHIFT_APISERVER_LIBRARY_VERSION##*-}-api-${OPENSHIFT_API_VERSION##*-}-k8s-$K8S_VERSION"
+
 source_sum() { (cd "$CMD_DIR" && find scc-admission -type f -name '*.go' | sort | xargs sha256sum) | sha256sum | cut -d' ' -f1; }
 
-mkdir -p "$BIN_DIR"
-# One build at a time (test projects may ask together); a waiter then finds the binary current.
-exec 9>"$BIN_DIR/.lock"
-flock 9
+go_build_lock "$BIN_DIR"
 sum=$(source_sum)
 if [[ -x "$BIN_DIR/scc-admission" && -f "$BIN_DIR/$CRD" && "$(cat "$BIN_DIR/.scc-admission.sha256" 2>/dev/null)" == "$sum" ]]; then
   echo "$BIN_DIR"
   exit 0
 fi
 
-command -v go >/dev/null || { log "go is required to build scc-admission"; exit 1; }
-work=$(mktemp -d)
+go_build_start scc-admission
+work=$GO_WORK
 out="$BIN_DIR/.build.$$"
-trap 'rm -rf "$work" "$out"' EXIT
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
-
-start=$SECONDS
+GO_CLEANUP+=("$out")
 log "building scc-admission against apiserver-library-go $OPENSHIFT_APISERVER_LIBRARY_VERSION and k8s.io/kubernetes $K8S_VERSION (cold: minutes)"
 cp -r "$CMD_DIR" "$work/cmd"
 cd "$work"
 go mod init pnc.local/openshift-binaries >/dev/null 2>&1
-minor=${K8S_VERSION#v1.}
-gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-# Upstream replaces every staging module with a local path; point each at its published v0.Y.Z instead.
-mapfile -t staging < <(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")
-((${#staging[@]} > 0)) || { log "no staging replaces found in $gomod"; exit 1; }
-for m in "${staging[@]}"; do go mod edit -replace="$m=$m@v0.${minor}"; done
+go_replace_kubernetes_staging "$K8S_VERSION"
 # Explicit versions everywhere: a bare `go get` would take the newest of each.
 go get "k8s.io/kubernetes@$K8S_VERSION" \
   "github.com/openshift/apiserver-library-go@$OPENSHIFT_APISERVER_LIBRARY_VERSION" \
@@ -68,5 +59,5 @@ cp "$api_dir/$CRD_PATH" "$out/$CRD"
 mv -f "$out/$CRD" "$BIN_DIR/$CRD"
 mv -f "$out/scc-admission" "$BIN_DIR/scc-admission"
 echo "$sum" >"$BIN_DIR/.scc-admission.sha256"
-log "built scc-admission in $((SECONDS - start)) s"
+log "built scc-admission in $(go_build_seconds) s"
 echo "$BIN_DIR"
