@@ -215,7 +215,7 @@ try {
   const restarts = istioPods.reduce((sum, s) => sum + (s.validationRestarts ?? 0), 0);
   const passed = istioPods.filter((s) => s.validationRestarts === 0 && s.validationPassed).length;
   console.log(`   istio-validation restarts: ${restarts} in ${istioPods.length} pods (goal: none); passed at the first try: ${passed}/${istioPods.length}`);
-  console.log('\n   target for what the product adds (mesh - trivial-init): p50 <= 300 ms, p99 <= 1000 ms');
+  console.log('\n   target for what the product adds (mesh - trivial-init): p50 <= 150 ms, p99 <= 500 ms');
 } catch (error) {
   console.error(`\nbench:node FAILED: ${error instanceof Error ? error.message : String(error)}`);
   exitCode = 1;
