@@ -47,7 +47,8 @@ const phases: { args: string[]; env?: Record<string, string> }[] = extra.length
   : [
       { args: ['--project', 'unit', '--project', 'netns', '--project', 'cluster'] },
       { args: ['--project', 'node'] },
-      { args: ['--project', 'vm'] },
+      // The lab node beside the VM node runs CRI-O, OpenShift's runtime.
+      { args: ['--project', 'vm'], env: { PNC_NODE_RUNTIME: 'cri-o' } },
       {
         args: [
           '--project',
@@ -72,7 +73,8 @@ let skipped = 0;
 for (const [index, { args, env }] of phases.entries()) {
   const report = `.test-results/vitest-${index}.json`;
   rmSync(report, { force: true });
-  console.log(`\n== vitest ${args.join(' ')}${env ? ` (Kubernetes ${env.PNC_KUBERNETES_VERSION})` : ''}`);
+  const settings = Object.entries(env ?? {}).map(([name, value]) => `${name}=${value}`);
+  console.log(`\n== vitest ${args.join(' ')}${settings.length ? ` (${settings.join(' ')})` : ''}`);
   ok(['npx', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...args], env);
   try {
     const result = JSON.parse(readFileSync(report, 'utf8')) as VitestJson;

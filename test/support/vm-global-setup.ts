@@ -11,6 +11,7 @@ import type { TestProject } from 'vitest/node';
 import { deployToLocalCluster, ensureLocalCluster, stopLocalCluster, type LocalCluster } from '../../hack/lib/local-cluster.ts';
 import { processStartTime } from '../../hack/lib/proc.ts';
 import { sweepClustersOfDeadRuns } from './cluster-global-setup.ts';
+import { nodeRuntime } from './node-global-setup.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -24,7 +25,7 @@ const RUN_DIR_PREFIX = 'pnc-test-vm-';
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   if (process.getuid?.() !== 0) {
     console.warn('vm-global-setup: not root, so no VM node: the VM tests skip');
-    for (const key of ['kubeconfig', 'binDir', 'nodeName', 'vmNodeName', 'clusterDir'] as const) project.provide(key, '');
+    for (const key of ['kubeconfig', 'binDir', 'nodeName', 'nodeRuntime', 'vmNodeName', 'clusterDir'] as const) project.provide(key, '');
     return undefined;
   }
   await sweepClustersOfDeadRuns(RUN_DIR_PREFIX);
@@ -37,7 +38,8 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   const started = Date.now();
   let cluster: LocalCluster;
   try {
-    cluster = await ensureLocalCluster({ stateDir, withNode, withVmNode: true });
+    // The lab node's runtime: PNC_NODE_RUNTIME (npm test runs this project with CRI-O).
+    cluster = await ensureLocalCluster({ stateDir, withNode, withVmNode: true, runtime: nodeRuntime(process.env.PNC_NODE_RUNTIME) });
     console.log(`vm-global-setup: control plane and ${withNode ? 'both nodes' : 'the VM node'} ready in ${Date.now() - started} ms (${stateDir})`);
     const deployStarted = Date.now();
     await deployToLocalCluster({ stateDir });
@@ -49,6 +51,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   project.provide('kubeconfig', cluster.kubeconfig);
   project.provide('binDir', cluster.binDir);
   project.provide('nodeName', cluster.node?.name ?? '');
+  project.provide('nodeRuntime', cluster.node?.runtime ?? '');
   project.provide('vmNodeName', cluster.vmNode!.name);
   project.provide('clusterDir', stateDir);
   return stop;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ownerOfCgroupFile } from '../../controller/src/agent/cgroup-path.ts';
 import { STATUS_ANNOTATION, parseMark } from '../../controller/src/pod-contract/index.ts';
 import type { Mark } from '../../controller/src/pod-contract/index.ts';
-import { IMAGES, connectFromPod, isReady, kubectl, meshNamespace, standInPod, waitForInjection } from '../../hack/lib/real-node.ts';
+import { APP_PORT, IMAGES, connectFromPod, isReady, kubectl, meshNamespace, standInPod, waitForInjection } from '../../hack/lib/real-node.ts';
 import { WAITER_CONTAINER } from '../../hack/lib/mesh-pods.ts';
 import { kubeConfigForToken } from '../../hack/lib/kube-objects.ts';
 import { pollFor } from '../../hack/lib/poll.ts';
@@ -16,6 +16,7 @@ import { adminKubeConfig, freshNamespace } from '../support/cluster.ts';
 
 const vmNode = inject('vmNodeName');
 const labNode = inject('nodeName');
+const labRuntime = inject('nodeRuntime');
 const AGENT_NAMESPACE = 'pod-network-controller';
 const AGENT_SELECTOR = 'app.kubernetes.io/name=pod-network-controller';
 const SLOW = 300_000;
@@ -158,6 +159,11 @@ describe.skipIf(!vmNode)('the VM node: systemd, cgroup v2, the systemd cgroup dr
       ]).catch(() => undefined);
     });
 
+    it("runs the lab node on the runtime PNC_NODE_RUNTIME names (npm test: CRI-O, OpenShift's)", async () => {
+      const node = await kc.makeApiClient(CoreV1Api).readNode({ name: labNode });
+      expect(node.status?.nodeInfo?.containerRuntimeVersion).toMatch(labRuntime === 'cri-o' ? /^cri-o:\/\// : /^containerd:\/\//);
+    });
+
     it("scopes each agent to its node with the token its node's real kubelet projected: each may mark its own node's pod, not the other's", async () => {
       const core = kc.makeApiClient(CoreV1Api);
       const ns = await freshNamespace(kc);
@@ -216,6 +222,10 @@ describe.skipIf(!vmNode)('the VM node: systemd, cgroup v2, the systemd cgroup dr
       await core.createNamespacedPod({ namespace: mesh, body: podOn('on-lab', 'mesh', labNode) });
       const lab = await readyPod(kc, mesh, 'on-lab');
       expect(markOf(lab)?.state).toBe('initialized');
+      expect(await connectFromPod(k, mesh, 'on-lab', 'app', '198.51.100.230', APP_PORT)).toMatchObject({
+        listener: 15001,
+        original: `198.51.100.230:${APP_PORT}`,
+      });
       const held = await poll('the VM pod to run its waiter', async () => {
         const pod = await readPod(kc, mesh, 'on-vm');
         return pod.status?.initContainerStatuses?.find((s) => s.name === WAITER_CONTAINER)?.state?.running ? pod : undefined;
