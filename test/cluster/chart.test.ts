@@ -168,27 +168,12 @@ const matrix: [string, object, (objects: Manifest[]) => void][] = [
         excludedNamespaces: [...config.excludedNamespaces],
         runtimeDefaultCapabilities: [...config.runtimeDefaultCapabilities],
       }).toEqual({
+        ...everySetting,
         nodeName: 'node-1',
         podNamespace: INSTALL_NAMESPACE,
         podUid,
-        proxyContainer: 'envoy',
-        waiterContainer: 'mesh-waiter',
-        excludedNamespaces: ['kube-system', 'monitoring', INSTALL_NAMESPACE],
-        allowProxyUidApps: true,
-        bypassPolicy: 'strict',
-        runtimeDefaultCapabilities: ['CHOWN', 'NET_BIND_SERVICE'],
-        iptablesMode: 'nft',
-        iptablesLockTimeout: 30,
-        httpPort: 9200,
-        httpAddress: '::',
-        concurrency: 8,
-        procRoot: '/host/proc',
-        families: ['ipv4'],
-        captureDns: true,
-        excludeInboundPorts: [9000, 9001],
-        excludeOutboundPorts: [5432],
-        excludeOutboundCidrs: ['169.254.169.254/32', '2001:db8::/32'],
-        logLevel: 'debug',
+        // The agent never touches its own namespace, whatever the list says.
+        excludedNamespaces: [...everySetting.excludedNamespaces, INSTALL_NAMESPACE],
       });
       expect(container.ports[0].containerPort).toBe(9200);
       // The injection's parameters carry the same values as the agent's settings, so the policy
