@@ -49,6 +49,8 @@ die() { log "$*"; exit 1; }
 source "$HACK_DIR/lib/host-network.sh"
 # shellcheck source=hack/lib/node-pki.sh
 source "$HACK_DIR/lib/node-pki.sh"
+# shellcheck source=hack/lib/kubelet-config.sh
+source "$HACK_DIR/lib/kubelet-config.sh"
 slot_vars() {
   local slot=$1
   POD_V4_NET="198.51.100.$((64 * slot))"
@@ -566,65 +568,15 @@ write_configs() {
 }
 EOF
   # oomScoreAdj 0 for the same reason as restrict_oom_score_adj; cgroupRoot keeps this
-  # node's pod cgroups apart from any other kubelet-shaped tree on the host; no DNS: the
-  # pods get an empty resolv.conf, so nothing looks names up off the machine.
-  cat >"$k/config.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: $NODE_V4
-port: 10250
-readOnlyPort: 0
-healthzPort: 0
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: true
-  x509:
-    clientCAFile: $PKI/ca.crt
-authorization:
-  mode: Webhook
-tlsCertFile: $NODE_DIR/pki/kubelet.crt
-tlsPrivateKeyFile: $NODE_DIR/pki/kubelet.key
-containerRuntimeEndpoint: unix://$CRI_SOCKET
-cgroupDriver: cgroupfs
-cgroupRoot: /$CGROUP_ROOT
+  # node's pod cgroups apart from any other kubelet-shaped tree on the host.
+  kubelet_config "$NODE_V4" "$PKI/ca.crt" "$NODE_DIR/pki/kubelet.crt" "$NODE_DIR/pki/kubelet.key" "unix://$CRI_SOCKET" cgroupfs \
+    "cgroupRoot: /$CGROUP_ROOT
 failCgroupV1: false
-failSwapOn: false
 makeIPTablesUtilChains: false
 oomScoreAdj: 0
 volumePluginDir: $k/volume-plugins
-podLogsDir: $k/pod-logs
-resolvConf: ""
-serializeImagePulls: false
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: 50Mi
-  nodefs.available: 1%
-  nodefs.inodesFree: 1%
-  imagefs.available: 1%
-EOF
-  cat >"$k/kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: pnc-local
-  cluster:
-    server: $APISERVER_URL
-    certificate-authority: $PKI/ca.crt
-users:
-- name: kubelet
-  user:
-    client-certificate: $NODE_DIR/pki/kubelet-client.crt
-    client-key: $NODE_DIR/pki/kubelet-client.key
-contexts:
-- name: kubelet
-  context:
-    cluster: pnc-local
-    user: kubelet
-current-context: kubelet
-EOF
+podLogsDir: $k/pod-logs" >"$k/config.yaml"
+  kubelet_kubeconfig "$APISERVER_URL" "$PKI/ca.crt" "$NODE_DIR/pki/kubelet-client.crt" "$NODE_DIR/pki/kubelet-client.key" >"$k/kubeconfig"
   chmod 600 "$k/kubeconfig"
 }
 

@@ -48,6 +48,8 @@ die() { log "$*"; exit 1; }
 source "$HACK_DIR/lib/host-network.sh"
 # shellcheck source=hack/lib/node-pki.sh
 source "$HACK_DIR/lib/node-pki.sh"
+# shellcheck source=hack/lib/kubelet-config.sh
+source "$HACK_DIR/lib/kubelet-config.sh"
 # shellcheck source=hack/lib/procs.sh
 source "$HACK_DIR/lib/procs.sh"
 
@@ -165,58 +167,11 @@ EOF
 }
 EOF
   printf 'POD_V4_GW=%s/%s\nPOD_V6_GW=%s/%s\n' "$v4_gw" "${VM_POD_V4_CIDR#*/}" "$v6_gw" "${VM_POD_V6_CIDR#*/}" >>"$d/node.env"
-  # The shape under test: the systemd driver on cgroup v2. No DNS: pods get an empty resolv.conf.
-  cat >"$d/kubelet.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: "$VM_GUEST_V6"
-port: 10250
-readOnlyPort: 0
-healthzPort: 0
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: true
-  x509:
-    clientCAFile: /etc/kubernetes/pki/ca.crt
-authorization:
-  mode: Webhook
-tlsCertFile: /etc/kubernetes/pki/kubelet.crt
-tlsPrivateKeyFile: /etc/kubernetes/pki/kubelet.key
-containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
-cgroupDriver: systemd
-failSwapOn: false
-resolvConf: ""
-serializeImagePulls: false
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: 50Mi
-  nodefs.available: 1%
-  nodefs.inodesFree: 1%
-  imagefs.available: 1%
-EOF
-  cat >"$d/kubelet.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: pnc-local
-  cluster:
-    server: https://[$VM_HOST_V6]:$APISERVER_PORT
-    certificate-authority: /etc/kubernetes/pki/ca.crt
-users:
-- name: kubelet
-  user:
-    client-certificate: /etc/kubernetes/pki/kubelet-client.crt
-    client-key: /etc/kubernetes/pki/kubelet-client.key
-contexts:
-- name: kubelet
-  context:
-    cluster: pnc-local
-    user: kubelet
-current-context: kubelet
-EOF
+  # The shape under test: the systemd driver on cgroup v2.
+  kubelet_config "$VM_GUEST_V6" /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/kubelet.crt /etc/kubernetes/pki/kubelet.key \
+    unix:///run/containerd/containerd.sock systemd >"$d/kubelet.yaml"
+  kubelet_kubeconfig "https://[$VM_HOST_V6]:$APISERVER_PORT" /etc/kubernetes/pki/ca.crt \
+    /etc/kubernetes/pki/kubelet-client.crt /etc/kubernetes/pki/kubelet-client.key >"$d/kubelet.kubeconfig"
   cp "$HACK_DIR/vm/setup.sh" "$d/setup.sh"
   size=$(($(du -sm "$d" | cut -f1) * 11 / 10 + 32))
   rm -f "$VM_DIR/node.img"
