@@ -8,11 +8,20 @@ pid_file() { echo "$PID_DIR/$1.pid"; }
 # 8 and 9 closed, or it would hold the locks), so it outlives the script and a caller waiting
 # on our stdout (execFile) is not held open by it.
 launch() {
-  local name=$1
+  local name=$1 pid i
   shift
   mkdir -p "$LOG_DIR"
   setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 8>&- 9>&- &
-  echo $! >"$(pid_file "$name")"
+  pid=$!
+  echo "$pid" >"$(pid_file "$name")"
+  # Until the child has exec'd CMD its command line is this script's, and recorded_pid would
+  # take it for gone: a caller checking at once (a loaded machine makes the window long) would
+  # say it exited during startup. Wait for the exec, or the exit.
+  for ((i = 0; i < 100; i++)); do
+    [[ -r "/proc/$pid/cmdline" ]] || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$PID_DIR/" && return 0
+    sleep 0.05
+  done
 }
 
 # A recorded pid counts only while it is alive AND its command line names $PID_DIR,
