@@ -1,14 +1,7 @@
 // `npm test`: build, typecheck, lint, format check, then every vitest project; the last line is "N passed, N failed".
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-
-interface VitestJson {
-  numPassedTests: number;
-  numFailedTests: number;
-  numPendingTests: number;
-  numTodoTests: number;
-  testResults: { status: string; assertionResults: unknown[] }[];
-}
+import { countReport, type VitestReport } from './lib/vitest-report.ts';
 
 const ok = (argv: string[], env: Record<string, string> = {}) =>
   spawnSync(argv[0]!, argv.slice(1), { stdio: 'inherit', env: { ...process.env, ...env } }).status === 0;
@@ -77,11 +70,10 @@ for (const [index, { args, env }] of phases.entries()) {
   console.log(`\n== vitest ${args.join(' ')}${settings.length ? ` (${settings.join(' ')})` : ''}`);
   ok(['npx', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...args], env);
   try {
-    const result = JSON.parse(readFileSync(report, 'utf8')) as VitestJson;
-    passed += result.numPassedTests;
-    // A file that fails to load has no failed test, only a failed file: count it once.
-    failed += result.numFailedTests + result.testResults.filter((file) => file.status === 'failed' && file.assertionResults.length === 0).length;
-    skipped += result.numPendingTests + result.numTodoTests;
+    const counts = countReport(JSON.parse(readFileSync(report, 'utf8')) as VitestReport);
+    passed += counts.passed;
+    failed += counts.failed;
+    skipped += counts.skipped;
   } catch (error) {
     console.log(`FAILED: no vitest report (${(error as Error).message})`);
     failed++;
