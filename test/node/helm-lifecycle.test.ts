@@ -221,8 +221,11 @@ describe.skipIf(!nodeName)('the Helm chart on a real node: take-ownership, upgra
       created.push(createMeshPod(name));
     };
     for (let i = 0; i < 3; i++) create(`before-uninstall-${i}`);
-    const uninstall = helm(['uninstall', RELEASE, '--wait', '--timeout', '5m']);
-    for (let i = 0; i < 6; i++) {
+    let finished = false;
+    const uninstall = helm(['uninstall', RELEASE, '--wait', '--timeout', '5m']).finally(() => (finished = true));
+    // Until it is done: the hook's Job takes seconds to start, so the first of these are injected
+    // and the later ones come after it removed the injection.
+    for (let i = 0; !finished && i < 120; i++) {
       await new Promise((resolve) => setTimeout(resolve, 500));
       create(`during-uninstall-${i}`);
     }
