@@ -401,9 +401,10 @@ export class Reconciler {
     if (failure.reported) return { kind: 'done' };
     pass.log.warn({ outcome: failure.outcome }, failure.reason);
     this.#deps.metrics.podResults.inc({ outcome: failure.outcome });
-    this.#deps.events.record(pass.ref, failure.event, failure.reason);
     const known = pass.memory.sandbox;
     await this.#writeError(pass, failure.markText, failure.reason, known && this.#deps.finder.isAlive(known) ? known : undefined);
+    // After the mark, as for Initialized: whoever reads the Warning finds the pod marked.
+    this.#deps.events.record(pass.ref, failure.event, failure.reason);
     return { kind: 'done' };
   }
 
