@@ -23,6 +23,9 @@ const SLOW = 300_000;
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 const k = (args: string[], timeoutMs = 120_000) => kubectl(inject('binDir'), inject('kubeconfig'), args, timeoutMs);
+/** Undoes the test's nodeAffinity that keeps the agent off the VM node. */
+const agentOnEveryNode = () =>
+  k(['-n', AGENT_NAMESPACE, 'patch', 'daemonset', 'pod-network-controller', '--type=json', '-p', '[{"op":"remove","path":"/spec/template/spec/affinity"}]']);
 const poll = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = SLOW) => pollFor(what, probe, timeoutMs);
 
 function markOf(pod: V1Pod): Mark | undefined {
@@ -147,16 +150,7 @@ describe.skipIf(!vmNode)('the VM node: systemd, cgroup v2, the systemd cgroup dr
   describe.skipIf(!labNode)('with the lab node: two real nodes', () => {
     afterAll(async () => {
       // A failed test must not leave either node without its agent.
-      await k([
-        '-n',
-        AGENT_NAMESPACE,
-        'patch',
-        'daemonset',
-        'pod-network-controller',
-        '--type=json',
-        '-p',
-        '[{"op":"remove","path":"/spec/template/spec/affinity"}]',
-      ]).catch(() => undefined);
+      await agentOnEveryNode().catch(() => undefined);
     });
 
     it("runs the lab node on the runtime PNC_NODE_RUNTIME names (npm test: CRI-O, OpenShift's)", async () => {
@@ -232,16 +226,7 @@ describe.skipIf(!vmNode)('the VM node: systemd, cgroup v2, the systemd cgroup dr
       });
       expect(markOf(held)).toBeUndefined();
 
-      await k([
-        '-n',
-        AGENT_NAMESPACE,
-        'patch',
-        'daemonset',
-        'pod-network-controller',
-        '--type=json',
-        '-p',
-        '[{"op":"remove","path":"/spec/template/spec/affinity"}]',
-      ]);
+      await agentOnEveryNode();
       const vm = await readyPod(kc, mesh, 'on-vm');
       expect(markOf(vm)?.state).toBe('initialized');
     });
