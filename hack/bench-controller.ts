@@ -18,7 +18,7 @@ import { meshPod } from './lib/mesh-pods.ts';
 import { ensureBundles } from './lib/ensure-bundles.ts';
 import { positiveInteger } from './lib/flags.ts';
 import { ensureLocalCluster } from './lib/local-cluster.ts';
-import { quantile, statusMiB } from './lib/stats.ts';
+import { quantile, statCpuSeconds, statusMiB } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -41,7 +41,7 @@ if (process.getuid?.() !== 0) {
 
 const round = (value: number) => Math.round(value * 10) / 10;
 
-async function procStatusMb(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
+async function procStatusMb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): Promise<number> {
   return statusMiB(await readFile(`/proc/${pid}/status`, 'utf8'), field);
 }
 
@@ -102,6 +102,9 @@ async function agentFigures(controller: ControllerProcess) {
   return {
     rssMb: await procStatusMb(controller.pid, 'VmRSS'),
     peakRssMb: await procStatusMb(controller.pid, 'VmHWM'),
+    anonymousRssMb: await procStatusMb(controller.pid, 'RssAnon'),
+    fileRssMb: await procStatusMb(controller.pid, 'RssFile'),
+    cpuSeconds: statCpuSeconds(await readFile(`/proc/${controller.pid}/stat`, 'utf8')),
     watchRequests: {
       pods: metricValue(metrics, 'pnc_watch_requests_total', { resource: 'pods' }),
       namespaces: metricValue(metrics, 'pnc_watch_requests_total', { resource: 'namespaces' }),
@@ -122,7 +125,7 @@ const nodeName = `node-bench-${uniqueSuffix()}`;
 const fixture = new MeshFixture(kc, nodeName);
 let controller: ControllerProcess | undefined;
 let exitCode = 0;
-// --node-options compares V8 settings (e.g. --max-semi-space-size=4) with the agent's own choice.
+// --node-options compares V8 settings (e.g. --max-semi-space-size=4, --no-jitless) with the agent's own choice.
 const agentEnv: Record<string, string> = { LOG_LEVEL: 'info', ...(flags['node-options'] ? { NODE_OPTIONS: flags['node-options'] } : {}) };
 
 try {
@@ -164,10 +167,10 @@ try {
   };
 
   const check = (ok: boolean) => (ok ? 'ok' : 'MISSED');
-  const row = (measure: string, value: string, target = '') => console.log(`| ${measure.padEnd(50)} | ${value.padEnd(18)} | ${target.padEnd(18)} |`);
+  const row = (measure: string, value: string, target = '') => console.log(`| ${measure.padEnd(58)} | ${value.padEnd(18)} | ${target.padEnd(18)} |`);
   console.log(`\nbench:controller: ${POD_COUNT} mesh pods on ${nodeName} (sandboxes made ${SANDBOX_CONCURRENCY} at a time)`);
   row('measure', 'value', 'target');
-  console.log(`| ${'-'.repeat(50)} | ${'-'.repeat(18)} | ${'-'.repeat(18)} |`);
+  console.log(`| ${'-'.repeat(58)} | ${'-'.repeat(18)} | ${'-'.repeat(18)} |`);
   // "Ready" is when the simulator returned, after it wrote the pod's status: the agent may
   // find the pause process before that, so small negative values are real.
   row('arrival: sandbox ready -> mark, p50', `${arrival.p50Ms} ms`);
@@ -177,6 +180,8 @@ try {
   row('arrival: last sandbox ready -> last mark', `${arrival.lastSandboxToLastMarkMs} ms`);
   row("arrival: agent's own found -> mark latency, mean", `${arrival.agentMarkLatencyMeanMs} ms`);
   row('arrival: agent RSS now / peak', `${arrival.rssMb} / ${arrival.peakRssMb} MB`, `<= ${TARGETS.rssMb} MB ${check(arrival.peakRssMb <= TARGETS.rssMb)}`);
+  row(`arrival: agent RSS now: anonymous / file (node's binary)`, `${arrival.anonymousRssMb} / ${arrival.fileRssMb} MB`);
+  row('arrival: agent CPU time (user + system)', `${arrival.cpuSeconds} s`);
   row('arrival: LIST+WATCH requests pods / namespaces', `${arrival.watchRequests.pods} / ${arrival.watchRequests.namespaces}`);
   row(`startup: agent start -> /readyz 200`, `${startup.agentReadyMs} ms`);
   row(`startup: agent start -> mark, p50`, `${startup.p50Ms} ms`);
@@ -192,6 +197,8 @@ try {
     POD_COUNT <= 110 ? `<= ${TARGETS.allWithinMs} ms ${check(startup.readyToAllMarkedMs <= TARGETS.allWithinMs)}` : '',
   );
   row('startup: agent RSS now / peak', `${startup.rssMb} / ${startup.peakRssMb} MB`, `<= ${TARGETS.rssMb} MB ${check(startup.peakRssMb <= TARGETS.rssMb)}`);
+  row(`startup: agent RSS now: anonymous / file (node's binary)`, `${startup.anonymousRssMb} / ${startup.fileRssMb} MB`);
+  row('startup: agent CPU time (user + system)', `${startup.cpuSeconds} s`);
   row('startup: LIST+WATCH requests pods / namespaces', `${startup.watchRequests.pods} / ${startup.watchRequests.namespaces}`);
   console.log(JSON.stringify({ bench: 'controller', pods: POD_COUNT, sandboxConcurrency: SANDBOX_CONCURRENCY, arrival, startup }));
 } catch (error) {

@@ -7,8 +7,19 @@ export function quantile(samples: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
-/** VmRSS or VmHWM of a /proc/PID/status text, in MiB with one decimal; NaN when absent. */
-export function statusMiB(status: string, field: 'VmRSS' | 'VmHWM'): number {
+/**
+ * A memory field of a /proc/PID/status text, in MiB with one decimal; NaN when absent.
+ * VmRSS = RssAnon (the process's own memory) + RssFile (pages of node's binary and
+ * libraries it touched, shared with every other node process) + RssShmem.
+ */
+export function statusMiB(status: string, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
   return match ? Math.round(Number(match[1]) / 102.4) / 10 : NaN;
+}
+
+/** CPU time (user + system) of a /proc/PID/stat text, in seconds; the clock tick is 100 Hz on Linux. */
+export function statCpuSeconds(stat: string): number {
+  // Fields after the command name, which may hold spaces and parentheses: state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }

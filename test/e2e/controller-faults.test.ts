@@ -206,8 +206,9 @@ describe.skipIf(notRoot)('controller under faults', () => {
       const ns = await fixture.namespace('e2e-faults-churn');
       controller = await startController({ kubeconfig, nodeName });
       const agent = controller;
-      // The agent re-executes itself with small young generations and two malloc arenas.
-      expect((await readFile(`/proc/${agent.pid}/cmdline`, 'utf8')).split('\0')).toContain('--max-semi-space-size=1');
+      // The agent re-executes itself with small young generations, no JIT and two malloc arenas.
+      expect((await readFile(`/proc/${agent.pid}/cmdline`, 'utf8')).split('\0')).toEqual(expect.arrayContaining(['--max-semi-space-size=1', '--jitless']));
+      expect(await readFile(`/proc/${agent.pid}/maps`, 'utf8'), 'no writable and executable memory').not.toMatch(/ rwx. /);
       expect((await readFile(`/proc/${agent.pid}/environ`, 'utf8')).split('\0')).toContain('MALLOC_ARENA_MAX=2');
       const rssMb = async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${agent.pid}/status`, 'utf8'))?.[1]) / 1024;
       const samples: number[] = [];

@@ -102,6 +102,10 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   '--show-only',
   // node, vitest
   '--max-semi-space-size',
+  '--jitless',
+  '--no-jitless',
+  '--no-opt',
+  '--no-maglev',
   '--project',
 ]);
 

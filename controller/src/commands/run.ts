@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
 import { type AgentConfig, ConfigError, configHelp, type FlagOptions, nodeRedirectConfig, parseConfig, settingOptions } from '../agent/config.ts';
 import { detectNodeFamilies, withEnabledFamilies } from '../agent/node-families.ts';
+import { missingAgentNodeFlags } from '../agent/node-runtime-flags.ts';
 import { type IptablesModeDecision, NodeConfigError, type ValidatedNodeConfig, detectIptablesMode, probeFamily } from '../redirect/index.ts';
 
 export const runHelp = `  run [flags]
@@ -15,24 +16,19 @@ ${configHelp()}
 `;
 
 /**
- * V8 lets its young generation grow to tens of MB during a pod burst. With 1 MB
- * semi-spaces the agent's peak RSS in the 110-pod benchmark is 86-89 MB instead of
- * 91-92 MB (4 MB) or 100-109 MB (V8's default), with no latency cost measured
- * (`npm run bench:controller -- --node-options=--max-semi-space-size=4` compares). The flag
- * only works at start-up, so the agent re-executes itself with it: execve keeps the PID,
- * so signals (SIGTERM, SIGKILL) and the container runtime see one process. An operator's
- * own setting (NODE_OPTIONS or a node flag) wins.
+ * The agent's Node flags (AGENT_NODE_FLAGS: small young generations, no JIT) only work at
+ * start-up, so the agent re-executes itself with those the operator has not set: execve keeps
+ * the PID, so signals (SIGTERM, SIGKILL) and the container runtime see one process.
  *
  * The same re-exec caps glibc's malloc arenas at 2 (MALLOC_ARENA_MAX, read only at start):
- * Node's GC and libuv threads otherwise each get an arena that keeps freed native memory;
- * at 250 pods the agent's peak RSS was 88.5-89.1 MB with it and 91.2-94.1 MB without
- * (three runs each), start-up latency unchanged within noise. An operator's value wins.
+ * Node's GC and libuv threads otherwise each get an arena that keeps freed native memory.
+ * An operator's value wins. The measurements: the Memory section of docs/design.md.
  */
-function reexecWithSmallYoungGeneration(): void {
-  const flag = '--max-semi-space-size';
+function reexecWithAgentNodeFlags(): void {
   if (typeof process.execve !== 'function' || !process.argv[1]) return;
-  if (process.execArgv.some((arg) => arg.startsWith(flag)) || (process.env.NODE_OPTIONS ?? '').includes(flag)) return;
-  process.execve(process.execPath, [process.execPath, `${flag}=1`, ...process.execArgv, ...process.argv.slice(1)], { MALLOC_ARENA_MAX: '2', ...process.env });
+  const missing = missingAgentNodeFlags(process.execArgv, process.env.NODE_OPTIONS ?? '');
+  if (missing.length === 0) return;
+  process.execve(process.execPath, [process.execPath, ...missing, ...process.execArgv, ...process.argv.slice(1)], { MALLOC_ARENA_MAX: '2', ...process.env });
 }
 
 /** `run`'s flags (node:util parseArgs options): every setting, and help. */
@@ -56,7 +52,7 @@ export async function runCommand(args: string[]): Promise<number> {
     }
     throw error;
   }
-  reexecWithSmallYoungGeneration();
+  reexecWithAgentNodeFlags();
   const log = pino({ level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime });
   let decision: IptablesModeDecision;
   try {

@@ -1,0 +1,26 @@
+// The Node flags the agent re-executes itself with, and how an operator overrides them: pure.
+import { describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS, missingAgentNodeFlags } from '../../controller/src/agent/node-runtime-flags.ts';
+
+describe('missingAgentNodeFlags', () => {
+  it('adds every flag of the agent when the operator set none', () => {
+    expect(missingAgentNodeFlags([], '')).toEqual(['--max-semi-space-size=1', '--jitless']);
+    expect(missingAgentNodeFlags(['--enable-source-maps'], '--stack-trace-limit=50')).toEqual(AGENT_NODE_FLAGS.map((flag) => flag.arg));
+  });
+
+  it('adds nothing once the re-executed agent runs with them', () => {
+    expect(missingAgentNodeFlags(['--max-semi-space-size=1', '--jitless'], '')).toEqual([]);
+  });
+
+  it("keeps the operator's choice, either way, from NODE_OPTIONS or node's own arguments", () => {
+    expect(missingAgentNodeFlags([], '--no-jitless')).toEqual(['--max-semi-space-size=1']);
+    expect(missingAgentNodeFlags(['--no-jitless'], '')).toEqual(['--max-semi-space-size=1']);
+    expect(missingAgentNodeFlags([], '  --max-semi-space-size=8   --jitless ')).toEqual([]);
+    expect(missingAgentNodeFlags(['--max_semi_space_size=4'], '')).toEqual(['--jitless']);
+  });
+
+  it('does not take a value or a flag that merely contains the name for the flag', () => {
+    expect(missingAgentNodeFlags([], '--require=/opt/jitless.js')).toEqual(['--max-semi-space-size=1', '--jitless']);
+    expect(missingAgentNodeFlags(['--max-semi-space-size-extra=2'], '')).toEqual(['--max-semi-space-size=1', '--jitless']);
+  });
+});
