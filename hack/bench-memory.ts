@@ -6,7 +6,8 @@
 // pods' marks removed before each run: start -> /readyz -> all pods marked again. Reported
 // per build: peak RSS (VmHWM), the largest JS heap seen (sampled from /metrics), the heap
 // once done, the LIST and WATCH requests for namespaces and the times. The baseline is the agent built
-// from a git revision (default: the one before namespaces were paged and trimmed).
+// from a git revision (default: the one before namespaces were paged and trimmed);
+// --node-options adds this tree run with NODE_OPTIONS (e.g. --no-jitless) as a third build.
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
@@ -39,6 +40,7 @@ const { values: flags } = parseArgs({
     runs: { type: 'string', default: '1' },
     baseline: { type: 'string', default: BEFORE_PAGED_NAMESPACES },
     'cluster-dir': { type: 'string' },
+    'node-options': { type: 'string' },
     timeout: { type: 'string', default: '180' },
   },
 });
@@ -209,7 +211,14 @@ interface RunResult {
   namespaceRequests: number;
 }
 
-async function runAgent(name: string, bundle: string, kubeconfig: string, nodeName: string, core: CoreV1Api, namespace: string): Promise<RunResult> {
+interface Build {
+  name: string;
+  bundle: string;
+  /** NODE_OPTIONS for the agent (compares V8 settings with the agent's own choice). */
+  nodeOptions?: string;
+}
+
+async function runAgent({ name, bundle, nodeOptions }: Build, kubeconfig: string, nodeName: string, core: CoreV1Api, namespace: string): Promise<RunResult> {
   const started = performance.now();
   let controller: ControllerProcess | undefined;
   let peakHeap = 0;
@@ -224,7 +233,8 @@ async function runAgent(name: string, bundle: string, kubeconfig: string, nodeNa
     }
   };
   try {
-    controller = await startController({ kubeconfig, nodeName, bundle, env: { LOG_LEVEL: 'info' }, waitReady: false });
+    const env = { LOG_LEVEL: 'info', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
+    controller = await startController({ kubeconfig, nodeName, bundle, env, waitReady: false });
     const sampler = sample();
     await controller.waitReady(TIMEOUT_MS);
     const readyMs = performance.now() - started;
@@ -266,9 +276,10 @@ let fixture: MeshFixture | undefined;
 let exitCode = 0;
 
 try {
-  const builds: [string, string][] = [
-    [`baseline (${flags.baseline})`, await buildBaseline(flags.baseline, workDir)],
-    ['this tree', CONTROLLER_BUNDLE],
+  const builds: Build[] = [
+    { name: `baseline (${flags.baseline})`, bundle: await buildBaseline(flags.baseline, workDir) },
+    { name: 'this tree', bundle: CONTROLLER_BUNDLE },
+    ...(flags['node-options'] ? [{ name: `this tree, ${flags['node-options']}`, bundle: CONTROLLER_BUNDLE, nodeOptions: flags['node-options'] }] : []),
   ];
   const cluster = await ensureLocalCluster({ stateDir });
   const kc = new KubeConfig();
@@ -285,9 +296,9 @@ try {
   const results: RunResult[] = [];
   for (let run = 0; run < RUNS; run++) {
     // Alternate which build goes first.
-    for (const [name, bundle] of run % 2 === 0 ? builds : [...builds].reverse()) {
+    for (const build of run % 2 === 0 ? builds : [...builds].reverse()) {
       await clearMarks(fixture, handles);
-      results.push(await runAgent(name, bundle, cluster.kubeconfig, nodeName, core, podNamespace));
+      results.push(await runAgent(build, cluster.kubeconfig, nodeName, core, podNamespace));
     }
   }
 
@@ -297,15 +308,15 @@ try {
       `${sizes.wholeMb} MiB whole, ${sizes.metadataMb} MiB as metadata; one namespace ${sizes.oneNamespaceBytes} bytes of JSON\n`,
   );
   console.log(
-    '| build                | start -> /readyz | start -> all marked | peak RSS (VmHWM) | RSS after | peak heap | heap after | namespace LIST+WATCH |',
+    '| build                            | start -> /readyz | start -> all marked | peak RSS (VmHWM) | RSS after | peak heap | heap after | namespace LIST+WATCH |',
   );
   console.log(
-    '| -------------------- | ---------------- | ------------------- | ---------------- | --------- | --------- | ---------- | -------------------- |',
+    '| -------------------------------- | ---------------- | ------------------- | ---------------- | --------- | --------- | ---------- | -------------------- |',
   );
   for (const r of results) {
     const target = r.peakRssMb <= TARGET_RSS_MB ? 'ok' : 'MISSED';
     console.log(
-      `| ${r.build.padEnd(20)} | ${`${r.readyMs} ms`.padStart(16)} | ${`${r.allMarkedMs} ms`.padStart(19)} | ${`${r.peakRssMb} MiB ${target}`.padStart(16)} | ` +
+      `| ${r.build.padEnd(32)} | ${`${r.readyMs} ms`.padStart(16)} | ${`${r.allMarkedMs} ms`.padStart(19)} | ${`${r.peakRssMb} MiB ${target}`.padStart(16)} | ` +
         `${`${r.rssAfterMb} MiB`.padStart(9)} | ${`${r.peakHeapMb} MiB`.padStart(9)} | ${`${r.heapAfterMb} MiB`.padStart(10)} | ${String(r.namespaceRequests).padStart(20)} |`,
     );
   }

@@ -10,17 +10,19 @@ export interface ListHead {
   metadata?: { resourceVersion?: string; continue?: string };
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPEN_OBJECT = 0x7b;
-const CLOSE_OBJECT = 0x7d;
-const OPEN_ARRAY = 0x5b;
-const CLOSE_ARRAY = 0x5d;
+/** Inside a string, only its end or an escape matters. */
+const STRING_STOP = /["\\]/g;
+/**
+ * Outside strings, the next whole string or bracket; a lone `"` when the string goes on in
+ * the next chunk (the first alternative fails at that quote, the second takes it).
+ */
+const TOKEN = /"(?:[^"\\]|\\.)*"|["{}[\]]/g;
 
 export class ListItemSplitter<T> {
   readonly #onItem: (item: T) => void;
   #depth = 0;
   #inString = false;
+  /** The chunk ended right after a backslash inside a string. */
   #escaped = false;
   /** The last string at depth 1 (a key of the list object, or a value: a key always comes last before `[`), while it could still be "items". */
   #key = '';
@@ -37,40 +39,71 @@ export class ListItemSplitter<T> {
     this.#onItem = onItem;
   }
 
+  /**
+   * Jumps from one character that matters to the next with a regular expression: a loop over
+   * every character is ten times slower in the agent's jitless V8 (1.4 s for 10,000 namespaces).
+   */
   push(chunk: string): void {
     let itemStart = this.#inItem ? 0 : -1;
     // Where the head's current run starts in this chunk; -1 inside the items array.
     let headStart = this.#inItems ? -1 : 0;
-    for (let i = 0; i < chunk.length; i++) {
-      const c = chunk.charCodeAt(i);
+    let i = 0;
+    if (this.#escaped && chunk.length > 0) {
+      this.#escaped = false;
+      i = 1;
+    }
+    while (i < chunk.length) {
       if (this.#inString) {
-        if (this.#escaped) this.#escaped = false;
-        else if (c === BACKSLASH) this.#escaped = true;
-        else if (c === QUOTE) this.#inString = false;
-        else if (this.#keyPossible) {
-          this.#key += chunk[i];
+        STRING_STOP.lastIndex = i;
+        const stop = STRING_STOP.exec(chunk);
+        const end = stop ? stop.index : chunk.length;
+        if (this.#keyPossible) {
+          this.#key += chunk.slice(i, end);
           this.#keyPossible = this.#key.length <= 'items'.length;
+        }
+        if (!stop) break;
+        if (stop[0] === '"') {
+          this.#inString = false;
+          i = end + 1;
+        } else {
+          // An escaped character is never part of "items" as the API server writes it.
+          this.#keyPossible = false;
+          if (end + 1 < chunk.length) i = end + 2;
+          else {
+            this.#escaped = true;
+            break;
+          }
         }
         continue;
       }
-      if (c === QUOTE) {
+      TOKEN.lastIndex = i;
+      const found = TOKEN.exec(chunk);
+      if (!found) break;
+      i = found.index;
+      const c = found[0];
+      if (c.length > 1) {
+        if (this.#depth === 1) this.#key = c.slice(1, -1);
+        i += c.length;
+        continue;
+      }
+      if (c === '"') {
         this.#inString = true;
         if (this.#depth === 1) {
           this.#key = '';
           this.#keyPossible = true;
         }
-      } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
-        if (this.#inItems && this.#depth === 2 && c === OPEN_OBJECT) {
+      } else if (c === '{' || c === '[') {
+        if (this.#inItems && this.#depth === 2 && c === '{') {
           this.#inItem = true;
           itemStart = i;
         }
-        if (this.#depth === 1 && c === OPEN_ARRAY && this.#key === 'items') {
+        if (this.#depth === 1 && c === '[' && this.#key === 'items') {
           this.#inItems = true;
           this.#head += chunk.slice(headStart, i + 1);
           headStart = -1;
         }
         this.#depth++;
-      } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      } else {
         this.#depth--;
         if (this.#inItem && this.#depth === 2) {
           const text = this.#item + chunk.slice(itemStart, i + 1);
@@ -83,6 +116,7 @@ export class ListItemSplitter<T> {
           headStart = i;
         }
       }
+      i++;
     }
     if (this.#inItem) this.#item += chunk.slice(itemStart);
     if (headStart >= 0) this.#head += chunk.slice(headStart);
