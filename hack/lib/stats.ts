@@ -17,9 +17,16 @@ export function statusMiB(status: string, field: 'VmRSS' | 'VmHWM' | 'RssAnon' |
   return match ? Math.round(Number(match[1]) / 102.4) / 10 : NaN;
 }
 
-/** CPU time (user + system) of a /proc/PID/stat text, in seconds; the clock tick is 100 Hz on Linux. */
-export function statCpuSeconds(stat: string): number {
-  // Fields after the command name, which may hold spaces and parentheses: state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/**
+ * CPU time (user + system) of a /proc/PID/stat text, in seconds: the process's own, and its
+ * children's that it has waited for (nsenter, iptables, ip for the agent). The clock tick is
+ * 100 Hz on Linux.
+ */
+export function statCpuSeconds(stat: string): { own: number; children: number } {
+  // Fields after the command name, which may hold spaces and parentheses: state is field 3, utime 14 .. cstime 17.
+  const fields = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  return { own: (fields[11]! + fields[12]!) / 100, children: (fields[13]! + fields[14]!) / 100 };
 }
