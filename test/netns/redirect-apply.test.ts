@@ -12,6 +12,8 @@ import {
   RedirectError,
   removeRedirect,
   verifyRedirect,
+  verifyRedirectWithRecord,
+  writeNetnsRecord,
   XtablesLockTimeout,
   validateNodeConfig,
   type IptablesMode,
@@ -111,6 +113,20 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesMode[])('redirect eng
     expect(save(netns!, mode, 'ipv4')).not.toContain('203.0.113.7');
     expect(await verifyRedirect(netns!.path, basePlan, { mode })).toEqual({ ok: true, diff: '' });
     expect(foreignLines('ipv4')).toHaveLength(4);
+  });
+
+  it("the agent's check reads the rules and the netns record together, whatever either holds", async () => {
+    const pod = { path: netns!.path, inode: statSync(netns!.path).ino };
+    expect(await verifyRedirectWithRecord(pod, basePlan, { mode })).toMatchObject({ ok: false, record: '' });
+    await applyRedirect(pod, basePlan, { mode });
+    expect(await verifyRedirectWithRecord(pod, basePlan, { mode })).toEqual({ ok: true, diff: '', record: '' });
+    await writeNetnsRecord(pod, 'pod-network-controller/2 netns=1 rules=abc id=x');
+    expect(await verifyRedirectWithRecord(pod, basePlan, { mode })).toEqual({ ok: true, diff: '', record: 'pod-network-controller/2 netns=1 rules=abc id=x' });
+    must(['nsenter', `--net=${netns!.path}`, '--', `iptables-${mode}`, '-w', '-t', 'nat', '-A', 'ISTIO_OUTPUT', '-d', '203.0.113.7/32', '-j', 'RETURN']);
+    const drifted = await verifyRedirectWithRecord(pod, basePlan, { mode });
+    expect(drifted).toMatchObject({ ok: false, record: 'pod-network-controller/2 netns=1 rules=abc id=x' });
+    expect(drifted.diff).toContain('+ -A ISTIO_OUTPUT -d 203.0.113.7/32 -j RETURN');
+    await expect(verifyRedirectWithRecord({ ...pod, inode: pod.inode + 1 }, basePlan, { mode })).rejects.toBeInstanceOf(NetnsMismatch);
   });
 
   it('verify reports drift as a readable diff, and apply repairs it', async () => {

@@ -41,7 +41,7 @@ export class FakeClock implements Clock {
   }
 }
 
-/** What the API server and the netns saw, in order: `mark <state>`, `apply`, `verify`, `record <text>`, `read-record`. */
+/** What the API server and the netns saw, in order: `mark <state>`, `apply`, `verify` (the rules and the record, read together), `record <text>`. */
 export type Journal = string[];
 
 /** The API server's pods and what the informer cache holds; a write changes the first only. */
@@ -189,15 +189,10 @@ export class FakeEngine implements RedirectEngine {
     return { hash: this.appliedHash ?? rulesHash(renderPlan(plan)), changed: true };
   }
 
-  async verify(netns: Netns, _plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }> {
+  async verifyWithRecord(netns: Netns, _plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string; record: string }> {
     this.verified.push({ netns, options });
     this.journal.push('verify');
-    return this.verifyResult;
-  }
-
-  async readRecord(netns: Netns): Promise<string> {
-    this.journal.push('read-record');
-    return this.records.get(netns.path) ?? '';
+    return { ...this.verifyResult, record: this.records.get(netns.path) ?? '' };
   }
 
   async writeRecord(netns: Netns, text: string): Promise<void> {

@@ -15,8 +15,7 @@ import {
   type ValidatedNodeConfig,
   RedirectError,
   applyRedirect,
-  readNetnsRecord,
-  verifyRedirect,
+  verifyRedirectWithRecord,
   writeNetnsRecord,
 } from '../redirect/index.ts';
 import { type EventRecorder, eventNameFor } from '../kube/event-recorder.ts';
@@ -56,14 +55,13 @@ export interface RedirectEngine {
    * Enters the netns only while its inode is still the one the finder saw (else NetnsMismatch).
    */
   apply(netns: Netns, plan: RedirectPlan, options: ApplyOptions): Promise<{ hash: string; changed: boolean }>;
-  verify(netns: Netns, plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string }>;
-  /** The netns record (lo's alias): '' when none. */
-  readRecord(netns: Netns): Promise<string>;
+  /** Whether the rules equal the plan, and the netns record (lo's alias, '' when none), read together. */
+  verifyWithRecord(netns: Netns, plan: RedirectPlan, options: EngineOptions): Promise<{ ok: boolean; diff: string; record: string }>;
   /** Sets the netns record; '' clears it. */
   writeRecord(netns: Netns, text: string): Promise<void>;
 }
 
-const REDIRECT_ENGINE: RedirectEngine = { apply: applyRedirect, verify: verifyRedirect, readRecord: readNetnsRecord, writeRecord: writeNetnsRecord };
+const REDIRECT_ENGINE: RedirectEngine = { apply: applyRedirect, verifyWithRecord: verifyRedirectWithRecord, writeRecord: writeNetnsRecord };
 
 /** A mark's id: 96 random bits, 16 base64url characters. */
 const newMarkId = (): string => randomBytes(12).toString('base64url');
@@ -238,15 +236,13 @@ export class Reconciler {
           memory.settled(this.#clock.now());
           return { kind: 'done' };
         case 'verify': {
-          const [check, record] = await this.#inNetns(log, () =>
-            Promise.all([this.#engine.verify(sandbox, target.plan, engine), this.#engine.readRecord(sandbox)]),
-          );
+          const check = await this.#inNetns(log, () => this.#engine.verifyWithRecord(sandbox, target.plan, engine));
           if (!check.ok) {
             log.warn({ netns: sandbox.inode, diff: check.diff }, 'rules drifted from the mark; repairing');
             return await this.#program(pass, target, sandbox, step.drifted, engine);
           }
-          if (!recordMatches(step.markText, record)) {
-            log.warn({ netns: sandbox.inode, record }, 'the netns holds no record of this mark; programming it');
+          if (!recordMatches(step.markText, check.record)) {
+            log.warn({ netns: sandbox.inode, record: check.record }, 'the netns holds no record of this mark; programming it');
             return await this.#program(pass, target, sandbox, step.unrecorded, engine);
           }
           memory.settled(this.#clock.now());

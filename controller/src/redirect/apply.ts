@@ -1,11 +1,12 @@
 // Effects: programming, verifying and removing the rules inside a pod's netns.
 // Per family, a new pod costs one nsenter running iptables-restore --noflush and iptables-save
 // (to verify), plus `ip -6 addr add ::6/128 dev lo` for IPv6; an existing ruleset costs one save
-// more when it already matches, else save, restore, save.
+// more when it already matches, else save, restore, save. A check reads every family (and the
+// netns record) through one nsenter.
 import { stat } from 'node:fs/promises';
-import { runInNetns, runSteps, type Netns, type Step } from './exec.ts';
+import { runInNetns, runSteps, type Netns, type Step, type StepsResult } from './exec.ts';
 import { BackendMixError, NetnsMismatch, RedirectError, XtablesLockTimeout } from './errors.ts';
-import { writeNetnsRecord } from './netns-record.ts';
+import { parseRecord, READ_RECORD_ARGV, writeNetnsRecord } from './netns-record.ts';
 import { ADD_PASSTHROUGH_V6, knownLoopbackV6, passthroughAddressAdded, PASSTHROUGH_V6, readLoopbackV6 } from './loopback.ts';
 import { detectIptablesMode, iptablesBinary, type IptablesMode } from './mode.ts';
 import { renderPlan, rulesHash } from './render.ts';
@@ -220,22 +221,50 @@ export async function applyRedirect(target: string | Netns, plan: RedirectPlan, 
   return { hash, changed: changed.length > 0 || removedDropped || addedAddress };
 }
 
+export interface Verification {
+  ok: boolean;
+  diff: string;
+}
+
 /** Reads the netns's rules back; ok when our part equals the plan, else a readable diff. */
-export async function verifyRedirect(target: string | Netns, plan: RedirectPlan, opts: EngineOptions = {}): Promise<{ ok: boolean; diff: string }> {
-  const netns = await resolve(target);
+export async function verifyRedirect(target: string | Netns, plan: RedirectPlan, opts: EngineOptions = {}): Promise<Verification> {
+  return (await readBack(await resolve(target), plan, opts, [])).verification;
+}
+
+/**
+ * verifyRedirect, and the netns record (lo's alias) read in the same process start: the
+ * agent's check of a marked pod. Process starts dominate it: Node forks itself for each, on
+ * its main thread, in 2-3 ms at the agent's size.
+ */
+export async function verifyRedirectWithRecord(netns: Netns, plan: RedirectPlan, opts: EngineOptions = {}): Promise<Verification & { record: string }> {
+  const { verification, run } = await readBack(netns, plan, opts, [{ name: 'record', argv: READ_RECORD_ARGV }]);
+  return { ...verification, record: parseRecord(netns, run.stdout.get('record') ?? '') };
+}
+
+/** Every family's rules read back in one nsenter, then `more` steps; the verification of the plan. */
+async function readBack(netns: Netns, plan: RedirectPlan, opts: EngineOptions, more: Step[]): Promise<{ verification: Verification; run: StepsResult }> {
   const mode = opts.mode ?? (await detectIptablesMode()).mode;
   const rendered = renderPlan(plan);
-  const [saved, leftovers, address] = await Promise.all([
-    Promise.all(plan.families.map((family) => save(netns, mode, family))),
-    Promise.all(droppedFamilies(plan).map(async (family) => ({ family, state: await readOwnedOrEmpty(netns, mode, family) }))),
-    plan.families.includes('ipv6') ? readLoopbackV6(netns) : undefined,
-  ]);
-  const diffs = plan.families.map((family, index) => familyDrift(family, ownedState(rendered[family]!), saved[index]!.state)).filter((diff) => diff !== '');
-  for (const { family, state } of leftovers) {
+  const dropped = droppedFamilies(plan);
+  const steps: Step[] = [
+    ...plan.families.map((family) => ({ name: family, argv: [iptablesBinary(mode, family, 'save')] })),
+    // A family the host cannot list (IPv6 disabled) holds none of our rules.
+    ...dropped.map((family) => ({ name: `dropped-${family}`, argv: [iptablesBinary(mode, family, 'save')], optional: true })),
+    ...more,
+  ];
+  const [run, address] = await Promise.all([runSteps(netns, steps), plan.families.includes('ipv6') ? readLoopbackV6(netns) : undefined]);
+  if (run.failure !== undefined) throw new RedirectError(netns.path, run.failure);
+  const failed = steps.find((step) => !step.optional && !run.succeeded.has(step.name));
+  if (failed) throw new RedirectError(netns.path, `${failed.argv.join(' ')} failed: ${run.stderr.trim()}`);
+  const diffs = plan.families
+    .map((family) => familyDrift(family, ownedState(rendered[family]!), ownedState(run.stdout.get(family) ?? '')))
+    .filter((diff) => diff !== '');
+  for (const family of dropped) {
+    const state = ownedState(run.succeeded.has(`dropped-${family}`) ? (run.stdout.get(`dropped-${family}`) ?? '') : '');
     if (!isEmptyState(state)) diffs.push(`--- ${family}: not in the plan, yet this project's chains or jumps are present`);
   }
   if (address === 'absent') diffs.push(`--- ipv6: address ${PASSTHROUGH_V6} is missing from lo (the proxy binds inbound passthrough connections to it)`);
-  return { ok: diffs.length === 0, diff: diffs.join('\n') };
+  return { verification: { ok: diffs.length === 0, diff: diffs.join('\n') }, run };
 }
 
 function droppedFamilies(plan: RedirectPlan): Family[] {

@@ -19,7 +19,7 @@ export {
 export type { ExecResult, Netns } from './exec.ts';
 export { runInNetns } from './exec.ts';
 export type { ApplyOptions, EngineOptions } from './apply.ts';
-export { applyRedirect, removeRedirect, verifyRedirect } from './apply.ts';
+export { applyRedirect, removeRedirect, verifyRedirect, verifyRedirectWithRecord, type Verification } from './apply.ts';
 export type { FamilyProbe, FamilyProbeOptions } from './family-probe.ts';
 export { probeFamily } from './family-probe.ts';
-export { readNetnsRecord, writeNetnsRecord } from './netns-record.ts';
+export { writeNetnsRecord } from './netns-record.ts';

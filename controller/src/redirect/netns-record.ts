@@ -20,15 +20,16 @@ export async function writeNetnsRecord(netns: Netns, text: string): Promise<void
   }
 }
 
-/** lo's alias; '' when it has none. */
-export async function readNetnsRecord(netns: Netns): Promise<string> {
-  const result = await runInNetns(netns, ['ip', '-j', 'link', 'show', 'dev', 'lo']);
-  if (result.code !== 0) throw new RedirectError(netns.path, `reading lo's alias failed (exit ${result.code}): ${result.stderr.trim()}`);
+/** Prints lo's link as JSON, its alias (`ifalias`) included when it has one. */
+export const READ_RECORD_ARGV = ['ip', '-j', 'link', 'show', 'dev', 'lo'];
+
+/** lo's alias from what READ_RECORD_ARGV printed; '' when it has none. */
+export function parseRecord(netns: Netns, stdout: string): string {
   let links: unknown;
   try {
-    links = JSON.parse(result.stdout);
+    links = JSON.parse(stdout);
   } catch {
-    throw new RedirectError(netns.path, `ip -j link show dev lo printed no JSON: ${result.stdout.slice(0, 120)}`);
+    throw new RedirectError(netns.path, `ip -j link show dev lo printed no JSON: ${stdout.slice(0, 120)}`);
   }
   const alias = Array.isArray(links) ? (links[0] as { ifalias?: unknown } | undefined)?.ifalias : undefined;
   return typeof alias === 'string' ? alias : '';
