@@ -11,6 +11,7 @@ export interface AgentMetrics {
   podResults: Counter<'outcome'>;
   markLatency: Histogram;
   queueDepth: Gauge;
+  logLinesDropped: Counter;
   watchRestarts: Counter<'resource'>;
   watchRequests: Counter<'resource'>;
   watchUp: Gauge<'resource'>;
@@ -70,6 +71,11 @@ export function createMetrics(): AgentMetrics {
     watchRestarts,
     watchRequests,
     watchUp,
+    logLinesDropped: new Counter({
+      name: 'pnc_log_lines_dropped_total',
+      help: 'Log lines dropped because stdout was not read (a stalled container log pipe) and a MiB of lines already waited.',
+      registers: [registry],
+    }),
     iptablesLockWaits: new Counter({
       name: 'pnc_iptables_lock_waits_total',
       help: 'Programming or verifying a pod that was still waiting on iptables after 3 s (the xtables lock held by another program, usually).',

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
 import { type AgentConfig, ConfigError, configHelp, type FlagOptions, nodeRedirectConfig, parseConfig, settingOptions } from '../agent/config.ts';
+import { boundedLogStream } from '../agent/log-stream.ts';
 import { detectNodeFamilies, withEnabledFamilies } from '../agent/node-families.ts';
 import { missingAgentNodeFlags } from '../agent/node-runtime-flags.ts';
 import { type IptablesModeDecision, NodeConfigError, type ValidatedNodeConfig, detectIptablesMode, probeFamily } from '../redirect/index.ts';
@@ -53,7 +54,8 @@ export async function runCommand(args: string[]): Promise<number> {
     throw error;
   }
   reexecWithAgentNodeFlags();
-  const log = pino({ level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime });
+  const logStream = boundedLogStream();
+  const log = pino({ level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime }, logStream.stream);
   let decision: IptablesModeDecision;
   try {
     // The node's rules are in PID 1's netns (hostPID), not in this pod's own.
@@ -82,6 +84,7 @@ export async function runCommand(args: string[]): Promise<number> {
   let agent: Agent;
   try {
     agent = new Agent({ config, redirectConfig, iptablesMode, nodeFamilies, log });
+    logStream.onDrop(() => agent.metrics.logLinesDropped.inc());
   } catch (error) {
     log.fatal({ err: error }, 'cannot start (Kubernetes credentials?)');
     return 1;
