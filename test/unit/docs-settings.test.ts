@@ -106,6 +106,7 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   '--no-jitless',
   '--no-opt',
   '--no-maglev',
+  '--cpu-prof',
   '--project',
 ]);
 
