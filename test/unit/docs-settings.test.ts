@@ -107,6 +107,7 @@ const OTHER_PROGRAMS_FLAGS = new Set([
   '--no-opt',
   '--no-maglev',
   '--cpu-prof',
+  '--max-old-space-size',
   '--project',
 ]);
 
