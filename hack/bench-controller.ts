@@ -41,10 +41,6 @@ if (process.getuid?.() !== 0) {
 
 const round = (value: number) => Math.round(value * 10) / 10;
 
-async function procStatusMb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): Promise<number> {
-  return statusMiB(await readFile(`/proc/${pid}/status`, 'utf8'), field);
-}
-
 /** Records when each pod of the namespace first shows an `initialized` mark. */
 async function watchMarks(kc: KubeConfig, namespace: string) {
   const markedAt = new Map<string, number>();
@@ -99,11 +95,12 @@ async function createBurst(fixture: MeshFixture, namespace: string, nodeName: st
 
 async function agentFigures(controller: ControllerProcess) {
   const metrics = await controller.metrics();
+  const status = await readFile(`/proc/${controller.pid}/status`, 'utf8');
   return {
-    rssMb: await procStatusMb(controller.pid, 'VmRSS'),
-    peakRssMb: await procStatusMb(controller.pid, 'VmHWM'),
-    anonymousRssMb: await procStatusMb(controller.pid, 'RssAnon'),
-    fileRssMb: await procStatusMb(controller.pid, 'RssFile'),
+    rssMb: statusMiB(status, 'VmRSS'),
+    peakRssMb: statusMiB(status, 'VmHWM'),
+    anonymousRssMb: statusMiB(status, 'RssAnon'),
+    fileRssMb: statusMiB(status, 'RssFile'),
     cpuSeconds: statCpuSeconds(await readFile(`/proc/${controller.pid}/stat`, 'utf8')),
     watchRequests: {
       pods: metricValue(metrics, 'pnc_watch_requests_total', { resource: 'pods' }),

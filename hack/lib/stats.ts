@@ -7,12 +7,15 @@ export function quantile(samples: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
+/** The memory fields of /proc/PID/status the benchmarks report. */
+export type StatusField = 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile';
+
 /**
  * A memory field of a /proc/PID/status text, in MiB with one decimal; NaN when absent.
  * VmRSS = RssAnon (the process's own memory) + RssFile (pages of node's binary and
  * libraries it touched, shared with every other node process) + RssShmem.
  */
-export function statusMiB(status: string, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): number {
+export function statusMiB(status: string, field: StatusField): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
   return match ? Math.round(Number(match[1]) / 102.4) / 10 : NaN;
 }

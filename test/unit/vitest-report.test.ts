@@ -1,3 +1,4 @@
+// How npm test counts a vitest JSON report: failed files count even when none of their tests failed.
 import { describe, expect, it } from 'vitest';
 import { countReport, type VitestReport } from '../../hack/lib/vitest-report.ts';
 

@@ -21,7 +21,7 @@ export const AGENT_NODE_FLAGS: readonly { name: string; arg: string }[] = [
 /** `--no-jitless` -> `jitless`, `--max_semi_space_size=4` -> `max-semi-space-size`. */
 function flagName(arg: string): string {
   return arg
-    .replace(/^--?(no-|no_)?/, '')
+    .replace(/^--?(no[-_])?/, '')
     .split('=')[0]!
     .replaceAll('_', '-');
 }
